@@ -1,0 +1,36 @@
+"""Process-wide settings read from the environment (documented in the README)."""
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_IMAGE = "nvcr.io/nvidia/tao/tao-toolkit:5.5.0-pyt"
+
+
+def skill_dir() -> Path:
+    """The skill-bank directory (SKILL.md lives in skill/, schemas/ and references/ beside it)."""
+    env = os.environ.get("TAO_BEVFUSION_SKILL_DIR")
+    return Path(env).resolve() if env else Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    image: str
+    roots: tuple[Path, ...]
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        home_env = os.environ.get("TAO_BEVFUSION_HOME")
+        if home_env:
+            home = Path(home_env)
+        else:
+            base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+            home = Path(base) / "tao-bevfusion"
+        home = home.expanduser().resolve()
+        raw = os.environ.get("TAO_BEVFUSION_ROOTS", "")
+        roots = [Path(p).expanduser().resolve() for p in raw.split(":") if p.strip()]
+        if not roots:
+            roots = [Path.cwd().resolve()]
+        roots.append(home)
+        return cls(home=home, image=os.environ.get("TAO_BEVFUSION_IMAGE", DEFAULT_IMAGE), roots=tuple(roots))
