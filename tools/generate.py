@@ -9,7 +9,6 @@ import json
 import sys
 import types
 import typing
-from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
@@ -36,12 +35,12 @@ def _type_schema(ann: Any) -> dict[str, Any]:
     if origin in (Union, types.UnionType):
         members = [a for a in get_args(ann) if a is not type(None)]
         nullable = len(members) < len(get_args(ann))
-        inner = _type_schema(members[0]) if len(members) == 1 else {"anyOf": [_type_schema(m) for m in members]}
+        if len(members) > 1:
+            options = [_type_schema(m) for m in members] + ([{"type": "null"}] if nullable else [])
+            return {"anyOf": options}
+        inner = _type_schema(members[0])
         if nullable:
-            if "type" in inner:
-                inner["type"] = [inner["type"], "null"]
-            else:
-                inner = {"anyOf": [*inner.get("anyOf", [inner]), {"type": "null"}]}
+            inner["type"] = [inner["type"], "null"]
         return inner
     if origin is Literal:
         return {"type": "string", "enum": list(get_args(ann)), "x-tao-type": "categorical"}

@@ -1,0 +1,43 @@
+"""Shared fixtures: a writable copy of the real KITTI sample and an isolated state/roots environment."""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tools.settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("TAO_BEVFUSION_SHARED", REPO.parent / "shared")).resolve()
+KITTI_SAMPLE = SHARED / "data" / "kitti_sample"
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An allowed root with its own state dir; TAO_BEVFUSION_* point at it for the test."""
+    ws = tmp_path / "ws"
+    (ws / "home").mkdir(parents=True)
+    monkeypatch.setenv("TAO_BEVFUSION_HOME", str(ws / "home"))
+    monkeypatch.setenv("TAO_BEVFUSION_ROOTS", str(ws))
+    return ws
+
+
+@pytest.fixture
+def settings(workspace: Path) -> Settings:
+    return Settings.from_env()
+
+
+def copy_sample(dest: Path) -> Path:
+    shutil.copytree(KITTI_SAMPLE, dest)
+    for dirpath, _dirs, filenames in os.walk(dest):
+        os.chmod(dirpath, 0o755)
+        for name in filenames:
+            os.chmod(os.path.join(dirpath, name), 0o644)
+    return dest
+
+
+@pytest.fixture
+def kitti(workspace: Path) -> Path:
+    """A writable copy of ../shared/data/kitti_sample (real KITTI frames 000000 and 000008)."""
+    return copy_sample(workspace / "kitti")

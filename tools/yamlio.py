@@ -1,0 +1,56 @@
+"""YAML in: safe loading only, bounded file size, bounded alias expansion (no billion-laughs).
+
+Anchors and aliases are legal (NVIDIA's own templates use them); what is refused is a document whose
+aliases expand past MAX_NODES when walked, which is what a YAML bomb does to every consumer.
+"""
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tools.errors import ToolInputError, problem
+
+MAX_YAML_BYTES = 1_000_000
+MAX_NODES = 200_000
+
+
+def _expanded_size(data: Any, budget: int) -> int:
+    """Count nodes as a consumer would see them (aliases re-counted), stopping once over budget."""
+    count, stack = 0, [data]
+    while stack:
+        item = stack.pop()
+        count += 1
+        if count > budget:
+            return count
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return count
+
+
+def load_yaml_text(text: str, origin: str = "<yaml>") -> Any:
+    if len(text.encode()) > MAX_YAML_BYTES:
+        raise ToolInputError(problem(origin, f"YAML is larger than {MAX_YAML_BYTES} bytes",
+                                     "pass a real spec file; TAO specs are a few KB"))
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ToolInputError(problem(origin, f"not valid YAML: {exc}".replace("\n", " "),
+                                     "fix the YAML syntax")) from exc
+    if _expanded_size(data, MAX_NODES) > MAX_NODES:
+        raise ToolInputError(problem(origin, f"YAML aliases expand to more than {MAX_NODES} nodes",
+                                     "write the spec without recursive anchors/aliases"))
+    return data
+
+
+def load_yaml_file(path: Path) -> Any:
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise ToolInputError(problem(str(path), f"cannot read: {exc.strerror}", "give an existing file")) from exc
+    if size > MAX_YAML_BYTES:
+        raise ToolInputError(problem(str(path), f"file is {size} bytes, over {MAX_YAML_BYTES}",
+                                     "pass a real spec file; TAO specs are a few KB"))
+    return load_yaml_text(path.read_text(), origin=str(path))
