@@ -1,0 +1,262 @@
+"""The docker backend (docker SDK): the contract's §8.3 launch recipe, never an implicit pull."""
+
+import contextlib
+import fcntl
+import os
+import resource
+import shutil
+import subprocess
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import docker
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.types import DeviceRequest, Ulimit
+
+from tools.backends import BackendStatus, Check, LaunchPlan, LaunchRequest, container_env
+from tools.errors import ToolInputError, problem
+
+LABEL_JOB, LABEL_ACTION, LABEL_PLUGIN = "tao-bevfusion.job", "tao-bevfusion.action", "tao-bevfusion.plugin"
+NO_GPU_RUNTIME = 'could not select device driver ""'
+HARDWARE = "BEVFusion guidance: minimum 2 GPUs, 4 recommended, 24 GB+ each (A100 recommended)"
+
+
+def _client() -> docker.DockerClient:
+    try:
+        client = docker.from_env(timeout=30)
+        client.ping()
+        return client
+    except DockerException as exc:
+        raise ToolInputError(problem(
+            "backend", f"the Docker engine is not reachable ({exc.__class__.__name__}: {str(exc)[:160]})",
+            "start dockerd (or set DOCKER_HOST to a running engine), or use backend='local' inside a TAO container",
+            code="ENGINE_UNREACHABLE")) from exc
+
+
+def _nvidia_gpus() -> list[tuple[str, int]] | None:
+    """(host id, MiB) per GPU via nvidia-smi, or None when it cannot be asked."""
+    exe = shutil.which("nvidia-smi")
+    if not exe:
+        return None
+    try:
+        out = subprocess.run([exe, "--query-gpu=index,memory.total", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=10, check=True).stdout
+    except (subprocess.SubprocessError, OSError):
+        return None
+    gpus = []
+    for line in out.splitlines():
+        idx, _, mem = line.partition(",")
+        if idx.strip().isdigit():
+            gpus.append((idx.strip(), int(float(mem.strip() or 0))))
+    return gpus
+
+
+def _parse_ts(stamp: str) -> tuple[int, int]:
+    """RFC3339Nano (trailing zeros trimmed by Docker) -> (unix seconds, nanoseconds)."""
+    main, _, frac = stamp.rstrip("Z").partition(".")
+    secs = int(datetime.fromisoformat(main + "+00:00").timestamp())
+    return secs, int((frac or "0").ljust(9, "0")[:9])
+
+
+class DockerBackend:
+    name = "docker"
+
+    def plan(self, req: LaunchRequest) -> LaunchPlan:
+        env = container_env(req)
+        command = ["bevfusion", req.subtask, "-e", req.spec_container_path]
+        devices = [str(g) for g in req.gpus] if req.gpus is not None else [str(i) for i in range(req.num_gpus)]
+        notes = []
+        if not devices:
+            notes.append("no GPU device request (gpus=[]): for the test stand-in and CPU-only checks")
+        user = f"{os.getuid()}:{os.getgid()}"
+        volumes = {m.host: {"bind": m.container, "mode": m.mode} for m in req.mounts}
+        kwargs: dict[str, Any] = {
+            "image": req.image, "command": command, "name": f"tao-{req.job_id}", "detach": True,
+            "labels": {LABEL_JOB: req.job_id, LABEL_ACTION: req.action, LABEL_PLUGIN: "tao-bevfusion"},
+            "volumes": volumes, "environment": env, "user": user, "shm_size": req.shm_size,
+            "ulimits": [{"name": "memlock", "soft": req.memlock, "hard": req.memlock},
+                        {"name": "stack", "soft": 67108864, "hard": 67108864}],
+            "network_mode": req.network, "working_dir": req.results_container_dir,
+        }
+        if devices:
+            kwargs["device_requests"] = [{"device_ids": devices, "capabilities": [["gpu"]]}]
+        if req.mem_limit:
+            kwargs["mem_limit"] = req.mem_limit
+        cli = ["docker", "run", "-d", "--name", kwargs["name"], "--pull", "never"]
+        for key, value in kwargs["labels"].items():
+            cli += ["--label", f"{key}={value}"]
+        if devices:
+            cli += ["--gpus", f'"device={",".join(devices)}"']
+        cli += ["--shm-size", req.shm_size, "--ulimit", f"memlock={req.memlock}", "--ulimit", "stack=67108864",
+                "--user", user, "--network", req.network, "-w", req.results_container_dir]
+        if req.mem_limit:
+            cli += ["--memory", req.mem_limit]
+        for key, value in env.items():
+            cli += ["-e", f"{key}={value}"]
+        for m in req.mounts:
+            cli += ["-v", f"{m.host}:{m.container}:{m.mode}"]
+        cli += [req.image, *command]
+        return LaunchPlan(backend=self.name, job_id=req.job_id, command=command, equivalent_cli=cli, kwargs=kwargs,
+                          mounts=req.mounts, env=env, user=user, devices=devices, notes=notes)
+
+    def preflight(self, plan: LaunchPlan, req: LaunchRequest) -> list[Check]:
+        checks: list[Check] = []
+        try:
+            client = _client()
+        except ToolInputError as exc:
+            return [Check(name="engine", ok=False, message=exc.problems[0].message, fix=exc.problems[0].fix)]
+        checks.append(Check(name="engine", ok=True, severity="info", message="Docker engine reachable"))
+        try:
+            client.images.get(req.image)
+            checks.append(Check(name="image", ok=True, severity="info", message=f"{req.image} is present"))
+        except ImageNotFound:
+            checks.append(Check(name="image", ok=False, message=f"image {req.image} is not present locally (no "
+                                "implicit pulls)", fix=f"docker pull {req.image} (or set TAO_BEVFUSION_IMAGE to "
+                                "a mirrored image you have)"))
+        if plan.devices:
+            runtimes = client.info().get("Runtimes", {}) or {}
+            if "nvidia" not in runtimes:
+                checks.append(Check(name="gpu_runtime", ok=False, message="GPUs requested but the engine has no "
+                                    "NVIDIA container runtime", fix="install nvidia-container-toolkit, run `nvidia-ctk "
+                                    "runtime configure --runtime=docker`, restart dockerd; or pass gpus=[]"))
+            checks += _gpu_checks(plan.devices)
+        return checks
+
+    def submit(self, plan: LaunchPlan, req: LaunchRequest) -> str:
+        client = _client()
+        kwargs = dict(plan.kwargs)
+        if "device_requests" in kwargs:
+            kwargs["device_requests"] = [DeviceRequest(**d) for d in kwargs["device_requests"]]
+        kwargs["ulimits"] = [Ulimit(**u) for u in kwargs["ulimits"]]
+        try:
+            container = client.containers.run(**kwargs)
+        except ImageNotFound as exc:
+            raise ToolInputError(problem("image", f"image {req.image} is not present locally",
+                                         f"docker pull {req.image}, or set TAO_BEVFUSION_IMAGE",
+                                         code="IMAGE_MISSING")) from exc
+        except APIError as exc:
+            self._remove_name(client, kwargs["name"])
+            text = str(exc.explanation or exc)
+            if NO_GPU_RUNTIME in text or "capabilities: [[gpu]]" in text:
+                raise ToolInputError(problem(
+                    "gpus", f"the engine cannot give GPUs to containers: {text}",
+                    "install the NVIDIA driver and nvidia-container-toolkit on this host and restart dockerd "
+                    "(nvidia-ctk runtime configure --runtime=docker); for a CPU-only check pass gpus=[]",
+                    code="NO_GPU_RUNTIME")) from exc
+            if "error setting rlimit" in text:
+                raise ToolInputError(problem(
+                    "memlock", f"the engine may not raise the container's locked-memory limit: {text[-160:]}",
+                    f"pass memlock={resource.getrlimit(resource.RLIMIT_MEMLOCK)[1]} (this host's hard limit), or run "
+                    "dockerd with permission to raise RLIMIT_MEMLOCK", code="RLIMIT_DENIED")) from exc
+            raise ToolInputError(problem("backend", f"Docker refused the launch: {text[:300]}",
+                                         "read the message; fix mounts/user/image and retry")) from exc
+        return str(container.id)
+
+    @staticmethod
+    def _remove_name(client: docker.DockerClient, name: str) -> None:
+        with contextlib.suppress(NotFound, APIError):
+            client.containers.get(name).remove(force=True)
+
+    def poll(self, handle: str) -> BackendStatus:
+        try:
+            container = _client().containers.get(handle)
+        except NotFound:
+            return BackendStatus(state="missing")
+        state = container.attrs.get("State", {})
+        status = state.get("Status")
+        if status in ("running", "restarting", "paused"):
+            return BackendStatus(state="running")
+        if status == "created":
+            return BackendStatus(state="created")
+        return BackendStatus(state="exited", exit_code=state.get("ExitCode"), oom_killed=bool(state.get("OOMKilled")),
+                             error=state.get("Error") or None)
+
+    def sync_logs(self, handle: str, log_path: str, cursor: dict[str, Any]) -> dict[str, Any]:
+        """Append output produced since the last sync (timestamps de-duplicate the 1 s `since` window)."""
+        last = tuple(cursor.get("docker_ts", (0, 0)))
+        try:
+            container = _client().containers.get(handle)
+        except NotFound:
+            return cursor
+        lock_path = Path(log_path).with_suffix(".lock")
+        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+        with open(lock_path, "w") as lock, open(log_path, "ab") as out:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            last = tuple(_read_cursor(lock_path.with_suffix(".ts")) or last)
+            since = last[0] if last[0] else None
+            stream = container.logs(stdout=True, stderr=True, timestamps=True, stream=True, follow=False,
+                                    since=since)
+            pending = b""
+            for chunk in stream:
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    last = _append(out, line + b"\n", last)
+            if pending:
+                last = _append(out, pending, last)
+            lock_path.with_suffix(".ts").write_text(f"{last[0]} {last[1]}")
+        return {**cursor, "docker_ts": list(last)}
+
+    def cancel(self, handle: str, force: bool) -> None:
+        try:
+            container = _client().containers.get(handle)
+        except NotFound:
+            return
+        try:
+            if force:
+                container.kill()
+            else:
+                container.stop(timeout=5)
+        except APIError:
+            pass  # already stopped
+
+    def find(self, job_id: str) -> str | None:
+        found = _client().containers.list(all=True, filters={"label": f"{LABEL_JOB}={job_id}"})
+        return str(found[0].id) if found else None
+
+    def cleanup(self, handle: str) -> None:
+        with contextlib.suppress(NotFound, APIError):
+            _client().containers.get(handle).remove(force=True)
+
+
+def _read_cursor(path: Path) -> tuple[int, int] | None:
+    try:
+        a, b = path.read_text().split()
+        return int(a), int(b)
+    except (OSError, ValueError):
+        return None
+
+
+def _append(out: Any, line: bytes, last: tuple[int, ...]) -> tuple[int, ...]:
+    stamp, _, body = line.partition(b" ")
+    try:
+        ts = _parse_ts(stamp.decode())
+    except ValueError:
+        out.write(line)
+        return last
+    if ts <= last:
+        return last
+    out.write(body)
+    return ts
+
+
+def _gpu_checks(devices: list[str]) -> list[Check]:
+    gpus = _nvidia_gpus()
+    if gpus is None:
+        return [Check(name="gpus", ok=True, severity="warning", message="cannot verify the requested GPUs (no "
+                      "nvidia-smi on this host)", fix="install the NVIDIA driver utilities")]
+    have = dict(gpus)
+    missing = [d for d in devices if d not in have]
+    if missing:
+        return [Check(name="gpus", ok=False, message=f"host GPUs {missing} do not exist (have {sorted(have)})",
+                      fix="pass gpus= with existing host ids")]
+    checks = []
+    if len(devices) < 2:
+        checks.append(Check(name="gpu_count", ok=True, severity="warning",
+                            message=f"{len(devices)} GPU: a smoke run only. {HARDWARE}"))
+    small = [d for d in devices if have[d] < 24 * 1024]
+    if small:
+        checks.append(Check(name="gpu_memory", ok=True, severity="warning",
+                            message=f"GPUs {small} have < 24 GB; lower batch_size to 1-2. {HARDWARE}"))
+    return checks

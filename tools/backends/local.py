@@ -1,0 +1,110 @@
+"""The local backend: the same command as a host process (an agent inside a TAO container, or a host with
+TAO installed). Paths in the spec are host paths. TAO_BEVFUSION_LOCAL_CLI overrides the `bevfusion`
+command: a path, or a JSON list such as ["python3", "/opt/standin.py"]."""
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from tools.backends import BackendStatus, Check, LaunchPlan, LaunchRequest, container_env
+from tools.errors import ToolInputError, problem
+
+
+def cli_prefix() -> list[str]:
+    raw = os.environ.get("TAO_BEVFUSION_LOCAL_CLI", "bevfusion")
+    if raw.strip().startswith("["):
+        value = json.loads(raw)
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value) or not value:
+            raise ToolInputError(problem("TAO_BEVFUSION_LOCAL_CLI", "must be a JSON list of strings",
+                                         'e.g. ["python3", "/path/bevfusion_standin.py"]'))
+        return value
+    return [raw]
+
+
+def _proc_start(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _alive(pid: int, start: str) -> bool:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return False
+    return fields[0] != "Z" and fields[19] == start
+
+
+class LocalBackend:
+    name = "local"
+
+    def plan(self, req: LaunchRequest) -> LaunchPlan:
+        command = [*cli_prefix(), req.subtask, "-e", req.spec_host_path]
+        env = container_env(req)
+        exit_file = str(Path(req.log_path).with_name("exit.json"))
+        runner = [sys.executable, "-m", "tools.backends.local_runner", exit_file, "--", *command]
+        notes = ["host process in its own process group; spec paths are host paths"]
+        if req.gpus:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(req.gpus)
+            notes.append(f"CUDA_VISIBLE_DEVICES={env['CUDA_VISIBLE_DEVICES']}")
+        return LaunchPlan(backend=self.name, job_id=req.job_id, command=command, equivalent_cli=runner,
+                          kwargs={"cwd": req.results_dir, "exit_file": exit_file, "log_path": req.log_path},
+                          mounts=[], env=env, user=f"{os.getuid()}:{os.getgid()}", devices=req.gpus or [],
+                          notes=notes)
+
+    def preflight(self, plan: LaunchPlan, req: LaunchRequest) -> list[Check]:
+        exe = plan.command[0]
+        found = Path(exe).is_file() or any((Path(p) / exe).is_file() for p in os.environ.get("PATH", "").split(":"))
+        if not found:
+            return [Check(name="cli", ok=False, message=f"`{exe}` is not on this host",
+                          fix="run inside the TAO 5.5 container, set TAO_BEVFUSION_LOCAL_CLI, or use backend='docker'")]
+        return [Check(name="cli", ok=True, severity="info", message=f"{exe} found")]
+
+    def submit(self, plan: LaunchPlan, req: LaunchRequest) -> str:
+        Path(req.results_dir).mkdir(parents=True, exist_ok=True)
+        env = {**{k: v for k, v in os.environ.items() if k not in ("JOB_ID",)}, **plan.env}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]),
+                                                          os.environ.get("PYTHONPATH")]))
+        with open(req.log_path, "ab") as log:
+            proc = subprocess.Popen(plan.equivalent_cli, cwd=req.results_dir, env=env, stdout=log,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        return f"pid:{proc.pid}:{_proc_start(proc.pid)}:{plan.kwargs['exit_file']}"
+
+    @staticmethod
+    def _parse(handle: str) -> tuple[int, str, str]:
+        _, pid, start, exit_file = handle.split(":", 3)
+        return int(pid), start, exit_file
+
+    def poll(self, handle: str) -> BackendStatus:
+        pid, start, exit_file = self._parse(handle)
+        for _ in range(2):  # the runner writes exit.json just before it exits: look again after reaping
+            if Path(exit_file).is_file():
+                data = json.loads(Path(exit_file).read_text())
+                return BackendStatus(state="exited", exit_code=int(data["exit_code"]))
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)  # reap when it is this process's child; harmless otherwise
+            if _alive(pid, start):
+                return BackendStatus(state="running")
+        return BackendStatus(state="missing")
+
+    def sync_logs(self, handle: str, log_path: str, cursor: dict[str, Any]) -> dict[str, Any]:
+        return cursor  # the process writes straight into the job log
+
+    def cancel(self, handle: str, force: bool) -> None:
+        pid, start, _ = self._parse(handle)
+        if _proc_start(pid) != start:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL if force else signal.SIGTERM)
+
+    def find(self, job_id: str) -> str | None:
+        return None  # local jobs are found through the handle stored at submit
+
+    def cleanup(self, handle: str) -> None:
+        return None

@@ -1,0 +1,174 @@
+"""Job records in SQLite (WAL) under the state dir, shared by every server and CLI process.
+
+States: pending -> running -> succeeded | failed | canceled | unknown. Terminal states never change:
+every state write is guarded in SQL, so two processes racing to finish a job cannot overwrite each other.
+"""
+
+import json
+import re
+import secrets
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from tools.errors import ToolInputError, problem
+
+JobState = Literal["pending", "running", "succeeded", "failed", "canceled", "unknown"]
+TERMINAL = ("succeeded", "failed", "canceled", "unknown")
+JOB_ID = re.compile(r"^j[0-9a-f]{16}$")
+JSON_FIELDS = ("plan", "verdict", "progress", "metrics", "errors", "cursor", "findings", "meta")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    action TEXT NOT NULL,
+    backend TEXT NOT NULL,
+    state TEXT NOT NULL,
+    spec_path TEXT NOT NULL,
+    spec_sha256 TEXT NOT NULL,
+    results_dir TEXT NOT NULL,
+    data_root TEXT NOT NULL,
+    parent_job_id TEXT,
+    handle TEXT,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    plan TEXT, verdict TEXT, progress TEXT, metrics TEXT, errors TEXT, cursor TEXT, findings TEXT, meta TEXT,
+    created_at REAL NOT NULL, started_at REAL, finished_at REAL, updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
+CREATE INDEX IF NOT EXISTS jobs_results ON jobs(results_dir);
+"""
+
+
+class Job(BaseModel):
+    id: str
+    action: str
+    backend: str
+    state: JobState
+    spec_path: str
+    spec_sha256: str
+    results_dir: str
+    data_root: str
+    parent_job_id: str | None = None
+    handle: str | None = None
+    cancel_requested: bool = False
+    plan: dict[str, Any] = Field(default_factory=dict)
+    verdict: dict[str, Any] = Field(default_factory=dict)
+    progress: dict[str, Any] = Field(default_factory=dict)
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    errors: list[dict[str, Any]] = Field(default_factory=list)
+    cursor: dict[str, Any] = Field(default_factory=dict)
+    findings: dict[str, Any] = Field(default_factory=dict)
+    meta: dict[str, Any] = Field(default_factory=dict)
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    updated_at: float
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in TERMINAL
+
+    def job_dir(self, home: Path) -> Path:
+        return home / "jobs" / self.id
+
+
+def new_job_id() -> str:
+    return "j" + secrets.token_hex(8)
+
+
+def check_job_id(job_id: str, field: str = "job_id") -> str:
+    if not isinstance(job_id, str) or not JOB_ID.match(job_id):
+        raise ToolInputError(problem(field, "not a job id (they look like j0123456789abcdef)",
+                                     "call list_jobs to see the ids", value=str(job_id)[:40]))
+    return job_id
+
+
+class JobStore:
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        home.mkdir(parents=True, exist_ok=True)
+        self.path = home / "jobs.db"
+        with self._conn() as conn:
+            conn.executescript(SCHEMA)
+
+    @contextmanager
+    def _conn(self) -> Iterator[sqlite3.Connection]:
+        conn = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA busy_timeout=10000")
+            conn.row_factory = sqlite3.Row
+            yield conn
+        finally:
+            conn.close()
+
+    @staticmethod
+    def _to_job(row: sqlite3.Row) -> Job:
+        data = dict(row)
+        for key in JSON_FIELDS:
+            data[key] = json.loads(data[key]) if data[key] else ({} if key != "errors" else [])
+        data["cancel_requested"] = bool(data["cancel_requested"])
+        return Job.model_validate(data)
+
+    def create(self, job_id: str | None = None, **fields: Any) -> Job:
+        now = time.time()
+        job = Job(id=check_job_id(job_id) if job_id else new_job_id(), state="pending", created_at=now,
+                  updated_at=now, **fields)
+        row = job.model_dump()
+        for key in JSON_FIELDS:
+            row[key] = json.dumps(row[key], allow_nan=True)
+        cols = ", ".join(row)
+        with self._conn() as conn:
+            conn.execute(f"INSERT INTO jobs ({cols}) VALUES ({', '.join('?' for _ in row)})", list(row.values()))
+        return job
+
+    def get(self, job_id: str) -> Job:
+        check_job_id(job_id)
+        with self._conn() as conn:
+            row = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise ToolInputError(problem("job_id", f"no job {job_id} in {self.path}",
+                                         "call list_jobs; jobs live in TAO_BEVFUSION_HOME", code="JOB_NOT_FOUND"))
+        return self._to_job(row)
+
+    def update(self, job_id: str, **fields: Any) -> bool:
+        """Write fields. A state change (or any write) to a terminal job is refused: returns False."""
+        if not fields:
+            return True
+        row = dict(fields)
+        for key in JSON_FIELDS:
+            if key in row:
+                row[key] = json.dumps(row[key], allow_nan=True)
+        if "cancel_requested" in row:
+            row["cancel_requested"] = int(bool(row["cancel_requested"]))
+        row["updated_at"] = time.time()
+        sets = ", ".join(f"{k} = ?" for k in row)
+        placeholders = ", ".join("?" for _ in TERMINAL)
+        with self._conn() as conn:
+            cur = conn.execute(f"UPDATE jobs SET {sets} WHERE id = ? AND state NOT IN ({placeholders})",
+                               [*row.values(), job_id, *TERMINAL])
+        return cur.rowcount == 1
+
+    def query(self, state: str | None = None, action: str | None = None, limit: int = 20) -> list[Job]:
+        query, args = "SELECT * FROM jobs WHERE 1=1", []
+        if state:
+            query += " AND state = ?"
+            args.append(state)
+        if action:
+            query += " AND action = ?"
+            args.append(action)
+        query += " ORDER BY created_at DESC LIMIT ?"
+        args.append(str(max(1, min(limit, 200))))
+        with self._conn() as conn:
+            return [self._to_job(r) for r in conn.execute(query, args).fetchall()]
+
+    def active_for_results(self, results_dir: str) -> list[Job]:
+        with self._conn() as conn:
+            rows = conn.execute("SELECT * FROM jobs WHERE results_dir = ? AND state IN ('pending', 'running')",
+                                (results_dir,)).fetchall()
+        return [self._to_job(r) for r in rows]

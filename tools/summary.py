@@ -1,0 +1,141 @@
+"""The short, correct answer an agent gets about a job: state, verdict, progress, metrics, errors, next steps.
+
+Everything here is bounded (lists capped, strings trimmed) so a summary stays under 8 KB whatever the log.
+"""
+
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from tools.jobstore import Job, JobState
+from tools.outcome import SUMMARY_METRICS, ErrorMatch, Verdict, error_matches
+
+SUMMARY_LIMIT = 8 * 1024
+
+
+class Progress(BaseModel):
+    epoch: int | None = Field(default=None, description="Current (1-based) epoch, from the mmengine log.")
+    max_epochs: int | None = Field(default=None, description="train.num_epochs of the spec.")
+    iteration: int | None = Field(default=None, description="Global iteration (status.json cur_iter).")
+    iters_per_epoch: int | None = None
+    loss: float | None = None
+    lr: float | None = None
+    eta: str | None = None
+
+
+class JobSummary(BaseModel):
+    job_id: str
+    action: str
+    state: JobState = Field(description="pending, running, succeeded, failed, canceled or unknown.")
+    backend: str
+    verdict: Verdict | None = Field(default=None, description="Set once the job has ended.")
+    progress: Progress
+    metrics: dict[str, Any] = Field(description="AP11/AP40 (0-100 scale): latest, best and per epoch.")
+    errors: list[ErrorMatch] = Field(description="Known error signatures found, with evidence and remedy.")
+    artifacts: dict[str, Any] = Field(description="Checkpoints and outputs found on the host.")
+    next_steps: list[str] = Field(description="Calls to make next.")
+    results_dir: str
+    parent_job_id: str | None = None
+    log_resource: str = Field(description="MCP resource URI of the full log (page it with get_job_logs).")
+    digest: str = Field(description="One-line human summary.")
+
+
+def _checkpoints(job: Job) -> list[str]:
+    work = Path(job.results_dir) / "train"
+    if job.action != "train" or not work.is_dir():
+        return []
+    found = [p for p in work.iterdir() if re.fullmatch(r"epoch_(\d+)\.pth", p.name)]
+    return [p.name for p in sorted(found, key=lambda p: int(p.name[6:-4]))][-20:]
+
+
+def _metrics(job: Job) -> dict[str, Any]:
+    m = {k: v for k, v in job.metrics.items() if k != "history"}
+    if job.metrics.get("history"):
+        m["per_epoch"] = job.metrics["history"][-20:]
+    log_metrics = job.findings.get("log_metrics", {})
+    for key, value in log_metrics.items():
+        if key.endswith(SUMMARY_METRICS):
+            m[key] = value
+    if job.action == "evaluate":
+        for name in ("AP11", "AP40"):
+            key = next((k for k in log_metrics if k.endswith(f"_3D_{name}_moderate_strict")), None)
+            if key:
+                m[name] = log_metrics[key]
+    return m
+
+
+def next_steps(job: Job, errors: list[ErrorMatch]) -> list[str]:
+    jid, root = job.id, job.data_root
+    if job.state in ("pending", "running"):
+        return [f"get_job(job_id='{jid}') in ~30 s for progress", f"cancel_job(job_id='{jid}') to stop it"]
+    outcome = job.verdict.get("outcome")
+    if outcome in ("succeeded", "succeeded_with_teardown_crash"):
+        steps = {
+            "dataset_convert": [f"check_dataset(data_root='{root}', action='train')",
+                                f"run_action(action='train', data_root='{root}', automl_policy='off', "
+                                "overrides={'num_epochs': N})"],
+            "train": [f"resolve_parent_checkpoint(parent_job_id='{jid}')",
+                      f"run_action(action='evaluate', data_root='{root}', parent_job_id='{jid}')"],
+            "evaluate": [f"run_action(action='inference', data_root='{root}', parent_job_id='{job.parent_job_id}')"
+                         if job.parent_job_id else "run_action(action='inference', checkpoint=<the same .pth>)"],
+            "inference": [f"read predictions in {job.results_dir}/inference/preds/"],
+        }[job.action]
+        if outcome == "succeeded_with_teardown_crash":
+            steps.insert(0, "use only the exact artifacts in verdict.usable_artifacts (teardown crash)")
+        return steps
+    steps = [e.next_call for e in errors if e.next_call and e.severity == "error"][:2]
+    if job.action == "train" and _checkpoints(job) and outcome in ("failed", "killed", "canceled"):
+        steps.append(f"run_action(action='train', data_root='{root}', parent_job_id='{jid}', resume=true, "
+                     "automl_policy='off') to continue from the newest checkpoint")
+    steps.append(f"get_job_logs(job_id='{jid}', grep='Error|Traceback')")
+    return steps
+
+
+def _digest(job: Job, progress: Progress, metrics: dict[str, Any]) -> str:
+    parts = [f"{job.id} {job.action} {job.state}"]
+    if job.verdict:
+        parts.append(f"({job.verdict.get('outcome')}: {str(job.verdict.get('reason'))[:160]})")
+    if progress.epoch is not None:
+        parts.append(f"epoch {progress.epoch}/{progress.max_epochs or '?'}")
+    if progress.iteration is not None:
+        parts.append(f"iter {progress.iteration}")
+    if progress.loss is not None:
+        parts.append(f"loss {progress.loss:.4g}")
+    if metrics.get("AP11") is not None:
+        parts.append(f"AP11 {metrics['AP11']}")
+    if metrics.get("best_AP11") is not None:
+        parts.append(f"(best {metrics['best_AP11']} @ epoch {metrics.get('best_epoch')})")
+    return ", ".join(parts)
+
+
+def summarize(job: Job) -> JobSummary:
+    p = job.progress
+    progress = Progress(epoch=p.get("epoch"), max_epochs=job.meta.get("num_epochs"), iteration=p.get("cur_iter"),
+                        iters_per_epoch=p.get("iters_per_epoch"), loss=p.get("loss"), lr=p.get("lr"),
+                        eta=p.get("eta"))
+    if job.state == "succeeded" and job.action == "train":
+        progress.epoch = progress.max_epochs
+    errors = error_matches(job.findings)
+    if job.state == "succeeded":
+        errors = [e for e in errors if e.severity != "error"]
+    metrics = _metrics(job)
+    verdict = Verdict.model_validate(job.verdict) if job.verdict else None
+    if verdict:
+        verdict.usable_artifacts = verdict.usable_artifacts[:12]
+        verdict.missing_artifacts = verdict.missing_artifacts[:8]
+    artifacts: dict[str, Any] = {"checkpoints": _checkpoints(job)} if job.action == "train" else {}
+    if job.findings.get("skipped_bytes"):
+        artifacts["log_note"] = f"{job.findings['skipped_bytes']} early log bytes were not scanned"
+    summary = JobSummary(job_id=job.id, action=job.action, state=job.state, backend=job.backend, verdict=verdict,
+                         progress=progress, metrics=metrics, errors=errors, artifacts=artifacts,
+                         next_steps=next_steps(job, errors), results_dir=job.results_dir,
+                         parent_job_id=job.parent_job_id, log_resource=f"tao-bevfusion://jobs/{job.id}/log",
+                         digest=_digest(job, progress, metrics))
+    while len(summary.model_dump_json()) > SUMMARY_LIMIT and (summary.errors or summary.metrics.get("per_epoch")):
+        if summary.metrics.get("per_epoch"):
+            summary.metrics["per_epoch"] = summary.metrics["per_epoch"][len(summary.metrics["per_epoch"]) // 2 + 1:]
+        else:
+            summary.errors.pop()
+    return summary
