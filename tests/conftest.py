@@ -8,6 +8,8 @@ import pytest
 
 from tools.settings import Settings
 
+pytest_plugins = ["tests.dockerfix"]
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("TAO_BEVFUSION_SHARED", REPO.parent / "shared")).resolve()
 KITTI_SAMPLE = SHARED / "data" / "kitti_sample"

@@ -43,9 +43,9 @@ class RunActionInput(BuildSpecInput):
     network: Literal["none", "host", "bridge"] = Field(default="none", description="Container network mode.")
     shm_size: str = Field(default="16G", pattern=r"^\d+[kKmMgG]?$", description="/dev/shm size.")
     mem_limit: str | None = Field(default=None, pattern=r"^\d+[kKmMgG]?$", description="Container memory limit.")
-    memlock: int = Field(default=-1, ge=-1, description=(
-        "Container RLIMIT_MEMLOCK in bytes; -1 = unlimited (NVIDIA's recommendation). Lower it only when the "
-        "engine may not raise it."))
+    memlock: int | None = Field(default=None, ge=-1, description=(
+        "Container RLIMIT_MEMLOCK in bytes; default TAO_BEVFUSION_MEMLOCK or -1 = unlimited (NVIDIA's "
+        "recommendation). Lower it only when the engine may not raise it."))
     automl_policy: Literal["on", "off"] | None = Field(default=None, description="train only: on (route via "
                                                        "tao-run-automl, the default) or off (launch directly).")
     request: str | None = Field(default=None, max_length=2000, description="The user's words, for the AutoML "
@@ -112,7 +112,7 @@ def _request(inp: RunActionInput, job_id: str, spec_path: Path, side: dict[str, 
         results_container_dir=results_container, cache_container_dir=str(cache) if local else "/tao-scratch",
         mounts=mounts, image=inp.image or settings.image, gpus=gpus, num_gpus=num_gpus,
         env=validate_env(inp.env), network=inp.network, shm_size=inp.shm_size, mem_limit=inp.mem_limit,
-        memlock=inp.memlock,
+        memlock=settings.memlock if inp.memlock is None else inp.memlock,
         log_path=str(job_dir / "job.log"))
 
 

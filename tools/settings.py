@@ -18,6 +18,7 @@ class Settings:
     home: Path
     image: str
     roots: tuple[Path, ...]
+    memlock: int = -1
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -33,4 +34,6 @@ class Settings:
         if not roots:
             roots = [Path.cwd().resolve()]
         roots.append(home)
-        return cls(home=home, image=os.environ.get("TAO_BEVFUSION_IMAGE", DEFAULT_IMAGE), roots=tuple(roots))
+        memlock = int(os.environ.get("TAO_BEVFUSION_MEMLOCK", "-1") or -1)
+        return cls(home=home, image=os.environ.get("TAO_BEVFUSION_IMAGE", DEFAULT_IMAGE), roots=tuple(roots),
+                   memlock=memlock)

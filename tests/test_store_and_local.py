@@ -1,0 +1,125 @@
+"""Job store semantics, the local backend (host process), input refusals, and golden dry-run plans."""
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, copy_sample
+from tools.backends import validate_env
+from tools.errors import ToolInputError
+from tools.jobs import RunActionInput, cancel_job, get_job, run_action
+from tools.jobstore import JobStore
+
+STANDIN = REPO / "tests" / "standin" / "bevfusion_standin.py"
+GOLDEN = REPO / "tests" / "golden"
+
+
+def test_terminal_states_never_change(tmp_path: Path):
+    store = JobStore(tmp_path)
+    job = store.create(action="train", backend="local", spec_path="/s", spec_sha256="x", results_dir="/r",
+                       data_root="/d")
+    assert store.update(job.id, state="running") and store.update(job.id, state="failed")
+    assert not store.update(job.id, state="succeeded")
+    assert JobStore(tmp_path).get(job.id).state == "failed"  # a second store (process) sees the same
+
+
+@pytest.mark.parametrize("bad", ["", "../etc", "j123", "J0123456789ABCDEF", "j0123456789abcdeg", "x" * 100])
+def test_malformed_job_ids_are_refused(tmp_path: Path, bad: str):
+    with pytest.raises(ToolInputError, match="not a job id"):
+        JobStore(tmp_path).get(bad)
+
+
+def test_unknown_job_id_names_the_next_call(workspace: Path):
+    with pytest.raises(ToolInputError, match="list_jobs"):
+        get_job("j0123456789abcdef")
+
+
+@pytest.mark.parametrize("env,msg", [
+    ({"TELEMETRY_OPT_OUT": "no"}, "set by the launcher"), ({"JOB_ID": "x"}, "set by the launcher"),
+    ({"CUDA_VISIBLE_DEVICES": "3"}, "set by the launcher"), ({"NGC_API_KEY": "abc"}, "secret"),
+    ({"bad-name": "1"}, "valid variable"),
+])
+def test_env_that_overrides_safety_is_refused(env, msg):
+    with pytest.raises(ToolInputError, match=msg):
+        validate_env(env)
+
+
+@pytest.fixture
+def local_cli(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TAO_BEVFUSION_LOCAL_CLI", json.dumps([sys.executable, str(STANDIN)]))
+
+
+def _finish(job_id: str, timeout: float = 60):
+    deadline = time.monotonic() + timeout
+    while (s := get_job(job_id)).state in ("pending", "running") and time.monotonic() < deadline:
+        time.sleep(0.3)
+    return s
+
+
+def test_local_backend_pipeline(workspace: Path, local_cli: None):
+    root = copy_sample(workspace / "kitti")
+    conv = run_action(RunActionInput(action="dataset_convert", data_root=str(root), backend="local",
+                                     wait_seconds=20))
+    assert _finish(conv.job_id).state == "succeeded"
+    train = run_action(RunActionInput(action="train", data_root=str(root), backend="local", automl_policy="off",
+                                      overrides={"num_epochs": 2, "batch_size": 1}))
+    s = _finish(train.job_id)
+    assert s.state == "succeeded" and s.artifacts["checkpoints"] == ["epoch_1.pth", "epoch_2.pth"]
+    ev = run_action(RunActionInput(action="evaluate", data_root=str(root), backend="local",
+                                   parent_job_id=train.job_id))
+    assert _finish(ev.job_id).metrics["AP11"] > 0
+
+
+def test_local_cancel_and_missing_cli(workspace: Path, local_cli: None, monkeypatch: pytest.MonkeyPatch):
+    root = copy_sample(workspace / "kitti")
+    _finish(run_action(RunActionInput(action="dataset_convert", data_root=str(root), backend="local")).job_id)
+    r = run_action(RunActionInput(action="train", data_root=str(root), backend="local", automl_policy="off",
+                                  overrides={"num_epochs": 5, "batch_size": 1}, env={"FAKE_TAO_ITER_SECONDS": "1"}))
+    c = cancel_job(r.job_id)
+    assert c.state == "canceled" and get_job(r.job_id).verdict.outcome == "canceled"
+    monkeypatch.setenv("TAO_BEVFUSION_LOCAL_CLI", "/nonexistent/bevfusion")
+    with pytest.raises(ToolInputError, match="not on this host"):
+        run_action(RunActionInput(action="dataset_convert", data_root=str(root), backend="local"))
+
+
+def _normalise(obj, ws: Path):
+    text = json.dumps(obj, indent=2, sort_keys=True)
+    text = text.replace(str(ws), "<ws>").replace(sys.executable, "<python>").replace(str(REPO), "<repo>")
+    text = text.replace(f'"{os.getuid()}:{os.getgid()}"', '"<uid>:<gid>"')
+    import re
+
+    text = re.sub(r"\d{8}-\d{6}-[0-9a-f]{6}", "<stamp>", text)
+    return re.sub(r"j[0-9a-f]{16}", "<job>", text)
+
+
+@pytest.mark.parametrize("backend,action", [("docker", "train"), ("docker", "dataset_convert"),
+                                            ("local", "evaluate")])
+def test_dry_run_plans_match_golden_files(workspace: Path, monkeypatch: pytest.MonkeyPatch, backend, action):
+    monkeypatch.setenv("TAO_BEVFUSION_IMAGE", "nvcr.io/nvidia/tao/tao-toolkit:5.5.0-pyt")
+    monkeypatch.setenv("TAO_BEVFUSION_LOCAL_CLI", "bevfusion")
+    monkeypatch.delenv("TAO_BEVFUSION_MEMLOCK", raising=False)
+    monkeypatch.setenv("PATH", f"{workspace}/bin:{os.environ['PATH']}")
+    (workspace / "bin").mkdir()
+    (workspace / "bin" / "bevfusion").write_text("#!/bin/sh\n")
+    root = copy_sample(workspace / "kitti")
+    kw = {"num_gpus": 2, "gpus": ["2", "3"]} if action == "train" else {}
+    if action == "evaluate":
+        (workspace / "m").mkdir()
+        (workspace / "m" / "epoch_2.pth").write_text("{}")
+        kw = {"checkpoint": str(workspace / "m" / "epoch_2.pth")}
+    r = run_action(RunActionInput(action=action, data_root=str(root), backend=backend, dry_run=True,
+                                  automl_policy="off", results_dir=str(workspace / "runs" / "r1"), **kw))
+    assert r.job_id is None and r.state == "planned"
+    plan = r.plan.model_dump()
+    plan["preflight"] = [c["name"] for c in plan["preflight"]]
+    got = _normalise(plan, workspace)
+    golden = GOLDEN / f"plan_{backend}_{action}.json"
+    if os.environ.get("UPDATE_GOLDEN"):
+        golden.parent.mkdir(exist_ok=True)
+        golden.write_text(got + "\n")
+    assert got + "\n" == golden.read_text()
+    assert not (workspace / "home" / "jobs.db").exists() or not JobStore(workspace / "home").query()
