@@ -30,10 +30,8 @@ def _start_private_engine() -> tuple[subprocess.Popen, Path] | None:
         return None
     root = Path(tempfile.mkdtemp(prefix="tao-test-dockerd."))
     sock = root / "docker.sock"
-    proc = subprocess.Popen(
-        ["dockerd", f"--data-root={root}/data", f"--exec-root={root}/exec", f"--pidfile={root}/pid",
-         f"--host=unix://{sock}", "--storage-driver=overlay2", "--iptables=false", "--ip-forward=false",
-         "--bridge=none"], stdout=open(root / "dockerd.log", "wb"), stderr=subprocess.STDOUT)
+    with open(root / "dockerd.log", "wb") as log:
+        proc = _spawn(root, sock, log)
     os.environ["DOCKER_HOST"] = f"unix://{sock}"
     for _ in range(120):
         if _reachable():
@@ -43,6 +41,13 @@ def _start_private_engine() -> tuple[subprocess.Popen, Path] | None:
         time.sleep(0.25)
     proc.terminate()
     return None
+
+
+def _spawn(root: Path, sock: Path, log) -> subprocess.Popen:
+    return subprocess.Popen(
+        ["dockerd", f"--data-root={root}/data", f"--exec-root={root}/exec", f"--pidfile={root}/pid",
+         f"--host=unix://{sock}", "--storage-driver=overlay2", "--iptables=false", "--ip-forward=false",
+         "--bridge=none"], stdout=log, stderr=subprocess.STDOUT)
 
 
 @pytest.fixture(scope="session")

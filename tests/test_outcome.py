@@ -82,7 +82,7 @@ def test_log_scanner_handles_carriage_returns_and_glued_footer(tmp_path: Path):
     errs = {e.pattern: e for e in error_matches(findings)}
     assert errs["cuda_oom"].evidence.startswith("torch.cuda.OutOfMemoryError")
     assert errs["telemetry"].severity == "harmless"
-    assert [e.severity for e in error_matches(findings)][0] == "error"
+    assert next(e.severity for e in error_matches(findings)) == "error"
 
 
 def test_log_scanner_reads_only_appended_bytes_and_caps_first_look(tmp_path: Path, monkeypatch):
