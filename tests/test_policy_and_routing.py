@@ -1,0 +1,98 @@
+"""AutoML policy (the skill's Train Action Policy) and trigger-phrase routing on a written corpus."""
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO
+from tools.errors import ToolInputError
+from tools.policy import AUTOML_ROUTE, resolve_automl_policy, route_request
+
+CORPUS = yaml.safe_load((REPO / "tests" / "data" / "routing_corpus.yaml").read_text())
+
+
+def _skill_copy(tmp_path: Path) -> Path:
+    root = tmp_path / "skill"
+    for folder in ("schemas", "references"):
+        shutil.copytree(REPO / folder, root / folder)
+    return root
+
+
+@pytest.mark.parametrize("action,request_text,policy,expect_policy,route,decided", [
+    ("train", None, None, "on", AUTOML_ROUTE, "default"),
+    ("train", "plain training please", None, "off", "direct", "plain training"),
+    ("train", "turn off AutoML", None, "off", "direct", "turn off automl"),
+    ("train", "turn off AutoML", "on", "on", AUTOML_ROUTE, "argument"),  # an explicit value wins
+    ("train", None, "off", "off", "direct", "argument"),
+    ("train", "don't disable AutoML", None, "on", AUTOML_ROUTE, "default"),
+    ("evaluate", "no HPO", "off", "not_applicable", "direct", "action"),
+    ("inference", None, "on", "not_applicable", "direct", "action"),
+    ("dataset_convert", None, None, "not_applicable", "direct", "action"),
+])
+def test_policy_table(action, request_text, policy, expect_policy, route, decided):
+    d = resolve_automl_policy(action, request=request_text, automl_policy=policy)
+    assert (d.automl_policy, d.route, d.decided_by) == (expect_policy, route, decided)
+    assert d.reason and d.skill_dir == str(REPO)
+    if route == AUTOML_ROUTE:
+        assert d.runnable and "parent checkpoints" in " ".join(d.preserve) and "automl_policy" in d.preserve
+
+
+@pytest.mark.parametrize("bad", ["auto", "ON", "true", ""])
+def test_only_on_and_off_are_valid(bad):
+    with pytest.raises(ToolInputError, match="'on' or 'off'"):
+        resolve_automl_policy("train", automl_policy=bad)
+
+
+@pytest.mark.parametrize("missing", ["schemas/train.schema.json", "references/spec_template_train.yaml"])
+def test_missing_or_broken_schema_means_direct_and_says_so(tmp_path: Path, missing: str):
+    root = _skill_copy(tmp_path)
+    (root / missing).unlink()
+    d = resolve_automl_policy("train", root=root)
+    assert d.route == "direct" and not d.runnable and d.automl_policy == "on"
+    assert "AutoML is enabled but not runnable for this model until schemas are generated" in d.reason
+    root = _skill_copy(tmp_path / "b")
+    (root / missing).write_text("{not: [valid" if missing.endswith(".yaml") else "{bad json")
+    assert resolve_automl_policy("train", root=root).route == "direct"
+
+
+def test_policy_never_writes_skill_info(tmp_path: Path):
+    root = _skill_copy(tmp_path)
+    info = root / "references" / "skill_info.yaml"
+    before = (hashlib.sha256(info.read_bytes()).hexdigest(), info.stat().st_mtime_ns)
+    for text in ("turn off AutoML", None, "plain training"):
+        resolve_automl_policy("train", request=text, root=root)
+    assert (hashlib.sha256(info.read_bytes()).hexdigest(), info.stat().st_mtime_ns) == before
+
+
+def test_automl_disabled_model_routes_direct(tmp_path: Path):
+    root = _skill_copy(tmp_path)
+    info = root / "references" / "skill_info.yaml"
+    data = yaml.safe_load(info.read_text())
+    data["automl_enabled"] = False
+    info.write_text(yaml.safe_dump(data))
+    assert resolve_automl_policy("train", root=root).route == "direct"
+
+
+def test_corpus_is_large_enough():
+    assert len(CORPUS) >= 100
+    assert sum(1 for row in CORPUS if not row[1]) >= 25
+
+
+@pytest.mark.parametrize("text,matched,action,automl", CORPUS, ids=[row[0][:40] for row in CORPUS])
+def test_routing_corpus(text, matched, action, automl):
+    r = route_request(text)
+    assert r.matched is matched, r
+    assert r.action == action, r
+    assert r.automl_policy == automl, r
+    if matched:
+        assert r.matched_phrases and 0 < r.confidence <= 1
+        if action is None:
+            assert r.ambiguity or r.unsupported
+
+
+def test_unsupported_actions_say_why():
+    r = route_request("export BEVFusion to ONNX")
+    assert r.matched and r.action is None and "no export or deploy" in r.unsupported
