@@ -1,0 +1,133 @@
+"""tao-bevfusion: the CLI. Every MCP tool is a subcommand whose options come from the tool's input model.
+
+    tao-bevfusion serve [--transport stdio|http]
+    tao-bevfusion check-dataset --data-root /abs/kitti --action dataset_convert
+    tao-bevfusion run-action --action train --data-root /abs/kitti --automl-policy off \
+        --overrides '{"num_epochs": 2}' --follow
+    tao-bevfusion get-job --job-id j... [--curve train.png] [--json]
+"""
+
+import argparse
+import json
+import sys
+import time
+import types
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin
+
+from pydantic import BaseModel, ValidationError
+from pydantic_core import PydanticUndefined
+
+from tools import api
+from tools.errors import ToolInputError
+
+
+def _scalar(ann: Any) -> tuple[Any, list[Any] | None]:
+    """(argparse type, choices) for a field annotation; complex values are parsed as JSON."""
+    if get_origin(ann) in (Union, types.UnionType):
+        members = [a for a in get_args(ann) if a is not type(None)]
+        return _scalar(members[0]) if len(members) == 1 else (json.loads, None)
+    if get_origin(ann) is Literal:
+        return str, list(get_args(ann))
+    if ann in (int, float, str):
+        return ann, None
+    return json.loads, None
+
+
+def _add_model_options(parser: argparse.ArgumentParser, model: type[BaseModel]) -> None:
+    for name, field in model.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        required = field.default is PydanticUndefined
+        help_text = (field.description or "").replace("%", "%%")
+        if field.annotation is bool:
+            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=field.default,
+                                help=help_text)
+            continue
+        kind, choices = _scalar(field.annotation)
+        if kind is json.loads:
+            help_text += " (JSON)"
+        parser.add_argument(flag, dest=name, type=kind, choices=choices, required=required,
+                            default=None if required else field.default, help=help_text)
+
+
+def _progress_bar(summary: Any) -> str:
+    p = summary.progress
+    if p.max_epochs and p.epoch:
+        done = min(1.0, (p.epoch - 1 + ((p.iteration or 0) % max(p.iters_per_epoch or 1, 1)) /
+                         max(p.iters_per_epoch or 1, 1)) / p.max_epochs) if summary.state == "running" else 1.0
+        bar = "#" * int(done * 30)
+        return f"[{bar:<30}] {summary.digest[:90]}"
+    return summary.digest[:120]
+
+
+def follow(job_id: str, interval: float = 2.0) -> Any:
+    """Poll until the job ends, drawing a one-line progress bar on stderr (the CLI has no 60 s limit)."""
+    while True:
+        summary, _ = api.call("get_job", {"job_id": job_id})
+        sys.stderr.write("\r" + _progress_bar(summary).ljust(130))
+        sys.stderr.flush()
+        if summary.state not in ("pending", "running"):
+            sys.stderr.write("\n")
+            return summary
+        time.sleep(interval)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tao-bevfusion", description="TAO 5.5 BEVFusion agent skill plugin")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the MCP server")
+    serve.add_argument("--transport", choices=["stdio", "http"], default="stdio")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8765)
+    sub.add_parser("generate", help="regenerate schemas/ and references/ (--check: fail when stale)").add_argument(
+        "--check", action="store_true")
+    for t in api.TOOLS:
+        p = sub.add_parser(t.name.replace("_", "-"), help=t.doc.split(". ")[0], description=t.doc)
+        _add_model_options(p, t.input)
+        p.add_argument("--json", action="store_true", help="print the structured result as JSON")
+        if t.name in ("run_action", "get_job"):
+            p.add_argument("--follow", action="store_true", help="poll until the job ends, with a progress bar")
+        if t.name == "get_job":
+            p.add_argument("--curve", type=Path, help="write the training curve PNG here (train jobs)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        from tools.server import serve
+
+        serve(args.transport, args.host, args.port)
+        return 0
+    if args.command == "generate":
+        from tools.generate import main as generate
+
+        return generate(["--check"] if args.check else [])
+    name = args.command.replace("-", "_")
+    t = api.tool(name)
+    fields = {k: getattr(args, k) for k in t.input.model_fields if getattr(args, k, None) is not None}
+    try:
+        model, text = t.fn(t.input.model_validate(fields))
+        job_id = getattr(model, "job_id", None)
+        if getattr(args, "follow", False) and job_id and getattr(model, "state", "") in ("pending", "running"):
+            model = follow(job_id)
+            text = api.job_digest(model)
+        if getattr(args, "curve", None):
+            from tools import jobs
+            from tools.curve import training_curve_png
+            from tools.settings import Settings
+
+            args.curve.write_bytes(training_curve_png(jobs._store(Settings.from_env()).get(args.job_id)))
+            text += f"\ntraining curve written to {args.curve}"
+    except ToolInputError as exc:
+        print(exc.render(), file=sys.stderr)
+        return 2
+    except ValidationError as exc:
+        print(f"invalid arguments: {exc}", file=sys.stderr)
+        return 2
+    print(api.dumps(model) if args.json else text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,235 @@
+"""The MCP server: a thin layer over tools.api. Each tool's arguments come from the same pydantic model that
+validates them; results carry a short text digest plus structured content (published as outputSchema).
+
+    tao-bevfusion serve                      # stdio
+    tao-bevfusion serve --transport http --host 127.0.0.1 --port 8765
+"""
+
+import base64
+import inspect
+import logging
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import anyio
+from mcp.server import MCPServer
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
+from mcp.types import CallToolResult, ImageContent, TextContent, ToolAnnotations
+from pydantic import BaseModel
+from pydantic_core import PydanticUndefined
+
+from tools import api
+from tools.errors import ToolInputError
+from tools.settings import Settings, skill_dir
+from tools.surface import ACTIONS
+
+log = logging.getLogger("tao_bevfusion.server")
+TEXT_LIMIT = 8000
+INSTRUCTIONS = (
+    "TAO 5.5 BEVFusion (LiDAR + camera 3D detection, KITTI person class). Usual flow: route_request -> "
+    "check_dataset -> run_action(dataset_convert) -> run_action(train, automl_policy per resolve_automl_policy) -> "
+    "get_job until it ends -> resolve_parent_checkpoint -> run_action(evaluate/inference, parent_job_id=...). "
+    "Launches return at once with a job_id; poll get_job (verdicts never trust the exit code alone)."
+)
+
+mcp = MCPServer("tao-bevfusion", version="0.1.0", instructions=INSTRUCTIONS)
+
+
+def _result(model: BaseModel, text: str, extra: list[Any] | None = None) -> CallToolResult:
+    if len(text) > TEXT_LIMIT:
+        text = text[: TEXT_LIMIT - 40] + "\n… (truncated; see structured content)"
+    content: list[Any] = [TextContent(type="text", text=text), *(extra or [])]
+    return CallToolResult(content=content, structured_content=model.model_dump(mode="json"))
+
+
+def _tool_error(exc: ToolInputError) -> ToolError:
+    return ToolError(exc.render())
+
+
+def _signature(model: type[BaseModel], with_ctx: bool) -> inspect.Signature:
+    params = []
+    for name, field in model.model_fields.items():
+        default = inspect.Parameter.empty if field.default is PydanticUndefined else field.default
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                                        annotation=Annotated[field.annotation, field]))
+    if with_ctx:
+        params.append(inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context))
+    return inspect.Signature(params)
+
+
+async def _wait_with_progress(job_id: str, seconds: int, ctx: Context | None) -> None:
+    from tools import jobs
+    from tools.summary import summarize
+
+    settings = Settings.from_env()
+    deadline, step = time.monotonic() + seconds, 0
+    try:
+        while time.monotonic() < deadline:
+            await anyio.sleep(1.0)
+            job = await anyio.to_thread.run_sync(lambda: jobs.refresh(jobs._store(settings).get(job_id), settings))
+            step += 1
+            if ctx is not None:
+                await ctx.report_progress(step, total=seconds, message=summarize(job).digest[:200])
+            if job.terminal:
+                return
+    except anyio.get_cancelled_exc_class():
+        log.info("client went away while waiting on %s; the job keeps running", job_id)
+        raise
+
+
+def _register(t: api.ToolDef) -> None:
+    needs_ctx = t.name in ("run_action", "get_job")
+
+    async def handler(**kwargs: Any) -> CallToolResult:
+        ctx = kwargs.pop("ctx", None)
+        inp = t.input.model_validate(kwargs)
+        wait = getattr(inp, "wait_seconds", 0) if t.name == "run_action" else 0
+        if wait:
+            inp = inp.model_copy(update={"wait_seconds": 0})
+        try:
+            model, text = await anyio.to_thread.run_sync(t.fn, inp)
+            extra: list[Any] = []
+            job_id = getattr(model, "job_id", None)
+            if t.name == "run_action" and wait and job_id:
+                await _wait_with_progress(job_id, wait, ctx)
+                summary, text = await anyio.to_thread.run_sync(api.tool("get_job").fn, api.JobIdInput(job_id=job_id))
+                model = api.jobs.RunActionResult(job_id=job_id, state=summary.state, plan=getattr(model, "plan", None),
+                                                 summary=summary, message="launched; waited for progress")
+            if t.name == "get_job" and getattr(inp, "include_curve", False) and model.action == "train":
+                extra.append(await anyio.to_thread.run_sync(_curve_content, inp.job_id))
+        except ToolInputError as exc:
+            raise _tool_error(exc) from exc
+        return _result(model, text, extra)
+
+    handler.__name__ = t.name
+    handler.__doc__ = t.doc
+    handler.__signature__ = _signature(t.input, needs_ctx)  # type: ignore[attr-defined]
+    handler.__annotations__ = {
+        **{p.name: p.annotation for p in handler.__signature__.parameters.values()},  # type: ignore[attr-defined]
+        "return": Annotated[CallToolResult, t.output],
+    }
+    mcp.add_tool(handler, name=t.name, description=t.doc, annotations=ToolAnnotations(
+        read_only_hint=t.read_only, destructive_hint=t.destructive, idempotent_hint=t.idempotent,
+        open_world_hint=t.open_world))
+
+
+def _curve_content(job_id: str) -> ImageContent:
+    from tools import jobs
+    from tools.curve import training_curve_png
+
+    settings = Settings.from_env()
+    png = training_curve_png(jobs._store(settings).get(job_id))
+    return ImageContent(type="image", data=base64.b64encode(png).decode(), mime_type="image/png")
+
+
+for _t in api.TOOLS:
+    _register(_t)
+
+
+def _job_file(job_id: str, which: str) -> Path:
+    from tools import jobs
+    from tools.outcome import status_path
+
+    settings = Settings.from_env()
+    try:
+        job = jobs._store(settings).get(job_id)
+    except ToolInputError as exc:
+        raise ResourceNotFoundError(exc.render()) from exc
+    if which == "log":
+        return job.job_dir(settings.home) / "job.log"
+    if which == "status":
+        return status_path(job.action, Path(job.results_dir), Path(job.data_root))
+    return Path(job.spec_path)
+
+
+def _tail(path: Path, limit: int = 64 * 1024) -> str:
+    if not path.is_file():
+        raise ResourceNotFoundError(f"{path.name} does not exist yet")
+    with open(path, "rb") as fh:
+        size = fh.seek(0, 2)
+        fh.seek(max(0, size - limit))
+        data = fh.read()
+    prefix = f"[last {len(data)} of {size} bytes; page with get_job_logs]\n" if size > limit else ""
+    return prefix + data.decode(errors="replace").replace("\r", "\n")
+
+
+@mcp.resource("tao-bevfusion://jobs/{job_id}/log", mime_type="text/plain", description="A job's log (tail).")
+def job_log(job_id: str) -> str:
+    return _tail(_job_file(job_id, "log"))
+
+
+@mcp.resource("tao-bevfusion://jobs/{job_id}/status", mime_type="application/x-ndjson",
+              description="The job's status.json records (tail).")
+def job_status(job_id: str) -> str:
+    return _tail(_job_file(job_id, "status"))
+
+
+@mcp.resource("tao-bevfusion://jobs/{job_id}/spec", mime_type="application/yaml",
+              description="The job's spec (encryption_key masked).")
+def job_spec(job_id: str) -> str:
+    import yaml
+
+    from tools.generate import dump_yaml
+    from tools.specbuild import masked
+
+    return dump_yaml(masked(yaml.safe_load(_job_file(job_id, "spec").read_text())))
+
+
+@mcp.resource("tao-bevfusion://jobs/{job_id}/curve.png", mime_type="image/png",
+              description="Training curve of a train job (loss, AP11/AP40 per epoch).")
+def job_curve(job_id: str) -> bytes:
+    from tools import jobs
+    from tools.curve import training_curve_png
+
+    try:
+        return training_curve_png(jobs._store(Settings.from_env()).get(job_id))
+    except ToolInputError as exc:
+        raise ResourceNotFoundError(exc.render()) from exc
+
+
+@mcp.resource("tao-bevfusion://skill", mime_type="text/markdown", description="The skill document (SKILL.md).")
+def skill_doc() -> str:
+    return (skill_dir() / "skill" / "SKILL.md").read_text()
+
+
+@mcp.resource("tao-bevfusion://schemas/{action}", mime_type="application/json",
+              description="The generated JSON Schema (2020-12) of an action's 5.5 spec.")
+def schema(action: str) -> str:
+    if action not in ACTIONS:
+        raise ResourceNotFoundError(f"unknown action {action!r}; one of {list(ACTIONS)}")
+    return (skill_dir() / "schemas" / f"{action}.schema.json").read_text()
+
+
+@mcp.resource("tao-bevfusion://templates/{action}", mime_type="application/yaml",
+              description="The generated KITTI-correct 5.5 spec template of an action.")
+def template(action: str) -> str:
+    if action not in ACTIONS:
+        raise ResourceNotFoundError(f"unknown action {action!r}; one of {list(ACTIONS)}")
+    return (skill_dir() / "references" / f"spec_template_{action}.yaml").read_text()
+
+
+@mcp.prompt(description="Walk through convert -> train -> evaluate -> inference on a KITTI root.")
+def bevfusion_pipeline(data_root: str, num_epochs: str = "2") -> str:
+    return (
+        f"Run the TAO 5.5 BEVFusion pipeline on the KITTI root {data_root}:\n"
+        f"1. check_dataset(data_root='{data_root}', action='dataset_convert'); fix every error it lists.\n"
+        f"2. run_action(action='dataset_convert', data_root='{data_root}'); poll get_job until it ends.\n"
+        "3. resolve_automl_policy(action='train', request=<the user's words>). If the route is "
+        "tao-skill-bank:tao-run-automl, hand over to that skill; otherwise\n"
+        f"   run_action(action='train', data_root='{data_root}', automl_policy='off', "
+        f"overrides={{'num_epochs': {num_epochs}}}) and poll get_job (report epoch, loss, AP11).\n"
+        "4. resolve_parent_checkpoint(parent_job_id=<train job>) and tell the user which epoch and why.\n"
+        f"5. run_action(action='evaluate', data_root='{data_root}', parent_job_id=<train job>); report AP11/AP40.\n"
+        f"6. run_action(action='inference', data_root='{data_root}', parent_job_id=<train job>).\n"
+        "Never report success from an exit code; use get_job's verdict and next_steps."
+    )
+
+
+def serve(transport: str = "stdio", host: str = "127.0.0.1", port: int = 8765) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if transport == "stdio":
+        mcp.run()
+    else:
+        mcp.run("streamable-http", host=host, port=port)
