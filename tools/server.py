@@ -97,7 +97,7 @@ def _register(t: api.ToolDef) -> None:
                 summary, text = await anyio.to_thread.run_sync(api.tool("get_job").fn, api.JobIdInput(job_id=job_id))
                 model = api.jobs.RunActionResult(job_id=job_id, state=summary.state, plan=getattr(model, "plan", None),
                                                  summary=summary, message="launched; waited for progress")
-            if t.name == "get_job" and getattr(inp, "include_curve", False) and model.action == "train":
+            if isinstance(inp, api.JobIdInput) and inp.include_curve and getattr(model, "action", "") == "train":
                 extra.append(await anyio.to_thread.run_sync(_curve_content, inp.job_id))
         except ToolInputError as exc:
             raise _tool_error(exc) from exc
