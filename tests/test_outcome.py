@@ -54,7 +54,8 @@ def test_status_reader_is_incremental_tolerant_and_leaves_partial_lines(tmp_path
         {"mode": "train", "cur_iter": 1, "loss": float("nan"), "lr": 1e-4, "status": "RUNNING"},
         {"mode": "val", "epoch": 1, "AP11": 12.5, "AP40": 10.0, "status": "RUNNING"},
     ]
-    path.write_text("".join(json.dumps(r) + "\n" for r in lines) + "not json\n" + '{"mode": "val", "epo')
+    path.write_text("".join(json.dumps(r) + "\n" for r in lines) + '{"status": "FAILURE", "mess\n'
+                    + "not json\n" + '{"mode": "val", "epo')
     cursor, findings, progress, metrics = {}, {}, {}, {}
     scan_status(path, cursor, findings, progress, metrics)
     assert progress["cur_iter"] == 1 and progress["loss"] != progress["loss"]  # NaN kept, not a crash
@@ -66,7 +67,7 @@ def test_status_reader_is_incremental_tolerant_and_leaves_partial_lines(tmp_path
         fh.write(json.dumps({"status": "RUNNING", "message": "Train finished successfully."}) + "\n")
     scan_status(path, cursor, findings, progress, metrics)
     assert metrics["best_epoch"] == 2 and findings["status"]["finished"] == "Train finished successfully."
-    assert findings["status"]["records"] == 6
+    assert findings["status"]["records"] == 7 and not findings["status"]["failures"]
 
 
 def test_log_scanner_handles_carriage_returns_and_glued_footer(tmp_path: Path):

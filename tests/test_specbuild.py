@@ -44,7 +44,8 @@ def test_every_experiment_spec_validates_against_models_and_schema(kitti: Path, 
     ExperimentConfig.model_validate(spec)
     schema = json.loads((REPO / "schemas" / f"{action}.schema.json").read_text())
     jsonschema.Draft202012Validator(schema).validate(spec)
-    assert spec == r.spec
+    assert {k: v for k, v in spec.items() if k != "model"} == {k: v for k, v in r.spec.items() if k != "model"}
+    assert r.spec["model"] == {}  # only what differs from the sample model (nothing, here)
     ds = spec["dataset"]
     assert ds["default_cam_key"] == "CAM2" and ds["root_dir"] == "/data"
     for split, pkl in (("train_dataset", "train"), ("val_dataset", "val"), ("test_dataset", "val")):

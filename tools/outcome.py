@@ -11,19 +11,19 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, Field
 
 from tools.settings import skill_dir
+from tools.yamlio import fast_yaml
 
-MAX_SCAN = 8 * 1024 * 1024
+MAX_SCAN = 2 * 1024 * 1024  # first look at a big log: its last 2 MB (tail -n 2000 sees a few hundred KB)
 FOOTER = re.compile(rb"Execution status: (PASS|FAIL)")
 EPOCH_TRAIN = re.compile(rb"Epoch\(train\)\s*\[(\d+)\]\[\s*(\d+)/(\d+)\]")
 METRIC = re.compile(rb"TAO3D metric/pred_instances_3d/TAO3D/(\w+?)_(3D|BEV|2D)_AP(11|40)_(easy|moderate|hard)"
                     rb"(?:_(strict|loose))?:\s*([-0-9.eE]+|nan)")
-MARKERS = {"sigsegv": re.compile(rb"Signal 11 \(SIGSEGV\)|Segmentation fault|cuMemRetainAllocationHandle"),
-           "sigkill": re.compile(rb"Signal 9 \(SIGKILL\)"),
-           "traceback": re.compile(rb"Traceback \(most recent call last\)")}
+MARKERS = {"sigsegv": (b"Signal 11 (SIGSEGV)", b"Segmentation fault", b"cuMemRetainAllocationHandle"),
+           "sigkill": (b"Signal 9 (SIGKILL)",),
+           "traceback": (b"Traceback (most recent call last)",)}
 ERROR_LINE = re.compile(rb"(?m)^\s*(?:[\w.]+(?:Error|Exception|Interrupt)|omegaconf\.errors\.\w+)(?::[^\r\n]*)?$")
 FINISHED = {"dataset_convert": "Dataset convert finished successfully", "train": "Train finished successfully.",
             "evaluate": "Evaluate finished successfully.", "inference": "Inference finished successfully."}
@@ -35,6 +35,8 @@ Outcome = Literal["succeeded", "succeeded_with_teardown_crash", "failed", "kille
 class Pattern(BaseModel):
     id: str
     regex: str
+    hints: list[str] = Field(description="Literal substrings; a matching line contains at least one.")
+    actions: list[str] | None = Field(default=None, description="Only meaningful for these actions.")
     severity: Literal["error", "warning", "harmless"]
     cause: str
     remedy: str
@@ -60,26 +62,39 @@ class Verdict(BaseModel):
 
 
 @functools.lru_cache(maxsize=1)
-def patterns() -> tuple[list[Pattern], re.Pattern[bytes]]:
-    data = yaml.safe_load((skill_dir() / "references" / "error_patterns.yaml").read_text())
+def patterns() -> list[tuple[Pattern, re.Pattern[bytes], list[bytes]]]:
+    data = fast_yaml((skill_dir() / "references" / "error_patterns.yaml").read_text())
     items = [Pattern.model_validate(p) for p in data["patterns"]]
-    combined = re.compile(b"|".join(b"(?P<p%d>%s)" % (i, p.regex.encode()) for i, p in enumerate(items)))
-    return items, combined
+    return [(p, re.compile(p.regex.encode()), [h.encode() for h in p.hints]) for p in items]
 
 
-def match_errors(chunk: bytes, found: dict[str, Any]) -> None:
-    """Record the first evidence of each known pattern in `chunk` (one pass of one combined regex)."""
-    items, combined = patterns()
-    for m in combined.finditer(chunk):
-        assert m.lastgroup is not None
-        pat = items[int(m.lastgroup[1:])]
-        entry = found.setdefault(pat.id, {"count": 0})
-        entry["count"] += 1
-        if "evidence" not in entry:
-            start = max(chunk.rfind(b"\n", 0, m.start()), chunk.rfind(b"\r", 0, m.start())) + 1
-            end_n, end_r = chunk.find(b"\n", m.end()), chunk.find(b"\r", m.end())
-            end = min(e for e in (end_n, end_r, len(chunk)) if e >= 0)
-            entry["evidence"] = chunk[start:end].decode(errors="replace").strip()[:300]
+def _line_at(chunk: bytes, pos: int) -> tuple[int, int]:
+    start = max(chunk.rfind(b"\n", 0, pos), chunk.rfind(b"\r", 0, pos)) + 1
+    ends = [e for e in (chunk.find(b"\n", pos), chunk.find(b"\r", pos)) if e >= 0]
+    return start, min(ends) if ends else len(chunk)
+
+
+def match_errors(chunk: bytes, found: dict[str, Any], per_hint: int = 20) -> None:
+    """Record the first evidence (and a capped count) of each known pattern in `chunk`.
+
+    Each pattern's literal hints are located with bytes.find; only the lines around them meet the regex,
+    so a multi-megabyte log costs a few C-speed scans instead of a regex pass per pattern.
+    """
+    for pat, rx, hints in patterns():
+        for hint in hints:
+            pos, seen = 0, 0
+            while seen < per_hint:
+                hit = chunk.find(hint, pos)
+                if hit < 0:
+                    break
+                start, end = _line_at(chunk, hit)
+                line = chunk[start:end]
+                pos = end + 1
+                if rx.search(line):
+                    seen += 1
+                    entry = found.setdefault(pat.id, {"count": 0})
+                    entry["count"] += 1
+                    entry.setdefault("evidence", line.decode(errors="replace").strip()[:300])
 
 
 def _complete(data: bytes, final: bool) -> int:
@@ -111,10 +126,11 @@ def scan_log(path: Path, cursor: dict[str, Any], findings: dict[str, Any], progr
     footers = FOOTER.findall(chunk)
     if footers:
         findings["footer"] = footers[-1].decode()
-    for name, rx in MARKERS.items():
-        if rx.search(chunk):
+    for name, needles in MARKERS.items():
+        if any(n in chunk for n in needles):
             findings[name] = True
-    errors = ERROR_LINE.findall(chunk)
+    tb = chunk.rfind(b"Traceback (most recent call last)")
+    errors = ERROR_LINE.findall(chunk[tb:] if tb >= 0 else chunk[-262144:])
     if errors:
         findings["last_error_line"] = errors[-1].decode(errors="replace").strip()[:300]
     match_errors(chunk, findings.setdefault("matches", {}))
@@ -133,9 +149,30 @@ def scan_log(path: Path, cursor: dict[str, Any], findings: dict[str, Any], progr
             continue
 
 
+STATUS_RARE = (b'"mode": "val"', b'"FAILURE"', b'"STARTED"', b"finished successfully")
+
+
+def _rare_lines(data: bytes) -> list[bytes]:
+    """The few status.json lines that matter besides the newest train line, in file order."""
+    spans: set[tuple[int, int]] = set()
+    for marker in STATUS_RARE:
+        pos = 0
+        while (hit := data.find(marker, pos)) >= 0:
+            start = data.rfind(b"\n", 0, hit) + 1
+            end = data.find(b"\n", hit)
+            end = len(data) if end < 0 else end
+            spans.add((start, end))
+            pos = end + 1
+    return [data[a:b] for a, b in sorted(spans)]
+
+
 def scan_status(path: Path, cursor: dict[str, Any], findings: dict[str, Any], progress: dict[str, Any],
                 metrics: dict[str, Any]) -> None:
-    """Fold status.json records appended since cursor['status_offset'] (partial last line left for later)."""
+    """Fold status.json records appended since cursor['status_offset'] (partial last line left for later).
+
+    Train iteration lines are the bulk; only the newest one is parsed. Validation, failure, start and
+    finished lines are located with bytes.find and parsed in order.
+    """
     offset = int(cursor.get("status_offset", 0))
     try:
         with open(path, "rb") as fh:
@@ -144,16 +181,11 @@ def scan_status(path: Path, cursor: dict[str, Any], findings: dict[str, Any], pr
     except OSError:
         return
     usable = data.rfind(b"\n") + 1
+    data = data[:usable]
     cursor["status_offset"] = offset + usable
     st = findings.setdefault("status", {"records": 0, "failures": [], "started": False, "finished": None})
-    last_train = None
-    for line in data[:usable].split(b"\n"):
-        if not line.strip():
-            continue
-        st["records"] += 1
-        if b'"mode": "train"' in line:
-            last_train = line  # only the newest iteration line matters
-            continue
+    st["records"] += data.count(b"\n")
+    for line in _rare_lines(data):
         try:
             rec = json.loads(line)
         except ValueError:
@@ -162,9 +194,11 @@ def scan_status(path: Path, cursor: dict[str, Any], findings: dict[str, Any], pr
         if rec.get("status") == "FAILURE":
             match_errors(str(rec.get("message", "")).encode(), findings.setdefault("matches", {}))
         _fold_record(rec, st, metrics)
-    if last_train is not None:
+    last_train = data.rfind(b'"mode": "train"')
+    if last_train >= 0:
+        start = data.rfind(b"\n", 0, last_train) + 1
         try:
-            rec = json.loads(last_train)
+            rec = json.loads(data[start:data.find(b"\n", last_train)])
         except ValueError:
             return
         st["started"] = True
@@ -300,10 +334,9 @@ def decide(action: str, exit_code: int | None, oom_killed: bool, cancel_requeste
                    f"Python exception); exit {exit_code}, footer {footer}")
 
 
-def error_matches(findings: dict[str, Any], limit: int = 6) -> list[ErrorMatch]:
-    """Matched knowledge-base entries, errors first, each with its evidence line."""
-    items, _ = patterns()
-    by_id = {p.id: p for p in items}
+def error_matches(findings: dict[str, Any], action: str | None = None, limit: int = 6) -> list[ErrorMatch]:
+    """Matched knowledge-base entries for `action`, errors first, each with its evidence line."""
+    by_id = {p.id: p for p, _, _ in patterns() if action is None or p.actions is None or action in p.actions}
     found = findings.get("matches", {})
     order = {"error": 0, "warning": 1, "harmless": 2}
     out = [ErrorMatch(pattern=pid, severity=by_id[pid].severity, evidence=entry.get("evidence", ""),

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 from tools.errors import ToolInputError, problem
 from tools.settings import skill_dir
 from tools.surface import ACTIONS
+from tools.yamlio import fast_yaml
 
 AUTOML_ROUTE = "tao-skill-bank:tao-run-automl"
 PRESERVE = ["datasets (data_root, ann_file pickles)", "spec overrides", "output dirs (results_dir)",
@@ -40,7 +41,7 @@ def _fold(text: str) -> str:
 
 @functools.lru_cache(maxsize=1)
 def vocabulary() -> dict[str, Any]:
-    data: dict[str, Any] = yaml.safe_load((skill_dir() / "references" / "routing.yaml").read_text())
+    data: dict[str, Any] = fast_yaml((skill_dir() / "references" / "routing.yaml").read_text())
     return data
 
 
@@ -57,16 +58,26 @@ def _off_phrase(text: str) -> str | None:
 
 
 def automl_runnable(root: Path) -> tuple[bool, str]:
-    """(runnable, why) from skill_info.yaml and the packaged train schema/template, read-only."""
+    """(runnable, why) from skill_info.yaml and the packaged train schema/template, read-only.
+
+    Cached on the three files' mtimes, so a changed or removed file is seen on the next call."""
+    files = [root / "references" / "skill_info.yaml", root / "schemas" / "train.schema.json",
+             root / "references" / "spec_template_train.yaml"]
+    stamp = tuple(f.stat().st_mtime_ns if f.exists() else None for f in files)
+    return _automl_runnable(root, stamp)
+
+
+@functools.lru_cache(maxsize=16)
+def _automl_runnable(root: Path, _stamp: tuple[int | None, ...]) -> tuple[bool, str]:
     try:
-        info = yaml.safe_load((root / "references" / "skill_info.yaml").read_text()) or {}
+        info = fast_yaml((root / "references" / "skill_info.yaml").read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
         return False, f"references/skill_info.yaml unreadable ({exc.__class__.__name__})"
     if not info.get("automl_enabled"):
         return False, "skill_info.yaml has automl_enabled: false"
     try:
         schema = json.loads((root / "schemas" / "train.schema.json").read_text())
-        template = yaml.safe_load((root / "references" / "spec_template_train.yaml").read_text())
+        template = fast_yaml((root / "references" / "spec_template_train.yaml").read_text())
     except (OSError, ValueError, yaml.YAMLError):
         return False, ("AutoML is enabled but not runnable for this model until schemas are generated "
                        "(schemas/train.schema.json or references/spec_template_train.yaml missing or invalid)")

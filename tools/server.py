@@ -48,7 +48,7 @@ def _tool_error(exc: ToolInputError) -> ToolError:
     return ToolError(exc.render())
 
 
-def _signature(model: type[BaseModel], with_ctx: bool) -> inspect.Signature:
+def _signature(model: type[BaseModel], output: type[BaseModel], with_ctx: bool) -> inspect.Signature:
     params = []
     for name, field in model.model_fields.items():
         default = inspect.Parameter.empty if field.default is PydanticUndefined else field.default
@@ -56,7 +56,7 @@ def _signature(model: type[BaseModel], with_ctx: bool) -> inspect.Signature:
                                         annotation=Annotated[field.annotation, field]))
     if with_ctx:
         params.append(inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context))
-    return inspect.Signature(params)
+    return inspect.Signature(params, return_annotation=Annotated[CallToolResult, output])
 
 
 async def _wait_with_progress(job_id: str, seconds: int, ctx: Context | None) -> None:
@@ -105,7 +105,7 @@ def _register(t: api.ToolDef) -> None:
 
     handler.__name__ = t.name
     handler.__doc__ = t.doc
-    handler.__signature__ = _signature(t.input, needs_ctx)  # type: ignore[attr-defined]
+    handler.__signature__ = _signature(t.input, t.output, needs_ctx)  # type: ignore[attr-defined]
     handler.__annotations__ = {
         **{p.name: p.annotation for p in handler.__signature__.parameters.values()},  # type: ignore[attr-defined]
         "return": Annotated[CallToolResult, t.output],

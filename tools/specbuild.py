@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-import jsonschema
 from pydantic import BaseModel, Field, ValidationError
 
 from tools import specrules
@@ -93,7 +92,9 @@ class Change(BaseModel):
 class BuildSpecResult(BaseModel):
     action: str
     spec_path: str = Field(description="Host path of the written spec; pass it to run_action.")
-    spec: dict[str, Any] = Field(description="The validated spec content (secrets masked).")
+    spec: dict[str, Any] = Field(description=(
+        "The validated spec (secrets masked). `model` lists only keys that differ from the 5.5 sample model; "
+        "the full file is at spec_path."))
     mounts: list[Mount] = Field(description="Host -> container mounts the launch will use.")
     results_dir: str = Field(description="Host folder the job writes to.")
     data_root: str
@@ -358,6 +359,8 @@ def _validate(action: str, spec: dict[str, Any], ctx: _Ctx) -> None:
                                         "pass checkpoint= or parent_job_id="))
     if ctx.problems:
         return
+    import jsonschema  # imported here: it costs ~0.1 s and only build_spec needs it
+
     validator = jsonschema.Draft202012Validator(_schema(action))
     for err in validator.iter_errors(spec):
         ctx.problems.append(problem(".".join(map(str, err.absolute_path)) or "<spec>", err.message,
@@ -371,6 +374,20 @@ def _schema(action: str) -> dict[str, Any]:
         return loaded
     except (OSError, ValueError):
         return action_schema(action)
+
+
+def _diff(value: Any, base: Any) -> Any:
+    if isinstance(value, dict) and isinstance(base, dict):
+        out = {k: _diff(v, base.get(k)) for k, v in value.items() if v != base.get(k)}
+        return out
+    return value
+
+
+def compact(spec: dict[str, Any], action: str) -> dict[str, Any]:
+    """The spec with `model` reduced to what differs from the recommended model (keeps results small)."""
+    if "model" not in spec:
+        return spec
+    return {**spec, "model": _diff(spec["model"], recommended_spec(action)["model"])}
 
 
 def masked(spec: dict[str, Any]) -> dict[str, Any]:
@@ -423,6 +440,7 @@ def build_spec(req: BuildSpecInput, settings: Settings | None = None) -> BuildSp
                "checkpoint_choice": result.get("checkpoint_choice"),
                "num_epochs": _get(spec, "train.num_epochs"), "parent_job_id": req.parent_job_id}
     _write_atomic(launch_sidecar(spec_path), json.dumps(sidecar, indent=2))
-    return BuildSpecResult(action=req.action, spec_path=str(spec_path), spec=masked(spec), mounts=layout.mounts,
+    return BuildSpecResult(action=req.action, spec_path=str(spec_path), spec=compact(masked(spec), req.action),
+                           mounts=layout.mounts,
                            results_dir=str(results), data_root=str(data_root), changes=ctx.changes,
                            warnings=ctx.warnings, checkpoint_choice=result.get("checkpoint_choice"))

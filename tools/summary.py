@@ -94,9 +94,11 @@ def next_steps(job: Job, errors: list[ErrorMatch]) -> list[str]:
 
 
 def _digest(job: Job, progress: Progress, metrics: dict[str, Any]) -> str:
-    parts = [f"{job.id} {job.action} {job.state}"]
+    head = f"{job.id} {job.action} {job.state}"
     if job.verdict:
-        parts.append(f"({job.verdict.get('outcome')}: {str(job.verdict.get('reason'))[:160]})")
+        outcome = job.verdict.get("outcome")
+        head += (f" [{outcome}]" if outcome != job.state else "") + f" - {str(job.verdict.get('reason'))[:160]}"
+    parts = [head]
     if progress.epoch is not None:
         parts.append(f"epoch {progress.epoch}/{progress.max_epochs or '?'}")
     if progress.iteration is not None:
@@ -117,7 +119,7 @@ def summarize(job: Job) -> JobSummary:
                         eta=p.get("eta"))
     if job.state == "succeeded" and job.action == "train":
         progress.epoch = progress.max_epochs
-    errors = error_matches(job.findings)
+    errors = error_matches(job.findings, job.action)
     if job.state == "succeeded":
         errors = [e for e in errors if e.severity != "error"]
     metrics = _metrics(job)

@@ -1,0 +1,92 @@
+"""The whole BEVFusion pipeline driven through the MCP server, as an agent would drive it.
+
+Starts `tao-bevfusion serve` over stdio with the real MCP SDK client and calls:
+check_dataset -> run_action(dataset_convert) -> run_action(train, 2 epochs) -> resolve_parent_checkpoint ->
+run_action(evaluate) -> run_action(inference), printing each call and the text the agent would read.
+
+    python examples/pipeline_demo.py --data-root /abs/kitti [--backend docker|local] [--record walkthrough.md]
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import anyio
+from mcp import Client, StdioServerParameters
+
+LINES: list[str] = []
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+    LINES.append(text)
+
+
+async def call(client: Client, name: str, args: dict, quiet: bool = False) -> dict:
+    async def progress(value: float, total: float | None, message: str | None) -> None:
+        print(f"    progress {value:g}/{total:g}: {message}", flush=True)
+
+    result = await client.call_tool(name, args, progress_callback=progress)
+    text = result.content[0].text if result.content else ""
+    if not quiet:
+        say(f"\n>>> {name}({json.dumps(args)})")
+        say("\n".join("    " + ln for ln in text.splitlines()))
+    if result.is_error:
+        raise SystemExit(f"tool {name} failed: {text}")
+    return result.structured_content or {}
+
+
+async def wait(client: Client, job_id: str, timeout: float = 300) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        job = await call(client, "get_job", {"job_id": job_id}, quiet=True)
+        if job["state"] not in ("pending", "running") or time.monotonic() > deadline:
+            await call(client, "get_job", {"job_id": job_id})
+            return job
+        await anyio.sleep(1)
+
+
+async def main(args: argparse.Namespace) -> int:
+    env = {k: v for k, v in os.environ.items() if k.startswith(("TAO_BEVFUSION_", "DOCKER_", "PATH", "HOME"))}
+    server = StdioServerParameters(command=sys.executable, args=["-m", "tools.cli", "serve"], env=env)
+    common = {"data_root": args.data_root, "backend": args.backend}
+    gpus = {"gpus": []}  # the stand-in needs no GPU; on a GPU host drop this to get the first num_gpus GPUs
+    async with Client(server) as client:
+        tools = await client.list_tools()
+        say(f"server tools: {', '.join(t.name for t in tools.tools)}")
+        await call(client, "route_request", {"request": "Train BEVFusion on my KITTI data, plain training please"})
+        await call(client, "check_dataset", {"data_root": args.data_root, "action": "dataset_convert"})
+        conv = await call(client, "run_action", {"action": "dataset_convert", **common, "wait_seconds": 20})
+        if (await wait(client, conv["job_id"]))["state"] != "succeeded":
+            return 1
+        await call(client, "resolve_automl_policy", {"action": "train", "request": "plain training please"})
+        train = await call(client, "run_action", {"action": "train", **common, **gpus, "automl_policy": "off",
+                                                  "overrides": {"num_epochs": 2, "batch_size": 1},
+                                                  "wait_seconds": 20})
+        if (await wait(client, train["job_id"]))["state"] != "succeeded":
+            return 1
+        await call(client, "resolve_parent_checkpoint", {"parent_job_id": train["job_id"]})
+        ev = await call(client, "run_action", {"action": "evaluate", **common, **gpus,
+                                               "parent_job_id": train["job_id"], "wait_seconds": 15})
+        if (await wait(client, ev["job_id"]))["state"] != "succeeded":
+            return 1
+        inf = await call(client, "run_action", {"action": "inference", **common, **gpus,
+                                                "parent_job_id": train["job_id"], "wait_seconds": 15})
+        if (await wait(client, inf["job_id"]))["state"] != "succeeded":
+            return 1
+        await call(client, "list_jobs", {})
+    say("\nPIPELINE OK: convert -> train -> evaluate -> inference all succeeded through the MCP server.")
+    if args.record:
+        with open(args.record, "w") as fh:
+            fh.write("\n".join(LINES) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data-root", required=True)
+    parser.add_argument("--backend", choices=["docker", "local"], default="docker")
+    parser.add_argument("--record", help="also write the transcript to this file")
+    raise SystemExit(anyio.run(main, parser.parse_args()))

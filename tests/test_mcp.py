@@ -1,0 +1,138 @@
+"""The MCP server through real clients: the SDK in-memory client in both protocol eras, the server over
+stdio as a subprocess, and the MCP Inspector CLI (when npm installed it, as .ci/run does)."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+from mcp import Client, StdioServerParameters
+
+from tests.conftest import REPO, copy_sample
+from tools.server import mcp
+
+TOOLS = ["route_request", "resolve_automl_policy", "check_dataset", "build_spec", "resolve_parent_checkpoint",
+         "run_action", "get_job", "get_job_logs", "list_jobs", "cancel_job"]
+INSPECTOR = REPO / ".ci" / "node" / "node_modules" / ".bin" / "mcp-inspector"
+
+
+@pytest.fixture(params=["auto", "legacy"])
+def era(request) -> str:
+    return request.param
+
+
+def run(coro_fn, *args):
+    return anyio.run(coro_fn, *args)
+
+
+def test_tools_annotations_and_schemas(era: str):
+    async def go():
+        async with Client(mcp, mode=era) as c:
+            listed = (await c.list_tools()).tools
+            assert [t.name for t in listed] == TOOLS
+            by = {t.name: t for t in listed}
+            for t in listed:
+                assert t.description and t.output_schema and t.input_schema["type"] == "object"
+                assert t.annotations is not None
+            assert by["get_job"].annotations.read_only_hint and not by["run_action"].annotations.read_only_hint
+            assert by["cancel_job"].annotations.destructive_hint and by["cancel_job"].annotations.idempotent_hint
+            assert by["run_action"].annotations.open_world_hint
+            props = by["run_action"].input_schema["properties"]
+            assert props["wait_seconds"]["maximum"] == 45 and "gpus" in props and "spec_path" in props
+            assert set(by["build_spec"].input_schema["properties"]) >= {
+                "action", "data_root", "results_dir", "overrides", "parent_job_id", "checkpoint",
+                "pretrained_checkpoint", "output_path"}
+            resources = await c.list_resource_templates()
+            uris = {r.uri_template for r in resources.resource_templates}
+            assert "tao-bevfusion://jobs/{job_id}/log" in uris and "tao-bevfusion://schemas/{action}" in uris
+            prompt = await c.get_prompt("bevfusion_pipeline", {"data_root": "/data/kitti"})
+            assert "dataset_convert" in prompt.messages[0].content.text
+    run(go)
+
+
+def test_calls_return_short_text_and_structured_content(era: str, workspace: Path):
+    root = copy_sample(workspace / "kitti")
+
+    async def go():
+        async with Client(mcp, mode=era) as c:
+            r = await c.call_tool("route_request", {"request": "train BEVFusion, no HPO"})
+            assert not r.is_error and r.structured_content["action"] == "train"
+            assert r.structured_content["automl_policy"] == "off" and "{" not in r.content[0].text
+            r = await c.call_tool("check_dataset", {"data_root": str(root), "action": "dataset_convert"})
+            assert r.structured_content["ok"] is True and r.content[0].text.startswith("ready")
+            r = await c.call_tool("build_spec", {"action": "train", "data_root": str(root),
+                                                 "overrides": {"num_epochs": 3}, "encryption_key": "k3y-secret"})
+            assert not r.is_error and Path(r.structured_content["spec_path"]).is_file()
+            assert "k3y-secret" not in json.dumps(r.structured_content) + r.content[0].text
+            assert len(r.content[0].text) < 8000
+            r = await c.call_tool("run_action", {"action": "train", "data_root": str(root)})
+            assert r.structured_content["state"] == "routed" and "automl_policy='off'" in r.content[0].text
+            r = await c.call_tool("run_action", {"action": "dataset_convert", "data_root": str(root),
+                                                 "dry_run": True, "gpus": []})
+            assert r.structured_content["job_id"] is None and r.structured_content["plan"]["command"][1] == "convert"
+            r = await c.call_tool("list_jobs", {})
+            assert r.structured_content == {"jobs": []}
+            skill = await c.read_resource("tao-bevfusion://skill")
+            assert "tao-train-bevfusion" in skill.contents[0].text
+    run(go)
+
+
+@pytest.mark.parametrize("name,args,needle", [
+    ("get_job", {"job_id": "nope"}, "not a job id"),
+    ("get_job", {"job_id": "j0123456789abcdef"}, "list_jobs"),
+    ("cancel_job", {"job_id": "j0123456789abcdef"}, "list_jobs"),
+    ("resolve_automl_policy", {"action": "train", "automl_policy": "auto"}, "'on' or 'off'"),
+    ("run_action", {"action": "train", "wait_seconds": 99}, "less than or equal to 45"),
+    ("build_spec", {"action": "train", "data_root": "relative"}, "absolute"),
+    ("build_spec", {"action": "train", "data_root": "/x" * 3000}, "at most 4096"),
+    ("check_dataset", {"data_root": "/etc", "action": "nope"}, "action"),
+    ("no_such_tool", {}, "no_such_tool"),
+])
+def test_bad_calls_are_tool_errors_not_crashes(era: str, workspace: Path, name, args, needle):
+    async def go():
+        async with Client(mcp, mode=era) as c:
+            r = await c.call_tool(name, args)
+            assert r.is_error and needle in r.content[0].text
+            assert (await c.call_tool("list_jobs", {})).is_error is False  # the server is still fine
+    run(go)
+
+
+def test_stdio_subprocess_has_clean_stdout(workspace: Path):
+    env = {k: v for k, v in os.environ.items() if k.startswith(("TAO_BEVFUSION_", "PATH", "HOME"))}
+    params = StdioServerParameters(command=sys.executable, args=["-m", "tools.cli", "serve"], env=env, cwd=str(REPO))
+
+    async def go():
+        async with Client(params) as c:
+            assert [t.name for t in (await c.list_tools()).tools] == TOOLS
+            r = await c.call_tool("route_request", {"request": "evaluate my BEVFusion checkpoint"})
+            assert r.structured_content["action"] == "evaluate"
+    run(go)
+
+
+def _inspector(workspace: Path, *method: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TAO_BEVFUSION_HOME": str(workspace / "home"), "TAO_BEVFUSION_ROOTS": str(workspace)}
+    cmd = [str(INSPECTOR), "--cli", "-e", f"TAO_BEVFUSION_HOME={env['TAO_BEVFUSION_HOME']}",
+           "-e", f"TAO_BEVFUSION_ROOTS={env['TAO_BEVFUSION_ROOTS']}", *method,
+           "--", sys.executable, "-m", "tools.cli", "serve"]
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.skipif(not INSPECTOR.exists() and not os.environ.get("CI"), reason="Inspector installed by .ci/run")
+def test_inspector_cli_lists_strictly_and_calls(workspace: Path):
+    assert shutil.which("node"), "node is needed for the MCP Inspector"
+    listed = _inspector(workspace, "--method", "tools/list", "--strict", "--format", "json")
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    names = [t["name"] for t in json.loads(listed.stdout)["result"]["tools"]]
+    assert names == TOOLS
+    root = copy_sample(workspace / "kitti")
+    call = _inspector(workspace, "--method", "tools/call", "--tool-name", "check_dataset", "--tool-args-json",
+                      json.dumps({"data_root": str(root), "action": "dataset_convert"}), "--format", "json")
+    assert call.returncode == 0, call.stderr[-2000:]
+    assert json.loads(call.stdout)["result"]["structuredContent"]["ok"] is True
+    bad = _inspector(workspace, "--method", "tools/call", "--tool-name", "get_job", "--tool-args-json",
+                     json.dumps({"job_id": "j0123456789abcdef"}), "--format", "json")
+    assert bad.returncode == 5 and "list_jobs" in bad.stdout + bad.stderr
