@@ -91,6 +91,8 @@ def test_calls_return_short_text_and_structured_content(era: str, workspace: Pat
     ("build_spec", {"action": "train", "data_root": "/x" * 3000}, "at most 4096"),
     ("check_dataset", {"data_root": "/etc", "action": "nope"}, "action"),
     ("no_such_tool", {}, "no_such_tool"),
+    ("route_request", {"request": "train bevfusion", "bogus": 1}, "bogus"),
+    ("run_action", {"action": "evaluate", "spec_path": "/etc/passwd"}, "outside the allowed roots"),
 ])
 def test_bad_calls_are_tool_errors_not_crashes(era: str, workspace: Path, name, args, needle):
     async def go():
@@ -98,6 +100,29 @@ def test_bad_calls_are_tool_errors_not_crashes(era: str, workspace: Path, name, 
             r = await c.call_tool(name, args)
             assert r.is_error and needle in r.content[0].text
             assert (await c.call_tool("list_jobs", {})).is_error is False  # the server is still fine
+    run(go)
+
+
+def test_client_disconnect_mid_wait_leaves_the_job_running(workspace: Path, monkeypatch: pytest.MonkeyPatch):
+    standin = REPO / "tests" / "standin" / "bevfusion_standin.py"
+    monkeypatch.setenv("TAO_BEVFUSION_LOCAL_CLI", json.dumps([sys.executable, str(standin)]))
+    root = copy_sample(workspace / "kitti")
+
+    async def go():
+        async with Client(mcp) as c:
+            args = {"action": "dataset_convert", "data_root": str(root), "backend": "local",
+                    "env": {"FAKE_TAO_ITER_SECONDS": "1"}, "wait_seconds": 40}
+            with anyio.move_on_after(1.5):  # the client gives up long before the wait ends
+                await c.call_tool("run_action", args)
+        async with Client(mcp) as c:
+            jobs = (await c.call_tool("list_jobs", {})).structured_content["jobs"]
+            assert len(jobs) == 1 and jobs[0]["action"] == "dataset_convert"
+            for _ in range(60):
+                job = (await c.call_tool("get_job", {"job_id": jobs[0]["job_id"]})).structured_content
+                if job["state"] != "running":
+                    break
+                await anyio.sleep(0.5)
+            assert job["state"] == "succeeded"
     run(go)
 
 

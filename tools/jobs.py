@@ -4,6 +4,7 @@ State lives on disk (SQLite + per-job folders), so every call may come from a fr
 Inspector starts one per call) and jobs keep running when the server exits.
 """
 
+import hashlib
 import json
 import re
 import shutil
@@ -80,8 +81,6 @@ def _spec_for(inp: RunActionInput, settings: Settings) -> tuple[Path, dict[str, 
     if inp.spec_path:
         spec_path = host_path(inp.spec_path, "spec_path", settings, kind="file")
         side = _sidecar(spec_path)
-        import hashlib
-
         if hashlib.sha256(spec_path.read_bytes()).hexdigest() != side["spec_sha256"]:
             raise ToolInputError(problem("spec_path", "the spec changed after build_spec validated it",
                                          f"rebuild: build_spec(..., base_spec='{spec_path}')"))
@@ -157,6 +156,8 @@ def run_action(inp: RunActionInput, settings: Settings | None = None,
     if side["action"] != inp.action:
         raise ToolInputError(problem("spec_path", f"the spec is for {side['action']}, not {inp.action}",
                                      f"use action='{side['action']}' or build a {inp.action} spec"))
+    if inp.spec_path and "backend" not in inp.model_fields_set:
+        inp = inp.model_copy(update={"backend": side["backend"]})
     if inp.spec_path and side["backend"] != inp.backend:
         raise ToolInputError(problem("backend", f"the spec was built for the {side['backend']} backend (its paths "
                                      "differ)", f"use backend='{side['backend']}' or rebuild the spec"))

@@ -16,8 +16,9 @@ import anyio
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
+from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, ImageContent, TextContent, ToolAnnotations
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from pydantic_core import PydanticUndefined
 
 from tools import api
@@ -33,9 +34,6 @@ INSTRUCTIONS = (
     "get_job until it ends -> resolve_parent_checkpoint -> run_action(evaluate/inference, parent_job_id=...). "
     "Launches return at once with a job_id; poll get_job (verdicts never trust the exit code alone)."
 )
-
-mcp = MCPServer("tao-bevfusion", version="0.1.0", instructions=INSTRUCTIONS)
-
 
 def _result(model: BaseModel, text: str, extra: list[Any] | None = None) -> CallToolResult:
     if len(text) > TEXT_LIMIT:
@@ -79,7 +77,7 @@ async def _wait_with_progress(job_id: str, seconds: int, ctx: Context | None) ->
         raise
 
 
-def _register(t: api.ToolDef) -> None:
+def _build_tool(t: api.ToolDef) -> Tool:
     needs_ctx = t.name in ("run_action", "get_job")
 
     async def handler(**kwargs: Any) -> CallToolResult:
@@ -110,9 +108,15 @@ def _register(t: api.ToolDef) -> None:
         **{p.name: p.annotation for p in handler.__signature__.parameters.values()},  # type: ignore[attr-defined]
         "return": Annotated[CallToolResult, t.output],
     }
-    mcp.add_tool(handler, name=t.name, description=t.doc, annotations=ToolAnnotations(
+    tool = Tool.from_function(handler, name=t.name, description=t.doc, annotations=ToolAnnotations(
         read_only_hint=t.read_only, destructive_hint=t.destructive, idempotent_hint=t.idempotent,
         open_world_hint=t.open_world))
+    # Unknown arguments are errors (the SDK would drop them silently): the model must hear about a typo.
+    base = tool.fn_metadata.arg_model
+    tool.fn_metadata.arg_model = type(base.__name__, (base,), {"model_config": ConfigDict(
+        extra="forbid", arbitrary_types_allowed=True)})
+    tool.parameters["additionalProperties"] = False
+    return tool
 
 
 def _curve_content(job_id: str) -> ImageContent:
@@ -124,8 +128,8 @@ def _curve_content(job_id: str) -> ImageContent:
     return ImageContent(type="image", data=base64.b64encode(png).decode(), mime_type="image/png")
 
 
-for _t in api.TOOLS:
-    _register(_t)
+mcp = MCPServer("tao-bevfusion", version="0.1.0", instructions=INSTRUCTIONS,
+                tools=[_build_tool(t) for t in api.TOOLS])
 
 
 def _job_file(job_id: str, which: str) -> Path:
