@@ -257,7 +257,7 @@ def bench_launch(ws: Path) -> None:
                                   "plain_docker_run_s_p50": round(statistics.median(plain), 3),
                                   "ratio": round(statistics.median(ours) / statistics.median(plain), 2),
                                   "note": "run_action includes build_spec, preflight (dataset check, image, disk), "
-                                          "the SQLite record and the first status poll"}
+                                          "and the SQLite record"}
 
 
 def main() -> int:

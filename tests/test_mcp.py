@@ -126,6 +126,57 @@ def test_client_disconnect_mid_wait_leaves_the_job_running(workspace: Path, monk
     run(go)
 
 
+def test_training_curve_is_offered_as_an_image(era: str, workspace: Path):
+    from tools.jobstore import JobStore
+    from tools.settings import Settings
+
+    results = workspace / "run"
+    (results / "train").mkdir(parents=True)
+    lines = [{"mode": "train", "cur_iter": i, "loss": 5.0 / i, "status": "RUNNING"} for i in range(1, 9)]
+    lines += [{"mode": "val", "epoch": e, "AP11": 10.0 * e, "AP40": 9.0 * e, "status": "RUNNING"} for e in (1, 2)]
+    (results / "train" / "status.json").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    store = JobStore(Settings.from_env().home)
+    job = store.create(action="train", backend="local", spec_path="/s.yaml", spec_sha256="x",
+                       results_dir=str(results), data_root=str(workspace), meta={"num_epochs": 2})
+    store.update(job.id, state="succeeded", verdict={"outcome": "succeeded", "reason": "test record"})
+
+    async def go():
+        async with Client(mcp, mode=era) as c:
+            r = await c.call_tool("get_job", {"job_id": job.id, "include_curve": True})
+            image = next(b for b in r.content if b.type == "image")
+            assert image.mime_type == "image/png" and len(image.data) > 1000
+            res = await c.read_resource(f"tao-bevfusion://jobs/{job.id}/curve.png")
+            assert res.contents[0].blob
+    run(go)
+
+
+def test_streamable_http_transport(workspace: Path):
+    import socket
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k.startswith(("TAO_BEVFUSION_", "PATH", "HOME"))}
+    proc = subprocess.Popen([sys.executable, "-m", "tools.cli", "serve", "--transport", "http", "--port", str(port)],
+                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        async def go():
+            async with Client(f"http://127.0.0.1:{port}/mcp") as c:
+                assert [t.name for t in (await c.list_tools()).tools] == TOOLS
+
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        run(go)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
 def test_stdio_subprocess_has_clean_stdout(workspace: Path):
     env = {k: v for k, v in os.environ.items() if k.startswith(("TAO_BEVFUSION_", "PATH", "HOME"))}
     params = StdioServerParameters(command=sys.executable, args=["-m", "tools.cli", "serve"], env=env, cwd=str(REPO))

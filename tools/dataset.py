@@ -173,8 +173,8 @@ def check_dataset(data_root: str, action: str, settings: Settings | None = None,
     persons = _check_contents(rep, root, ids, listings)
     if persons == 0 and (ids["train"] or ids["val"]):
         rep.add("NO_PERSON_LABELS", root / "training" / "label_2", "no Pedestrian/person label in the train or val "
-                "frames: 5.5 BEVFusion trains the person class only", "add frames with pedestrians",
-                severity="warning" if action in ("dataset_convert", "inference") else "error")
+                "frames: 5.5 BEVFusion trains the person class only (metrics will be empty)",
+                "add frames with pedestrians", severity="warning")
     if action == "train":
         if not ids["val"]:
             rep.add("SPLIT_EMPTY", root / "ImageSets" / "val.txt", "the val split is empty (IndexError at the first "

@@ -199,7 +199,7 @@ def run_action(inp: RunActionInput, settings: Settings | None = None,
                      errors=[p.model_dump() for p in exc.problems])
         raise
     store.update(job.id, state="running", handle=handle, started_at=time.time())
-    job = refresh(store.get(job.id), settings)
+    job = store.get(job.id)  # the first get_job polls; returning now keeps the launch call fast
     if inp.wait_seconds:
         job = wait_for(job.id, inp.wait_seconds, settings, on_progress)
     return RunActionResult(job_id=job.id, state=job.state, plan=plan, summary=summarize(job),

@@ -22,10 +22,18 @@ NO_GPU_RUNTIME = 'could not select device driver ""'
 HARDWARE = "BEVFusion guidance: minimum 2 GPUs, 4 recommended, 24 GB+ each (A100 recommended)"
 
 
+_CLIENTS: dict[str, docker.DockerClient] = {}
+
+
 def _client() -> docker.DockerClient:
+    """One client per engine address per process (each new client negotiates the API version)."""
+    key = os.environ.get("DOCKER_HOST", "")
+    if key in _CLIENTS:
+        return _CLIENTS[key]
     try:
         client = docker.from_env(timeout=30)
         client.ping()
+        _CLIENTS[key] = client
         return client
     except DockerException as exc:
         raise ToolInputError(problem(
