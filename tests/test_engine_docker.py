@@ -112,6 +112,14 @@ def test_fault_verdicts(converted: Path, docker_ws: Path, fault, action, outcome
         assert any("resume=true" in step for step in s.next_steps)
 
 
+def test_real_oom_kill_of_a_worker(converted: Path):
+    """The cgroup OOM killer takes the worker (the largest process); the 5.5 launcher survives and exits 0."""
+    s = finish(launch("train", converted, overrides=FAST, env={"FAKE_TAO_FAULT": "oom"}, mem_limit="160m").job_id)
+    assert s.verdict.outcome == "killed" and s.state == "failed"
+    assert "out-of-memory" in s.verdict.reason and s.verdict.exit_code == 0 and s.verdict.footer == "FAIL"
+    assert "worker_sigkill" in {e.pattern for e in s.errors}
+
+
 def _tampered_spec(root: Path, edit) -> str:
     built = build_spec(BuildSpecInput(action="train", data_root=str(root), overrides=FAST))
     spec = yaml.safe_load(Path(built.spec_path).read_text())

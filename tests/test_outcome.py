@@ -27,6 +27,7 @@ def _f(**status):
     (10, dict(exit_code=137, oom_killed=True, findings=_f()), "killed"),
     (10, dict(exit_code=137, cancel_requested=True, findings=_f()), "canceled"),
     (10, dict(exit_code=137, findings=_f()), "killed"),
+    (7, dict(exit_code=0, oom_killed=True, findings={**_f(), "footer": "FAIL", "sigkill": True}), "killed"),
     (11, dict(exit_code=125, findings={}), "failed"),
     (0, dict(exit_code=None, container_missing=True, findings=_f()), "lost"),
     (0, dict(exit_code=None, container_missing=True, cancel_requested=True, findings=_f()), "canceled"),

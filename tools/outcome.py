@@ -298,7 +298,8 @@ def decide(action: str, exit_code: int | None, oom_killed: bool, cancel_requeste
                        "unknown (check the results folder)")
     if exit_code in (125, 126, 127) and not st.get("records"):
         return verdict("failed", f"the container could not start (exit {exit_code})")
-    if exit_code == 137 or (exit_code is not None and exit_code >= 128 + 1 and not finished):
+    killed = exit_code == 137 or (exit_code is not None and exit_code > 128 and not finished)
+    if killed or (oom_killed and not finished):
         if cancel_requested:
             return verdict("canceled", f"canceled on request (exit {exit_code})")
         if oom_killed:
