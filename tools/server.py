@@ -201,17 +201,19 @@ def skill_doc() -> str:
 @mcp.resource("tao-bevfusion://schemas/{action}", mime_type="application/json",
               description="The generated JSON Schema (2020-12) of an action's 5.5 spec.")
 def schema(action: str) -> str:
-    if action not in ACTIONS:
-        raise ResourceNotFoundError(f"unknown action {action!r}; one of {list(ACTIONS)}")
-    return (skill_dir() / "schemas" / f"{action}.schema.json").read_text()
+    return _artifact(action, "schemas/{}.schema.json")
 
 
 @mcp.resource("tao-bevfusion://templates/{action}", mime_type="application/yaml",
               description="The generated KITTI-correct 5.5 spec template of an action.")
 def template(action: str) -> str:
+    return _artifact(action, "references/spec_template_{}.yaml")
+
+
+def _artifact(action: str, pattern: str) -> str:
     if action not in ACTIONS:
         raise ResourceNotFoundError(f"unknown action {action!r}; one of {list(ACTIONS)}")
-    return (skill_dir() / "references" / f"spec_template_{action}.yaml").read_text()
+    return (skill_dir() / pattern.format(action)).read_text()
 
 
 @mcp.prompt(description="Walk through convert -> train -> evaluate -> inference on a KITTI root.")
