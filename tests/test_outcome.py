@@ -116,3 +116,15 @@ def test_train_artifacts_need_the_final_epoch_and_pointer(tmp_path: Path):
     (work / "last_checkpoint").write_text("/results/r/train/epoch_2.pth")
     present, missing = check_artifacts("train", tmp_path / "r", tmp_path, 0, 2, {})
     assert not missing and str(work / "epoch_2.pth") in present
+
+
+def test_running_epoch_comes_from_the_global_iteration():
+    from tools.jobstore import Job
+    from tools.summary import summarize
+
+    job = Job(id="j" + "a" * 16, action="train", backend="local", state="running", spec_path="/s", spec_sha256="x",
+              results_dir="/nonexistent", data_root="/d", created_at=0, updated_at=0, meta={"num_epochs": 3},
+              progress={"epoch": 1, "cur_iter": 3, "iters_per_epoch": 2, "loss": 1.5})
+    s = summarize(job)
+    assert s.progress.epoch == 2 and s.progress.max_epochs == 3 and "epoch 2/3" in s.digest
+    assert any("get_job" in step for step in s.next_steps)

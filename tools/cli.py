@@ -53,8 +53,12 @@ def _add_model_options(parser: argparse.ArgumentParser, model: type[BaseModel]) 
 def _progress_bar(summary: Any) -> str:
     p = summary.progress
     if p.max_epochs and p.epoch:
-        done = min(1.0, (p.epoch - 1 + ((p.iteration or 0) % max(p.iters_per_epoch or 1, 1)) /
-                         max(p.iters_per_epoch or 1, 1)) / p.max_epochs) if summary.state == "running" else 1.0
+        if summary.state != "running":
+            done = 1.0
+        elif p.iters_per_epoch and p.iteration:
+            done = min(1.0, p.iteration / (p.iters_per_epoch * p.max_epochs))
+        else:
+            done = (p.epoch - 1) / p.max_epochs
         bar = "#" * int(done * 30)
         return f"[{bar:<30}] {summary.digest[:90]}"
     return summary.digest[:120]

@@ -117,6 +117,10 @@ def summarize(job: Job) -> JobSummary:
     progress = Progress(epoch=p.get("epoch"), max_epochs=job.meta.get("num_epochs"), iteration=p.get("cur_iter"),
                         iters_per_epoch=p.get("iters_per_epoch"), loss=p.get("loss"), lr=p.get("lr"),
                         eta=p.get("eta"))
+    if progress.iteration and progress.iters_per_epoch:
+        # The log's epoch lags by the record still being written; cur_iter / iters_per_epoch does not (§4.5).
+        derived = -(-progress.iteration // progress.iters_per_epoch)
+        progress.epoch = max(progress.epoch or 0, min(derived, progress.max_epochs or derived))
     if job.state == "succeeded" and job.action == "train":
         progress.epoch = progress.max_epochs
     errors = error_matches(job.findings, job.action)
