@@ -124,3 +124,34 @@ def test_dry_run_plans_match_golden_files(workspace: Path, monkeypatch: pytest.M
         golden.write_text(got + "\n")
     assert got + "\n" == golden.read_text()
     assert not (workspace / "home" / "jobs.db").exists() or not JobStore(workspace / "home").query()
+
+
+def test_one_active_job_per_results_dir_is_enforced_by_the_store(tmp_path: Path):
+    store = JobStore(tmp_path)
+    fields = {"action": "train", "backend": "local", "spec_path": "/s", "spec_sha256": "x", "results_dir": "/r",
+              "data_root": "/d"}
+    first = store.create(**fields)
+    with pytest.raises(ToolInputError, match="in use by another"):
+        store.create(**fields)
+    store.update(first.id, state="failed")
+    assert store.create(**fields).state == "pending"  # a finished job frees the folder
+
+
+def test_encryption_key_is_redacted_from_logs_and_summaries(workspace: Path, local_cli: None):
+    root = copy_sample(workspace / "kitti")
+    r = run_action(RunActionInput(action="dataset_convert", data_root=str(root), backend="local"))
+    _finish(r.job_id)
+    from tools.jobs import get_job_logs
+    from tools.specbuild import BuildSpecInput, build_spec
+
+    built = build_spec(BuildSpecInput(action="train", data_root=str(root), backend="local", encryption_key="s3cr3t",
+                                      overrides={"num_epochs": 1, "batch_size": 1}))
+    job = run_action(RunActionInput(action="train", spec_path=built.spec_path, automl_policy="off",
+                                    env={"FAKE_TAO_FAULT": "fail_at_iter"}))
+    _finish(job.job_id)
+    log = Path(os.environ["TAO_BEVFUSION_HOME"]) / "jobs" / job.job_id / "job.log"
+    with open(log, "a") as fh:
+        fh.write("config dump: encryption_key = s3cr3t\nRuntimeError: CUDA out of memory (key s3cr3t)\n")
+    page = get_job_logs(job.job_id, grep="encryption_key|out of memory")
+    assert "s3cr3t" not in page.text and "***" in page.text
+    assert "s3cr3t" not in get_job(job.job_id).model_dump_json()

@@ -252,6 +252,24 @@ def _finish(store: JobStore, job: Job, exit_code: int | None, oom: bool, contain
     return store.get(job.id)
 
 
+def job_secrets(job: Job) -> list[str]:
+    """Secret values this job's spec carries (the encryption key), to redact from anything shown."""
+    from tools.yamlio import fast_yaml
+
+    try:
+        spec = fast_yaml(Path(job.spec_path).read_text())
+    except (OSError, ValueError):
+        return []
+    key = spec.get("encryption_key") if isinstance(spec, dict) else None
+    return [str(key)] if key else []
+
+
+def redact(text: str, secrets: list[str]) -> str:
+    for value in secrets:
+        text = text.replace(value, "***")
+    return text
+
+
 def get_job(job_id: str, settings: Settings | None = None) -> JobSummary:
     settings = settings or Settings.from_env()
     return summarize(refresh(_store(settings).get(check_job_id(job_id)), settings))
@@ -371,5 +389,6 @@ def get_job_logs(job_id: str, tail_lines: int | None = None, offset: int | None 
     next_offset = start + len(data) if offset is not None else size
     hint = (f"more: get_job_logs(job_id='{job_id}', offset={next_offset})" if next_offset < size
             else "end of log" + ("; the job is still running" if not job.terminal else ""))
-    return LogPage(text="\n".join(text), offset=start, next_offset=next_offset, size=size, truncated=truncated,
+    return LogPage(text=redact("\n".join(text), job_secrets(job)), offset=start, next_offset=next_offset, size=size,
+                   truncated=truncated,
                    hint=hint)

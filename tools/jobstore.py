@@ -41,6 +41,8 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
 CREATE INDEX IF NOT EXISTS jobs_results ON jobs(results_dir);
+CREATE UNIQUE INDEX IF NOT EXISTS jobs_one_active_per_results
+    ON jobs(results_dir) WHERE state IN ('pending', 'running');
 """
 
 
@@ -123,8 +125,13 @@ class JobStore:
         for key in JSON_FIELDS:
             row[key] = json.dumps(row[key], allow_nan=True)
         cols = ", ".join(row)
-        with self._conn() as conn:
-            conn.execute(f"INSERT INTO jobs ({cols}) VALUES ({', '.join('?' for _ in row)})", list(row.values()))
+        try:
+            with self._conn() as conn:
+                conn.execute(f"INSERT INTO jobs ({cols}) VALUES ({', '.join('?' for _ in row)})", list(row.values()))
+        except sqlite3.IntegrityError as exc:
+            raise ToolInputError(problem("results_dir", f"{job.results_dir} is in use by another pending or "
+                                         "running job", "wait for it, cancel it, or use a fresh results_dir",
+                                         code="RESULTS_DIR_BUSY")) from exc
         return job
 
     def get(self, job_id: str) -> Job:

@@ -161,7 +161,10 @@ def _tail(path: Path, limit: int = 64 * 1024) -> str:
 
 @mcp.resource("tao-bevfusion://jobs/{job_id}/log", mime_type="text/plain", description="A job's log (tail).")
 def job_log(job_id: str) -> str:
-    return _tail(_job_file(job_id, "log"))
+    from tools import jobs
+
+    text = _tail(_job_file(job_id, "log"))
+    return jobs.redact(text, jobs.job_secrets(jobs._store(Settings.from_env()).get(job_id)))
 
 
 @mcp.resource("tao-bevfusion://jobs/{job_id}/status", mime_type="application/x-ndjson",

@@ -124,6 +124,11 @@ def summarize(job: Job) -> JobSummary:
     if job.state == "succeeded" and job.action == "train":
         progress.epoch = progress.max_epochs
     errors = error_matches(job.findings, job.action)
+    from tools.jobs import job_secrets, redact
+
+    secrets = job_secrets(job)
+    for e in errors:
+        e.evidence = redact(e.evidence, secrets)
     if job.state == "succeeded":
         errors = [e for e in errors if e.severity != "error"]
     metrics = _metrics(job)
