@@ -72,9 +72,11 @@ def test_launch_recipe_user_mounts_env_and_no_telemetry(converted: Path, engine:
     assert host["ShmSize"] == 16 * 1024**3 and host["NetworkMode"] == "none"
     assert {u["Name"]: u["Hard"] for u in host["Ulimits"]}["stack"] == 67108864
     binds = {b.split(":")[1]: b.split(":")[2] for b in host["Binds"]}
-    assert binds["/data"] == "ro" and binds["/specs"] == "ro" and binds["/tao-scratch"] == "rw"
+    assert binds["/data"] == "ro" and binds["/specs"] == "ro" and "/tao-scratch" not in binds
     env = dict(e.split("=", 1) for e in c.attrs["Config"]["Env"])
-    assert env["TELEMETRY_OPT_OUT"] == "yes" and env["TAO_TOOLKIT_CACHE"].startswith("/tao-scratch")
+    results = next(k for k, v in binds.items() if k.startswith("/results/"))
+    assert binds[results] == "rw" and env["TAO_TOOLKIT_CACHE"] == f"{results}/.cache"
+    assert env["TELEMETRY_OPT_OUT"] == "yes" and env["HOME"] == f"{results}/.home"
     assert "JOB_ID" not in env
     assert c.labels["tao-bevfusion.job"] == r.job_id
     s = finish(r.job_id)

@@ -99,16 +99,22 @@ def _request(inp: RunActionInput, job_id: str, spec_path: Path, side: dict[str, 
     mounts = [Mount.model_validate(m) for m in side["mounts"]]
     local = side["backend"] == "local"
     job_dir = settings.home / "jobs" / job_id
-    cache = job_dir / "scratch"
     results = Path(side["results_dir"])
     results_container = next((m.container for m in mounts if m.host == str(results)), str(results))
-    if not local:
-        mounts.append(Mount(host=str(cache), container="/tao-scratch", mode="rw"))
+    if inp.action == "dataset_convert":
+        # Convert's results dir is the dataset root: keep HOME and caches out of it, in a per-job scratch.
+        scratch = job_dir / "scratch"
+        base = str(scratch) if local else "/tao-scratch"
+        if not local:
+            mounts.append(Mount(host=str(scratch), container=base, mode="rw"))
+        home, cache = f"{base}/home", f"{base}/cache"
+    else:
+        home, cache = f"{results_container}/.home", f"{results_container}/.cache"  # contract §8.3
     gpus = inp.gpus if inp.gpus is not None else ([] if inp.action == "dataset_convert" else None)
     return LaunchRequest(
         job_id=job_id, action=inp.action, subtask=CLI_SUBTASK[inp.action], spec_host_path=str(spec_path),
         spec_container_path=str(spec_path) if local else side["spec_container_path"], results_dir=str(results),
-        results_container_dir=results_container, cache_container_dir=str(cache) if local else "/tao-scratch",
+        results_container_dir=results_container, home_dir=home, cache_dir=cache,
         mounts=mounts, image=inp.image or settings.image, gpus=gpus, num_gpus=num_gpus,
         env=validate_env(inp.env), network=inp.network, shm_size=inp.shm_size, mem_limit=inp.mem_limit,
         memlock=settings.memlock if inp.memlock is None else inp.memlock,

@@ -34,7 +34,8 @@ class LaunchRequest(BaseModel):
     spec_container_path: str
     results_dir: str
     results_container_dir: str
-    cache_container_dir: str = Field(description="Writable per-job folder for HOME and framework caches.")
+    home_dir: str = Field(description="Writable HOME for the job (container path).")
+    cache_dir: str = Field(description="Writable TAO_TOOLKIT_CACHE and framework caches (container path).")
     mounts: list[Mount]
     image: str
     gpus: list[str] | None = Field(default=None, description="Host GPU ids; None = the first num_gpus; [] = none.")
@@ -120,16 +121,16 @@ def validate_env(env: dict[str, Any] | None) -> dict[str, str]:
 
 def container_env(req: LaunchRequest) -> dict[str, str]:
     """The environment every launch gets (contract §1.4, §8.3), plus the caller's validated extras."""
-    base = req.cache_container_dir
+    cache = req.cache_dir
     env = {
         "TELEMETRY_OPT_OUT": "yes",
-        "HOME": f"{base}/home",
-        "TAO_TOOLKIT_CACHE": f"{base}/cache",
-        "XDG_CACHE_HOME": f"{base}/cache",
-        "TORCH_HOME": f"{base}/cache/torch",
-        "MPLCONFIGDIR": f"{base}/cache/matplotlib",
-        "NUMBA_CACHE_DIR": f"{base}/cache/numba",
-        "TRITON_CACHE_DIR": f"{base}/cache/triton",
+        "HOME": req.home_dir,
+        "TAO_TOOLKIT_CACHE": cache,
+        "XDG_CACHE_HOME": cache,
+        "TORCH_HOME": f"{cache}/torch",
+        "MPLCONFIGDIR": f"{cache}/matplotlib",
+        "NUMBA_CACHE_DIR": f"{cache}/numba",
+        "TRITON_CACHE_DIR": f"{cache}/triton",
     }
     env.update(req.env)
     return env
