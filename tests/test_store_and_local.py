@@ -155,3 +155,19 @@ def test_encryption_key_is_redacted_from_logs_and_summaries(workspace: Path, loc
     page = get_job_logs(job.job_id, grep="encryption_key|out of memory")
     assert "s3cr3t" not in page.text and "***" in page.text
     assert "s3cr3t" not in get_job(job.job_id).model_dump_json()
+
+
+def test_unreachable_engine_is_an_error_and_the_record_survives(workspace: Path, monkeypatch: pytest.MonkeyPatch):
+    import tools.backends.docker as dockerbackend
+    from tools.settings import Settings
+
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{workspace}/no-engine.sock")
+    monkeypatch.setattr(dockerbackend, "_CLIENTS", {})
+    store = JobStore(Settings.from_env().home)
+    job = store.create(action="train", backend="docker", spec_path="/s", spec_sha256="x", results_dir="/r",
+                       data_root="/d")
+    store.update(job.id, state="running", handle="0123abcd")
+    with pytest.raises(ToolInputError) as exc:
+        get_job(job.id)
+    assert exc.value.problems[0].code == "ENGINE_UNREACHABLE" and "start dockerd" in str(exc.value)
+    assert store.get(job.id).state == "running"

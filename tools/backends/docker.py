@@ -6,11 +6,13 @@ import os
 import resource
 import shutil
 import subprocess
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import docker
+import requests
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import DeviceRequest, Ulimit
 
@@ -39,6 +41,21 @@ def _client() -> docker.DockerClient:
         raise ToolInputError(problem(
             "backend", f"the Docker engine is not reachable ({exc.__class__.__name__}: {str(exc)[:160]})",
             "start dockerd (or set DOCKER_HOST to a running engine), or use backend='local' inside a TAO container",
+            code="ENGINE_UNREACHABLE")) from exc
+
+
+@contextlib.contextmanager
+def _engine_errors() -> Iterator[None]:
+    """A lost engine mid-job is an actionable error, not a crash; the job record is left as it was."""
+    try:
+        yield
+    except (DockerException, requests.RequestException) as exc:
+        if isinstance(exc, (NotFound, ImageNotFound)):
+            raise
+        _CLIENTS.clear()
+        raise ToolInputError(problem(
+            "backend", f"lost contact with the Docker engine ({exc.__class__.__name__}); the job record is kept",
+            "check that dockerd is running (and DOCKER_HOST), then call get_job again: the job re-attaches by label",
             code="ENGINE_UNREACHABLE")) from exc
 
 
@@ -168,7 +185,8 @@ class DockerBackend:
 
     def poll(self, handle: str) -> BackendStatus:
         try:
-            container = _client().containers.get(handle)
+            with _engine_errors():
+                container = _client().containers.get(handle)
         except NotFound:
             return BackendStatus(state="missing")
         state = container.attrs.get("State", {})
@@ -184,7 +202,8 @@ class DockerBackend:
         """Append output produced since the last sync (timestamps de-duplicate the 1 s `since` window)."""
         last = tuple(cursor.get("docker_ts", (0, 0)))
         try:
-            container = _client().containers.get(handle)
+            with _engine_errors():
+                container = _client().containers.get(handle)
         except NotFound:
             return cursor
         lock_path = Path(log_path).with_suffix(".lock")
@@ -220,7 +239,8 @@ class DockerBackend:
             pass  # already stopped
 
     def find(self, job_id: str) -> str | None:
-        found = _client().containers.list(all=True, filters={"label": f"{LABEL_JOB}={job_id}"})
+        with _engine_errors():
+            found = _client().containers.list(all=True, filters={"label": f"{LABEL_JOB}={job_id}"})
         return str(found[0].id) if found else None
 
     def cleanup(self, handle: str) -> None:
