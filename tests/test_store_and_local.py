@@ -171,3 +171,16 @@ def test_unreachable_engine_is_an_error_and_the_record_survives(workspace: Path,
         get_job(job.id)
     assert exc.value.problems[0].code == "ENGINE_UNREACHABLE" and "start dockerd" in str(exc.value)
     assert store.get(job.id).state == "running"
+
+
+def test_finished_but_unpolled_job_does_not_block_its_results_dir(workspace: Path, local_cli: None):
+    root = copy_sample(workspace / "kitti")
+    first = run_action(RunActionInput(action="dataset_convert", data_root=str(root), backend="local"))
+    assert first.state == "running"
+    exit_file = Path(os.environ["TAO_BEVFUSION_HOME"]) / "jobs" / first.job_id / "exit.json"
+    deadline = time.monotonic() + 30
+    while not exit_file.exists() and time.monotonic() < deadline:  # finished, and nobody polled it
+        time.sleep(0.2)
+    second = run_action(RunActionInput(action="dataset_convert", data_root=str(root), backend="local"))
+    assert second.job_id != first.job_id and get_job(first.job_id).state == "succeeded"
+    assert _finish(second.job_id).state == "succeeded"

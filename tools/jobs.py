@@ -168,7 +168,7 @@ def run_action(inp: RunActionInput, settings: Settings | None = None,
         raise ToolInputError(problem("backend", f"the spec was built for the {side['backend']} backend (its paths "
                                      "differ)", f"use backend='{side['backend']}' or rebuild the spec"))
     store = _store(settings)
-    busy = store.active_for_results(side["results_dir"])
+    busy = [j for j in store.active_for_results(side["results_dir"]) if not refresh(j, settings).terminal]
     if busy:
         raise ToolInputError(problem("results_dir", f"{side['results_dir']} is in use by running job {busy[0].id}",
                                      "wait for it, cancel it, or use a fresh results_dir"))
