@@ -242,7 +242,7 @@ def bench_launch(ws: Path) -> None:
     hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)[1]
     os.environ["TAO_BEVFUSION_MEMLOCK"] = str(hard if hard != resource.RLIM_INFINITY else -1)
     ours, plain = [], []
-    for i in range(5):
+    for i in range(11):
         t = time.perf_counter()
         r = run_action(RunActionInput(action="train", data_root=str(ws / "kitti"), automl_policy="off", gpus=[],
                                       results_dir=str(ws / "launch" / str(i)), overrides={"num_epochs": 1},

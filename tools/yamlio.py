@@ -31,7 +31,7 @@ def _expanded_size(data: Any, budget: int) -> int:
 
 
 def fast_yaml(text: str) -> Any:
-    """Safe-load trusted, shipped YAML (our own references/) with libyaml when it is available."""
+    """Safe-load YAML with libyaml's safe loader when available (no size bounds: see load_yaml_text)."""
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     return yaml.load(text, Loader=loader)
 
@@ -41,7 +41,7 @@ def load_yaml_text(text: str, origin: str = "<yaml>") -> Any:
         raise ToolInputError(problem(origin, f"YAML is larger than {MAX_YAML_BYTES} bytes",
                                      "pass a real spec file; TAO specs are a few KB"))
     try:
-        data = yaml.safe_load(text)
+        data = fast_yaml(text)
     except yaml.YAMLError as exc:
         raise ToolInputError(problem(origin, f"not valid YAML: {exc}".replace("\n", " "),
                                      "fix the YAML syntax")) from exc
