@@ -204,7 +204,7 @@ def _apply_user_layers(req: BuildSpecInput, spec: dict[str, Any], ctx: _Ctx, set
         ctx.problems += [p.model_copy(update={"path": f"{origin}.{p.path}"}) for p in errors]
         for path in removed:
             ctx.changes.append(Change(path=path, value=None, reason="newer than 5.5; removed"))
-        ctx.problems += [p.model_copy(update={"path": p.path}) for p in specrules.unknown_keys(layer, node)]
+        ctx.problems += specrules.unknown_keys(layer, node)
         if not errors:
             specrules.deep_merge(spec, layer)
 
