@@ -209,9 +209,14 @@ def test_missing_image_stops_before_launch(converted: Path, engine: docker.Docke
 
 
 def test_gpu_request_on_a_host_without_nvidia_runtime(converted: Path, engine: docker.DockerClient):
+    dry = launch("train", converted, overrides=FAST, gpus=["0"], dry_run=True)
+    runtime = next(c for c in dry.plan.preflight if c.name == "gpu_runtime")
+    assert runtime.severity == "warning" and "nvidia-container-toolkit" in runtime.fix
     with pytest.raises(ToolInputError) as exc:
         launch("train", converted, overrides=FAST, gpus=["0"])
-    assert "nvidia-container-toolkit" in str(exc.value)
+    assert "nvidia-container-toolkit" in str(exc.value) and 'could not select device driver ""' in str(exc.value)
+    failed = list_jobs(action="train")[0]
+    assert failed.state == "failed" and "could not start" in get_job(failed.job_id).verdict.reason
     # And the engine's own refusal, when a launch gets that far, says what to install.
     from tools.backends.docker import DockerBackend
     from tools.jobs import _request, _sidecar
@@ -224,7 +229,7 @@ def test_gpu_request_on_a_host_without_nvidia_runtime(converted: Path, engine: d
         backend.submit(backend.plan(req), req)
     text = str(exc2.value)
     assert 'could not select device driver ""' in text and "nvidia-container-toolkit" in text
-    assert not engine.containers.list(all=True, filters={"name": "tao-j1111111111111111"})
+    assert not engine.containers.list(all=True, filters={"label": "tao-bevfusion.plugin"})
 
 
 def test_logs_page_tail_offset_grep(converted: Path):
