@@ -26,12 +26,13 @@ def say(text: str = "") -> None:
 
 async def call(client: Client, name: str, args: dict, quiet: bool = False) -> dict:
     async def progress(value: float, total: float | None, message: str | None) -> None:
-        print(f"    progress {value:g}/{total:g}: {message}", flush=True)
+        say(f"    progress {value:g}/{total:g}: {message}")
 
+    if not quiet:
+        say(f"\n>>> {name}({json.dumps(args)})")
     result = await client.call_tool(name, args, progress_callback=progress)
     text = result.content[0].text if result.content else ""
     if not quiet:
-        say(f"\n>>> {name}({json.dumps(args)})")
         say("\n".join("    " + ln for ln in text.splitlines()))
     if result.is_error:
         raise SystemExit(f"tool {name} failed: {text}")
@@ -53,6 +54,7 @@ async def main(args: argparse.Namespace) -> int:
     server = StdioServerParameters(command=sys.executable, args=["-m", "tools.cli", "serve"], env=env)
     common = {"data_root": args.data_root, "backend": args.backend}
     gpus = {"gpus": []}  # the stand-in needs no GPU; on a GPU host drop this to get the first num_gpus GPUs
+    pace = {"env": {"FAKE_TAO_ITER_SECONDS": "1"}}  # stand-in only (slows it so progress shows); TAO ignores it
     async with Client(server) as client:
         tools = await client.list_tools()
         say(f"server tools: {', '.join(t.name for t in tools.tools)}")
@@ -62,7 +64,7 @@ async def main(args: argparse.Namespace) -> int:
         if (await wait(client, conv["job_id"]))["state"] != "succeeded":
             return 1
         await call(client, "resolve_automl_policy", {"action": "train", "request": "plain training please"})
-        train = await call(client, "run_action", {"action": "train", **common, **gpus, "automl_policy": "off",
+        train = await call(client, "run_action", {"action": "train", **common, **gpus, **pace, "automl_policy": "off",
                                                   "overrides": {"num_epochs": 2, "batch_size": 1},
                                                   "wait_seconds": 20})
         if (await wait(client, train["job_id"]))["state"] != "succeeded":

@@ -177,6 +177,31 @@ def test_streamable_http_transport(workspace: Path):
         proc.wait(timeout=10)
 
 
+def test_run_action_waits_with_progress_notifications(era: str, workspace: Path, monkeypatch: pytest.MonkeyPatch):
+    standin = REPO / "tests" / "standin" / "bevfusion_standin.py"
+    monkeypatch.setenv("TAO_BEVFUSION_LOCAL_CLI", json.dumps([sys.executable, str(standin)]))
+    root = copy_sample(workspace / "kitti")
+    seen: list[tuple[float, str]] = []
+
+    async def progress(value: float, total: float | None, message: str | None) -> None:
+        seen.append((value, message or ""))
+
+    async def go():
+        async with Client(mcp, mode=era) as c:
+            common = {"data_root": str(root), "backend": "local"}
+            r = await c.call_tool("run_action", {"action": "dataset_convert", **common, "wait_seconds": 20})
+            assert r.structured_content["summary"]["state"] == "succeeded"
+            r = await c.call_tool("run_action", {"action": "train", **common, "automl_policy": "off",
+                                                 "overrides": {"num_epochs": 2, "batch_size": 1},
+                                                 "env": {"FAKE_TAO_ITER_SECONDS": "0.4"}, "wait_seconds": 30},
+                                  progress_callback=progress)
+            assert r.structured_content["summary"]["state"] == "succeeded"
+    run(go)
+    values = [v for v, _ in seen]
+    assert len(values) >= 2 and values == sorted(set(values))  # strictly increasing, as MCP requires
+    assert any("iter" in m or "epoch" in m for _, m in seen) and "succeeded" in seen[-1][1]
+
+
 def test_stdio_subprocess_has_clean_stdout(workspace: Path):
     env = {k: v for k, v in os.environ.items() if k.startswith(("TAO_BEVFUSION_", "PATH", "HOME"))}
     params = StdioServerParameters(command=sys.executable, args=["-m", "tools.cli", "serve"], env=env, cwd=str(REPO))
