@@ -202,6 +202,35 @@ def test_run_action_waits_with_progress_notifications(era: str, workspace: Path,
     assert any("iter" in m or "epoch" in m for _, m in seen) and "succeeded" in seen[-1][1]
 
 
+def test_job_resources_log_status_and_masked_spec(workspace: Path, monkeypatch: pytest.MonkeyPatch):
+    standin = REPO / "tests" / "standin" / "bevfusion_standin.py"
+    monkeypatch.setenv("TAO_BEVFUSION_LOCAL_CLI", json.dumps([sys.executable, str(standin)]))
+    root = copy_sample(workspace / "kitti")
+
+    async def go():
+        async with Client(mcp) as c:
+            common = {"data_root": str(root), "backend": "local"}
+            await c.call_tool("run_action", {"action": "dataset_convert", **common, "wait_seconds": 20})
+            r = await c.call_tool("run_action", {"action": "train", **common, "automl_policy": "off",
+                                                 "encryption_key": "tlt-s3cret", "wait_seconds": 30,
+                                                 "overrides": {"num_epochs": 1, "batch_size": 1}})
+            job_id = r.structured_content["job_id"]
+            assert r.structured_content["summary"]["state"] == "succeeded"
+            assert "tlt-s3cret" not in json.dumps(r.structured_content)
+            base = f"tao-bevfusion://jobs/{job_id}"
+            log = (await c.read_resource(f"{base}/log")).contents[0].text
+            status = (await c.read_resource(f"{base}/status")).contents[0].text
+            spec = (await c.read_resource(f"{base}/spec")).contents[0].text
+            assert "Execution status: PASS" in log and "Train finished successfully." in status
+            assert "encryption_key: '***'" in spec and "tlt-s3cret" not in spec + log
+            assert "kitti_person_infos_train.pkl" in spec
+            from mcp.shared.exceptions import MCPError
+
+            with pytest.raises(MCPError, match="list_jobs"):  # ResourceNotFoundError, -32602
+                await c.read_resource("tao-bevfusion://jobs/j0123456789abcdef/log")
+    run(go)
+
+
 def test_stdio_subprocess_has_clean_stdout(workspace: Path):
     env = {k: v for k, v in os.environ.items() if k.startswith(("TAO_BEVFUSION_", "PATH", "HOME"))}
     params = StdioServerParameters(command=sys.executable, args=["-m", "tools.cli", "serve"], env=env, cwd=str(REPO))
