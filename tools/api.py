@@ -53,7 +53,7 @@ class LogsInput(BaseModel):
     tail_lines: int | None = Field(default=None, ge=1, le=500, description="Last N lines (default 50).")
     offset: int | None = Field(default=None, ge=0, description="Read forward from this byte offset (next_offset).")
     grep: str | None = Field(default=None, max_length=200, description="Only lines matching this regex.")
-    max_bytes: int = Field(default=4096, ge=256, le=16384, description="Cap on returned text.")
+    max_bytes: int = Field(default=4096, ge=256, le=6000, description="Cap on returned text (results stay under 8 KB).")
 
 
 class ListJobsInput(BaseModel):

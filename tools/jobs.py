@@ -361,7 +361,7 @@ def get_job_logs(job_id: str, tail_lines: int | None = None, offset: int | None 
     job = refresh(_store(settings).get(check_job_id(job_id)), settings)
     path = job.job_dir(settings.home) / "job.log"
     size = path.stat().st_size if path.exists() else 0
-    max_bytes = max(256, min(max_bytes, 16384))
+    max_bytes = max(256, min(max_bytes, 6000))
     rx = None
     if grep:
         try:
