@@ -128,3 +128,22 @@ def test_running_epoch_comes_from_the_global_iteration():
     s = summarize(job)
     assert s.progress.epoch == 2 and s.progress.max_epochs == 3 and "epoch 2/3" in s.digest
     assert any("get_job" in step for step in s.next_steps)
+
+
+def test_docker_log_sync_keeps_interleaved_lines_and_never_duplicates():
+    import io
+
+    from tools.backends.docker import _Window
+
+    stream = [b"2026-12-01T10:00:00.5Z first\n", b"2026-12-01T10:00:01.900000001Z stdout later\n",
+              b"2026-12-01T10:00:01.9Z stderr footer stamped earlier\n"]
+    out = io.BytesIO()
+    w = _Window(0, set())
+    for line in stream:
+        w.append(out, line)
+    assert out.getvalue().count(b"\n") == 3 and b"footer" in out.getvalue()
+    again = io.BytesIO()  # the next sync re-reads the boundary second (`since` is whole seconds)
+    w2 = _Window(w.top, set(w.top_seen))
+    for line in [*stream[1:], b"2026-12-01T10:00:01.95Z new line\n"]:
+        w2.append(again, line)
+    assert again.getvalue() == b"new line\n"

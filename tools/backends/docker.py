@@ -2,6 +2,7 @@
 
 import contextlib
 import fcntl
+import json
 import os
 import resource
 import shutil
@@ -202,8 +203,12 @@ class DockerBackend:
                              error=state.get("Error") or None)
 
     def sync_logs(self, handle: str, log_path: str, cursor: dict[str, Any]) -> dict[str, Any]:
-        """Append output produced since the last sync (timestamps de-duplicate the 1 s `since` window)."""
-        last = tuple(cursor.get("docker_ts", (0, 0)))
+        """Append output produced since the last sync.
+
+        `since` has 1 s granularity, and stdout/stderr are stamped by separate copiers, so their order in
+        the stream is not strictly by time. Lines are de-duplicated by their exact nanosecond stamps within
+        the boundary second, never by "newer than the last one" (that would drop an interleaved line).
+        """
         try:
             with _engine_errors():
                 container = _client().containers.get(handle)
@@ -213,20 +218,21 @@ class DockerBackend:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
         with open(lock_path, "w") as lock, open(log_path, "ab") as out:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            last = tuple(_read_cursor(lock_path.with_suffix(".ts")) or last)
-            since = last[0] if last[0] else None
+            state_file = lock_path.with_suffix(".ts")
+            window = _Window(*_read_cursor(state_file))
             stream = container.logs(stdout=True, stderr=True, timestamps=True, stream=True, follow=False,
-                                    since=since)
+                                    since=window.boundary or None)
             pending = b""
             for chunk in stream:
                 pending += chunk
                 *lines, pending = pending.split(b"\n")
                 for line in lines:
-                    last = _append(out, line + b"\n", last)
+                    window.append(out, line + b"\n")
             if pending:
-                last = _append(out, pending, last)
-            lock_path.with_suffix(".ts").write_text(f"{last[0]} {last[1]}")
-        return {**cursor, "docker_ts": list(last)}
+                window.append(out, pending)
+            state_file.write_text(json.dumps({"boundary": window.top, "seen": sorted(window.top_seen)}))
+            top = window.top
+        return {**cursor, "docker_boundary": top}
 
     def cancel(self, handle: str, force: bool) -> None:
         try:
@@ -251,25 +257,37 @@ class DockerBackend:
             _client().containers.get(handle).remove(force=True)
 
 
-def _read_cursor(path: Path) -> tuple[int, int] | None:
+def _read_cursor(path: Path) -> tuple[int, set[tuple[int, int]]]:
+    """(boundary second, stamps already written at or after it) of the last sync."""
     try:
-        a, b = path.read_text().split()
-        return int(a), int(b)
-    except (OSError, ValueError):
-        return None
+        data = json.loads(path.read_text())
+        return int(data["boundary"]), {(int(a), int(b)) for a, b in data["seen"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0, set()
 
 
-def _append(out: Any, line: bytes, last: tuple[int, ...]) -> tuple[int, ...]:
-    stamp, _, body = line.partition(b" ")
-    try:
-        ts = _parse_ts(stamp.decode())
-    except ValueError:
-        out.write(line)
-        return last
-    if ts <= last:
-        return last
-    out.write(body)
-    return ts
+class _Window:
+    """De-duplication state of one sync: stamps written in the boundary second by the previous sync, and the
+    stamps of the newest second seen now (memory stays bounded by one second of output)."""
+
+    def __init__(self, boundary: int, prior: set[tuple[int, int]]) -> None:
+        self.boundary, self.prior = boundary, prior
+        self.top, self.top_seen = boundary, set(prior)
+
+    def append(self, out: Any, line: bytes) -> None:
+        stamp, _, body = line.partition(b" ")
+        try:
+            ts = _parse_ts(stamp.decode())
+        except ValueError:
+            out.write(line)
+            return
+        if ts[0] < self.boundary or ts in self.prior:
+            return
+        out.write(body)
+        if ts[0] > self.top:
+            self.top, self.top_seen = ts[0], {ts}
+        elif ts[0] == self.top:
+            self.top_seen.add(ts)
 
 
 def _gpu_checks(devices: list[str]) -> list[Check]:
