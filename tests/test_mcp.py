@@ -25,6 +25,14 @@ def era(request) -> str:
     return request.param
 
 
+@pytest.fixture
+def local_kitti(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A KITTI copy, with the local backend running the TAO stand-in as `bevfusion`."""
+    standin = REPO / "tests" / "standin" / "bevfusion_standin.py"
+    monkeypatch.setenv("TAO_BEVFUSION_LOCAL_CLI", json.dumps([sys.executable, str(standin)]))
+    return copy_sample(workspace / "kitti")
+
+
 def run(coro_fn, *args):
     return anyio.run(coro_fn, *args)
 
@@ -103,10 +111,8 @@ def test_bad_calls_are_tool_errors_not_crashes(era: str, workspace: Path, name, 
     run(go)
 
 
-def test_client_disconnect_mid_wait_leaves_the_job_running(workspace: Path, monkeypatch: pytest.MonkeyPatch):
-    standin = REPO / "tests" / "standin" / "bevfusion_standin.py"
-    monkeypatch.setenv("TAO_BEVFUSION_LOCAL_CLI", json.dumps([sys.executable, str(standin)]))
-    root = copy_sample(workspace / "kitti")
+def test_client_disconnect_mid_wait_leaves_the_job_running(local_kitti: Path):
+    root = local_kitti
 
     async def go():
         async with Client(mcp) as c:
@@ -177,10 +183,8 @@ def test_streamable_http_transport(workspace: Path):
         proc.wait(timeout=10)
 
 
-def test_run_action_waits_with_progress_notifications(era: str, workspace: Path, monkeypatch: pytest.MonkeyPatch):
-    standin = REPO / "tests" / "standin" / "bevfusion_standin.py"
-    monkeypatch.setenv("TAO_BEVFUSION_LOCAL_CLI", json.dumps([sys.executable, str(standin)]))
-    root = copy_sample(workspace / "kitti")
+def test_run_action_waits_with_progress_notifications(era: str, local_kitti: Path):
+    root = local_kitti
     seen: list[tuple[float, str]] = []
 
     async def progress(value: float, total: float | None, message: str | None) -> None:
@@ -202,10 +206,8 @@ def test_run_action_waits_with_progress_notifications(era: str, workspace: Path,
     assert any("iter" in m or "epoch" in m for _, m in seen) and "succeeded" in seen[-1][1]
 
 
-def test_job_resources_log_status_and_masked_spec(workspace: Path, monkeypatch: pytest.MonkeyPatch):
-    standin = REPO / "tests" / "standin" / "bevfusion_standin.py"
-    monkeypatch.setenv("TAO_BEVFUSION_LOCAL_CLI", json.dumps([sys.executable, str(standin)]))
-    root = copy_sample(workspace / "kitti")
+def test_job_resources_log_status_and_masked_spec(local_kitti: Path):
+    root = local_kitti
 
     async def go():
         async with Client(mcp) as c:
