@@ -127,7 +127,7 @@ def bench_summary(ws: Path, log_bytes: int, status_lines: int, env: dict[str, st
     log.parent.joinpath("exit.json")
     code = (f"import time, json\nfrom tools.jobs import _store, refresh\nfrom tools.summary import summarize\n"
             f"from tools.settings import Settings\ns=Settings.from_env()\nt=time.perf_counter()\n"
-            f"job=refresh(_store(s).get({job_id!r}), s)\nsm=summarize(job)\nd=time.perf_counter()-t\n"
+            f"job=refresh(open_store(s).get({job_id!r}), s)\nsm=summarize(job)\nd=time.perf_counter()-t\n"
             f"print(json.dumps({{'seconds': d, 'summary_bytes': len(sm.model_dump_json()), "
             f"'errors': [e.pattern for e in sm.errors], 'state': job.state}}))")
     wall, rss, out = child_peak_mb(code, env)
@@ -147,11 +147,11 @@ def bench_repoll(ws: Path, env: dict[str, str]) -> None:
     log, job_id = make_big_job(ws / "repoll", 64 * 1024 * 1024, 20000)
     env = {**env, "TAO_BEVFUSION_HOME": str(ws / "repoll" / "home")}
     code = (f"import time, json\nfrom tools.jobs import _store, refresh\nfrom tools.settings import Settings\n"
-            f"s=Settings.from_env()\nrefresh(_store(s).get({job_id!r}), s)\n"
-            f"a=_store(s).get({job_id!r}).cursor\n"
+            f"s=Settings.from_env()\nrefresh(open_store(s).get({job_id!r}), s)\n"
+            f"a=open_store(s).get({job_id!r}).cursor\n"
             f"open({str(log)!r},'ab').write(b'Epoch(train) [4][1/9] loss: 1.0\\n'*1000)\n"
-            f"t=time.perf_counter()\nrefresh(_store(s).get({job_id!r}), s)\nd=time.perf_counter()-t\n"
-            f"b=_store(s).get({job_id!r}).cursor\nprint(json.dumps({{'seconds': d, 'log_bytes_read': "
+            f"t=time.perf_counter()\nrefresh(open_store(s).get({job_id!r}), s)\nd=time.perf_counter()-t\n"
+            f"b=open_store(s).get({job_id!r}).cursor\nprint(json.dumps({{'seconds': d, 'log_bytes_read': "
             f"b['log_offset']-a['log_offset']}}))")
     _, _, out = child_peak_mb(code, env)
     RESULTS["repoll_append_only"] = json.loads(out)

@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             from tools.curve import training_curve_png
             from tools.settings import Settings
 
-            args.curve.write_bytes(training_curve_png(jobs._store(Settings.from_env()).get(args.job_id)))
+            args.curve.write_bytes(training_curve_png(jobs.open_store(Settings.from_env()).get(args.job_id)))
             text += f"\ntraining curve written to {args.curve}"
     except ToolInputError as exc:
         print(exc.render(), file=sys.stderr)

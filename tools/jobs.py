@@ -64,7 +64,7 @@ class RunActionResult(BaseModel):
     message: str = ""
 
 
-def _store(settings: Settings) -> JobStore:
+def open_store(settings: Settings) -> JobStore:
     return JobStore(settings.home)
 
 
@@ -167,7 +167,7 @@ def run_action(inp: RunActionInput, settings: Settings | None = None,
     if inp.spec_path and side["backend"] != inp.backend:
         raise ToolInputError(problem("backend", f"the spec was built for the {side['backend']} backend (its paths "
                                      "differ)", f"use backend='{side['backend']}' or rebuild the spec"))
-    store = _store(settings)
+    store = open_store(settings)
     busy = [j for j in store.active_for_results(side["results_dir"]) if not refresh(j, settings).terminal]
     if busy:
         raise ToolInputError(problem("results_dir", f"{side['results_dir']} is in use by running job {busy[0].id}",
@@ -223,7 +223,7 @@ def refresh(job: Job, settings: Settings) -> Job:
     """Poll the backend, sync and scan new output, and finish the record when the job has ended."""
     if job.terminal or (job.state == "pending" and not job.handle):
         return job
-    store = _store(settings)
+    store = open_store(settings)
     backend = get_backend(job.backend)
     handle = job.handle or backend.find(job.id)
     if handle is None:
@@ -278,13 +278,13 @@ def redact(text: str, secrets: list[str]) -> str:
 
 def get_job(job_id: str, settings: Settings | None = None) -> JobSummary:
     settings = settings or Settings.from_env()
-    return summarize(refresh(_store(settings).get(check_job_id(job_id)), settings))
+    return summarize(refresh(open_store(settings).get(check_job_id(job_id)), settings))
 
 
 def wait_for(job_id: str, seconds: float, settings: Settings,
              on_progress: Callable[[JobSummary], None] | None = None) -> Job:
     deadline = time.monotonic() + min(seconds, MAX_WAIT)
-    store = _store(settings)
+    store = open_store(settings)
     job = refresh(store.get(job_id), settings)
     while not job.terminal and time.monotonic() < deadline:
         time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
@@ -303,7 +303,7 @@ class CancelResult(BaseModel):
 def cancel_job(job_id: str, force: bool = False, settings: Settings | None = None) -> CancelResult:
     """Idempotent: a finished job is reported as it is; a running one is stopped and recorded as canceled."""
     settings = settings or Settings.from_env()
-    store = _store(settings)
+    store = open_store(settings)
     job = store.get(check_job_id(job_id))
     if job.terminal:
         return CancelResult(job_id=job.id, state=job.state, message=f"already {job.state}; nothing to cancel")
@@ -334,7 +334,7 @@ class JobListItem(BaseModel):
 def list_jobs(state: str | None = None, action: str | None = None, limit: int = 20,
               settings: Settings | None = None) -> list[JobListItem]:
     settings = settings or Settings.from_env()
-    store = _store(settings)
+    store = open_store(settings)
     out = []
     for job in store.query(state=state, action=action, limit=limit):
         if not job.terminal:
@@ -358,7 +358,7 @@ def get_job_logs(job_id: str, tail_lines: int | None = None, offset: int | None 
                  max_bytes: int = 4096, settings: Settings | None = None) -> LogPage:
     """Page the job log: the tail (default 50 lines), from a byte offset, or lines matching a regex."""
     settings = settings or Settings.from_env()
-    job = refresh(_store(settings).get(check_job_id(job_id)), settings)
+    job = refresh(open_store(settings).get(check_job_id(job_id)), settings)
     path = job.job_dir(settings.home) / "job.log"
     size = path.stat().st_size if path.exists() else 0
     max_bytes = max(256, min(max_bytes, 6000))

@@ -66,7 +66,7 @@ async def _wait_with_progress(job_id: str, seconds: int, ctx: Context | None) ->
     try:
         while time.monotonic() < deadline:
             await anyio.sleep(1.0)
-            job = await anyio.to_thread.run_sync(lambda: jobs.refresh(jobs._store(settings).get(job_id), settings))
+            job = await anyio.to_thread.run_sync(lambda: jobs.refresh(jobs.open_store(settings).get(job_id), settings))
             step += 1
             if ctx is not None:
                 await ctx.report_progress(step, total=seconds, message=summarize(job).digest[:200])
@@ -78,7 +78,7 @@ async def _wait_with_progress(job_id: str, seconds: int, ctx: Context | None) ->
 
 
 def _build_tool(t: api.ToolDef) -> Tool:
-    needs_ctx = t.name in ("run_action", "get_job")
+    needs_ctx = t.name == "run_action"  # the only tool that reports progress
 
     async def handler(**kwargs: Any) -> CallToolResult:
         ctx = kwargs.pop("ctx", None)
@@ -124,7 +124,7 @@ def _curve_content(job_id: str) -> ImageContent:
     from tools.curve import training_curve_png
 
     settings = Settings.from_env()
-    png = training_curve_png(jobs._store(settings).get(job_id))
+    png = training_curve_png(jobs.open_store(settings).get(job_id))
     return ImageContent(type="image", data=base64.b64encode(png).decode(), mime_type="image/png")
 
 
@@ -138,7 +138,7 @@ def _job_file(job_id: str, which: str) -> Path:
 
     settings = Settings.from_env()
     try:
-        job = jobs._store(settings).get(job_id)
+        job = jobs.open_store(settings).get(job_id)
     except ToolInputError as exc:
         raise ResourceNotFoundError(exc.render()) from exc
     if which == "log":
@@ -164,7 +164,7 @@ def job_log(job_id: str) -> str:
     from tools import jobs
 
     text = _tail(_job_file(job_id, "log"))
-    return jobs.redact(text, jobs.job_secrets(jobs._store(Settings.from_env()).get(job_id)))
+    return jobs.redact(text, jobs.job_secrets(jobs.open_store(Settings.from_env()).get(job_id)))
 
 
 @mcp.resource("tao-bevfusion://jobs/{job_id}/status", mime_type="application/x-ndjson",
@@ -191,7 +191,7 @@ def job_curve(job_id: str) -> bytes:
     from tools.curve import training_curve_png
 
     try:
-        return training_curve_png(jobs._store(Settings.from_env()).get(job_id))
+        return training_curve_png(jobs.open_store(Settings.from_env()).get(job_id))
     except ToolInputError as exc:
         raise ResourceNotFoundError(exc.render()) from exc
 
