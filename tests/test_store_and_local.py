@@ -184,3 +184,14 @@ def test_finished_but_unpolled_job_does_not_block_its_results_dir(workspace: Pat
     second = run_action(RunActionInput(action="dataset_convert", data_root=str(root), backend="local"))
     assert second.job_id != first.job_id and get_job(first.job_id).state == "succeeded"
     assert _finish(second.job_id).state == "succeeded"
+
+
+def test_root_directory_never_becomes_an_allowed_root(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    from tools.settings import Settings
+
+    monkeypatch.delenv("TAO_BEVFUSION_ROOTS", raising=False)
+    monkeypatch.setenv("TAO_BEVFUSION_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir("/")
+    assert Settings.from_env().roots == ((tmp_path / "home").resolve(),)
+    monkeypatch.chdir(tmp_path)
+    assert tmp_path.resolve() in Settings.from_env().roots

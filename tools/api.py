@@ -12,7 +12,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from tools import checkpoints, dataset, jobs, policy, specbuild
-from tools.surface import ACTIONS
 
 Action = Literal["dataset_convert", "train", "evaluate", "inference"]
 
@@ -202,9 +201,6 @@ TOOLS: list[ToolDef] = [
     ToolDef("cancel_job", CancelInput, jobs.CancelResult, _cancel, False, True, True, False,
             "Stop a running job and record it as canceled. Idempotent: a finished job is reported unchanged."),
 ]
-
-assert set(ACTIONS) == {"dataset_convert", "train", "evaluate", "inference"}
-
 
 def tool(name: str) -> ToolDef:
     return next(t for t in TOOLS if t.name == name)

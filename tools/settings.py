@@ -31,8 +31,8 @@ class Settings:
         home = home.expanduser().resolve()
         raw = os.environ.get("TAO_BEVFUSION_ROOTS", "")
         roots = [Path(p).expanduser().resolve() for p in raw.split(":") if p.strip()]
-        if not roots:
-            roots = [Path.cwd().resolve()]
+        if not roots and Path.cwd().resolve() != Path("/"):
+            roots = [Path.cwd().resolve()]  # MCP hosts often start servers in "/": that never becomes a root
         roots.append(home)
         memlock = int(os.environ.get("TAO_BEVFUSION_MEMLOCK", "-1") or -1)
         return cls(home=home, image=os.environ.get("TAO_BEVFUSION_IMAGE", DEFAULT_IMAGE), roots=tuple(roots),
