@@ -1,6 +1,7 @@
 """Process-wide settings read from the environment (documented in the README)."""
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -8,9 +9,15 @@ DEFAULT_IMAGE = "nvcr.io/nvidia/tao/tao-toolkit:5.5.0-pyt"
 
 
 def skill_dir() -> Path:
-    """The skill-bank directory (SKILL.md lives in skill/, schemas/ and references/ beside it)."""
+    """The skill-bank directory (SKILL.md lives in skill/, schemas/ and references/ beside it): the checkout
+    for an editable install, else the copy a wheel installs under <prefix>/share/tao-bevfusion."""
     env = os.environ.get("TAO_BEVFUSION_SKILL_DIR")
-    return Path(env).resolve() if env else Path(__file__).resolve().parents[1]
+    if env:
+        return Path(env).resolve()
+    checkout = Path(__file__).resolve().parents[1]
+    if (checkout / "references" / "skill_info.yaml").is_file():
+        return checkout
+    return Path(sys.prefix) / "share" / "tao-bevfusion"
 
 
 @dataclass(frozen=True)
