@@ -268,3 +268,12 @@ def test_inspector_cli_lists_strictly_and_calls(workspace: Path):
     bad = _inspector(workspace, "--method", "tools/call", "--tool-name", "get_job", "--tool-args-json",
                      json.dumps({"job_id": "j0123456789abcdef"}), "--format", "json")
     assert bad.returncode == 5 and "list_jobs" in bad.stdout + bad.stderr
+
+
+def test_every_tool_input_and_output_field_is_described():
+    from tools.api import TOOLS
+
+    for t in TOOLS:
+        for model in (t.input, t.output):
+            undocumented = [n for n, f in model.model_fields.items() if not f.description]
+            assert not undocumented, f"{t.name}: {model.__name__} {undocumented}"

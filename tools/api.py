@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from tools import checkpoints, dataset, jobs, policy, specbuild
+from tools.jobs import JobListItem
 
 Action = Literal["dataset_convert", "train", "evaluate", "inference"]
 
@@ -56,9 +57,10 @@ class LogsInput(BaseModel):
 
 
 class ListJobsInput(BaseModel):
-    state: Literal["pending", "running", "succeeded", "failed", "canceled", "unknown"] | None = None
-    action: Action | None = None
-    limit: int = Field(default=20, ge=1, le=100)
+    state: Literal["pending", "running", "succeeded", "failed", "canceled", "unknown"] | None = Field(
+        default=None, description="Only jobs in this state.")
+    action: Action | None = Field(default=None, description="Only jobs of this action.")
+    limit: int = Field(default=20, ge=1, le=100, description="At most this many, newest first.")
 
 
 class CancelInput(BaseModel):
@@ -67,7 +69,7 @@ class CancelInput(BaseModel):
 
 
 class JobList(BaseModel):
-    jobs: list[jobs.JobListItem]
+    jobs: list[JobListItem] = Field(description="Newest first; poll a running one with get_job.")
 
 
 def _route(inp: RouteRequestInput) -> tuple[policy.RouteResult, str]:

@@ -32,11 +32,11 @@ class Candidate(BaseModel):
 class CheckpointChoice(BaseModel):
     path: str = Field(description="Host path of the chosen .pth.")
     container_path: str | None = Field(description="The same file as the parent's container saw it (if known).")
-    epoch: int
+    epoch: int = Field(description="The chosen epoch (from the file name).")
     method: str = Field(description="How it was chosen.")
     candidates: list[Candidate] = Field(description="Every checkpoint found, with its validation AP if logged.")
-    parent_job_id: str | None = None
-    results_dir: str
+    parent_job_id: str | None = Field(default=None, description="The train job it came from.")
+    results_dir: str = Field(description="The train job's host results folder.")
 
 
 def _scan(train_dir: Path) -> dict[int, Path]:

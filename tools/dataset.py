@@ -32,10 +32,10 @@ class DatasetProblem(BaseModel):
 
 class DatasetReport(BaseModel):
     ok: bool = Field(description="True when nothing blocks the action (warnings may remain).")
-    action: str
-    data_root: str
+    action: str = Field(description="The action the root was checked for.")
+    data_root: str = Field(description="The resolved host path checked.")
     frames: dict[str, int] = Field(description="Frame ids listed per split in ImageSets.")
-    problems: list[DatasetProblem]
+    problems: list[DatasetProblem] = Field(description="Errors block the action; warnings do not. Fix, re-check.")
     omitted: int = Field(default=0, description="Further problems of an already-listed code not shown.")
 
 

@@ -58,10 +58,10 @@ class RunActionInput(BuildSpecInput):
 class RunActionResult(BaseModel):
     job_id: str | None = Field(description="Null when nothing was launched (dry run, AutoML routing).")
     state: str = Field(description="pending/running/succeeded/... or 'planned' / 'routed'.")
-    plan: LaunchPlan | None = None
-    summary: JobSummary | None = None
+    plan: LaunchPlan | None = Field(default=None, description="The exact launch (the dry run when dry_run=true).")
+    summary: JobSummary | None = Field(default=None, description="The job as get_job reports it.")
     routing: dict[str, Any] | None = Field(default=None, description="The AutoML routing decision (train).")
-    message: str = ""
+    message: str = Field(default="", description="What happened, and the next call when nothing launched.")
 
 
 def open_store(settings: Settings) -> JobStore:
@@ -295,9 +295,9 @@ def wait_for(job_id: str, seconds: float, settings: Settings,
 
 
 class CancelResult(BaseModel):
-    job_id: str
-    state: str
-    message: str
+    job_id: str = Field(description="The job.")
+    state: str = Field(description="Its state after the cancel (canceled, or the state it had already ended in).")
+    message: str = Field(description="What was done.")
 
 
 def cancel_job(job_id: str, force: bool = False, settings: Settings | None = None) -> CancelResult:
@@ -346,12 +346,12 @@ def list_jobs(state: str | None = None, action: str | None = None, limit: int = 
 
 
 class LogPage(BaseModel):
-    text: str
+    text: str = Field(description="Log lines (progress records split on \\r), secrets redacted.")
     offset: int = Field(description="Byte offset where `text` starts.")
     next_offset: int = Field(description="Pass as offset to read on from here.")
     size: int = Field(description="Current log size in bytes.")
     truncated: bool = Field(description="True when more text matched or exists than was returned.")
-    hint: str
+    hint: str = Field(description="How to read the next page, or that the log ended.")
 
 
 def get_job_logs(job_id: str, tail_lines: int | None = None, offset: int | None = None, grep: str | None = None,

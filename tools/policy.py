@@ -24,13 +24,13 @@ PRESERVE = ["datasets (data_root, ann_file pickles)", "spec overrides", "output 
 
 
 class AutoMLDecision(BaseModel):
-    action: str
+    action: str = Field(description="The action the decision is for.")
     applies: bool = Field(description="False for every action but train.")
-    automl_policy: Literal["on", "off", "not_applicable"]
+    automl_policy: Literal["on", "off", "not_applicable"] = Field(description="The policy for this run.")
     route: str = Field(description="'tao-skill-bank:tao-run-automl' or 'direct'.")
     runnable: bool = Field(description="AutoML is runnable: enabled, train schema and template present and valid.")
     reason: str = Field(description="Which value or phrase decided, and why.")
-    skill_dir: str
+    skill_dir: str = Field(description="This skill's directory, to hand to tao-run-automl.")
     preserve: list[str] = Field(default_factory=list, description="What the AutoML route must carry over.")
     decided_by: str | None = Field(default=None, description="'argument', the matched phrase, or 'default'.")
 
@@ -122,10 +122,10 @@ class RouteResult(BaseModel):
     action: str | None = Field(description="dataset_convert/train/evaluate/inference, or null when unclear.")
     automl_policy: str | None = Field(description="For train: 'on' or 'off' from the request.")
     confidence: float = Field(description="0..1.")
-    matched_phrases: list[str]
+    matched_phrases: list[str] = Field(description="Trigger, context and intent phrases found in the request.")
     ambiguity: str | None = Field(default=None, description="Why no single action was chosen, when so.")
     unsupported: str | None = Field(default=None, description="Why the requested action cannot be done.")
-    skill: str = "tao-train-bevfusion"
+    skill: str = Field(default="tao-train-bevfusion", description="The skill this server implements.")
 
 
 def route_request(request: str) -> RouteResult:

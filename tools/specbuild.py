@@ -90,14 +90,14 @@ class Change(BaseModel):
 
 
 class BuildSpecResult(BaseModel):
-    action: str
+    action: str = Field(description="The action the spec is for.")
     spec_path: str = Field(description="Host path of the written spec; pass it to run_action.")
     spec: dict[str, Any] = Field(description=(
         "The validated spec (secrets masked). `model` lists only keys that differ from the 5.5 sample model; "
         "the full file is at spec_path."))
     mounts: list[Mount] = Field(description="Host -> container mounts the launch will use.")
     results_dir: str = Field(description="Host folder the job writes to.")
-    data_root: str
+    data_root: str = Field(description="The resolved host dataset root.")
     changes: list[Change] = Field(description="What was set for you, with reasons.")
     warnings: list[str] = Field(description="Things to know before launching.")
     checkpoint_choice: dict[str, Any] | None = Field(default=None, description="How the parent checkpoint was picked.")

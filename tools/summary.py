@@ -26,18 +26,18 @@ class Progress(BaseModel):
 
 
 class JobSummary(BaseModel):
-    job_id: str
-    action: str
+    job_id: str = Field(description="The job.")
+    action: str = Field(description="dataset_convert, train, evaluate or inference.")
     state: JobState = Field(description="pending, running, succeeded, failed, canceled or unknown.")
-    backend: str
+    backend: str = Field(description="docker or local.")
     verdict: Verdict | None = Field(default=None, description="Set once the job has ended.")
-    progress: Progress
+    progress: Progress = Field(description="Where the run is (train: epoch of max_epochs, iteration, loss).")
     metrics: dict[str, Any] = Field(description="AP11/AP40 (0-100 scale): latest, best and per epoch.")
     errors: list[ErrorMatch] = Field(description="Known error signatures found, with evidence and remedy.")
     artifacts: dict[str, Any] = Field(description="Checkpoints and outputs found on the host.")
     next_steps: list[str] = Field(description="Calls to make next.")
-    results_dir: str
-    parent_job_id: str | None = None
+    results_dir: str = Field(description="Host folder with the job's outputs.")
+    parent_job_id: str | None = Field(default=None, description="The train job whose checkpoint this job used.")
     log_resource: str = Field(description="MCP resource URI of the full log (page it with get_job_logs).")
     digest: str = Field(description="One-line human summary.")
 
