@@ -190,7 +190,8 @@ def run_action(inp: RunActionInput, settings: Settings | None = None,
                        spec_sha256=side["spec_sha256"], results_dir=side["results_dir"], data_root=side["data_root"],
                        parent_job_id=side.get("parent_job_id"),
                        meta={"num_epochs": side.get("num_epochs"), "checkpoint_choice": side.get("checkpoint_choice"),
-                             "convert_mode": spec.get("mode", "training"), "image": req.image})
+                             "convert_mode": spec.get("mode", "training"), "image": req.image,
+                             "has_secret": bool(spec.get("encryption_key"))})
     Path(req.log_path).parent.mkdir(parents=True, exist_ok=True)
     (Path(req.log_path).parent / "scratch").mkdir(exist_ok=True)
     Path(side["results_dir"]).mkdir(parents=True, exist_ok=True)
@@ -259,9 +260,13 @@ def _finish(store: JobStore, job: Job, exit_code: int | None, oom: bool, contain
 
 
 def job_secrets(job: Job) -> list[str]:
-    """Secret values this job's spec carries (the encryption key), to redact from anything shown."""
+    """Secret values this job's spec carries (the encryption key), to redact from anything shown.
+
+    The spec is read only for jobs launched with a key (recorded at launch), not on every poll."""
     from tools.yamlio import fast_yaml
 
+    if not job.meta.get("has_secret"):
+        return []
     try:
         spec = fast_yaml(Path(job.spec_path).read_text())
     except (OSError, ValueError):

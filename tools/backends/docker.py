@@ -231,8 +231,7 @@ class DockerBackend:
             if pending:
                 window.append(out, pending)
             state_file.write_text(json.dumps({"boundary": window.top, "seen": sorted(window.top_seen)}))
-            top = window.top
-        return {**cursor, "docker_boundary": top}
+        return cursor  # the sync state lives beside the log (under the lock), shared by every process
 
     def cancel(self, handle: str, force: bool) -> None:
         try:
