@@ -98,7 +98,8 @@ def _check_frame_files(rep: _Report, root: Path, ids: dict[str, list[str]], list
         for fid in needed:
             entry = listings[modality].get(fid + ext)
             if entry is None:
-                other = [n for n in listings[modality] if n.startswith(fid + ".")]
+                shown = rep.per_code.get("FRAME_FILE_MISSING", 0) < MAX_LISTED  # the hint scans the listing
+                other = [n for n in listings[modality] if n.startswith(fid + ".")] if shown else []
                 hint = f" (found {other[0]}; 5.5 reads {ext} only)" if other else ""
                 rep.add("FRAME_FILE_MISSING", folder / (fid + ext), f"frame {fid} listed in ImageSets has no "
                         f"{modality} file{hint}", f"add the file or remove {fid} from ImageSets/*.txt")
