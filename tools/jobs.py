@@ -4,6 +4,7 @@ State lives on disk (SQLite + per-job folders), so every call may come from a fr
 Inspector starts one per call) and jobs keep running when the server exits.
 """
 
+import functools
 import hashlib
 import json
 import re
@@ -65,7 +66,13 @@ class RunActionResult(BaseModel):
 
 
 def open_store(settings: Settings) -> JobStore:
-    return JobStore(settings.home)
+    """One store per state dir per process: the schema script runs once, not on every poll."""
+    return _store_for(settings.home)
+
+
+@functools.lru_cache(maxsize=8)
+def _store_for(home: Path) -> JobStore:
+    return JobStore(home)
 
 
 def _sidecar(spec_path: Path) -> dict[str, Any]:
