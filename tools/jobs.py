@@ -24,7 +24,7 @@ from tools.outcome import Verdict, check_artifacts, decide, scan_log, scan_statu
 from tools.paths import Mount, host_path
 from tools.settings import Settings
 from tools.specbuild import BuildSpecInput, build_spec, launch_sidecar
-from tools.summary import JobSummary, summarize
+from tools.summary import JobSummary, job_secrets, redact, summarize
 from tools.surface import CLI_SUBTASK
 
 MAX_WAIT = 45
@@ -264,28 +264,6 @@ def _finish(store: JobStore, job: Job, exit_code: int | None, oom: bool, contain
     if handle:
         get_backend(job.backend).cleanup(handle)
     return store.get(job.id)
-
-
-def job_secrets(job: Job) -> list[str]:
-    """Secret values this job's spec carries (the encryption key), to redact from anything shown.
-
-    The spec is read only for jobs launched with a key (recorded at launch), not on every poll."""
-    from tools.yamlio import fast_yaml
-
-    if not job.meta.get("has_secret"):
-        return []
-    try:
-        spec = fast_yaml(Path(job.spec_path).read_text())
-    except (OSError, ValueError):
-        return []
-    key = spec.get("encryption_key") if isinstance(spec, dict) else None
-    return [str(key)] if key else []
-
-
-def redact(text: str, secrets: list[str]) -> str:
-    for value in secrets:
-        text = text.replace(value, "***")
-    return text
 
 
 def get_job(job_id: str, settings: Settings | None = None) -> JobSummary:

@@ -162,9 +162,10 @@ def _tail(path: Path, limit: int = 64 * 1024) -> str:
 @mcp.resource("tao-bevfusion://jobs/{job_id}/log", mime_type="text/plain", description="A job's log (tail).")
 def job_log(job_id: str) -> str:
     from tools import jobs
+    from tools.summary import job_secrets, redact
 
     text = _tail(_job_file(job_id, "log"))
-    return jobs.redact(text, jobs.job_secrets(jobs.open_store(Settings.from_env()).get(job_id)))
+    return redact(text, job_secrets(jobs.open_store(Settings.from_env()).get(job_id)))
 
 
 @mcp.resource("tao-bevfusion://jobs/{job_id}/status", mime_type="application/x-ndjson",

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from tools.jobstore import Job, JobState
 from tools.outcome import SUMMARY_METRICS, ErrorMatch, Verdict, error_matches
+from tools.yamlio import fast_yaml
 
 SUMMARY_LIMIT = 8 * 1024
 
@@ -40,6 +41,26 @@ class JobSummary(BaseModel):
     parent_job_id: str | None = Field(default=None, description="The train job whose checkpoint this job used.")
     log_resource: str = Field(description="MCP resource URI of the full log (page it with get_job_logs).")
     digest: str = Field(description="One-line human summary.")
+
+
+def job_secrets(job: Job) -> list[str]:
+    """Secret values this job's spec carries (the encryption key), to redact from anything shown.
+
+    The spec is read only for jobs launched with a key (recorded at launch), not on every poll."""
+    if not job.meta.get("has_secret"):
+        return []
+    try:
+        spec = fast_yaml(Path(job.spec_path).read_text())
+    except (OSError, ValueError):
+        return []
+    key = spec.get("encryption_key") if isinstance(spec, dict) else None
+    return [str(key)] if key else []
+
+
+def redact(text: str, secrets: list[str]) -> str:
+    for value in secrets:
+        text = text.replace(value, "***")
+    return text
 
 
 def _checkpoints(job: Job) -> list[str]:
@@ -124,8 +145,6 @@ def summarize(job: Job) -> JobSummary:
     if job.state == "succeeded" and job.action == "train":
         progress.epoch = progress.max_epochs
     errors = error_matches(job.findings, job.action)
-    from tools.jobs import job_secrets, redact
-
     secrets = job_secrets(job)
     for e in errors:
         e.evidence = redact(e.evidence, secrets)
