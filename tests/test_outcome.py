@@ -35,7 +35,7 @@ def _f(**status):
 def test_verdict_table(row, kw, outcome):
     args = {"exit_code": None, "oom_killed": False, "cancel_requested": False, "container_missing": False,
             "findings": {}, "present": ["a"], "missing": [], **kw}
-    v = decide("train", **args)
+    v = decide(**args)
     assert v.outcome == outcome, (row, v)
     if row == 5:
         assert "before the action started" in v.reason
@@ -44,7 +44,7 @@ def test_verdict_table(row, kw, outcome):
 
 
 def test_exit_code_zero_alone_is_never_success():
-    v = decide("train", 0, False, False, False, {"status": {"records": 1, "failures": [], "started": True}}, [], [])
+    v = decide(0, False, False, False, {"status": {"records": 1, "failures": [], "started": True}}, [], [])
     assert v.outcome == "failed"
 
 

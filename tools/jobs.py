@@ -258,7 +258,7 @@ def _finish(store: JobStore, job: Job, exit_code: int | None, oom: bool, contain
     present, missing = check_artifacts(job.action, Path(job.results_dir), Path(job.data_root),
                                        job.started_at or job.created_at, job.meta.get("num_epochs"), job.findings,
                                        job.meta.get("convert_mode", "training"))
-    verdict = decide(job.action, exit_code, oom, job.cancel_requested, container_missing, job.findings, present,
+    verdict = decide(exit_code, oom, job.cancel_requested, container_missing, job.findings, present,
                      missing)
     store.update(job.id, state=OUTCOME_STATE[verdict.outcome], verdict=verdict.model_dump(), finished_at=time.time())
     if handle:

@@ -278,7 +278,7 @@ def check_artifacts(action: str, results_dir: Path, data_root: Path, launched_at
     return present, missing
 
 
-def decide(action: str, exit_code: int | None, oom_killed: bool, cancel_requested: bool, container_missing: bool,
+def decide(exit_code: int | None, oom_killed: bool, cancel_requested: bool, container_missing: bool,
            findings: dict[str, Any], present: list[str], missing: list[str]) -> Verdict:
     """The verdict table of contract §6, in order of precedence."""
     st = findings.get("status", {})
