@@ -57,6 +57,8 @@ def test_full_pipeline_verdicts_progress_and_metrics(converted: Path):
     assert not [e for e in t.errors if e.severity == "error"]
     ev = finish(launch("evaluate", converted, parent_job_id=train.job_id).job_id)
     assert ev.state == "succeeded" and ev.metrics["AP11"] == t.metrics["best_AP11"]
+    lineage = ev.artifacts["parent_checkpoint"]
+    assert lineage["epoch"] == 3 and lineage["path"].endswith("train/epoch_3.pth") and "best" in lineage["method"]
     assert ev.metrics["person_3D_AP40_moderate_strict"] == t.metrics["AP40"]
     inf = finish(launch("inference", converted, parent_job_id=train.job_id).job_id)
     assert inf.state == "succeeded" and "1 prediction files" in inf.verdict.usable_artifacts[0]

@@ -156,6 +156,9 @@ def summarize(job: Job) -> JobSummary:
         verdict.usable_artifacts = verdict.usable_artifacts[:12]
         verdict.missing_artifacts = verdict.missing_artifacts[:8]
     artifacts: dict[str, Any] = {"checkpoints": _checkpoints(job)} if job.action == "train" else {}
+    choice = job.meta.get("checkpoint_choice")
+    if choice:  # the lineage this job was launched with (contract §10.1 rule 7)
+        artifacts["parent_checkpoint"] = {k: choice.get(k) for k in ("path", "epoch", "method")}
     if job.findings.get("skipped_bytes"):
         artifacts["log_note"] = f"{job.findings['skipped_bytes']} early log bytes were not scanned"
     summary = JobSummary(job_id=job.id, action=job.action, state=job.state, backend=job.backend, verdict=verdict,
