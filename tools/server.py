@@ -58,6 +58,8 @@ def _signature(model: type[BaseModel], output: type[BaseModel], with_ctx: bool) 
 
 
 async def _wait_with_progress(job_id: str, seconds: int, ctx: Context | None) -> None:
+    """jobs.wait_for's loop, but async: a sync wait in a worker thread could not be cancelled when the
+    client goes away, and the MCP progress notifications need the event loop."""
     from tools import jobs
     from tools.summary import summarize
 
