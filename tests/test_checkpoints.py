@@ -7,11 +7,11 @@ import pytest
 import yaml
 
 from tests.conftest import copy_sample
-from tools.checkpoints import resolve_parent_checkpoint
-from tools.errors import ToolInputError
-from tools.jobstore import JobStore
+from tools.errors import InputError
+from tools.evidence.checkpoints import resolve_parent_checkpoint
+from tools.jobs.store import JobStore
 from tools.settings import Settings
-from tools.specbuild import BuildSpecInput, build_spec
+from tools.spec.build import BuildSpecInput, build_spec
 
 
 def make_run(root: Path, epochs: list[str], val: dict[int, float] | None = None, finished: bool = True,
@@ -82,7 +82,7 @@ def test_last_checkpoint_is_a_container_path_mapped_to_the_host(workspace: Path)
 
 def test_missing_best_epoch_is_reported_not_rounded(workspace: Path):
     run = make_run(workspace / "r", ["epoch_5.pth", "epoch_10.pth"], val={2: 40.0, 5: 30.0, 10: 35.0})
-    with pytest.raises(ToolInputError) as exc:
+    with pytest.raises(InputError) as exc:
         resolve_parent_checkpoint(results_dir=str(run), choose="best")
     text = str(exc.value)
     assert "epoch 2" in text and "epoch_5.pth, epoch_10.pth" in text and "exact epoch" in text
@@ -90,7 +90,7 @@ def test_missing_best_epoch_is_reported_not_rounded(workspace: Path):
 
 def test_exact_epoch_missing_lists_what_exists(workspace: Path):
     run = make_run(workspace / "r", ["epoch_1.pth", "epoch_3.pth"])
-    with pytest.raises(ToolInputError, match=r"epoch_2\.pth does not exist \(have epoch_1\.pth, epoch_3\.pth\)"):
+    with pytest.raises(InputError, match=r"epoch_2\.pth does not exist \(have epoch_1\.pth, epoch_3\.pth\)"):
         resolve_parent_checkpoint(results_dir=str(run), epoch=2)
 
 
@@ -100,26 +100,26 @@ def test_defaults_by_parent_state(workspace: Path):
     assert c.epoch == 2 and "final" in c.method
     failed = make_run(workspace / "b", ["epoch_1.pth"], val={1: 10.0}, finished=False)
     jid = make_job(failed, state="failed", num_epochs=5)
-    with pytest.raises(ToolInputError, match="must be chosen explicitly"):
+    with pytest.raises(InputError, match="must be chosen explicitly"):
         resolve_parent_checkpoint(parent_job_id=jid)
-    with pytest.raises(ToolInputError, match="needs a succeeded train job"):
+    with pytest.raises(InputError, match="needs a succeeded train job"):
         resolve_parent_checkpoint(parent_job_id=jid, choose="final")
     assert resolve_parent_checkpoint(parent_job_id=jid, choose="latest").epoch == 1
 
 
 def test_bad_parents(workspace: Path, tmp_path: Path):
     run = make_run(workspace / "r", ["epoch_1.pth"])
-    with pytest.raises(ToolInputError, match="not train"):
+    with pytest.raises(InputError, match="not train"):
         resolve_parent_checkpoint(parent_job_id=make_job(run, action="evaluate"))
-    with pytest.raises(ToolInputError, match="not a job id"):
+    with pytest.raises(InputError, match="not a job id"):
         resolve_parent_checkpoint(parent_job_id="../../etc/passwd")
-    with pytest.raises(ToolInputError, match="list_jobs"):
+    with pytest.raises(InputError, match="list_jobs"):
         resolve_parent_checkpoint(parent_job_id="j" + "f" * 16)
     outside = make_run(tmp_path / "outside", ["epoch_1.pth"])
-    with pytest.raises(ToolInputError, match="outside the allowed roots"):
+    with pytest.raises(InputError, match="outside the allowed roots"):
         resolve_parent_checkpoint(results_dir=str(outside))
     (workspace / "link").symlink_to(outside)
-    with pytest.raises(ToolInputError, match="outside the allowed roots"):
+    with pytest.raises(InputError, match="outside the allowed roots"):
         resolve_parent_checkpoint(results_dir=str(workspace / "link"))
 
 

@@ -7,8 +7,8 @@ import yaml
 
 from tests.conftest import REPO
 from tools.api import TOOLS
-from tools.jobs import RunActionInput
-from tools.specbuild import BuildSpecInput
+from tools.jobs.launch import RunActionInput
+from tools.spec.build import BuildSpecInput
 
 SKILL = (REPO / "skill" / "SKILL.md").read_text()
 README = (REPO / "README.md").read_text()

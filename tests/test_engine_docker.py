@@ -11,11 +11,15 @@ import pytest
 import yaml
 
 from tests.conftest import REPO, copy_sample
-from tools.errors import ToolInputError
-from tools.jobs import RunActionInput, cancel_job, get_job, get_job_logs, list_jobs, run_action
-from tools.jobstore import JobStore
+from tools.errors import InputError
+from tools.jobs.engine import cancel_job, get_job, list_jobs
+from tools.jobs.launch import RunActionInput, run_action
+from tools.jobs.logs import get_job_logs
+from tools.jobs.store import JobStore
+from tools.layout import launch_sidecar
 from tools.settings import Settings
-from tools.specbuild import BuildSpecInput, build_spec, launch_sidecar
+from tools.spec.build import BuildSpecInput, build_spec
+from tools.spec.sidecar import LaunchSidecar, sign
 
 pytestmark = pytest.mark.docker
 FAST = {"num_epochs": 2, "batch_size": 1}
@@ -118,7 +122,8 @@ def test_fault_verdicts(converted: Path, docker_ws: Path, fault, action, outcome
 
 def test_real_oom_kill_of_a_worker(converted: Path):
     """The cgroup OOM killer takes the worker (the largest process); the 5.5 launcher survives and exits 0."""
-    s = finish(launch("train", converted, overrides=FAST, env={"FAKE_TAO_FAULT": "oom"}, mem_limit="160m").job_id)
+    s = finish(launch("train", converted, overrides=FAST, env={"FAKE_TAO_FAULT": "oom"},
+                       backend_options={"mem_limit": "160m"}).job_id)
     assert s.verdict.outcome == "killed" and s.state == "failed"
     assert "out-of-memory" in s.verdict.reason and s.verdict.exit_code == 0 and s.verdict.footer == "FAIL"
     assert "worker_sigkill" in {e.pattern for e in s.errors}
@@ -130,9 +135,11 @@ def _tampered_spec(root: Path, edit) -> str:
     edit(spec)
     text = yaml.safe_dump(spec, sort_keys=False)
     Path(built.spec_path).write_text(text)
-    side = json.loads(launch_sidecar(Path(built.spec_path)).read_text())
-    side["spec_sha256"] = __import__("hashlib").sha256(text.encode()).hexdigest()
-    launch_sidecar(Path(built.spec_path)).write_text(json.dumps(side))
+    # Re-signed with the state dir's key, as build_spec would: these tests are about what the container does
+    # with such a spec, not about forged launch records (tests/attacks covers those).
+    side = LaunchSidecar.model_validate_json(launch_sidecar(Path(built.spec_path)).read_text())
+    side.spec_sha256 = __import__("hashlib").sha256(text.encode()).hexdigest()
+    launch_sidecar(Path(built.spec_path)).write_text(sign(side, Settings.from_env().home).model_dump_json())
     return built.spec_path
 
 
@@ -151,7 +158,7 @@ def test_default_swin_init_cfg_reaches_for_the_internet(converted: Path):
 
 def test_train_before_convert_is_stopped_by_preflight(docker_ws: Path, engine: docker.DockerClient):
     root = copy_sample(docker_ws / "raw")
-    with pytest.raises(ToolInputError) as exc:
+    with pytest.raises(InputError) as exc:
         launch("train", root, overrides=FAST)
     assert "dataset_convert" in str(exc.value) and "nothing was launched" in str(exc.value)
     assert list_jobs() == [] and not engine.containers.list(all=True, filters={"label": "tao-bevfusion.plugin"})
@@ -184,7 +191,7 @@ def test_container_removed_behind_our_back_is_lost(converted: Path, engine: dock
 def test_reattach_from_a_fresh_process_by_label(converted: Path, docker_ws: Path):
     r = launch("train", converted, overrides={"num_epochs": 2, "batch_size": 1}, env={"FAKE_TAO_ITER_SECONDS": "0.4"})
     JobStore(Settings.from_env().home).update(r.job_id, handle=None)  # as if the server died before saving it
-    code = (f"import time\nfrom tools.jobs import get_job\n"
+    code = (f"import time\nfrom tools.jobs.engine import get_job\n"
             f"while get_job('{r.job_id}').state == 'running': time.sleep(0.5)\n"
             f"print(get_job('{r.job_id}').model_dump_json())")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
@@ -198,13 +205,13 @@ def test_two_jobs_at_once_and_a_busy_results_dir(converted: Path, docker_ws: Pat
     slow = {"FAKE_TAO_ITER_SECONDS": "0.3"}
     a = launch("train", converted, overrides=FAST, env=slow, results_dir=str(docker_ws / "runs" / "a"))
     b = launch("train", converted, overrides=FAST, env=slow, results_dir=str(docker_ws / "runs" / "b"))
-    with pytest.raises(ToolInputError, match="in use by running job"):
+    with pytest.raises(InputError, match="in use by running job"):
         launch("train", converted, overrides=FAST, results_dir=str(docker_ws / "runs" / "a"))
     assert finish(a.job_id).state == finish(b.job_id).state == "succeeded"
 
 
 def test_missing_image_stops_before_launch(converted: Path, engine: docker.DockerClient):
-    with pytest.raises(ToolInputError) as exc:
+    with pytest.raises(InputError) as exc:
         launch("train", converted, overrides=FAST, image="tao-bevfusion-does-not-exist:1")
     assert "not present locally" in str(exc.value) and "docker pull" in str(exc.value)
     assert not engine.containers.list(all=True, filters={"label": "tao-bevfusion.plugin"})
@@ -214,21 +221,24 @@ def test_gpu_request_on_a_host_without_nvidia_runtime(converted: Path, engine: d
     dry = launch("train", converted, overrides=FAST, gpus=["0"], dry_run=True)
     runtime = next(c for c in dry.plan.preflight if c.name == "gpu_runtime")
     assert runtime.severity == "warning" and "nvidia-container-toolkit" in runtime.fix
-    with pytest.raises(ToolInputError) as exc:
+    with pytest.raises(InputError) as exc:
         launch("train", converted, overrides=FAST, gpus=["0"])
     assert "nvidia-container-toolkit" in str(exc.value) and 'could not select device driver ""' in str(exc.value)
     failed = list_jobs(action="train")[0]
     assert failed.state == "failed" and "could not start" in get_job(failed.job_id).verdict.reason
     # And the engine's own refusal, when a launch gets that far, says what to install.
     from tools.backends.docker import DockerBackend
-    from tools.jobs import _request, _sidecar
+    from tools.jobs.launch import _request
+    from tools.settings import app_context
+    from tools.spec.sidecar import read_sidecar
 
     built = build_spec(BuildSpecInput(action="train", data_root=str(converted), overrides=FAST))
     inp = RunActionInput(action="train", spec_path=built.spec_path, gpus=["0"])
-    req = _request(inp, "j" + "1" * 16, Path(built.spec_path), _sidecar(Path(built.spec_path)), Settings.from_env(), 1)
     backend = DockerBackend()
-    with pytest.raises(ToolInputError) as exc2:
-        backend.submit(backend.plan(req), req)
+    side = read_sidecar(Path(built.spec_path), Settings.from_env().home)
+    req = _request(inp, "j" + "1" * 16, Path(built.spec_path), side, backend, app_context(), 1)
+    with pytest.raises(InputError) as exc2:
+        backend.submit(backend.plan(req))
     text = str(exc2.value)
     assert 'could not select device driver ""' in text and "nvidia-container-toolkit" in text
     assert not engine.containers.list(all=True, filters={"label": "tao-bevfusion.plugin"})
@@ -244,5 +254,5 @@ def test_logs_page_tail_offset_grep(converted: Path):
     assert nxt.offset == first.next_offset
     grep = get_job_logs(s.job_id, grep=r"Epoch\(val\)")
     assert grep.text and all("Epoch(val)" in ln for ln in grep.text.splitlines())
-    with pytest.raises(ToolInputError, match="regex"):
+    with pytest.raises(InputError, match="regex"):
         get_job_logs(s.job_id, grep="(")

@@ -133,7 +133,7 @@ def test_client_disconnect_mid_wait_leaves_the_job_running(local_kitti: Path):
 
 
 def test_training_curve_is_offered_as_an_image(era: str, workspace: Path):
-    from tools.jobstore import JobStore
+    from tools.jobs.store import JobStore
     from tools.settings import Settings
 
     results = workspace / "run"

@@ -5,7 +5,17 @@ from pathlib import Path
 
 import pytest
 
-from tools.outcome import check_artifacts, decide, error_matches, scan_log, scan_status
+from tools.evidence.artifacts import check_artifacts
+from tools.evidence.models import Cursor, Evidence, Findings, RunMetrics, RunProgress
+from tools.evidence.patterns import error_matches
+from tools.evidence.scan import scan_log, scan_status
+from tools.evidence.verdict import decide
+
+
+def _decide(exit_code, oom_killed, cancel_requested, container_missing, findings, present, missing):
+    return decide(Evidence(exit_code=exit_code, oom_killed=oom_killed, cancel_requested=cancel_requested,
+                           container_missing=container_missing, findings=Findings.model_validate(findings),
+                           present=present, missing=missing))
 
 FIN = {"status": {"records": 4, "failures": [], "started": True, "finished": "Train finished successfully."}}
 
@@ -35,7 +45,7 @@ def _f(**status):
 def test_verdict_table(row, kw, outcome):
     args = {"exit_code": None, "oom_killed": False, "cancel_requested": False, "container_missing": False,
             "findings": {}, "present": ["a"], "missing": [], **kw}
-    v = decide(**args)
+    v = _decide(**args)
     assert v.outcome == outcome, (row, v)
     if row == 5:
         assert "before the action started" in v.reason
@@ -44,7 +54,7 @@ def test_verdict_table(row, kw, outcome):
 
 
 def test_exit_code_zero_alone_is_never_success():
-    v = decide(0, False, False, False, {"status": {"records": 1, "failures": [], "started": True}}, [], [])
+    v = _decide(0, False, False, False, {"status": {"records": 1, "failures": [], "started": True}}, [], [])
     assert v.outcome == "failed"
 
 
@@ -57,18 +67,18 @@ def test_status_reader_is_incremental_tolerant_and_leaves_partial_lines(tmp_path
     ]
     path.write_text("".join(json.dumps(r) + "\n" for r in lines) + '{"status": "FAILURE", "mess\n'
                     + "not json\n" + '{"mode": "val", "epo')
-    cursor, findings, progress, metrics = {}, {}, {}, {}
+    cursor, findings, progress, metrics = Cursor(), Findings(), RunProgress(), RunMetrics()
     scan_status(path, cursor, findings, progress, metrics)
-    assert progress["cur_iter"] == 1 and progress["loss"] != progress["loss"]  # NaN kept, not a crash
-    assert metrics["best_AP11"] == 12.5 and findings["status"]["unparsed"] == 1
-    first = cursor["status_offset"]
+    assert progress.cur_iter == 1 and progress.loss != progress.loss  # NaN kept, not a crash
+    assert metrics.best_AP11 == 12.5 and findings.status.unparsed == 1
+    first = cursor.status_offset
     assert first == len(path.read_bytes()) - len('{"mode": "val", "epo')
     with open(path, "a") as fh:
         fh.write('ch": 2, "AP11": 20.0, "AP40": 18.0, "status": "RUNNING"}\n')
         fh.write(json.dumps({"status": "RUNNING", "message": "Train finished successfully."}) + "\n")
     scan_status(path, cursor, findings, progress, metrics)
-    assert metrics["best_epoch"] == 2 and findings["status"]["finished"] == "Train finished successfully."
-    assert findings["status"]["records"] == 7 and not findings["status"]["failures"]
+    assert metrics.best_epoch == 2 and findings.status.finished == "Train finished successfully."
+    assert findings.status.records == 7 and not findings.status.failures
 
 
 def test_log_scanner_handles_carriage_returns_and_glued_footer(tmp_path: Path):
@@ -77,32 +87,32 @@ def test_log_scanner_handles_carriage_returns_and_glued_footer(tmp_path: Path):
                     b"[2026-11-24 18:00:41,123 - TAO Toolkit - root - WARNING] Execution status: FAIL\n"
                     b"Traceback (most recent call last):\ntorch.cuda.OutOfMemoryError: CUDA out of memory.\n"
                     b"Telemetry data couldn't be sent, but the command ran successfully.\n")
-    cursor, findings, progress = {}, {}, {}
+    cursor, findings, progress = Cursor(), Findings(), RunProgress()
     scan_log(log, cursor, findings, progress)
-    assert findings["footer"] == "FAIL" and progress["epoch"] == 2 and progress["epoch_iteration"] == 4
-    assert findings["traceback"] and "OutOfMemoryError" in findings["last_error_line"]
-    errs = {e.pattern: e for e in error_matches(findings)}
+    assert findings.footer == "FAIL" and progress.epoch == 2 and progress.epoch_iteration == 4
+    assert findings.traceback and "OutOfMemoryError" in (findings.last_error_line or "")
+    errs = {e.pattern: e for e in error_matches(findings.matches)}
     assert errs["cuda_oom"].evidence.startswith("torch.cuda.OutOfMemoryError")
     assert errs["telemetry"].severity == "harmless"
-    assert next(e.severity for e in error_matches(findings)) == "error"
+    assert next(e.severity for e in error_matches(findings.matches)) == "error"
 
 
 def test_log_scanner_reads_only_appended_bytes_and_caps_first_look(tmp_path: Path, monkeypatch):
-    import tools.outcome as outcome
+    import tools.evidence.scan as scan
 
-    monkeypatch.setattr(outcome, "MAX_SCAN", 1000)
+    monkeypatch.setattr(scan, "MAX_SCAN", 1000)
     log = tmp_path / "job.log"
     log.write_bytes(b"x" * 5000 + b"\nExecution status: PASS\n")
-    cursor, findings = {}, {}
-    scan_log(log, cursor, findings, {})
-    assert findings["skipped_bytes"] == log.stat().st_size - 1000 and findings["footer"] == "PASS"
+    cursor, findings = Cursor(), Findings()
+    scan_log(log, cursor, findings, RunProgress())
+    assert findings.skipped_bytes == log.stat().st_size - 1000 and findings.footer == "PASS"
     with open(log, "ab") as fh:
         fh.write(b"partial progress record without newline")
-    before = cursor["log_offset"]
-    scan_log(log, cursor, findings, {})
-    assert cursor["log_offset"] == before  # the unfinished record waits for its end
-    scan_log(log, cursor, findings, {}, final=True)
-    assert cursor["log_offset"] == log.stat().st_size
+    before = cursor.log_offset
+    scan_log(log, cursor, findings, RunProgress())
+    assert cursor.log_offset == before  # the unfinished record waits for its end
+    scan_log(log, cursor, findings, RunProgress(), final=True)
+    assert cursor.log_offset == log.stat().st_size
 
 
 def test_train_artifacts_need_the_final_epoch_and_pointer(tmp_path: Path):
@@ -110,17 +120,17 @@ def test_train_artifacts_need_the_final_epoch_and_pointer(tmp_path: Path):
     work.mkdir(parents=True)
     (work / "epoch_1.pth").write_text("{}")
     (work / "last_checkpoint").write_text("/results/r/train/epoch_1.pth")
-    present, missing = check_artifacts("train", tmp_path / "r", tmp_path, 0, 2, {})
+    present, missing = check_artifacts("train", tmp_path / "r", tmp_path, 0, 2, Findings())
     assert str(work / "epoch_2.pth") in missing and any("expected epoch_2.pth" in m for m in missing)
     (work / "epoch_2.pth").write_text("{}")
     (work / "last_checkpoint").write_text("/results/r/train/epoch_2.pth")
-    present, missing = check_artifacts("train", tmp_path / "r", tmp_path, 0, 2, {})
+    present, missing = check_artifacts("train", tmp_path / "r", tmp_path, 0, 2, Findings())
     assert not missing and str(work / "epoch_2.pth") in present
 
 
 def test_running_epoch_comes_from_the_global_iteration():
-    from tools.jobstore import Job
-    from tools.summary import summarize
+    from tools.jobs.store import Job
+    from tools.jobs.summary import summarize
 
     job = Job(id="j" + "a" * 16, action="train", backend="local", state="running", spec_path="/s", spec_sha256="x",
               results_dir="/nonexistent", data_root="/d", created_at=0, updated_at=0, meta={"num_epochs": 3},

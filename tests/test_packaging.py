@@ -14,7 +14,7 @@ def test_wheel_install_finds_the_skill_files(tmp_path: Path):
                          text=True)
     assert pip.returncode == 0, pip.stderr[-2000:]
     code = ("import tools, tools.settings as s; print(tools.__file__); print(s.skill_dir()); "
-            "from tools.policy import resolve_automl_policy as r; print(r('train').route)")
+            "from tools.policy.routing import resolve_automl_policy as r; print(r('train').route)")
     out = subprocess.run([str(venv / "bin" / "python"), "-c", code], cwd=tmp_path, capture_output=True, text=True,
                          check=True).stdout.splitlines()
     assert out[0].startswith(str(venv)) and out[1] == str(venv / "share" / "tao-bevfusion")

@@ -8,8 +8,9 @@ import pytest
 import yaml
 
 from tests.conftest import REPO
-from tools.errors import ToolInputError
-from tools.policy import AUTOML_ROUTE, resolve_automl_policy, route_request
+from tools.errors import InputError
+from tools.policy.automl import AUTOML_ROUTE, resolve_automl_policy
+from tools.policy.routing import route_request
 
 CORPUS = yaml.safe_load((REPO / "tests" / "data" / "routing_corpus.yaml").read_text())
 
@@ -42,7 +43,7 @@ def test_policy_table(action, request_text, policy, expect_policy, route, decide
 
 @pytest.mark.parametrize("bad", ["auto", "ON", "true", ""])
 def test_only_on_and_off_are_valid(bad):
-    with pytest.raises(ToolInputError, match="'on' or 'off'"):
+    with pytest.raises(InputError, match="'on' or 'off'"):
         resolve_automl_policy("train", automl_policy=bad)
 
 

@@ -9,11 +9,12 @@ import pytest
 import yaml
 
 from tests.conftest import REPO, SHARED
-from tools.errors import ToolInputError
-from tools.specbuild import BuildSpecInput, build_spec, launch_sidecar
-from tools.specrules import rescaled_lr_schedule
-from tools.surface import ExperimentConfig
-from tools.surface.experiment import DEFAULT_LR_SCHEDULER
+from tools.errors import InputError
+from tools.layout import launch_sidecar
+from tools.spec.build import BuildSpecInput, build_spec
+from tools.spec.rules import rescaled_lr_schedule
+from tools.spec.surface import ExperimentConfig
+from tools.spec.surface.experiment import DEFAULT_LR_SCHEDULER
 
 PREFIX = {"pts": "training/velodyne_reduced", "img": "training/image_2"}
 
@@ -66,7 +67,7 @@ def test_train_stubs_and_nulls(kitti: Path):
 
 
 def test_evaluate_needs_a_checkpoint_and_keeps_the_other_stub(kitti: Path, workspace: Path):
-    with pytest.raises(ToolInputError) as exc:
+    with pytest.raises(InputError) as exc:
         build(kitti, "evaluate")
     assert "evaluate.checkpoint" in problems_of(exc)
     r = build(kitti, "evaluate", checkpoint=str(fake_pth(workspace / "runs" / "t1" / "train")))
@@ -78,7 +79,7 @@ def test_evaluate_needs_a_checkpoint_and_keeps_the_other_stub(kitti: Path, works
 
 def test_non_pth_checkpoint_is_refused(kitti: Path, workspace: Path):
     onnx = fake_pth(workspace / "m", "model_best.onnx")
-    with pytest.raises(ToolInputError, match=r"not a \.pth"):
+    with pytest.raises(InputError, match=r"not a \.pth"):
         build(kitti, "inference", checkpoint=str(onnx))
 
 
@@ -99,12 +100,12 @@ def test_resume_sets_both_keys_and_drops_the_ptm(kitti: Path, workspace: Path):
     assert spec["train"]["resume"] is True
     assert spec["train"]["resume_training_checkpoint_path"] == "/inputs/weights/epoch_3.pth"
     assert any("pretrained model is used only when there is no resume" in w for w in r.warnings)
-    with pytest.raises(ToolInputError, match="resume=true needs"):
+    with pytest.raises(InputError, match="resume=true needs"):
         build(kitti, "train", resume=True)
 
 
 def test_pretrained_checkpoint_override_is_managed(kitti: Path):
-    with pytest.raises(ToolInputError) as exc:
+    with pytest.raises(InputError) as exc:
         build(kitti, "train", overrides={"train.pretrained_checkpoint": "/x.pth"})
     assert "pretrained_checkpoint" in problems_of(exc)["overrides.train.pretrained_checkpoint"]
 
@@ -123,7 +124,7 @@ def test_lr_schedule_follows_num_epochs(kitti: Path, epochs: int):
 
 def test_user_schedule_must_match_num_epochs(kitti: Path):
     bad = rescaled_lr_schedule(10)
-    with pytest.raises(ToolInputError, match=r"train\.lr_scheduler"):
+    with pytest.raises(InputError, match=r"train\.lr_scheduler"):
         build(kitti, "train", overrides={"train.num_epochs": 4, "train.lr_scheduler": bad})
     ok = rescaled_lr_schedule(4)
     assert written(build(kitti, "train", overrides={"train.num_epochs": 4, "train.lr_scheduler": ok}))[
@@ -142,7 +143,7 @@ def test_swin_local_file_or_explicit_warning(kitti: Path, workspace: Path):
 
 
 def test_empty_init_cfg_override_cannot_bring_the_download_back(kitti: Path):
-    with pytest.raises(ToolInputError, match="swin_checkpoint"):
+    with pytest.raises(InputError, match="swin_checkpoint"):
         build(kitti, "train", overrides={"model": {"img_backbone": {"init_cfg": {}}}})
 
 
@@ -178,7 +179,7 @@ def test_newer_keys_are_removed_or_refused(kitti: Path):
     removed = {c.path for c in r.changes if c.reason == "newer than 5.5; removed"}
     assert removed == {"model_name", "wandb.group", "evaluate.batch_size"}
     assert "model_name" not in written(r)
-    with pytest.raises(ToolInputError) as exc:
+    with pytest.raises(InputError) as exc:
         build(kitti, "train", strict=True, overrides={"train.checkpointer": {"save_top_k": 1}})
     assert "newer than 5.5" in problems_of(exc)["overrides.train.checkpointer"]
 
@@ -204,7 +205,7 @@ def test_a_7x_spec_as_base_is_cleaned(kitti: Path, workspace: Path):
 
 
 def test_unknown_key_names_the_closest_valid_key(kitti: Path):
-    with pytest.raises(ToolInputError) as exc:
+    with pytest.raises(InputError) as exc:
         build(kitti, "train", overrides={"train.num_epoch": 3, "dataset.train_dataset.batchsize": 2})
     probs = problems_of(exc)
     assert "train.num_epochs" in probs["train.num_epoch"]
@@ -222,13 +223,13 @@ def test_unknown_key_names_the_closest_valid_key(kitti: Path):
     ({"default_hooks.logger.log_metric_by_epoch": False}, "default_hooks.logger.log_metric_by_epoch"),
 ])
 def test_bad_values_are_errors_naming_the_path(kitti: Path, override: dict, path: str):
-    with pytest.raises(ToolInputError) as exc:
+    with pytest.raises(InputError) as exc:
         build(kitti, "train", overrides=override)
     assert path in problems_of(exc)
 
 
 def test_every_problem_is_reported_and_nothing_is_written(kitti: Path, workspace: Path):
-    with pytest.raises(ToolInputError) as exc:
+    with pytest.raises(InputError) as exc:
         build(kitti, "evaluate", overrides={"train.num_epoch": 1, "model.voxel_size": [0.1, 0.1, 0.2],
                                             "dataset.root_dir": "/elsewhere"})
     assert {"train.num_epoch", "model.grid_size", "evaluate.checkpoint",
@@ -244,7 +245,7 @@ def test_every_problem_is_reported_and_nothing_is_written(kitti: Path, workspace
 ])
 def test_bad_paths(kitti: Path, field: str, value: str, msg: str):
     kw = {"data_root": str(kitti), "action": "evaluate", field: value}
-    with pytest.raises(ToolInputError, match=msg):
+    with pytest.raises(InputError, match=msg):
         build_spec(BuildSpecInput(**kw))
 
 
@@ -253,12 +254,12 @@ def test_symlink_escaping_the_roots_is_refused(kitti: Path, workspace: Path, tmp
     outside.mkdir()
     (outside / "epoch_1.pth").write_bytes(b"x")
     (workspace / "link.pth").symlink_to(outside / "epoch_1.pth")
-    with pytest.raises(ToolInputError, match="outside the allowed roots"):
+    with pytest.raises(InputError, match="outside the allowed roots"):
         build(kitti, "evaluate", checkpoint=str(workspace / "link.pth"))
 
 
 def test_output_path_must_be_yaml_and_inside_roots(kitti: Path, workspace: Path):
-    with pytest.raises(ToolInputError, match=r"\.yaml"):
+    with pytest.raises(InputError, match=r"\.yaml"):
         build(kitti, "train", output_path=str(workspace / "spec.yml"))
     r = build(kitti, "train", output_path=str(workspace / "out" / "train.yaml"))
     assert Path(r.spec_path) == workspace / "out" / "train.yaml" and launch_sidecar(Path(r.spec_path)).is_file()
@@ -269,11 +270,11 @@ def test_yaml_aliases_and_huge_files_are_refused(kitti: Path, workspace: Path):
     levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"] + [
         f"a{i}: &a{i} [{', '.join([f'*a{i-1}'] * 10)}]" for i in range(1, 9)]
     bomb.write_text("\n".join(levels) + "\n")
-    with pytest.raises(ToolInputError, match="expand"):
+    with pytest.raises(InputError, match="expand"):
         build(kitti, "train", base_spec=str(bomb))
     huge = workspace / "huge.yaml"
     huge.write_text("k: " + "x" * 1_100_000)
-    with pytest.raises(ToolInputError, match=r"larger|over"):
+    with pytest.raises(InputError, match=r"larger|over"):
         build(kitti, "train", base_spec=str(huge))
 
 

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, copy_sample
-from tools.backends import validate_env
-from tools.errors import ToolInputError
-from tools.jobs import RunActionInput, cancel_job, get_job, run_action
-from tools.jobstore import JobStore
+from tools.backends.environment import validate_env
+from tools.errors import InputError
+from tools.jobs.engine import cancel_job, get_job
+from tools.jobs.launch import RunActionInput, run_action
+from tools.jobs.store import JobStore
 
 STANDIN = REPO / "tests" / "standin" / "bevfusion_standin.py"
 GOLDEN = REPO / "tests" / "golden"
@@ -29,12 +30,12 @@ def test_terminal_states_never_change(tmp_path: Path):
 
 @pytest.mark.parametrize("bad", ["", "../etc", "j123", "J0123456789ABCDEF", "j0123456789abcdeg", "x" * 100])
 def test_malformed_job_ids_are_refused(tmp_path: Path, bad: str):
-    with pytest.raises(ToolInputError, match="not a job id"):
+    with pytest.raises(InputError, match="not a job id"):
         JobStore(tmp_path).get(bad)
 
 
 def test_unknown_job_id_names_the_next_call(workspace: Path):
-    with pytest.raises(ToolInputError, match="list_jobs"):
+    with pytest.raises(InputError, match="list_jobs"):
         get_job("j0123456789abcdef")
 
 
@@ -44,7 +45,7 @@ def test_unknown_job_id_names_the_next_call(workspace: Path):
     ({"bad-name": "1"}, "valid variable"),
 ])
 def test_env_that_overrides_safety_is_refused(env, msg):
-    with pytest.raises(ToolInputError, match=msg):
+    with pytest.raises(InputError, match=msg):
         validate_env(env)
 
 
@@ -82,7 +83,7 @@ def test_local_cancel_and_missing_cli(workspace: Path, local_cli: None, monkeypa
     c = cancel_job(r.job_id)
     assert c.state == "canceled" and get_job(r.job_id).verdict.outcome == "canceled"
     monkeypatch.setenv("TAO_BEVFUSION_LOCAL_CLI", "/nonexistent/bevfusion")
-    with pytest.raises(ToolInputError, match="not on this host"):
+    with pytest.raises(InputError, match="not on this host"):
         run_action(RunActionInput(action="dataset_convert", data_root=str(root), backend="local"))
 
 
@@ -131,7 +132,7 @@ def test_one_active_job_per_results_dir_is_enforced_by_the_store(tmp_path: Path)
     fields = {"action": "train", "backend": "local", "spec_path": "/s", "spec_sha256": "x", "results_dir": "/r",
               "data_root": "/d"}
     first = store.create(**fields)
-    with pytest.raises(ToolInputError, match="in use by another"):
+    with pytest.raises(InputError, match="in use by another"):
         store.create(**fields)
     store.update(first.id, state="failed")
     assert store.create(**fields).state == "pending"  # a finished job frees the folder
@@ -141,8 +142,8 @@ def test_encryption_key_is_redacted_from_logs_and_summaries(workspace: Path, loc
     root = copy_sample(workspace / "kitti")
     r = run_action(RunActionInput(action="dataset_convert", data_root=str(root), backend="local"))
     _finish(r.job_id)
-    from tools.jobs import get_job_logs
-    from tools.specbuild import BuildSpecInput, build_spec
+    from tools.jobs.logs import get_job_logs
+    from tools.spec.build import BuildSpecInput, build_spec
 
     built = build_spec(BuildSpecInput(action="train", data_root=str(root), backend="local", encryption_key="s3cr3t",
                                       overrides={"num_epochs": 1, "batch_size": 1}))
@@ -167,7 +168,7 @@ def test_unreachable_engine_is_an_error_and_the_record_survives(workspace: Path,
     job = store.create(action="train", backend="docker", spec_path="/s", spec_sha256="x", results_dir="/r",
                        data_root="/d")
     store.update(job.id, state="running", handle="0123abcd")
-    with pytest.raises(ToolInputError) as exc:
+    with pytest.raises(InputError) as exc:
         get_job(job.id)
     assert exc.value.problems[0].code == "ENGINE_UNREACHABLE" and "start dockerd" in str(exc.value)
     assert store.get(job.id).state == "running"

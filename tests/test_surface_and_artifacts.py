@@ -13,8 +13,8 @@ from pydantic import ValidationError
 
 from tests.conftest import REPO, SHARED
 from tools import generate
-from tools.surface import ACTIONS, ConvertConfig, ExperimentConfig, newer_key_message
-from tools.surface.recommended import recommended_spec
+from tools.spec.surface import ACTIONS, ConvertConfig, ExperimentConfig, newer_key_message
+from tools.spec.surface.recommended import recommended_spec
 
 REFERENCE = SHARED / "reference" / "nvidia-skill-bank"
 NEWER = [

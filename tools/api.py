@@ -1,18 +1,25 @@
-"""The ten tools as plain functions: one pydantic input model each, a result model, and a short digest.
+"""The tools as plain functions: one pydantic input model each, a result model, and a short digest.
 
-The MCP server (tools.server) and the CLI (tools.cli) are thin layers over TOOLS; tests call these
-directly too. Each function takes its validated input model and returns (result, digest text).
+The MCP server (tools.server) and the CLI (tools.cli) are thin adapters over TOOLS and never branch on a
+tool's name: what they need (waiting, images, annotations) is declared on each ToolDef. Each function
+takes its validated input model and the call's AppContext and returns (result, digest text).
 """
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from tools import checkpoints, dataset, jobs, policy, specbuild
-from tools.jobs import JobListItem
+from tools import dataset
+from tools.evidence import checkpoints
+from tools.jobs import engine, launch, logs
+from tools.jobs.engine import JobListItem
+from tools.jobs.summary import JobSummary
+from tools.policy import automl, routing
+from tools.settings import AppContext
+from tools.spec import build
 
 Action = Literal["dataset_convert", "train", "evaluate", "inference"]
 
@@ -72,8 +79,8 @@ class JobList(BaseModel):
     jobs: list[JobListItem] = Field(description="Newest first; poll a running one with get_job.")
 
 
-def _route(inp: RouteRequestInput) -> tuple[policy.RouteResult, str]:
-    r = policy.route_request(inp.request)
+def _route(inp: RouteRequestInput, ctx: AppContext) -> tuple[routing.RouteResult, str]:
+    r = routing.route_request(inp.request)
     if not r.matched:
         return r, f"not a BEVFusion request ({r.ambiguity})"
     if r.unsupported:
@@ -84,21 +91,21 @@ def _route(inp: RouteRequestInput) -> tuple[policy.RouteResult, str]:
     return r, f"tao-train-bevfusion -> {r.action}{extra} (confidence {r.confidence})"
 
 
-def _policy(inp: PolicyInput) -> tuple[policy.AutoMLDecision, str]:
-    d = policy.resolve_automl_policy(inp.action, request=inp.request, automl_policy=inp.automl_policy)
+def _policy(inp: PolicyInput, ctx: AppContext) -> tuple[automl.AutoMLDecision, str]:
+    d = automl.resolve_automl_policy(inp.action, request=inp.request, automl_policy=inp.automl_policy)
     return d, f"automl_policy={d.automl_policy}, route={d.route}: {d.reason}"
 
 
-def _check(inp: CheckDatasetInput) -> tuple[dataset.DatasetReport, str]:
-    r = dataset.check_dataset(inp.data_root, inp.action)
+def _check(inp: CheckDatasetInput, ctx: AppContext) -> tuple[dataset.DatasetReport, str]:
+    r = dataset.check_dataset(inp.data_root, inp.action, ctx=ctx)
     errors = [p for p in r.problems if p.severity == "error"]
     head = f"{'ready' if r.ok else 'NOT ready'} for {inp.action}: frames {r.frames}"
     lines = [f"- [{p.severity}] {p.code} {p.path}: {p.message} -> {p.fix}" for p in (errors or r.problems)[:6]]
     return r, "\n".join([head, *lines])
 
 
-def _build(inp: specbuild.BuildSpecInput) -> tuple[specbuild.BuildSpecResult, str]:
-    r = specbuild.build_spec(inp)
+def _build(inp: build.BuildSpecInput, ctx: AppContext) -> tuple[build.BuildSpecResult, str]:
+    r = build.build_spec(inp, ctx)
     text = [f"wrote {r.action} spec {r.spec_path} (results -> {r.results_dir}); {len(r.changes)} keys set"]
     text += [f"warning: {w}" for w in r.warnings]
     text.append(f"next: run_action(action='{r.action}', spec_path='{r.spec_path}'"
@@ -106,14 +113,14 @@ def _build(inp: specbuild.BuildSpecInput) -> tuple[specbuild.BuildSpecResult, st
     return r, "\n".join(text)
 
 
-def _resolve(inp: ResolveCheckpointInput) -> tuple[checkpoints.CheckpointChoice, str]:
+def _resolve(inp: ResolveCheckpointInput, ctx: AppContext) -> tuple[checkpoints.CheckpointChoice, str]:
     c = checkpoints.resolve_parent_checkpoint(parent_job_id=inp.parent_job_id, results_dir=inp.results_dir,
-                                              choose=inp.choose, epoch=inp.epoch, metric=inp.metric)
+                                              choose=inp.choose, epoch=inp.epoch, metric=inp.metric, ctx=ctx)
     return c, f"epoch {c.epoch}: {c.path} ({c.method}); {len(c.candidates)} checkpoints found"
 
 
-def _run(inp: jobs.RunActionInput) -> tuple[jobs.RunActionResult, str]:
-    r = jobs.run_action(inp)
+def _run(inp: launch.RunActionInput, ctx: AppContext) -> tuple[launch.RunActionResult, str]:
+    r = launch.run_action(inp, ctx)
     if r.state == "routed":
         return r, r.message
     if r.state == "planned":
@@ -125,93 +132,125 @@ def _run(inp: jobs.RunActionInput) -> tuple[jobs.RunActionResult, str]:
     return r, f"{r.summary.digest}\nnext: {'; '.join(r.summary.next_steps[:2])}"
 
 
-def job_digest(s: Any) -> str:
+def _after_wait(result: launch.RunActionResult, ctx: AppContext) -> tuple[launch.RunActionResult, str]:
+    """run_action's result once the server has waited: the job as it is now."""
+    assert result.job_id is not None
+    summary = engine.get_job(result.job_id, ctx)
+    return (result.model_copy(update={"state": summary.state, "summary": summary,
+                                      "message": "launched; waited for progress"}), job_digest(summary))
+
+
+def job_digest(s: JobSummary) -> str:
     lines = [s.digest]
     lines += [f"{e.severity}: {e.pattern}: {e.evidence[:160]} -> {e.remedy}" for e in s.errors[:3]]
     lines.append("next: " + "; ".join(s.next_steps[:3]))
     return "\n".join(lines)
 
 
-def _get(inp: JobIdInput) -> tuple[Any, str]:
-    s = jobs.get_job(inp.job_id)
+def _get(inp: JobIdInput, ctx: AppContext) -> tuple[JobSummary, str]:
+    s = engine.get_job(inp.job_id, ctx)
     return s, job_digest(s)
 
 
-def _logs(inp: LogsInput) -> tuple[jobs.LogPage, str]:
-    page = jobs.get_job_logs(inp.job_id, tail_lines=inp.tail_lines, offset=inp.offset, grep=inp.grep,
-                             max_bytes=inp.max_bytes)
+def _curve_images(inp: JobIdInput, result: JobSummary, ctx: AppContext) -> list[tuple[str, bytes]]:
+    if not inp.include_curve or result.action != "train":
+        return []
+    from tools.viz.curve import training_curve_png
+
+    return [("curve.png", training_curve_png(ctx.store.get(inp.job_id)))]
+
+
+def _logs(inp: LogsInput, ctx: AppContext) -> tuple[logs.LogPage, str]:
+    page = logs.get_job_logs(inp.job_id, tail_lines=inp.tail_lines, offset=inp.offset, grep=inp.grep,
+                             max_bytes=inp.max_bytes, ctx=ctx)
     return page, f"{page.text}\n[{page.hint}; truncated={page.truncated}]"
 
 
-def _list(inp: ListJobsInput) -> tuple[JobList, str]:
-    items = jobs.list_jobs(state=inp.state, action=inp.action, limit=inp.limit)
-    lines = [f"{j.job_id} {j.action} {j.state}" + (f" ({j.outcome})" if j.outcome else "") for j in items]
+def _list(inp: ListJobsInput, ctx: AppContext) -> tuple[JobList, str]:
+    items = engine.list_jobs(state=inp.state, action=inp.action, limit=inp.limit, ctx=ctx)
+    lines = [f"{j.job_id} {j.action} {j.state}" + (f" ({j.outcome})" if j.outcome and j.outcome != j.state else "")
+             + (f" [{j.note}]" if j.note else "") for j in items]
     return JobList(jobs=items), "\n".join(lines) or "no jobs"
 
 
-def _cancel(inp: CancelInput) -> tuple[jobs.CancelResult, str]:
-    r = jobs.cancel_job(inp.job_id, force=inp.force)
+def _cancel(inp: CancelInput, ctx: AppContext) -> tuple[engine.CancelResult, str]:
+    r = engine.cancel_job(inp.job_id, force=inp.force, ctx=ctx)
     return r, f"{r.job_id}: {r.state} ({r.message})"
+
+
+READ_ONLY = {"read_only_hint": True, "destructive_hint": False, "idempotent_hint": True, "open_world_hint": False}
+WRITES = {"read_only_hint": False, "destructive_hint": False, "idempotent_hint": False, "open_world_hint": False}
 
 
 @dataclass(frozen=True)
 class ToolDef:
+    """One tool, with everything the MCP and CLI adapters need to present it."""
+
     name: str
     input: type[BaseModel]
     output: type[BaseModel]
-    fn: Callable[[Any], tuple[Any, str]]
-    read_only: bool
-    destructive: bool
-    idempotent: bool
-    open_world: bool
+    fn: Callable[[Any, AppContext], tuple[Any, str]]
     doc: str
+    annotations: dict[str, bool] = field(default_factory=lambda: dict(READ_ONLY))
+    # Set for tools whose input has wait_seconds: the adapter waits (with progress) and then calls this.
+    after_wait: Callable[[Any, AppContext], tuple[Any, str]] | None = None
+    returns_job: bool = False  # the result names a job the CLI can --follow
+    images: Callable[[Any, Any, AppContext], list[tuple[str, bytes]]] | None = None
+    image_flag: str | None = None  # CLI option that writes the first image to a file
+    image_request_field: str | None = None  # the input field that asks for the images
 
 
 TOOLS: list[ToolDef] = [
-    ToolDef("route_request", RouteRequestInput, policy.RouteResult, _route, True, False, True, False,
+    ToolDef("route_request", RouteRequestInput, routing.RouteResult, _route,
             "Decide whether a user request belongs to this skill (TAO BEVFusion: LiDAR + camera fusion, BEV 3D "
             "detection, multi-sensor 3D perception) and which action it asks for. Call first on a new request."),
-    ToolDef("resolve_automl_policy", PolicyInput, policy.AutoMLDecision, _policy, True, False, True, False,
+    ToolDef("resolve_automl_policy", PolicyInput, automl.AutoMLDecision, _policy,
             "Apply the skill's Train Action Policy: for train, an explicit automl_policy ('on'/'off') wins, else "
             "phrases like 'no HPO' or 'plain training' mean off for this run, else on. On + runnable routes train "
             "to tao-skill-bank:tao-run-automl. Other actions are always direct."),
-    ToolDef("check_dataset", CheckDatasetInput, dataset.DatasetReport, _check, True, False, True, False,
+    ToolDef("check_dataset", CheckDatasetInput, dataset.DatasetReport, _check,
             "Preflight a KITTI root before spending GPU time: ImageSets, every frame in every modality, velodyne "
             "sizes, calib keys, labels (person class), writability for convert, converted pickles for the rest. "
             "Each problem has a code, the path and the fix."),
-    ToolDef("build_spec", specbuild.BuildSpecInput, specbuild.BuildSpecResult, _build, False, False, False, False,
+    ToolDef("build_spec", build.BuildSpecInput, build.BuildSpecResult, _build,
             "Write a TAO 5.5 BEVFusion spec that the 5.5 container accepts (KITTI prefixes, CAM2, stubs, nulls, "
             "LR schedule rescaled, no Swin download, container paths). Lists what it set and why; on bad input "
-            "returns every problem and writes nothing. Paths are host paths; data_root is required."),
-    ToolDef("resolve_parent_checkpoint", ResolveCheckpointInput, checkpoints.CheckpointChoice, _resolve, True,
-            False, True, False,
+            "returns every problem and writes nothing. Paths are host paths; data_root is required.",
+            annotations=dict(WRITES)),
+    ToolDef("resolve_parent_checkpoint", ResolveCheckpointInput, checkpoints.CheckpointChoice, _resolve,
             "Pick the checkpoint of a train job for evaluate/inference/resume, explained: exact epoch, best "
             "(highest val AP11 that has a .pth), final, or latest (only on request). Never guesses a neighbour."),
-    ToolDef("run_action", jobs.RunActionInput, jobs.RunActionResult, _run, False, False, False, True,
+    ToolDef("run_action", launch.RunActionInput, launch.RunActionResult, _run,
             "Launch dataset_convert/train/evaluate/inference in the TAO 5.5 container (docker) or on the host "
             "(local), from a build_spec spec_path or the build_spec inputs. Returns a job_id within seconds; poll "
             "get_job. dry_run=true returns the exact plan and preflight. Train with AutoML policy on returns the "
-            "routing decision instead of launching (pass automl_policy='off' to train directly)."),
-    ToolDef("get_job", JobIdInput, jobs.JobSummary, _get, True, False, True, False,
+            "routing decision instead of launching (pass automl_policy='off' to train directly).",
+            annotations={**WRITES, "open_world_hint": True}, after_wait=_after_wait, returns_job=True),
+    ToolDef("get_job", JobIdInput, JobSummary, _get,
             "State, verdict (never from the exit code alone), progress (epoch/iteration/loss), AP11/AP40, matched "
-            "errors with remedies, artifacts and next calls for one job. Safe to poll every ~30 s."),
-    ToolDef("get_job_logs", LogsInput, jobs.LogPage, _logs, True, False, True, False,
+            "errors with remedies, artifacts and next calls for one job. Safe to poll every ~30 s.",
+            returns_job=True, images=_curve_images, image_flag="curve", image_request_field="include_curve"),
+    ToolDef("get_job_logs", LogsInput, logs.LogPage, _logs,
             "Page a job's combined log: the tail (default 50 lines), forward from a byte offset, or lines "
             "matching a regex. Returns next_offset for the next page."),
-    ToolDef("list_jobs", ListJobsInput, JobList, _list, True, False, True, False,
+    ToolDef("list_jobs", ListJobsInput, JobList, _list,
             "List recent jobs (newest first), optionally by state or action."),
-    ToolDef("cancel_job", CancelInput, jobs.CancelResult, _cancel, False, True, True, False,
-            "Stop a running job and record it as canceled. Idempotent: a finished job is reported unchanged."),
+    ToolDef("cancel_job", CancelInput, engine.CancelResult, _cancel,
+            "Stop a running job and record it as canceled. Idempotent: a finished job is reported unchanged.",
+            annotations={**WRITES, "destructive_hint": True, "idempotent_hint": True}),
 ]
+
 
 def tool(name: str) -> ToolDef:
     return next(t for t in TOOLS if t.name == name)
 
 
-def call(name: str, args: dict[str, Any]) -> tuple[Any, str]:
+def call(name: str, args: dict[str, Any], ctx: AppContext | None = None) -> tuple[Any, str]:
     """Validate `args` with the tool's own model and run it (used by the CLI and tests)."""
+    from tools.settings import app_context
+
     t = tool(name)
-    return t.fn(t.input.model_validate(args))
+    return t.fn(t.input.model_validate(args), ctx or app_context())
 
 
 def dumps(model: BaseModel) -> str:

@@ -10,7 +10,6 @@
 import argparse
 import json
 import sys
-import time
 import types
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
@@ -19,7 +18,9 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticUndefined
 
 from tools import api
-from tools.errors import ToolInputError
+from tools.errors import ToolError
+from tools.jobs.wait import wait_sync
+from tools.settings import AppContext, app_context
 
 
 def _scalar(ann: Any) -> tuple[Any, list[Any] | None]:
@@ -64,16 +65,15 @@ def _progress_bar(summary: Any) -> str:
     return summary.digest[:120]
 
 
-def follow(job_id: str, interval: float = 2.0) -> Any:
-    """Poll until the job ends, drawing a one-line progress bar on stderr (the CLI has no 60 s limit)."""
-    while True:
-        summary, _ = api.call("get_job", {"job_id": job_id})
+def follow(job_id: str, ctx: AppContext, interval: float = 2.0) -> Any:
+    """Wait until the job ends, drawing a one-line progress bar on stderr (the CLI has no 60 s limit)."""
+    def draw(summary: Any) -> None:
         sys.stderr.write("\r" + _progress_bar(summary).ljust(130))
         sys.stderr.flush()
-        if summary.state not in ("pending", "running"):
-            sys.stderr.write("\n")
-            return summary
-        time.sleep(interval)
+
+    wait_sync(job_id, None, ctx, on_progress=draw, interval=interval)
+    sys.stderr.write("\n")
+    return api.tool("get_job").fn(api.JobIdInput(job_id=job_id), ctx)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,10 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(t.name.replace("_", "-"), help=t.doc.split(". ")[0], description=t.doc)
         _add_model_options(p, t.input)
         p.add_argument("--json", action="store_true", help="print the structured result as JSON")
-        if t.name in ("run_action", "get_job"):
+        if t.returns_job:
             p.add_argument("--follow", action="store_true", help="poll until the job ends, with a progress bar")
-        if t.name == "get_job":
-            p.add_argument("--curve", type=Path, help="write the training curve PNG here (train jobs)")
+        if t.image_flag:
+            p.add_argument(f"--{t.image_flag}", dest="image_out", type=Path, help="write the picture (PNG) here")
     return parser
 
 
@@ -107,23 +107,27 @@ def main(argv: list[str] | None = None) -> int:
         from tools.generate import main as generate
 
         return generate(["--check"] if args.check else [])
-    name = args.command.replace("-", "_")
-    t = api.tool(name)
+    return _run_tool(api.tool(args.command.replace("-", "_")), args)
+
+
+def _run_tool(t: api.ToolDef, args: argparse.Namespace) -> int:
     fields = {k: getattr(args, k) for k in t.input.model_fields if getattr(args, k, None) is not None}
+    image_out: Path | None = getattr(args, "image_out", None)
     try:
-        model, text = t.fn(t.input.model_validate(fields))
+        ctx = app_context()
+        if image_out and t.image_request_field:
+            fields[t.image_request_field] = True
+        inp = t.input.model_validate(fields)
+        model, text = t.fn(inp, ctx)
         job_id = getattr(model, "job_id", None)
         if getattr(args, "follow", False) and job_id and getattr(model, "state", "") in ("pending", "running"):
-            model = follow(job_id)
-            text = api.job_digest(model)
-        if getattr(args, "curve", None):
-            from tools import jobs
-            from tools.curve import training_curve_png
-            from tools.settings import Settings
-
-            args.curve.write_bytes(training_curve_png(jobs.open_store(Settings.from_env()).get(args.job_id)))
-            text += f"\ntraining curve written to {args.curve}"
-    except ToolInputError as exc:
+            model, text = follow(job_id, ctx)
+        if image_out and t.images:
+            pictures = t.images(inp, model, ctx)
+            if pictures:
+                image_out.write_bytes(pictures[0][1])
+                text += f"\npicture written to {image_out}"
+    except ToolError as exc:
         print(exc.render(), file=sys.stderr)
         return 2
     except ValidationError as exc:

@@ -10,8 +10,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from tools import layout
 from tools.paths import host_path, inside
-from tools.settings import Settings
+from tools.settings import AppContext, app_context
 
 SPLITS = ("train", "val", "test")
 MODALITIES = {"calib": ".txt", "image_2": ".png", "label_2": ".txt", "velodyne": ".bin"}
@@ -146,11 +147,11 @@ def _check_contents(rep: _Report, root: Path, ids: dict[str, list[str]], listing
 def _converted(rep: _Report, root: Path, action: str, ids: dict[str, list[str]]) -> None:
     pkls = ["train", "val"] if action == "train" else ["val"]
     for split in pkls:
-        pkl = root / f"kitti_person_infos_{split}.pkl"
+        pkl = layout.info_pickle(root, split)
         if not pkl.is_file() or pkl.stat().st_size == 0:
             rep.add("CONVERTED_MISSING", pkl, f"{pkl.name} is missing: dataset_convert has not run on this root",
                     f"run_action(action='dataset_convert', data_root='{root}') first")
-    reduced = _listing(root / "training" / "velodyne_reduced")
+    reduced = _listing(layout.reduced_dir(root))
     wanted = set(ids["val"]) | (set(ids["train"]) if action == "train" else set())
     if not reduced:
         rep.add("REDUCED_MISSING", root / "training" / "velodyne_reduced", "training/velodyne_reduced/ is missing or "
@@ -158,15 +159,14 @@ def _converted(rep: _Report, root: Path, action: str, ids: dict[str, list[str]])
         return
     for fid in sorted(wanted):
         if fid + ".bin" not in reduced:
-            rep.add("REDUCED_FRAME_MISSING", root / "training" / "velodyne_reduced" / f"{fid}.bin",
+            rep.add("REDUCED_FRAME_MISSING", layout.reduced_dir(root) / f"{fid}.bin",
                     f"frame {fid} has no reduced cloud (ImageSets changed after convert?)", "re-run dataset_convert")
 
 
-def check_dataset(data_root: str, action: str, settings: Settings | None = None, batch_size: int = 4,
+def check_dataset(data_root: str, action: str, ctx: AppContext | None = None, batch_size: int = 4,
                   num_gpus: int = 1) -> DatasetReport:
     """Check a KITTI root for `action`. Every problem carries a stable code, the path and the fix."""
-    settings = settings or Settings.from_env()
-    root = host_path(data_root, "data_root", settings)
+    root = host_path(data_root, "data_root", (ctx or app_context()).settings)
     rep = _Report(root)
     ids = _read_ids(rep, root)
     listings = {m: _listing(root / "training" / m) for m in MODALITIES}

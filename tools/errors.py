@@ -1,8 +1,16 @@
-"""Errors every tool raises: each names what is wrong, where, and the fix (the model reads them)."""
+"""Errors every tool raises: each names what is wrong, where, and the fix (the model reads them).
+
+Two kinds, because the agent must act differently on them:
+- InputError: the input is wrong; nothing was launched or written. Fix the argument and call again.
+- EngineError: the engine, scheduler or disk is in trouble; job records are kept as they were, so the
+  same call (or get_job) can be repeated once the cause is fixed.
+"""
 
 from typing import Any
 
 from pydantic import BaseModel, Field
+
+MAX_LISTED = 20  # an error lists the first problems and counts the rest: results stay small
 
 
 class Problem(BaseModel):
@@ -15,20 +23,37 @@ class Problem(BaseModel):
     code: str | None = Field(default=None, description="Stable problem code, where one exists.")
 
 
-class ToolInputError(ValueError):
-    """Bad input: nothing was launched or written. Carries every problem found, not just the first."""
+class ToolError(Exception):
+    """Base of the errors a tool reports to its caller: a headline plus every problem found."""
 
-    def __init__(self, problems: list[Problem] | Problem, headline: str = "invalid input") -> None:
+    default_headline = "error"
+
+    def __init__(self, problems: list[Problem] | Problem, headline: str | None = None) -> None:
         self.problems = [problems] if isinstance(problems, Problem) else list(problems)
-        self.headline = headline
+        self.headline = headline or self.default_headline
         super().__init__(self.render())
 
     def render(self) -> str:
-        lines = [f"{self.headline} ({len(self.problems)} problem{'s' if len(self.problems) != 1 else ''}):"]
-        for p in self.problems:
+        count = len(self.problems)
+        lines = [f"{self.headline} ({count} problem{'s' if count != 1 else ''}):"]
+        for p in self.problems[:MAX_LISTED]:
             shown = "" if p.value is None else f" (got {str(p.value)[:80]!r})"
-            lines.append(f"- {p.path}: {p.message}{shown}. Fix: {p.fix}")
+            lines.append(f"- {p.path[:200]}: {p.message[:600]}{shown}. Fix: {p.fix[:400]}")
+        if count > MAX_LISTED:
+            lines.append(f"- … and {count - MAX_LISTED} more of the same kind; fix these first")
         return "\n".join(lines)
+
+
+class InputError(ToolError, ValueError):
+    """Bad input: nothing was launched or written."""
+
+    default_headline = "invalid input"
+
+
+class EngineError(ToolError, RuntimeError):
+    """The engine, scheduler or filesystem failed; records are kept and the call can be repeated."""
+
+    default_headline = "engine error (job records kept)"
 
 
 def problem(path: str, message: str, fix: str, value: Any = None, code: str | None = None) -> Problem:

@@ -1,8 +1,8 @@
 """Host paths: allowed roots, escape checks, and the host -> container mount layout.
 
-Container layout (docker backend): dataset at /data, the job's results at /results/<name>, the spec
-folder at /specs (read-only), checkpoints and Swin weights under /inputs/* (read-only).
-The local backend uses host paths unchanged.
+Container layout (backends that map paths into a container): dataset at /data, the job's results at
+/results/<name>, the spec folder at /specs (read-only), checkpoints and Swin weights under /inputs/*
+(read-only). Backends that run on the host use host paths unchanged.
 """
 
 import os
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from tools.errors import ToolInputError, problem
+from tools.errors import InputError, problem
 from tools.settings import Settings
 
 
@@ -29,28 +29,28 @@ def host_path(raw: str | None, field: str, settings: Settings, *, kind: str = "d
               must_exist: bool = True) -> Path:
     """Validate a host path argument: absolute, no '..', no NUL, resolved inside an allowed root."""
     if not raw or not isinstance(raw, str):
-        raise ToolInputError(problem(field, "a path is required", "give an absolute host path"))
+        raise InputError(problem(field, "a path is required", "give an absolute host path"))
     if "\x00" in raw or len(raw) > 4096:
-        raise ToolInputError(problem(field, "path contains a NUL byte or is too long", "give a normal path"))
+        raise InputError(problem(field, "path contains a NUL byte or is too long", "give a normal path"))
     given = Path(raw).expanduser()
     if not given.is_absolute():
-        raise ToolInputError(problem(field, "path must be absolute", f"use the absolute form, e.g. {Path.cwd()/raw}",
+        raise InputError(problem(field, "path must be absolute", f"use the absolute form, e.g. {Path.cwd()/raw}",
                                      value=raw))
     if ".." in given.parts:
-        raise ToolInputError(problem(field, "path contains '..'", "give the resolved absolute path", value=raw))
+        raise InputError(problem(field, "path contains '..'", "give the resolved absolute path", value=raw))
     resolved = Path(os.path.realpath(given))
     roots = settings.roots
     if not any(_under(resolved, r) for r in roots):
-        raise ToolInputError(problem(
+        raise InputError(problem(
             field, f"{resolved} is outside the allowed roots ({', '.join(map(str, roots))})",
             "move it under an allowed root or add its parent to TAO_BEVFUSION_ROOTS (':'-separated)",
             value=raw, code="PATH_NOT_ALLOWED"))
     if must_exist:
         if kind == "dir" and not resolved.is_dir():
-            raise ToolInputError(problem(field, f"{resolved} is not an existing directory",
+            raise InputError(problem(field, f"{resolved} is not an existing directory",
                                          "create it or correct the path", value=raw, code="PATH_MISSING"))
         if kind == "file" and not resolved.is_file():
-            raise ToolInputError(problem(field, f"{resolved} is not an existing file",
+            raise InputError(problem(field, f"{resolved} is not an existing file",
                                          "correct the path (list the folder to see what exists)", value=raw,
                                          code="PATH_MISSING"))
     return resolved
@@ -69,11 +69,15 @@ def container_name(host: Path) -> str:
 class MountLayout:
     """Maps host paths to container paths for one launch, collecting the mounts it needs."""
 
-    def __init__(self, backend: str) -> None:
-        self.identity = backend == "local"
+    def __init__(self, maps_paths_into_container: bool) -> None:
+        self.identity = not maps_paths_into_container
         self.mounts: list[Mount] = []
 
     def add(self, host: Path, container: str, mode: str) -> str:
+        if not self.identity and ":" in str(host):
+            raise InputError(problem(str(host)[:200], "a host path with ':' cannot be mounted (the engine splits "
+                                     "volume specs on ':')", "rename the folder or move the file",
+                                     code="PATH_UNMOUNTABLE"))
         target = str(host) if self.identity else container
         if not any(m.host == str(host) and m.container == target for m in self.mounts):
             self.mounts.append(Mount(host=str(host), container=target, mode=mode))

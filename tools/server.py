@@ -8,7 +8,6 @@ validates them; results carry a short text digest plus structured content (publi
 import base64
 import inspect
 import logging
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,9 +21,11 @@ from pydantic import BaseModel, ConfigDict
 from pydantic_core import PydanticUndefined
 
 from tools import api
-from tools.errors import ToolInputError
-from tools.settings import Settings, skill_dir
-from tools.surface import ACTIONS
+from tools.errors import ToolError as ToolFailure
+from tools.jobs.wait import wait_async
+from tools.layout import status_path
+from tools.settings import AppContext, app_context, skill_dir
+from tools.spec.surface import ACTIONS
 
 log = logging.getLogger("tao_bevfusion.server")
 TEXT_LIMIT = 8000
@@ -42,10 +43,6 @@ def _result(model: BaseModel, text: str, extra: list[Any] | None = None) -> Call
     return CallToolResult(content=content, structured_content=model.model_dump(mode="json"))
 
 
-def _tool_error(exc: ToolInputError) -> ToolError:
-    return ToolError(exc.render())
-
-
 def _signature(model: type[BaseModel], output: type[BaseModel], with_ctx: bool) -> inspect.Signature:
     params = []
     for name, field in model.model_fields.items():
@@ -57,62 +54,53 @@ def _signature(model: type[BaseModel], output: type[BaseModel], with_ctx: bool) 
     return inspect.Signature(params, return_annotation=Annotated[CallToolResult, output])
 
 
-async def _wait_with_progress(job_id: str, seconds: int, ctx: Context | None) -> None:
-    """jobs.wait_for's loop, but async: a sync wait in a worker thread could not be cancelled when the
-    client goes away, and the MCP progress notifications need the event loop."""
-    from tools import jobs
-    from tools.summary import summarize
+async def _wait(t: api.ToolDef, model: Any, seconds: int, app: AppContext, ctx: Context | None) -> tuple[Any, str]:
+    """Wait for the launched job with progress notifications; the job keeps running if the client leaves."""
+    async def report(step: int, summary: Any) -> None:
+        if ctx is not None:
+            await ctx.report_progress(step, total=seconds, message=summary.digest[:200])
 
-    settings = Settings.from_env()
-    deadline, step = time.monotonic() + seconds, 0
     try:
-        while time.monotonic() < deadline:
-            await anyio.sleep(1.0)
-            job = await anyio.to_thread.run_sync(lambda: jobs.refresh(jobs.open_store(settings).get(job_id), settings))
-            step += 1
-            if ctx is not None:
-                await ctx.report_progress(step, total=seconds, message=summarize(job).digest[:200])
-            if job.terminal:
-                return
+        await wait_async(model.job_id, seconds, app, report)
     except anyio.get_cancelled_exc_class():
-        log.info("client went away while waiting on %s; the job keeps running", job_id)
+        log.info("client went away while waiting on %s; the job keeps running", model.job_id)
         raise
+    assert t.after_wait is not None
+    return await anyio.to_thread.run_sync(t.after_wait, model, app)
+
+
+def _images(t: api.ToolDef, inp: Any, model: Any, app: AppContext) -> list[ImageContent]:
+    if t.images is None:
+        return []
+    return [ImageContent(type="image", data=base64.b64encode(png).decode(), mime_type="image/png")
+            for _, png in t.images(inp, model, app)]
 
 
 def _build_tool(t: api.ToolDef) -> Tool:
-    needs_ctx = t.name == "run_action"  # the only tool that reports progress
-
     async def handler(**kwargs: Any) -> CallToolResult:
         ctx = kwargs.pop("ctx", None)
         inp = t.input.model_validate(kwargs)
-        wait = getattr(inp, "wait_seconds", 0) if t.name == "run_action" else 0
+        wait = int(getattr(inp, "wait_seconds", 0) or 0) if t.after_wait else 0
         if wait:
             inp = inp.model_copy(update={"wait_seconds": 0})
         try:
-            model, text = await anyio.to_thread.run_sync(t.fn, inp)
-            extra: list[Any] = []
-            job_id = getattr(model, "job_id", None)
-            if t.name == "run_action" and wait and job_id:
-                await _wait_with_progress(job_id, wait, ctx)
-                summary, text = await anyio.to_thread.run_sync(api.tool("get_job").fn, api.JobIdInput(job_id=job_id))
-                model = api.jobs.RunActionResult(job_id=job_id, state=summary.state, plan=getattr(model, "plan", None),
-                                                 summary=summary, message="launched; waited for progress")
-            if isinstance(inp, api.JobIdInput) and inp.include_curve and getattr(model, "action", "") == "train":
-                extra.append(await anyio.to_thread.run_sync(_curve_content, inp.job_id))
-        except ToolInputError as exc:
-            raise _tool_error(exc) from exc
+            app = app_context()
+            model, text = await anyio.to_thread.run_sync(t.fn, inp, app)
+            if wait and getattr(model, "job_id", None):
+                model, text = await _wait(t, model, wait, app, ctx)
+            extra = await anyio.to_thread.run_sync(_images, t, inp, model, app)
+        except ToolFailure as exc:
+            raise ToolError(exc.render()) from exc
         return _result(model, text, extra)
 
+    signature = _signature(t.input, t.output, t.after_wait is not None)
     handler.__name__ = t.name
     handler.__doc__ = t.doc
-    handler.__signature__ = _signature(t.input, t.output, needs_ctx)  # type: ignore[attr-defined]
-    handler.__annotations__ = {
-        **{p.name: p.annotation for p in handler.__signature__.parameters.values()},  # type: ignore[attr-defined]
-        "return": Annotated[CallToolResult, t.output],
-    }
-    tool = Tool.from_function(handler, name=t.name, description=t.doc, annotations=ToolAnnotations(
-        read_only_hint=t.read_only, destructive_hint=t.destructive, idempotent_hint=t.idempotent,
-        open_world_hint=t.open_world))
+    handler.__signature__ = signature  # type: ignore[attr-defined]
+    handler.__annotations__ = {**{p.name: p.annotation for p in signature.parameters.values()},
+                               "return": Annotated[CallToolResult, t.output]}
+    tool = Tool.from_function(handler, name=t.name, description=t.doc,
+                              annotations=ToolAnnotations.model_validate(t.annotations))
     # Unknown arguments are errors (the SDK would drop them silently): the model must hear about a typo.
     base = tool.fn_metadata.arg_model
     tool.fn_metadata.arg_model = type(base.__name__, (base,), {"model_config": ConfigDict(
@@ -121,33 +109,16 @@ def _build_tool(t: api.ToolDef) -> Tool:
     return tool
 
 
-def _curve_content(job_id: str) -> ImageContent:
-    from tools import jobs
-    from tools.curve import training_curve_png
-
-    settings = Settings.from_env()
-    png = training_curve_png(jobs.open_store(settings).get(job_id))
-    return ImageContent(type="image", data=base64.b64encode(png).decode(), mime_type="image/png")
-
-
 mcp = MCPServer("tao-bevfusion", version="0.1.0", instructions=INSTRUCTIONS,
                 tools=[_build_tool(t) for t in api.TOOLS])
 
 
-def _job_file(job_id: str, which: str) -> Path:
-    from tools import jobs
-    from tools.outcome import status_path
-
-    settings = Settings.from_env()
+def _job(job_id: str) -> tuple[AppContext, Any]:
+    app = app_context()
     try:
-        job = jobs.open_store(settings).get(job_id)
-    except ToolInputError as exc:
+        return app, app.store.get(job_id)
+    except ToolFailure as exc:
         raise ResourceNotFoundError(exc.render()) from exc
-    if which == "log":
-        return job.job_dir(settings.home) / "job.log"
-    if which == "status":
-        return status_path(job.action, Path(job.results_dir), Path(job.data_root))
-    return Path(job.spec_path)
 
 
 def _tail(path: Path, limit: int = 64 * 1024) -> str:
@@ -161,41 +132,50 @@ def _tail(path: Path, limit: int = 64 * 1024) -> str:
     return prefix + data.decode(errors="replace").replace("\r", "\n")
 
 
+def _redacted_tail(job_id: str, which: str) -> str:
+    from tools.jobs.summary import job_secrets, redact
+
+    app, job = _job(job_id)
+    path = (job.files(app.settings.home).log if which == "log"
+            else status_path(job.action, Path(job.results_dir), Path(job.data_root)))
+    return redact(_tail(path), job_secrets(job))
+
+
 @mcp.resource("tao-bevfusion://jobs/{job_id}/log", mime_type="text/plain", description="A job's log (tail).")
 def job_log(job_id: str) -> str:
-    from tools import jobs
-    from tools.summary import job_secrets, redact
-
-    text = _tail(_job_file(job_id, "log"))
-    return redact(text, job_secrets(jobs.open_store(Settings.from_env()).get(job_id)))
+    return _redacted_tail(job_id, "log")
 
 
 @mcp.resource("tao-bevfusion://jobs/{job_id}/status", mime_type="application/x-ndjson",
               description="The job's status.json records (tail).")
 def job_status(job_id: str) -> str:
-    return _tail(_job_file(job_id, "status"))
+    return _redacted_tail(job_id, "status")
 
 
 @mcp.resource("tao-bevfusion://jobs/{job_id}/spec", mime_type="application/yaml",
               description="The job's spec (encryption_key masked).")
 def job_spec(job_id: str) -> str:
-    import yaml
+    from tools.spec.build import masked
+    from tools.spec.schema import dump_yaml
+    from tools.yamlio import load_yaml_file
 
-    from tools.generate import dump_yaml
-    from tools.specbuild import masked
-
-    return dump_yaml(masked(yaml.safe_load(_job_file(job_id, "spec").read_text())))
+    _, job = _job(job_id)
+    try:
+        data = load_yaml_file(Path(job.spec_path))  # the same bounded loader as inputs (no alias bombs)
+    except ToolFailure as exc:
+        raise ResourceNotFoundError(exc.render()) from exc
+    return dump_yaml(masked(data) if isinstance(data, dict) else data)
 
 
 @mcp.resource("tao-bevfusion://jobs/{job_id}/curve.png", mime_type="image/png",
               description="Training curve of a train job (loss, AP11/AP40 per epoch).")
 def job_curve(job_id: str) -> bytes:
-    from tools import jobs
-    from tools.curve import training_curve_png
+    from tools.viz.curve import training_curve_png
 
+    _, job = _job(job_id)
     try:
-        return training_curve_png(jobs.open_store(Settings.from_env()).get(job_id))
-    except ToolInputError as exc:
+        return training_curve_png(job)
+    except ToolFailure as exc:
         raise ResourceNotFoundError(exc.render()) from exc
 
 

@@ -1,11 +1,20 @@
-"""Process-wide settings read from the environment (documented in the README)."""
+"""Environment -> Settings (documented in the README), and the AppContext every tool call passes down."""
 
+import functools
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tools.errors import InputError, problem
+
+if TYPE_CHECKING:
+    from tools.backends.base import Backend
+    from tools.jobs.store import JobStore
 
 DEFAULT_IMAGE = "nvcr.io/nvidia/tao/tao-toolkit:5.5.0-pyt"
+DEFAULT_STALL_SECONDS = 900
 
 
 def skill_dir() -> Path:
@@ -20,12 +29,43 @@ def skill_dir() -> Path:
     return Path(sys.prefix) / "share" / "tao-bevfusion"
 
 
+def _memlock(raw: str) -> int:
+    value = raw.strip().lower()
+    if value in ("", "-1", "unlimited"):
+        return -1
+    if value.isdigit():
+        return int(value)
+    raise InputError(problem("TAO_BEVFUSION_MEMLOCK", f"not a byte count: {raw[:40]!r}",
+                             "set a whole number of bytes, -1 or 'unlimited' (or unset it)"))
+
+
+def _roots(raw: str, home: Path) -> tuple[Path, ...]:
+    roots = [Path(p).expanduser().resolve() for p in raw.split(":") if p.strip()]
+    if any(r == Path("/") for r in roots):
+        raise InputError(problem("TAO_BEVFUSION_ROOTS", "'/' would allow every path on the host",
+                                 "list the folders that hold datasets and results, e.g. /srv/kitti:/srv/runs"))
+    if not roots and Path.cwd().resolve() != Path("/"):
+        roots = [Path.cwd().resolve()]  # MCP hosts often start servers in "/": that never becomes a root
+    roots.append(home)
+    return tuple(roots)
+
+
+def _positive(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise InputError(problem(name, f"not a positive whole number: {raw[:40]!r}", f"set e.g. {default}"))
+    return int(raw)
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
     image: str
     roots: tuple[Path, ...]
     memlock: int = -1
+    stall_seconds: int = DEFAULT_STALL_SECONDS
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -36,11 +76,39 @@ class Settings:
             base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
             home = Path(base) / "tao-bevfusion"
         home = home.expanduser().resolve()
-        raw = os.environ.get("TAO_BEVFUSION_ROOTS", "")
-        roots = [Path(p).expanduser().resolve() for p in raw.split(":") if p.strip()]
-        if not roots and Path.cwd().resolve() != Path("/"):
-            roots = [Path.cwd().resolve()]  # MCP hosts often start servers in "/": that never becomes a root
-        roots.append(home)
-        memlock = int(os.environ.get("TAO_BEVFUSION_MEMLOCK", "-1") or -1)
-        return cls(home=home, image=os.environ.get("TAO_BEVFUSION_IMAGE", DEFAULT_IMAGE), roots=tuple(roots),
-                   memlock=memlock)
+        return cls(home=home, image=os.environ.get("TAO_BEVFUSION_IMAGE", DEFAULT_IMAGE),
+                   roots=_roots(os.environ.get("TAO_BEVFUSION_ROOTS", ""), home),
+                   memlock=_memlock(os.environ.get("TAO_BEVFUSION_MEMLOCK", "")),
+                   stall_seconds=_positive("TAO_BEVFUSION_STALL_SECONDS", DEFAULT_STALL_SECONDS))
+
+
+@dataclass(frozen=True)
+class AppContext:
+    """What a tool call needs besides its input: settings, the job store, and the backends."""
+
+    settings: Settings
+    _backends: dict[str, "Backend"] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def store(self) -> "JobStore":
+        return _store_for(self.settings.home)
+
+    def backend(self, name: str) -> "Backend":
+        if name not in self._backends:
+            from tools.backends.registry import load_backend
+
+            self._backends[name] = load_backend(name)
+        return self._backends[name]
+
+
+def app_context() -> AppContext:
+    """The context of one tool call, from the current environment (tests change it between calls)."""
+    return AppContext(Settings.from_env())
+
+
+@functools.lru_cache(maxsize=8)
+def _store_for(home: Path) -> "JobStore":
+    """One store per state dir per process: the migrations run once, not on every poll."""
+    from tools.jobs.store import JobStore
+
+    return JobStore(home)

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from tools.errors import ToolInputError, problem
+from tools.errors import InputError, problem
 
 MAX_YAML_BYTES = 1_000_000
 MAX_NODES = 200_000
@@ -38,15 +38,15 @@ def fast_yaml(text: str) -> Any:
 
 def load_yaml_text(text: str, origin: str = "<yaml>") -> Any:
     if len(text.encode()) > MAX_YAML_BYTES:
-        raise ToolInputError(problem(origin, f"YAML is larger than {MAX_YAML_BYTES} bytes",
+        raise InputError(problem(origin, f"YAML is larger than {MAX_YAML_BYTES} bytes",
                                      "pass a real spec file; TAO specs are a few KB"))
     try:
         data = fast_yaml(text)
     except yaml.YAMLError as exc:
-        raise ToolInputError(problem(origin, f"not valid YAML: {exc}".replace("\n", " "),
+        raise InputError(problem(origin, f"not valid YAML: {exc}".replace("\n", " "),
                                      "fix the YAML syntax")) from exc
     if _expanded_size(data, MAX_NODES) > MAX_NODES:
-        raise ToolInputError(problem(origin, f"YAML aliases expand to more than {MAX_NODES} nodes",
+        raise InputError(problem(origin, f"YAML aliases expand to more than {MAX_NODES} nodes",
                                      "write the spec without recursive anchors/aliases"))
     return data
 
@@ -55,8 +55,8 @@ def load_yaml_file(path: Path) -> Any:
     try:
         size = path.stat().st_size
     except OSError as exc:
-        raise ToolInputError(problem(str(path), f"cannot read: {exc.strerror}", "give an existing file")) from exc
+        raise InputError(problem(str(path), f"cannot read: {exc.strerror}", "give an existing file")) from exc
     if size > MAX_YAML_BYTES:
-        raise ToolInputError(problem(str(path), f"file is {size} bytes, over {MAX_YAML_BYTES}",
+        raise InputError(problem(str(path), f"file is {size} bytes, over {MAX_YAML_BYTES}",
                                      "pass a real spec file; TAO specs are a few KB"))
     return load_yaml_text(path.read_text(), origin=str(path))

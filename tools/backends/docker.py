@@ -1,4 +1,6 @@
-"""The docker backend (docker SDK): the contract's §8.3 launch recipe, never an implicit pull."""
+"""The docker backend (docker SDK): the launch recipe of docs/container-contract.md §8.3, never an implicit pull.
+
+Its plan is the exact keyword arguments of `docker.containers.run`, plus the equivalent `docker run` argv."""
 
 import contextlib
 import fcntl
@@ -10,15 +12,18 @@ import subprocess
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import docker
 import requests
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import DeviceRequest, Ulimit
+from pydantic import Field
 
-from tools.backends import BackendStatus, Check, LaunchPlan, LaunchRequest, container_env
-from tools.errors import ToolInputError, problem
+from tools.backends.base import Backend, BackendOptions, BackendStatus, Capabilities, Check, LaunchRequest, Plan
+from tools.backends.environment import job_env
+from tools.errors import EngineError, InputError, problem
+from tools.settings import Settings
 
 LABEL_JOB, LABEL_ACTION, LABEL_PLUGIN = "tao-bevfusion.job", "tao-bevfusion.action", "tao-bevfusion.plugin"
 NO_GPU_RUNTIME = 'could not select device driver ""'
@@ -39,7 +44,7 @@ def _client() -> docker.DockerClient:
         _CLIENTS[key] = client
         return client
     except DockerException as exc:
-        raise ToolInputError(problem(
+        raise InputError(problem(
             "backend", f"the Docker engine is not reachable ({exc.__class__.__name__}: {str(exc)[:160]})",
             "start dockerd (or set DOCKER_HOST to a running engine), or use backend='local' inside a TAO container",
             code="ENGINE_UNREACHABLE")) from exc
@@ -54,7 +59,7 @@ def _engine_errors() -> Iterator[None]:
         if isinstance(exc, (NotFound, ImageNotFound)):
             raise
         _CLIENTS.clear()
-        raise ToolInputError(problem(
+        raise EngineError(problem(
             "backend", f"lost contact with the Docker engine ({exc.__class__.__name__}); the job record is kept",
             "check that dockerd is running (and DOCKER_HOST), then call get_job again: the job re-attaches by label",
             code="ENGINE_UNREACHABLE")) from exc
@@ -85,60 +90,88 @@ def _parse_ts(stamp: str) -> tuple[int, int]:
     return secs, int((frac or "0").ljust(9, "0")[:9])
 
 
-class DockerBackend:
-    name = "docker"
+class DockerOptions(BackendOptions):
+    network: Literal["none", "host", "bridge"] = Field(default="none", description="Container network mode.")
+    shm_size: str = Field(default="16G", pattern=r"^\d+[kKmMgG]?$", description="/dev/shm size.")
+    mem_limit: str | None = Field(default=None, pattern=r"^\d+[kKmMgG]?$", description="Container memory limit.")
+    memlock: int | None = Field(default=None, ge=-1, description=(
+        "Container RLIMIT_MEMLOCK in bytes; default TAO_BEVFUSION_MEMLOCK or -1 = unlimited (NVIDIA's "
+        "recommendation). Lower it only when the engine may not raise it."))
 
-    def plan(self, req: LaunchRequest) -> LaunchPlan:
-        env = container_env(req)
+
+    @classmethod
+    def from_user(cls, raw: dict[str, Any], settings: Settings) -> "DockerOptions":
+        opts = cls.model_validate(raw)
+        return opts if opts.memlock is not None else opts.model_copy(update={"memlock": settings.memlock})
+
+
+class DockerPlan(Plan):
+    run_kwargs: dict[str, Any] = Field(description="The exact keyword arguments of docker containers.run.")
+
+
+def _cli(kwargs: dict[str, Any], devices: list[str], opts: DockerOptions, memlock: int) -> list[str]:
+    cli = ["docker", "run", "-d", "--name", kwargs["name"], "--pull", "never"]
+    for key, value in kwargs["labels"].items():
+        cli += ["--label", f"{key}={value}"]
+    if devices:
+        cli += ["--gpus", f'"device={",".join(devices)}"']
+    cli += ["--shm-size", opts.shm_size, "--ulimit", f"memlock={memlock}", "--ulimit", "stack=67108864",
+            "--user", kwargs["user"], "--network", opts.network, "-w", kwargs["working_dir"]]
+    if opts.mem_limit:
+        cli += ["--memory", opts.mem_limit]
+    for key, value in kwargs["environment"].items():
+        cli += ["-e", f"{key}={value}"]
+    for host, bind in kwargs["volumes"].items():
+        cli += ["-v", f"{host}:{bind['bind']}:{bind['mode']}"]
+    return [*cli, kwargs["image"], *kwargs["command"]]
+
+
+class DockerBackend(Backend):
+    name = "docker"
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        maps_paths_into_container=True, multi_node=False, gpu_pinning=True, reattach_by_job_id=True)
+    options_model = DockerOptions
+
+    def plan(self, request: LaunchRequest) -> DockerPlan:
+        req = request
+        opts = DockerOptions.model_validate(req.options)
+        memlock = -1 if opts.memlock is None else opts.memlock
+        env = job_env(req.home_dir, req.cache_dir, req.env)
         command = ["bevfusion", req.subtask, "-e", req.spec_container_path]
-        devices = [str(g) for g in req.gpus] if req.gpus is not None else [str(i) for i in range(req.num_gpus)]
-        notes = []
-        if not devices:
-            notes.append("no GPU device request (gpus=[]): for the test stand-in and CPU-only checks")
+        devices = [str(g) for g in req.gpus] if req.gpus is not None else [str(i) for i in range(req.gpus_per_node)]
+        notes = [] if devices else ["no GPU device request (gpus=[]): for the test stand-in and CPU-only checks"]
         user = f"{os.getuid()}:{os.getgid()}"
-        volumes = {m.host: {"bind": m.container, "mode": m.mode} for m in req.mounts}
         kwargs: dict[str, Any] = {
             "image": req.image, "command": command, "name": f"tao-{req.job_id}", "detach": True,
             "labels": {LABEL_JOB: req.job_id, LABEL_ACTION: req.action, LABEL_PLUGIN: "tao-bevfusion"},
-            "volumes": volumes, "environment": env, "user": user, "shm_size": req.shm_size,
-            "ulimits": [{"name": "memlock", "soft": req.memlock, "hard": req.memlock},
+            "volumes": {m.host: {"bind": m.container, "mode": m.mode} for m in req.mounts},
+            "environment": env, "user": user, "shm_size": opts.shm_size,
+            "ulimits": [{"name": "memlock", "soft": memlock, "hard": memlock},
                         {"name": "stack", "soft": 67108864, "hard": 67108864}],
-            "network_mode": req.network, "working_dir": req.results_container_dir,
+            "network_mode": opts.network, "working_dir": req.results_container_dir,
         }
         if devices:
             kwargs["device_requests"] = [{"device_ids": devices, "capabilities": [["gpu"]]}]
-        if req.mem_limit:
-            kwargs["mem_limit"] = req.mem_limit
-        cli = ["docker", "run", "-d", "--name", kwargs["name"], "--pull", "never"]
-        for key, value in kwargs["labels"].items():
-            cli += ["--label", f"{key}={value}"]
-        if devices:
-            cli += ["--gpus", f'"device={",".join(devices)}"']
-        cli += ["--shm-size", req.shm_size, "--ulimit", f"memlock={req.memlock}", "--ulimit", "stack=67108864",
-                "--user", user, "--network", req.network, "-w", req.results_container_dir]
-        if req.mem_limit:
-            cli += ["--memory", req.mem_limit]
-        for key, value in env.items():
-            cli += ["-e", f"{key}={value}"]
-        for m in req.mounts:
-            cli += ["-v", f"{m.host}:{m.container}:{m.mode}"]
-        cli += [req.image, *command]
-        return LaunchPlan(backend=self.name, job_id=req.job_id, command=command, equivalent_cli=cli, kwargs=kwargs,
-                          mounts=req.mounts, env=env, user=user, devices=devices, notes=notes)
+        if opts.mem_limit:
+            kwargs["mem_limit"] = opts.mem_limit
+        return DockerPlan(backend=self.name, job_id=req.job_id, command=command,
+                          equivalent_cli=_cli(kwargs, devices, opts, memlock), run_kwargs=kwargs, mounts=req.mounts,
+                          env=env, user=user, devices=devices, notes=notes)
 
-    def preflight(self, plan: LaunchPlan, req: LaunchRequest) -> list[Check]:
-        checks: list[Check] = []
+    def preflight(self, plan: Plan) -> list[Check]:
+        assert isinstance(plan, DockerPlan)
+        image = plan.run_kwargs["image"]
         try:
             client = _client()
-        except ToolInputError as exc:
+        except InputError as exc:
             return [Check(name="engine", ok=False, message=exc.problems[0].message, fix=exc.problems[0].fix)]
-        checks.append(Check(name="engine", ok=True, severity="info", message="Docker engine reachable"))
+        checks = [Check(name="engine", ok=True, severity="info", message="Docker engine reachable")]
         try:
-            client.images.get(req.image)
-            checks.append(Check(name="image", ok=True, severity="info", message=f"{req.image} is present"))
+            client.images.get(image)
+            checks.append(Check(name="image", ok=True, severity="info", message=f"{image} is present"))
         except ImageNotFound:
-            checks.append(Check(name="image", ok=False, message=f"image {req.image} is not present locally (no "
-                                "implicit pulls)", fix=f"docker pull {req.image} (or set TAO_BEVFUSION_IMAGE to "
+            checks.append(Check(name="image", ok=False, message=f"image {image} is not present locally (no "
+                                "implicit pulls)", fix=f"docker pull {image} (or set TAO_BEVFUSION_IMAGE to "
                                 "a mirrored image you have)"))
         if plan.devices:
             runtimes = client.info().get("Runtimes", {}) or {}
@@ -152,34 +185,27 @@ class DockerBackend:
             checks += _gpu_checks(plan.devices)
         return checks
 
-    def submit(self, plan: LaunchPlan, req: LaunchRequest) -> str:
+    def submit(self, plan: Plan) -> str:
+        assert isinstance(plan, DockerPlan)
         client = _client()
-        kwargs = dict(plan.kwargs)
+        kwargs = dict(plan.run_kwargs)
         if "device_requests" in kwargs:
             kwargs["device_requests"] = [DeviceRequest(**d) for d in kwargs["device_requests"]]
         kwargs["ulimits"] = [Ulimit(**u) for u in kwargs["ulimits"]]
         try:
             container = client.containers.run(**kwargs)
         except ImageNotFound as exc:
-            raise ToolInputError(problem("image", f"image {req.image} is not present locally",
-                                         f"docker pull {req.image}, or set TAO_BEVFUSION_IMAGE",
-                                         code="IMAGE_MISSING")) from exc
+            raise InputError(problem("image", f"image {kwargs['image']} is not present locally",
+                                     f"docker pull {kwargs['image']}, or set TAO_BEVFUSION_IMAGE",
+                                     code="IMAGE_MISSING")) from exc
         except APIError as exc:
             self._remove_name(client, kwargs["name"])
-            text = str(exc.explanation or exc)
-            if NO_GPU_RUNTIME in text or "capabilities: [[gpu]]" in text:
-                raise ToolInputError(problem(
-                    "gpus", f"the engine cannot give GPUs to containers: {text}",
-                    "install the NVIDIA driver and nvidia-container-toolkit on this host and restart dockerd "
-                    "(nvidia-ctk runtime configure --runtime=docker); for a CPU-only check pass gpus=[]",
-                    code="NO_GPU_RUNTIME")) from exc
-            if "error setting rlimit" in text:
-                raise ToolInputError(problem(
-                    "memlock", f"the engine may not raise the container's locked-memory limit: {text[-160:]}",
-                    f"pass memlock={resource.getrlimit(resource.RLIMIT_MEMLOCK)[1]} (this host's hard limit), or run "
-                    "dockerd with permission to raise RLIMIT_MEMLOCK", code="RLIMIT_DENIED")) from exc
-            raise ToolInputError(problem("backend", f"Docker refused the launch: {text[:300]}",
-                                         "read the message; fix mounts/user/image and retry")) from exc
+            raise _launch_refused(str(exc.explanation or exc)) from exc
+        except (DockerException, requests.RequestException) as exc:
+            self._remove_name(client, kwargs["name"])
+            raise EngineError(problem("backend", f"the Docker engine failed during the launch "
+                                      f"({exc.__class__.__name__})", "check dockerd and retry the same call",
+                                      code="ENGINE_UNREACHABLE")) from exc
         return str(container.id)
 
     @staticmethod
@@ -202,7 +228,7 @@ class DockerBackend:
         return BackendStatus(state="exited", exit_code=state.get("ExitCode"), oom_killed=bool(state.get("OOMKilled")),
                              error=state.get("Error") or None)
 
-    def sync_logs(self, handle: str, log_path: str, cursor: dict[str, Any]) -> dict[str, Any]:
+    def sync_logs(self, handle: str, log_path: Path) -> None:
         """Append output produced since the last sync.
 
         `since` has 1 s granularity, and stdout/stderr are stamped by separate copiers, so their order in
@@ -213,9 +239,9 @@ class DockerBackend:
             with _engine_errors():
                 container = _client().containers.get(handle)
         except NotFound:
-            return cursor
-        lock_path = Path(log_path).with_suffix(".lock")
-        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+            return
+        lock_path = log_path.with_suffix(".lock")
+        log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(lock_path, "w") as lock, open(log_path, "ab") as out:
             fcntl.flock(lock, fcntl.LOCK_EX)
             state_file = lock_path.with_suffix(".ts")
@@ -230,8 +256,8 @@ class DockerBackend:
                     window.append(out, line + b"\n")
             if pending:
                 window.append(out, pending)
+            # The sync state lives beside the log (under the lock), shared by every process.
             state_file.write_text(json.dumps({"boundary": window.top, "seen": sorted(window.top_seen)}))
-        return cursor  # the sync state lives beside the log (under the lock), shared by every process
 
     def cancel(self, handle: str, force: bool) -> None:
         try:
@@ -308,3 +334,22 @@ def _gpu_checks(devices: list[str]) -> list[Check]:
         checks.append(Check(name="gpu_memory", ok=True, severity="warning",
                             message=f"GPUs {small} have < 24 GB; lower batch_size to 1-2. {HARDWARE}"))
     return checks
+
+
+def _launch_refused(text: str) -> InputError:
+    """The engine's refusal of a launch, as the fix the user needs."""
+    if NO_GPU_RUNTIME in text or "capabilities: [[gpu]]" in text:
+        return InputError(problem(
+            "gpus", f"the engine cannot give GPUs to containers: {text[:300]}",
+            "install the NVIDIA driver and nvidia-container-toolkit on this host and restart dockerd "
+            "(nvidia-ctk runtime configure --runtime=docker); for a CPU-only check pass gpus=[]",
+            code="NO_GPU_RUNTIME"), headline="the engine refused the launch; nothing is running")
+    if "error setting rlimit" in text:
+        return InputError(problem(
+            "backend_options.memlock", f"the engine may not raise the container's locked-memory limit: {text[-160:]}",
+            f"pass backend_options={{'memlock': {resource.getrlimit(resource.RLIMIT_MEMLOCK)[1]}}} (this host's hard "
+            "limit), or run dockerd with permission to raise RLIMIT_MEMLOCK", code="RLIMIT_DENIED"),
+            headline="the engine refused the launch; nothing is running")
+    return InputError(problem("backend", f"Docker refused the launch: {text[:300]}",
+                              "read the message; fix mounts/user/image and retry"),
+                      headline="the engine refused the launch; nothing is running")

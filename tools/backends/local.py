@@ -9,10 +9,13 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import ClassVar
 
-from tools.backends import BackendStatus, Check, LaunchPlan, LaunchRequest, container_env
-from tools.errors import ToolInputError, problem
+from pydantic import Field
+
+from tools.backends.base import Backend, BackendStatus, Capabilities, Check, LaunchRequest, Plan
+from tools.backends.environment import job_env
+from tools.errors import EngineError, InputError, problem
 
 
 def cli_prefix() -> list[str]:
@@ -20,7 +23,7 @@ def cli_prefix() -> list[str]:
     if raw.strip().startswith("["):
         value = json.loads(raw)
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value) or not value:
-            raise ToolInputError(problem("TAO_BEVFUSION_LOCAL_CLI", "must be a JSON list of strings",
+            raise InputError(problem("TAO_BEVFUSION_LOCAL_CLI", "must be a JSON list of strings",
                                          'e.g. ["python3", "/path/bevfusion_standin.py"]'))
         return value
     return [raw]
@@ -41,24 +44,33 @@ def _alive(pid: int, start: str) -> bool:
     return fields[0] != "Z" and fields[19] == start
 
 
-class LocalBackend:
-    name = "local"
+class LocalPlan(Plan):
+    argv: list[str] = Field(description="The exact host argv (the exit-recording runner around the command).")
+    cwd: str
+    exit_file: str
+    log_path: str
 
-    def plan(self, req: LaunchRequest) -> LaunchPlan:
+
+class LocalBackend(Backend):
+    name = "local"
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        maps_paths_into_container=False, multi_node=False, gpu_pinning=True, reattach_by_job_id=False)
+
+    def plan(self, request: LaunchRequest) -> LocalPlan:
+        req = request
         command = [*cli_prefix(), req.subtask, "-e", req.spec_host_path]
-        env = container_env(req)
+        env = job_env(req.home_dir, req.cache_dir, req.env)
         exit_file = str(Path(req.log_path).with_name("exit.json"))
-        runner = [sys.executable, "-m", "tools.backends.local_runner", exit_file, "--", *command]
+        argv = [sys.executable, "-m", "tools.backends.local_runner", exit_file, "--", *command]
         notes = ["host process in its own process group; spec paths are host paths"]
         if req.gpus:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(req.gpus)
             notes.append(f"CUDA_VISIBLE_DEVICES={env['CUDA_VISIBLE_DEVICES']}")
-        return LaunchPlan(backend=self.name, job_id=req.job_id, command=command, equivalent_cli=runner,
-                          kwargs={"cwd": req.results_dir, "exit_file": exit_file, "log_path": req.log_path},
-                          mounts=[], env=env, user=f"{os.getuid()}:{os.getgid()}", devices=req.gpus or [],
-                          notes=notes)
+        return LocalPlan(backend=self.name, job_id=req.job_id, command=command, equivalent_cli=argv, argv=argv,
+                         cwd=req.results_dir, exit_file=exit_file, log_path=req.log_path, mounts=[], env=env,
+                         user=f"{os.getuid()}:{os.getgid()}", devices=req.gpus or [], notes=notes)
 
-    def preflight(self, plan: LaunchPlan, req: LaunchRequest) -> list[Check]:
+    def preflight(self, plan: Plan) -> list[Check]:
         exe = plan.command[0]
         found = Path(exe).is_file() or any((Path(p) / exe).is_file() for p in os.environ.get("PATH", "").split(":"))
         if not found:
@@ -66,15 +78,20 @@ class LocalBackend:
                           fix="run inside the TAO 5.5 container, set TAO_BEVFUSION_LOCAL_CLI, or use backend='docker'")]
         return [Check(name="cli", ok=True, severity="info", message=f"{exe} found")]
 
-    def submit(self, plan: LaunchPlan, req: LaunchRequest) -> str:
-        Path(req.results_dir).mkdir(parents=True, exist_ok=True)
+    def submit(self, plan: Plan) -> str:
+        assert isinstance(plan, LocalPlan)
         env = {**{k: v for k, v in os.environ.items() if k not in ("JOB_ID",)}, **plan.env}
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]),
                                                           os.environ.get("PYTHONPATH")]))
-        with open(req.log_path, "ab") as log:
-            proc = subprocess.Popen(plan.equivalent_cli, cwd=req.results_dir, env=env, stdout=log,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-        return f"pid:{proc.pid}:{_proc_start(proc.pid)}:{plan.kwargs['exit_file']}"
+        try:
+            Path(plan.cwd).mkdir(parents=True, exist_ok=True)
+            with open(plan.log_path, "ab") as log:
+                proc = subprocess.Popen(plan.argv, cwd=plan.cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, start_new_session=True)
+        except OSError as exc:
+            raise EngineError(problem("backend", f"could not start the host process: {exc}",
+                                      "check the results folder and TAO_BEVFUSION_LOCAL_CLI")) from exc
+        return f"pid:{proc.pid}:{_proc_start(proc.pid)}:{plan.exit_file}"
 
     @staticmethod
     def _parse(handle: str) -> tuple[int, str, str]:
@@ -93,18 +110,9 @@ class LocalBackend:
                 return BackendStatus(state="running")
         return BackendStatus(state="missing")
 
-    def sync_logs(self, handle: str, log_path: str, cursor: dict[str, Any]) -> dict[str, Any]:
-        return cursor  # the process writes straight into the job log
-
     def cancel(self, handle: str, force: bool) -> None:
         pid, start, _ = self._parse(handle)
         if _proc_start(pid) != start:
             return
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL if force else signal.SIGTERM)
-
-    def find(self, job_id: str) -> str | None:
-        return None  # local jobs are found through the handle stored at submit
-
-    def cleanup(self, handle: str) -> None:
-        return None

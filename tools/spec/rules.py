@@ -9,8 +9,8 @@ from pydantic import BaseModel, ValidationError
 
 from tools.errors import Problem, problem
 from tools.generate import SHORTHAND_KEYS
-from tools.surface.experiment import DEFAULT_LR_SCHEDULER
-from tools.surface.newer import newer_key_message
+from tools.spec.surface.experiment import DEFAULT_LR_SCHEDULER
+from tools.spec.surface.newer import newer_key_message
 
 
 def _node_class(ann: Any) -> type[BaseModel] | None:

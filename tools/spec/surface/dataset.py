@@ -2,7 +2,7 @@
 
 from typing import Any, Literal
 
-from tools.surface.base import Node, field
+from tools.spec.surface.base import Node, field
 
 DatasetType = Literal["KittiPersonDataset", "TAO3DDataset", "TAO3DSyntheticDataset"]
 

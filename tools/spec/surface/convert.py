@@ -2,7 +2,7 @@
 
 from typing import Literal
 
-from tools.surface.base import Node, field
+from tools.spec.surface.base import Node, field
 
 
 class ConvertConfig(Node):

@@ -14,16 +14,19 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from tools import specrules
-from tools.errors import Problem, ToolInputError, problem
-from tools.generate import action_schema, dump_yaml
+from tools import layout as names
+from tools.backends.registry import backend_class
+from tools.errors import InputError, Problem, problem
 from tools.paths import Mount, MountLayout, container_name, host_path
-from tools.settings import Settings, skill_dir
-from tools.surface import ConvertConfig, ExperimentConfig
-from tools.surface.experiment import MISSING
-from tools.surface.recommended import GEOMETRY, KITTI_PREFIX, recommended_spec
+from tools.settings import AppContext, Settings, app_context, skill_dir
+from tools.spec import rules as specrules
+from tools.spec.schema import action_schema, dump_yaml
+from tools.spec.sidecar import LaunchSidecar, sign
+from tools.spec.surface import ConvertConfig, ExperimentConfig
+from tools.spec.surface.experiment import MISSING
+from tools.spec.surface.recommended import GEOMETRY, KITTI_PREFIX, recommended_spec
 
 Action = Literal["dataset_convert", "train", "evaluate", "inference"]
 SECRET_MASK = "***"
@@ -46,6 +49,8 @@ STALE_GEOMETRY = {"point_cloud_range": [0, -40, -3, 70.4, 40, 1], "voxel_size": 
 
 class BuildSpecInput(BaseModel):
     """Inputs of build_spec (also the MCP tool's input schema)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     action: Action = Field(description="dataset_convert, train, evaluate or inference.")
     data_root: str = Field(description="Absolute HOST path of the KITTI root (ImageSets/, training/).",
@@ -78,8 +83,8 @@ class BuildSpecInput(BaseModel):
         "Model key, written to the spec file only; never shown back."))
     output_path: str | None = Field(default=None, max_length=4096, description=(
         "Absolute host path for the spec (.yaml). Default: a new folder under the state dir."))
-    backend: Literal["docker", "local"] = Field(default="docker", description=(
-        "docker: container paths (/data, /results/...); local: host paths unchanged."))
+    backend: str = Field(default="docker", max_length=64, description=(
+        "Where the job will run: docker (container paths /data, /results/...) or local (host paths unchanged)."))
     strict: bool = Field(default=False, description="Error on 7.x-only keys instead of removing them.")
 
 
@@ -103,7 +108,9 @@ class BuildSpecResult(BaseModel):
     checkpoint_choice: dict[str, Any] | None = Field(default=None, description="How the parent checkpoint was picked.")
 
 
-class _Ctx:
+class _Draft:
+    """What build_spec collects on the way: changes made, warnings, problems."""
+
     def __init__(self) -> None:
         self.changes: list[Change] = []
         self.warnings: list[str] = []
@@ -132,18 +139,18 @@ def _spec_location(req: BuildSpecInput, settings: Settings, stamp: str) -> Path:
     if req.output_path:
         out = host_path(req.output_path, "output_path", settings, kind="file", must_exist=False)
         if out.suffix != ".yaml":
-            raise ToolInputError(problem("output_path", "the 5.5 launcher validates only '.yaml' spec files",
+            raise InputError(problem("output_path", "the 5.5 launcher validates only '.yaml' spec files",
                                          f"use {out.with_suffix('.yaml')}", value=req.output_path))
         if out.exists() and out.is_dir():
-            raise ToolInputError(problem("output_path", "is a directory", "give a file path ending in .yaml"))
+            raise InputError(problem("output_path", "is a directory", "give a file path ending in .yaml"))
         return out
     return settings.home / "specs" / stamp / f"{req.action}.yaml"
 
 
-def _results_location(req: BuildSpecInput, settings: Settings, data_root: Path, stamp: str, ctx: _Ctx) -> Path:
+def _results_location(req: BuildSpecInput, settings: Settings, data_root: Path, stamp: str, draft: _Draft) -> Path:
     if req.action == "dataset_convert":
         if req.results_dir and Path(req.results_dir) != data_root:
-            ctx.warnings.append("dataset_convert writes into data_root (5.5 reads the pickles back from "
+            draft.warnings.append("dataset_convert writes into data_root (5.5 reads the pickles back from "
                                 "root_dir); results_dir was ignored")
         return data_root
     if req.results_dir:
@@ -154,23 +161,23 @@ def _results_location(req: BuildSpecInput, settings: Settings, data_root: Path, 
 def _checkpoint_file(raw: str, field: str, settings: Settings) -> Path:
     path = host_path(raw, field, settings, kind="file")
     if path.suffix != ".pth":
-        raise ToolInputError(problem(field, f"{path.name} is not a .pth checkpoint (5.5 loads PyTorch .pth only)",
+        raise InputError(problem(field, f"{path.name} is not a .pth checkpoint (5.5 loads PyTorch .pth only)",
                                      "pass an epoch_<N>.pth file", value=raw))
     return path
 
 
 def _resolve_parent(req: BuildSpecInput, settings: Settings) -> tuple[Path, dict[str, Any]]:
-    from tools.checkpoints import resolve_parent_checkpoint
+    from tools.evidence.checkpoints import resolve_parent_checkpoint
 
     choose = req.choose
     if choose is None and req.epoch is None and req.action == "train" and req.resume:
         choose = "latest"  # resuming continues the newest checkpoint: the request itself asks for latest
     res = resolve_parent_checkpoint(parent_job_id=req.parent_job_id, choose=choose, epoch=req.epoch,
-                                    settings=settings)
+                                    ctx=AppContext(settings))
     return Path(res.path), res.model_dump()
 
 
-def _apply_user_layers(req: BuildSpecInput, spec: dict[str, Any], ctx: _Ctx, settings: Settings) -> None:
+def _apply_user_layers(req: BuildSpecInput, spec: dict[str, Any], draft: _Draft, settings: Settings) -> None:
     node = ConvertConfig if req.action == "dataset_convert" else ExperimentConfig
     layers: list[tuple[str, dict[str, Any]]] = []
     if req.base_spec:
@@ -178,7 +185,7 @@ def _apply_user_layers(req: BuildSpecInput, spec: dict[str, Any], ctx: _Ctx, set
 
         base = load_yaml_file(host_path(req.base_spec, "base_spec", settings, kind="file"))
         if not isinstance(base, dict):
-            ctx.problems.append(problem("base_spec", "the file is not a YAML mapping", "pass a TAO spec file"))
+            draft.problems.append(problem("base_spec", "the file is not a YAML mapping", "pass a TAO spec file"))
             return
         for key in [k for k in MANAGED if _get(base, k) is not None]:
             _drop(base, key)  # paths in a foreign spec are replaced by this job's own
@@ -186,25 +193,25 @@ def _apply_user_layers(req: BuildSpecInput, spec: dict[str, Any], ctx: _Ctx, set
         if isinstance(model, dict) and all(model.get(k) == v for k, v in STALE_GEOMETRY.items()):
             for key in STALE_GEOMETRY:
                 model.pop(key)
-            ctx.changes.append(Change(path="model.point_cloud_range", value=GEOMETRY["point_cloud_range"],
+            draft.changes.append(Change(path="model.point_cloud_range", value=GEOMETRY["point_cloud_range"],
                                       reason="base_spec had the 5.5 dataclass geometry, which does not match "
                                       "grid_size 1440; replaced with the 5.5 sample geometry (with voxel_size)"))
         layers.append(("base_spec", base))
     if req.overrides:
         nested, probs = specrules.nest_overrides(req.overrides)
-        ctx.problems += probs
+        draft.problems += probs
         for path in sorted(specrules.flat_paths(nested)):
             if path in MANAGED:
-                ctx.problems.append(problem(f"overrides.{path}", "this key is set by build_spec from its arguments",
+                draft.problems.append(problem(f"overrides.{path}", "this key is set by build_spec from its arguments",
                                             f"use the `{MANAGED[path]}` argument instead", code="MANAGED_KEY"))
                 _drop(nested, path)
         layers.append(("overrides", nested))
     for origin, layer in layers:
         errors, removed = specrules.strip_newer_keys(layer, req.strict)
-        ctx.problems += [p.model_copy(update={"path": f"{origin}.{p.path}"}) for p in errors]
+        draft.problems += [p.model_copy(update={"path": f"{origin}.{p.path}"}) for p in errors]
         for path in removed:
-            ctx.changes.append(Change(path=path, value=None, reason="newer than 5.5; removed"))
-        ctx.problems += specrules.unknown_keys(layer, node)
+            draft.changes.append(Change(path=path, value=None, reason="newer than 5.5; removed"))
+        draft.problems += specrules.unknown_keys(layer, node)
         if not errors:
             specrules.deep_merge(spec, layer)
 
@@ -218,17 +225,17 @@ def _drop(data: dict[str, Any], path: str) -> None:
         cursor.pop(leaf, None)
 
 
-def _convert_rules(spec: dict[str, Any], layout: MountLayout, data_root: Path, ctx: _Ctx) -> None:
+def _convert_rules(spec: dict[str, Any], layout: MountLayout, data_root: Path, draft: _Draft) -> None:
     root = layout.add(data_root, "/data", "rw")
-    ctx.set(spec, "root_dir", root, "dataset root (container path)")
-    ctx.set(spec, "results_dir", root, "5.5 convert writes the pickles to results_dir and reads them back from "
+    draft.set(spec, "root_dir", root, "dataset root (container path)")
+    draft.set(spec, "results_dir", root, "5.5 convert writes the pickles to results_dir and reads them back from "
             "root_dir, so they must be equal")
     if bool(spec.get("per_sequence")) != bool(spec.get("sequence_list")):
-        ctx.problems.append(problem("per_sequence", "per_sequence and sequence_list must be set together",
+        draft.problems.append(problem("per_sequence", "per_sequence and sequence_list must be set together",
                                     "set both or neither"))
 
 
-def _weights(req: BuildSpecInput, spec: dict[str, Any], layout: MountLayout, ctx: _Ctx, settings: Settings,
+def _weights(req: BuildSpecInput, spec: dict[str, Any], layout: MountLayout, draft: _Draft, settings: Settings,
              result: dict[str, Any]) -> None:
     """Checkpoints for every action, the 5.5 way (contract §2.3, §2.6)."""
     ckpt: Path | None = None
@@ -236,53 +243,53 @@ def _weights(req: BuildSpecInput, spec: dict[str, Any], layout: MountLayout, ctx
         ckpt = _checkpoint_file(req.checkpoint, "checkpoint", settings)
     elif req.parent_job_id:
         ckpt, result["checkpoint_choice"] = _resolve_parent(req, settings)
-    ctx.set(spec, "train.pretrained_checkpoint", None, "5.5 never reads it; null, never ''")
+    draft.set(spec, "train.pretrained_checkpoint", None, "5.5 never reads it; null, never ''")
     if req.action in ("evaluate", "inference"):
         other = "inference" if req.action == "evaluate" else "evaluate"
-        ctx.set(spec, f"{other}.checkpoint", "", "5.5 materialises every action: the idle stub must be ''")
-        ctx.set(spec, "train.resume_training_checkpoint_path", None, "no training in this action")
-        ctx.set(spec, "train.resume", False, "no training in this action")
+        draft.set(spec, f"{other}.checkpoint", "", "5.5 materialises every action: the idle stub must be ''")
+        draft.set(spec, "train.resume_training_checkpoint_path", None, "no training in this action")
+        draft.set(spec, "train.resume", False, "no training in this action")
         if ckpt is None:
-            ctx.problems.append(problem(f"{req.action}.checkpoint", "no model to load",
+            draft.problems.append(problem(f"{req.action}.checkpoint", "no model to load",
                                         "pass checkpoint=<host .pth> or parent_job_id=<train job>"))
             return
-        ctx.set(spec, f"{req.action}.checkpoint", layout.file(ckpt, "/inputs/model"), "model to load")
+        draft.set(spec, f"{req.action}.checkpoint", layout.file(ckpt, "/inputs/model"), "model to load")
         return
     for action in ("evaluate", "inference"):
-        ctx.set(spec, f"{action}.checkpoint", "", "5.5 materialises every action: the idle stub must be ''")
+        draft.set(spec, f"{action}.checkpoint", "", "5.5 materialises every action: the idle stub must be ''")
     ptm = _checkpoint_file(req.pretrained_checkpoint, "pretrained_checkpoint", settings) \
         if req.pretrained_checkpoint else None
     if ckpt is not None and ptm is not None:
-        ctx.warnings.append("both a resume/parent checkpoint and pretrained_checkpoint were given; the pretrained "
+        draft.warnings.append("both a resume/parent checkpoint and pretrained_checkpoint were given; the pretrained "
                             "model is used only when there is no resume checkpoint, so it was dropped")
         ptm = None
     load = ckpt or ptm
     resume = bool(req.resume and ckpt is not None)
     if req.resume and ckpt is None:
-        ctx.problems.append(problem("resume", "resume=true needs the checkpoint to continue",
+        draft.problems.append(problem("resume", "resume=true needs the checkpoint to continue",
                                     "pass checkpoint=<host epoch_N.pth> or parent_job_id=<train job>"))
     path = layout.file(load, "/inputs/weights") if load else None
     why = ("resume: restores weights, optimizer and epoch" if resume else
            "fine-tune: 5.5 loads weights only through this key (train.pretrained_checkpoint is ignored)"
            if load else "train from scratch: null, never ''")
-    ctx.set(spec, "train.resume_training_checkpoint_path", path, why)
-    ctx.set(spec, "train.resume", resume, "set together with the checkpoint path")
+    draft.set(spec, "train.resume_training_checkpoint_path", path, why)
+    draft.set(spec, "train.resume", resume, "set together with the checkpoint path")
 
 
-def _swin(req: BuildSpecInput, spec: dict[str, Any], layout: MountLayout, ctx: _Ctx, settings: Settings) -> None:
+def _swin(req: BuildSpecInput, spec: dict[str, Any], layout: MountLayout, draft: _Draft, settings: Settings) -> None:
     if req.swin_checkpoint:
         swin = _checkpoint_file(req.swin_checkpoint, "swin_checkpoint", settings)
         cfg = {"type": "Pretrained", "checkpoint": layout.file(swin, "/inputs/swin")}
-        ctx.set(spec, "model.img_backbone.init_cfg", cfg, "local Swin weights: no download")
+        draft.set(spec, "model.img_backbone.init_cfg", cfg, "local Swin weights: no download")
         return
-    ctx.set(spec, "model.img_backbone.init_cfg", None, "null stops the GitHub download ({} does not)")
+    draft.set(spec, "model.img_backbone.init_cfg", None, "null stops the GitHub download ({} does not)")
     if req.action == "train" and not _get(spec, "train.resume_training_checkpoint_path"):
-        ctx.warnings.append("no swin_checkpoint: the Swin image backbone starts from random weights (the spec "
+        draft.warnings.append("no swin_checkpoint: the Swin image backbone starts from random weights (the spec "
                             "never downloads). Pass swin_checkpoint=<host swin_tiny_patch4_window7_224.pth> or "
                             "pretrained_checkpoint=<full BEVFusion .pth> for a useful model")
 
 
-def _gpus(req: BuildSpecInput, spec: dict[str, Any], ctx: _Ctx) -> None:
+def _gpus(req: BuildSpecInput, spec: dict[str, Any], draft: _Draft) -> None:
     action = req.action
     requested = req.num_gpus or _get(spec, f"{action}.num_gpus") or 1
     user_ids = specrules.nest_overrides(req.overrides or {})[0].get(action, {})
@@ -290,80 +297,80 @@ def _gpus(req: BuildSpecInput, spec: dict[str, Any], ctx: _Ctx) -> None:
     if isinstance(given_ids, list) and len(given_ids) > requested and req.num_gpus is None:
         requested = len(given_ids)
     if action == "inference" and requested > 1:
-        ctx.warnings.append("5.5 inference always runs on cuda:0; num_gpus set to 1")
+        draft.warnings.append("5.5 inference always runs on cuda:0; num_gpus set to 1")
         requested = 1
     ids = list(range(requested))
     if isinstance(given_ids, list) and given_ids != ids:
-        ctx.warnings.append(f"{action}.gpu_ids {given_ids} replaced by {ids}: ids are container-relative; "
+        draft.warnings.append(f"{action}.gpu_ids {given_ids} replaced by {ids}: ids are container-relative; "
                             "choose host GPUs with run_action(gpus=[...])")
-    ctx.set(spec, f"{action}.num_gpus", requested, "GPUs for the running action")
-    ctx.set(spec, f"{action}.gpu_ids", ids, "container-relative ids, len == num_gpus")
+    draft.set(spec, f"{action}.num_gpus", requested, "GPUs for the running action")
+    draft.set(spec, f"{action}.gpu_ids", ids, "container-relative ids, len == num_gpus")
     if action != "train":
-        ctx.set(spec, "train.num_gpus", requested, "5.5 decides DDP from train.num_gpus in every action")
-        ctx.set(spec, "train.gpu_ids", ids, "kept equal to the running action")
-        ctx.set(spec, "train.num_nodes", _get(spec, f"{action}.num_nodes", 1), "kept equal to the running action")
+        draft.set(spec, "train.num_gpus", requested, "5.5 decides DDP from train.num_gpus in every action")
+        draft.set(spec, "train.gpu_ids", ids, "kept equal to the running action")
+        draft.set(spec, "train.num_nodes", _get(spec, f"{action}.num_nodes", 1), "kept equal to the running action")
 
 
 def _experiment_rules(req: BuildSpecInput, spec: dict[str, Any], layout: MountLayout, data_root: Path,
-                      results: Path, ctx: _Ctx, settings: Settings, result: dict[str, Any]) -> None:
+                      results: Path, draft: _Draft, settings: Settings, result: dict[str, Any]) -> None:
     root = layout.add(data_root, "/data", "ro")
-    ctx.set(spec, "results_dir", layout.add(results, f"/results/{container_name(results)}", "rw"),
+    draft.set(spec, "results_dir", layout.add(results, f"/results/{container_name(results)}", "rw"),
             "fresh per-job results folder")
-    ctx.set(spec, "dataset.root_dir", root, "dataset root (container path)")
-    for split, pkl in (("train_dataset", "train"), ("val_dataset", "val"), ("test_dataset", "val")):
-        ctx.set(spec, f"dataset.{split}.ann_file", f"{root}/kitti_person_infos_{pkl}.pkl",
+    draft.set(spec, "dataset.root_dir", root, "dataset root (container path)")
+    for split, pkl in names.SPEC_SPLIT_PICKLES:
+        draft.set(spec, f"dataset.{split}.ann_file", f"{root}/{names.info_pickle_name(pkl)}",
                 "written by dataset_convert into the dataset root (test reuses val)")
-        ctx.set(spec, f"dataset.{split}.data_prefix", KITTI_PREFIX,
+        draft.set(spec, f"dataset.{split}.data_prefix", KITTI_PREFIX,
                 "the 5.5 converter writes velodyne_reduced; both keys set because dicts merge")
     if spec["dataset"].get("type") == "KittiPersonDataset":
-        ctx.set(spec, "dataset.default_cam_key", "CAM2", "KITTI pickles store the image under CAM2")
+        draft.set(spec, "dataset.default_cam_key", "CAM2", "KITTI pickles store the image under CAM2")
     if spec["dataset"].get("classes") != ["person"]:
-        ctx.problems.append(problem("dataset.classes", "5.5 BEVFusion trains the `person` class only",
+        draft.problems.append(problem("dataset.classes", "5.5 BEVFusion trains the `person` class only",
                                     "keep ['person']", value=spec["dataset"].get("classes")))
     if not _get(spec, "input_modality.use_lidar", True):
-        ctx.problems.append(problem("input_modality.use_lidar", "LiDAR is mandatory for BEVFusion",
+        draft.problems.append(problem("input_modality.use_lidar", "LiDAR is mandatory for BEVFusion",
                                     "set true (use_camera: false gives a LiDAR-only model)"))
     if _get(spec, "default_hooks.logger.log_metric_by_epoch", True) is not True:
-        ctx.problems.append(problem("default_hooks.logger.log_metric_by_epoch", "must stay true (the 5.5 logger "
+        draft.problems.append(problem("default_hooks.logger.log_metric_by_epoch", "must stay true (the 5.5 logger "
                                     "hook fails at validation otherwise)", "remove the override"))
-    _weights(req, spec, layout, ctx, settings, result)
-    _swin(req, spec, layout, ctx, settings)
-    _gpus(req, spec, ctx)
+    _weights(req, spec, layout, draft, settings, result)
+    _swin(req, spec, layout, draft, settings)
+    _gpus(req, spec, draft)
     epochs = _get(spec, "train.num_epochs", 10)
     user_sched = req.overrides and any(k.startswith("train.lr_scheduler") or (k == "train" and
                                        isinstance(v, dict) and "lr_scheduler" in v)
                                        for k, v in req.overrides.items())
     if isinstance(epochs, int) and not isinstance(epochs, bool):
         if user_sched:
-            ctx.problems += specrules.lr_schedule_problems(_get(spec, "train.lr_scheduler"), epochs)
+            draft.problems += specrules.lr_schedule_problems(_get(spec, "train.lr_scheduler"), epochs)
         else:
-            ctx.set(spec, "train.lr_scheduler", specrules.rescaled_lr_schedule(epochs),
+            draft.set(spec, "train.lr_scheduler", specrules.rescaled_lr_schedule(epochs),
                     f"the 5.5 schedule is built for 10 epochs; rescaled to num_epochs={epochs}")
     if req.encryption_key:
         spec["encryption_key"] = req.encryption_key
-        ctx.changes.append(Change(path="encryption_key", value=SECRET_MASK, reason="from the caller (masked)"))
-    ctx.problems += specrules.geometry_problems(spec["model"])
+        draft.changes.append(Change(path="encryption_key", value=SECRET_MASK, reason="from the caller (masked)"))
+    draft.problems += specrules.geometry_problems(spec["model"])
 
 
-def _validate(action: str, spec: dict[str, Any], ctx: _Ctx) -> None:
+def _validate(action: str, spec: dict[str, Any], draft: _Draft) -> None:
     node = ConvertConfig if action == "dataset_convert" else ExperimentConfig
     try:
         node.model_validate(spec)
     except ValidationError as exc:
-        known = {p.path for p in ctx.problems}
-        ctx.problems += [p for p in specrules.pydantic_problems(exc) if p.path not in known]
+        known = {p.path for p in draft.problems}
+        draft.problems += [p for p in specrules.pydantic_problems(exc) if p.path not in known]
     for running in ("evaluate", "inference"):
         if _get(spec, f"{running}.checkpoint") == MISSING and not any(
-                p.path == f"{running}.checkpoint" for p in ctx.problems):
-            ctx.problems.append(problem(f"{running}.checkpoint", "still '???' (MissingMandatoryValue in 5.5)",
+                p.path == f"{running}.checkpoint" for p in draft.problems):
+            draft.problems.append(problem(f"{running}.checkpoint", "still '???' (MissingMandatoryValue in 5.5)",
                                         "pass checkpoint= or parent_job_id="))
-    if ctx.problems:
+    if draft.problems:
         return
     import jsonschema  # imported here: it costs ~0.1 s and only build_spec needs it
 
     validator = jsonschema.Draft202012Validator(_schema(action))
     for err in validator.iter_errors(spec):
-        ctx.problems.append(problem(".".join(map(str, err.absolute_path)) or "<spec>", err.message,
+        draft.problems.append(problem(".".join(map(str, err.absolute_path)) or "<spec>", err.message,
                                     "see schemas/<action>.schema.json", code="SCHEMA"))
 
 
@@ -397,50 +404,54 @@ def masked(spec: dict[str, Any]) -> dict[str, Any]:
     return shown
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _write_atomic(path: Path, text: str, mode: int = 0o600) -> None:
+    """Write via a private temp file and rename; the temp file never outlives a failure."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    with open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise InputError(problem(str(path), f"cannot write the spec: {exc.strerror}",
+                                 "free disk space or choose a writable output_path; nothing was written")) from exc
 
 
-def launch_sidecar(spec_path: Path) -> Path:
-    return spec_path.with_name(spec_path.stem + ".launch.json")
-
-
-def build_spec(req: BuildSpecInput, settings: Settings | None = None) -> BuildSpecResult:
-    """Build, validate and write a 5.5 spec. Raises ToolInputError listing every problem (nothing written)."""
-    settings = settings or Settings.from_env()
+def build_spec(req: BuildSpecInput, ctx: AppContext | None = None) -> BuildSpecResult:
+    """Build, validate and write a 5.5 spec. Raises InputError listing every problem (nothing written)."""
+    settings = (ctx or app_context()).settings
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
-    ctx = _Ctx()
+    maps_paths = backend_class(req.backend).capabilities.maps_paths_into_container
+    draft = _Draft()
     data_root = host_path(req.data_root, "data_root", settings)
-    results = _results_location(req, settings, data_root, stamp, ctx)
+    results = _results_location(req, settings, data_root, stamp, draft)
     spec_path = _spec_location(req, settings, stamp)
-    layout = MountLayout(req.backend)
+    layout = MountLayout(maps_paths)
     spec = recommended_spec(req.action)
     result: dict[str, Any] = {}
-    _apply_user_layers(req, spec, ctx, settings)
+    _apply_user_layers(req, spec, draft, settings)
     if req.action == "dataset_convert":
-        _convert_rules(spec, layout, data_root, ctx)
+        _convert_rules(spec, layout, data_root, draft)
     else:
-        _experiment_rules(req, spec, layout, data_root, results, ctx, settings, result)
+        _experiment_rules(req, spec, layout, data_root, results, draft, settings, result)
     layout.add(spec_path.parent, "/specs", "ro")
-    _validate(req.action, spec, ctx)
-    if ctx.problems:
-        raise ToolInputError(ctx.problems, headline=f"cannot build a valid 5.5 {req.action} spec")
+    _validate(req.action, spec, draft)
+    if draft.problems:
+        raise InputError(draft.problems, headline=f"cannot build a valid 5.5 {req.action} spec")
     text = dump_yaml(spec)
     _write_atomic(spec_path, text)
-    sidecar = {"action": req.action, "backend": req.backend, "data_root": str(data_root),
-               "results_dir": str(results), "mounts": [m.model_dump() for m in layout.mounts],
-               "spec_sha256": hashlib.sha256(text.encode()).hexdigest(),
-               "spec_container_path": layout.to_container(spec_path),
-               "checkpoint_choice": result.get("checkpoint_choice"),
-               "num_epochs": _get(spec, "train.num_epochs"), "parent_job_id": req.parent_job_id}
-    _write_atomic(launch_sidecar(spec_path), json.dumps(sidecar, indent=2))
+    sidecar = LaunchSidecar(action=req.action, backend=req.backend, data_root=str(data_root),
+                            results_dir=str(results), mounts=layout.mounts,
+                            spec_sha256=hashlib.sha256(text.encode()).hexdigest(),
+                            spec_container_path=layout.to_container(spec_path),
+                            checkpoint_choice=result.get("checkpoint_choice"),
+                            num_epochs=_get(spec, "train.num_epochs"), parent_job_id=req.parent_job_id)
+    _write_atomic(names.launch_sidecar(spec_path), sign(sidecar, settings.home).model_dump_json(indent=2))
     return BuildSpecResult(action=req.action, spec_path=str(spec_path), spec=compact(masked(spec), req.action),
                            mounts=layout.mounts,
-                           results_dir=str(results), data_root=str(data_root), changes=ctx.changes,
-                           warnings=ctx.warnings, checkpoint_choice=result.get("checkpoint_choice"))
+                           results_dir=str(results), data_root=str(data_root), changes=draft.changes,
+                           warnings=draft.warnings, checkpoint_choice=result.get("checkpoint_choice"))

@@ -3,15 +3,19 @@
 Everything here is bounded (lists capped, strings trimmed) so a summary stays under 8 KB whatever the log.
 """
 
-import re
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
 
-from tools.jobstore import Job, JobState
-from tools.outcome import SUMMARY_METRICS, ErrorMatch, Verdict, error_matches
+from tools import layout
+from tools.evidence.patterns import ErrorMatch, error_matches
+from tools.evidence.verdict import Verdict
+from tools.jobs.store import Job, JobState
 from tools.yamlio import fast_yaml
+
+SUMMARY_METRICS = ("3D_AP11_moderate_strict", "3D_AP40_moderate_strict", "BEV_AP11_moderate_strict",
+                   "BEV_AP40_moderate_strict")
 
 SUMMARY_LIMIT = 8 * 1024
 
@@ -47,7 +51,7 @@ def job_secrets(job: Job) -> list[str]:
     """Secret values this job's spec carries (the encryption key), to redact from anything shown.
 
     The spec is read only for jobs launched with a key (recorded at launch), not on every poll."""
-    if not job.meta.get("has_secret"):
+    if not job.meta.has_secret:
         return []
     try:
         spec = fast_yaml(Path(job.spec_path).read_text())
@@ -64,26 +68,24 @@ def redact(text: str, secrets: list[str]) -> str:
 
 
 def _checkpoints(job: Job) -> list[str]:
-    work = Path(job.results_dir) / "train"
-    if job.action != "train" or not work.is_dir():
+    if job.action != "train":
         return []
-    found = [p for p in work.iterdir() if re.fullmatch(r"epoch_(\d+)\.pth", p.name)]
-    return [p.name for p in sorted(found, key=lambda p: int(p.name[6:-4]))][-20:]
+    return [p.name for p in layout.epoch_checkpoints(layout.train_dir(Path(job.results_dir))).values()][-20:]
 
 
 def _metrics(job: Job) -> dict[str, Any]:
-    m = {k: v for k, v in job.metrics.items() if k != "history"}
-    if job.metrics.get("history"):
-        m["per_epoch"] = job.metrics["history"][-20:]
-    log_metrics = job.findings.get("log_metrics", {})
+    m = {k: v for k, v in job.metrics.model_dump(exclude={"history"}).items() if v is not None}
+    if job.metrics.history:
+        m["per_epoch"] = [h.model_dump() for h in job.metrics.history[-20:]]
+    log_metrics = job.findings.log_metrics
     for key, value in log_metrics.items():
         if key.endswith(SUMMARY_METRICS):
             m[key] = value
     if job.action == "evaluate":
         for name in ("AP11", "AP40"):
-            key = next((k for k in log_metrics if k.endswith(f"_3D_{name}_moderate_strict")), None)
-            if key:
-                m[name] = log_metrics[key]
+            found = next((k for k in log_metrics if k.endswith(f"_3D_{name}_moderate_strict")), None)
+            if found:
+                m[name] = log_metrics[found]
     return m
 
 
@@ -135,16 +137,16 @@ def _digest(job: Job, progress: Progress, metrics: dict[str, Any]) -> str:
 
 def summarize(job: Job) -> JobSummary:
     p = job.progress
-    progress = Progress(epoch=p.get("epoch"), max_epochs=job.meta.get("num_epochs"), iteration=p.get("cur_iter"),
-                        iters_per_epoch=p.get("iters_per_epoch"), loss=p.get("loss"), lr=p.get("lr"),
-                        eta=p.get("eta"))
+    progress = Progress(epoch=p.epoch, max_epochs=job.meta.num_epochs if job.action == "train" else None,
+                        iteration=p.cur_iter, iters_per_epoch=p.iters_per_epoch, loss=p.loss, lr=p.lr, eta=p.eta)
     if progress.iteration and progress.iters_per_epoch:
-        # The log's epoch lags by the record still being written; cur_iter / iters_per_epoch does not (§4.5).
+        # The log epoch lags by the record still being written; cur_iter / iters_per_epoch does not
+        # (docs/container-contract.md §4.5).
         derived = -(-progress.iteration // progress.iters_per_epoch)
         progress.epoch = max(progress.epoch or 0, min(derived, progress.max_epochs or derived))
     if job.state == "succeeded" and job.action == "train":
         progress.epoch = progress.max_epochs
-    errors = error_matches(job.findings, job.action)
+    errors = error_matches(job.findings.matches, job.action)
     secrets = job_secrets(job)
     for e in errors:
         e.evidence = redact(e.evidence, secrets)
@@ -156,11 +158,11 @@ def summarize(job: Job) -> JobSummary:
         verdict.usable_artifacts = verdict.usable_artifacts[:12]
         verdict.missing_artifacts = verdict.missing_artifacts[:8]
     artifacts: dict[str, Any] = {"checkpoints": _checkpoints(job)} if job.action == "train" else {}
-    choice = job.meta.get("checkpoint_choice")
-    if choice:  # the lineage this job was launched with (contract §10.1 rule 7)
+    choice = job.meta.checkpoint_choice
+    if choice:  # the lineage this job was launched with (docs/container-contract.md §10.1 rule 7)
         artifacts["parent_checkpoint"] = {k: choice.get(k) for k in ("path", "epoch", "method")}
-    if job.findings.get("skipped_bytes"):
-        artifacts["log_note"] = f"{job.findings['skipped_bytes']} early log bytes were not scanned"
+    if job.findings.skipped_bytes:
+        artifacts["log_note"] = f"{job.findings.skipped_bytes} early log bytes were not scanned"
     summary = JobSummary(job_id=job.id, action=job.action, state=job.state, backend=job.backend, verdict=verdict,
                          progress=progress, metrics=metrics, errors=errors, artifacts=artifacts,
                          next_steps=next_steps(job, errors), results_dir=job.results_dir,

@@ -2,7 +2,7 @@
 
 from typing import Any, Literal
 
-from tools.surface.base import Node, field
+from tools.spec.surface.base import Node, field
 
 SWIN_TINY_URL = (
     "https://github.com/SwinTransformer/storage/releases/download/v1.0.0/swin_tiny_patch4_window7_224.pth"

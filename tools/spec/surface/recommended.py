@@ -7,8 +7,8 @@ This is the single source of the generated templates and the schemas' `default`,
 import copy
 from typing import Any
 
-from tools.surface.convert import ConvertConfig
-from tools.surface.experiment import MISSING, ExperimentConfig
+from tools.spec.surface.convert import ConvertConfig
+from tools.spec.surface.experiment import MISSING, ExperimentConfig
 
 DATA = "/data"
 RESULTS = "/results"

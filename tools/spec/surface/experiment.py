@@ -2,9 +2,9 @@
 
 from typing import Any
 
-from tools.surface.base import Node, field
-from tools.surface.dataset import DatasetConfig
-from tools.surface.model import ModelConfig
+from tools.spec.surface.base import Node, field
+from tools.spec.surface.dataset import DatasetConfig
+from tools.spec.surface.model import ModelConfig
 
 MISSING = "???"  # OmegaConf's mandatory marker; 5.5 fails with MissingMandatoryValue when it stays.
 

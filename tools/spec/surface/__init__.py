@@ -1,13 +1,13 @@
 """The TAO 5.5 BEVFusion spec surface: every key the 5.5 container accepts, typed, with 5.5 defaults.
 
 Model defaults are the *container's* dataclass defaults (what 5.5 does when a key is absent),
-not recommendations; `tools.surface.recommended` holds the KITTI-correct overlay.
+not recommendations; `tools.spec.surface.recommended` holds the KITTI-correct overlay.
 Source: ../shared/TAO55_CONTRACT.md §2.9 and §3.1.
 """
 
-from tools.surface.convert import ConvertConfig
-from tools.surface.experiment import EvaluateConfig, ExperimentConfig, InferenceConfig, TrainConfig
-from tools.surface.newer import NEWER_THAN_55, newer_key_message
+from tools.spec.surface.convert import ConvertConfig
+from tools.spec.surface.experiment import EvaluateConfig, ExperimentConfig, InferenceConfig, TrainConfig
+from tools.spec.surface.newer import NEWER_THAN_55, newer_key_message
 
 ACTIONS = ("dataset_convert", "train", "evaluate", "inference")
 CLI_SUBTASK = {"dataset_convert": "convert", "train": "train", "evaluate": "evaluate", "inference": "inference"}

@@ -1,41 +1,35 @@
 """Training curve (loss per iteration, AP11/AP40 per epoch) of a train job as PNG bytes."""
 
 import io
-import json
 from pathlib import Path
 
-from tools.errors import ToolInputError, problem
-from tools.jobstore import Job
+from tools import layout
+from tools.errors import InputError, problem
+from tools.evidence.status import read_all
+from tools.jobs.store import Job
+
+NAN = float("nan")
 
 
 def curve_data(job: Job) -> tuple[list[tuple[int, float]], list[tuple[int, float, float]]]:
-    path = Path(job.results_dir) / "train" / "status.json"
+    path = layout.status_path("train", Path(job.results_dir), Path(job.data_root))
     losses: list[tuple[int, float]] = []
     aps: list[tuple[int, float, float]] = []
-    if not path.is_file():
-        return losses, aps
-    with open(path, "rb") as fh:
-        for line in fh:
-            if b'"mode"' not in line:
-                continue
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            if rec.get("mode") == "train" and isinstance(rec.get("loss"), (int, float)):
-                losses.append((int(rec["cur_iter"]), float(rec["loss"])))
-            elif rec.get("mode") == "val":
-                aps.append((int(rec["epoch"]), float(rec.get("AP11", "nan")), float(rec.get("AP40", "nan"))))
+    for rec in read_all(path):
+        if rec.is_train and rec.loss is not None and rec.cur_iter is not None:
+            losses.append((rec.cur_iter, rec.loss))
+        elif rec.is_validation and rec.epoch is not None:
+            aps.append((rec.epoch, NAN if rec.AP11 is None else rec.AP11, NAN if rec.AP40 is None else rec.AP40))
     step = max(1, len(losses) // 2000)  # keep plotting cheap on long runs
     return losses[::step], aps
 
 
 def training_curve_png(job: Job) -> bytes:
     if job.action != "train":
-        raise ToolInputError(problem("job_id", f"{job.id} is a {job.action} job", "pass a train job id"))
+        raise InputError(problem("job_id", f"{job.id} is a {job.action} job", "pass a train job id"))
     losses, aps = curve_data(job)
     if not losses and not aps:
-        raise ToolInputError(problem("job_id", "no train/val records yet", "wait for the first iterations"))
+        raise InputError(problem("job_id", "no train/val records yet", "wait for the first iterations"))
     import matplotlib
 
     matplotlib.use("Agg")

@@ -1,24 +1,23 @@
-"""resolve_parent_checkpoint: which .pth an evaluate, inference or resume uses, chosen explicitly and explained.
+"""resolve_parent_checkpoint: the .pth an evaluate, inference or resume uses, chosen and explained.
 
-Rules (contract §10.1): epochs come from the file name only (^epoch_(\\d+)\\.pth$, 1-based, unpadded or
-padded); directories never contribute numbers; only .pth files count; last_checkpoint is a pointer (a
+Rules (docs/container-contract.md §10.1): epochs come from the file name only (^epoch_(\\d+)\\.pth$, 1-based,
+unpadded or padded); directories never contribute numbers; only .pth files count; last_checkpoint is a pointer (a
 container path), mapped to the host by basename; `best` = highest validation AP11 whose checkpoint exists;
 `latest` only when asked for; `final` = the last epoch of a succeeded train job.
 """
 
-import json
-import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from tools.errors import ToolInputError, problem
-from tools.jobstore import JobStore, check_job_id
+from tools import layout
+from tools.errors import InputError, problem
+from tools.evidence.status import read_status
+from tools.jobs.store import check_job_id
 from tools.paths import host_path, inside
-from tools.settings import Settings
+from tools.settings import AppContext, app_context
 
-EPOCH_FILE = re.compile(r"^epoch_(\d+)\.pth$")
 Choice = Literal["best", "final", "latest"]
 
 
@@ -40,33 +39,19 @@ class CheckpointChoice(BaseModel):
 
 
 def _scan(train_dir: Path) -> dict[int, Path]:
-    found: dict[int, Path] = {}
-    if not train_dir.is_dir():
-        return found
-    for entry in train_dir.iterdir():
-        m = EPOCH_FILE.match(entry.name)
-        if m and entry.is_file() and inside(entry, train_dir.parent):
-            found[int(m.group(1))] = entry
-    return dict(sorted(found.items()))
+    return {e: p for e, p in layout.epoch_checkpoints(train_dir).items() if inside(p, train_dir.parent)}
 
 
 def _val_records(train_dir: Path) -> tuple[dict[int, dict[str, float]], bool]:
     """Per-epoch AP from status.json val lines, and whether the train finished line is there."""
     aps: dict[int, dict[str, float]] = {}
+    chunk = read_status(train_dir / layout.STATUS_FILE)
     finished = False
-    path = train_dir / "status.json"
-    if not path.is_file():
-        return aps, finished
-    with open(path, "rb") as fh:
-        for line in fh:
-            if b'"mode": "val"' in line:
-                try:
-                    rec = json.loads(line)
-                    aps[int(rec["epoch"])] = {"AP11": float(rec["AP11"]), "AP40": float(rec.get("AP40", "nan"))}
-                except (ValueError, KeyError, TypeError):
-                    continue
-            elif b"Train finished successfully" in line:
-                finished = True
+    for rec in chunk.records:
+        if rec.is_validation and rec.epoch is not None and rec.AP11 is not None:
+            aps[rec.epoch] = {"AP11": rec.AP11, "AP40": rec.AP40 if rec.AP40 is not None else float("nan")}
+        elif rec.message and "Train finished successfully" in rec.message:
+            finished = True
     return aps, finished
 
 
@@ -76,23 +61,23 @@ def _listing(found: dict[int, Path]) -> str:
 
 def resolve_parent_checkpoint(parent_job_id: str | None = None, results_dir: str | None = None,
                               choose: Choice | None = None, epoch: int | None = None, metric: str = "AP11",
-                              settings: Settings | None = None) -> CheckpointChoice:
-    settings = settings or Settings.from_env()
+                              ctx: AppContext | None = None) -> CheckpointChoice:
+    ctx = ctx or app_context()
     container_root: str | None = None
     num_epochs: int | None = None
     state: str | None = None
     if parent_job_id:
-        job = JobStore(settings.home).get(check_job_id(parent_job_id, "parent_job_id"))
+        job = ctx.store.get(check_job_id(parent_job_id, "parent_job_id"))
         if job.action != "train":
-            raise ToolInputError(problem("parent_job_id", f"{job.id} is a {job.action} job, not train",
+            raise InputError(problem("parent_job_id", f"{job.id} is a {job.action} job, not train",
                                          "pass the train job whose checkpoints you want (list_jobs(action='train'))"))
-        root, state, num_epochs = Path(job.results_dir), job.state, job.meta.get("num_epochs")
+        root, state, num_epochs = Path(job.results_dir), job.state, job.meta.num_epochs
         mounts = job.plan.get("mounts", [])
         container_root = next((m["container"] for m in mounts if m["host"] == job.results_dir), None)
     elif results_dir:
-        root = host_path(results_dir, "results_dir", settings)
+        root = host_path(results_dir, "results_dir", ctx.settings)
     else:
-        raise ToolInputError(problem("parent_job_id", "give parent_job_id (preferred) or results_dir",
+        raise InputError(problem("parent_job_id", "give parent_job_id (preferred) or results_dir",
                                      "list_jobs(action='train') shows the train jobs"))
     train_dir = root / "train" if (root / "train").is_dir() else root
     found = _scan(train_dir)
@@ -101,10 +86,10 @@ def resolve_parent_checkpoint(parent_job_id: str | None = None, results_dir: str
         state = "succeeded" if finished else "unknown"
     candidates = [Candidate(epoch=e, path=str(p), **aps.get(e, {})) for e, p in found.items()]
     if not found:
-        raise ToolInputError(problem("parent_job_id" if parent_job_id else "results_dir",
+        raise InputError(problem("parent_job_id" if parent_job_id else "results_dir",
                                      f"no epoch_<N>.pth checkpoints in {train_dir}",
                                      "pick a train job that wrote a checkpoint (get_job shows artifacts)"))
-    pointer = train_dir / "last_checkpoint"
+    pointer = train_dir / layout.LAST_CHECKPOINT
     if pointer.is_file() and container_root is None:
         text = pointer.read_text().strip()
         if "/train/" in text:
@@ -119,13 +104,13 @@ def _choose(found: dict[int, Path], aps: dict[int, dict[str, float]], pointer: P
             epoch: int | None, state: str, num_epochs: int | None, metric: str) -> tuple[tuple[int, Path], str]:
     if epoch is not None:
         if epoch not in found:
-            raise ToolInputError(problem("epoch", f"epoch_{epoch}.pth does not exist (have {_listing(found)})",
+            raise InputError(problem("epoch", f"epoch_{epoch}.pth does not exist (have {_listing(found)})",
                                          "pass one of the existing epochs; a neighbouring epoch is never substituted",
                                          code="EPOCH_MISSING"))
         return (epoch, found[epoch]), f"exact epoch {epoch} as requested"
     if choose is None:
         if state != "succeeded":
-            raise ToolInputError(problem("choose", f"the parent train job is {state}: a checkpoint must be chosen "
+            raise InputError(problem("choose", f"the parent train job is {state}: a checkpoint must be chosen "
                                          f"explicitly (have {_listing(found)})",
                                          "pass epoch=<N>, or choose='latest' for the newest file"))
         choose = "best" if aps else "final"
@@ -136,32 +121,27 @@ def _choose(found: dict[int, Path], aps: dict[int, dict[str, float]], pointer: P
         top = max(found)
         if pointer.is_file():
             name = Path(pointer.read_text().strip()).name
-            m = EPOCH_FILE.match(name)
-            if m and int(m.group(1)) in found:
-                e = int(m.group(1))
+            e = layout.epoch_number(name)
+            if e is not None and e in found:
                 note = "" if e == top else f" (note: epoch_{top}.pth is higher)"
                 return (e, found[e]), f"{how}latest, as requested: last_checkpoint names {name}{note}"
         return (top, found[top]), f"{how}latest, as requested: highest epoch file (no usable last_checkpoint)"
     if choose == "final":
         if state != "succeeded":
-            raise ToolInputError(problem("choose", f"'final' needs a succeeded train job (this one is {state})",
+            raise InputError(problem("choose", f"'final' needs a succeeded train job (this one is {state})",
                                          f"pass epoch=<N> (have {_listing(found)}) or choose='latest'"))
         target = num_epochs or max(found)
         if target not in found:
-            raise ToolInputError(problem("choose", f"the final epoch_{target}.pth is missing (have {_listing(found)})",
+            raise InputError(problem("choose", f"the final epoch_{target}.pth is missing (have {_listing(found)})",
                                          "pass an exact epoch"))
         return (target, found[target]), f"{how}final: the last epoch ({target}) of the succeeded train job"
     scored = [(v[metric], e) for e, v in aps.items() if v.get(metric) == v.get(metric)]
     if not scored:
-        raise ToolInputError(problem("choose", "no validation AP in the parent's status.json, so 'best' is unknown",
+        raise InputError(problem("choose", "no validation AP in the parent's status.json, so 'best' is unknown",
                                      f"choose='final' or an exact epoch (have {_listing(found)})"))
     best_value, best_epoch = max(scored)  # ties go to the higher epoch
     if best_epoch not in found:
-        raise ToolInputError(problem("choose", f"best {metric} {best_value} is at epoch {best_epoch}, but "
+        raise InputError(problem("choose", f"best {metric} {best_value} is at epoch {best_epoch}, but "
                                      f"epoch_{best_epoch}.pth was not written (checkpoint_interval); have "
                                      f"{_listing(found)}", "pass an exact epoch from the list", code="BEST_MISSING"))
     return (best_epoch, found[best_epoch]), f"{how}best {metric} = {best_value} at epoch {best_epoch} (val)"
-
-
-def as_dict(choice: CheckpointChoice) -> dict[str, Any]:
-    return choice.model_dump()

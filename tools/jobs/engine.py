@@ -1,0 +1,132 @@
+"""A job's life after launch: refresh (poll + incremental scan + verdict), get, cancel, list.
+
+State lives on disk (SQLite + per-job folders), so every call may come from a fresh process (the MCP
+Inspector starts one per call) and jobs keep running when the server exits.
+"""
+
+import time
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from tools.errors import EngineError
+from tools.evidence.artifacts import check_artifacts
+from tools.evidence.models import Evidence
+from tools.evidence.scan import scan_log, scan_status
+from tools.evidence.verdict import decide
+from tools.jobs.store import Job, check_job_id
+from tools.jobs.summary import JobSummary, summarize
+from tools.layout import status_path
+from tools.settings import AppContext, app_context
+
+OUTCOME_STATE = {"succeeded": "succeeded", "succeeded_with_teardown_crash": "succeeded", "failed": "failed",
+                 "killed": "failed", "canceled": "canceled", "pruned": "canceled", "lost": "unknown"}
+
+
+def refresh(job: Job, ctx: AppContext) -> Job:
+    """Poll the backend, sync and scan new output, and finish the record when the job has ended."""
+    if job.terminal or (job.state == "pending" and not job.handle):
+        return job
+    store = ctx.store
+    backend = ctx.backend(job.backend)
+    handle = job.handle or backend.find(job.id)
+    if handle is None:
+        return _finish(ctx, job, None, False, container_missing=True)
+    status = backend.poll(handle)
+    files = job.files(ctx.settings.home)
+    backend.sync_logs(handle, files.log)
+    cursor, findings = job.cursor.model_copy(), job.findings.model_copy(deep=True)
+    progress, metrics = job.progress.model_copy(), job.metrics.model_copy(deep=True)
+    final = status.state in ("exited", "missing")
+    scan_log(files.log, cursor, findings, progress, final=final)
+    scan_status(status_path(job.action, Path(job.results_dir), Path(job.data_root)), cursor, findings, progress,
+                metrics)
+    store.update(job.id, cursor=cursor, findings=findings, progress=progress, metrics=metrics, handle=handle)
+    job = store.get(job.id)
+    if status.state in ("running", "created", "queued"):
+        return job
+    return _finish(ctx, job, status.exit_code, status.oom_killed, container_missing=status.state == "missing",
+                   handle=handle)
+
+
+def _finish(ctx: AppContext, job: Job, exit_code: int | None, oom: bool, container_missing: bool,
+            handle: str | None = None) -> Job:
+    present, missing = check_artifacts(job.action, Path(job.results_dir), Path(job.data_root),
+                                       job.started_at or job.created_at, job.meta.num_epochs, job.findings,
+                                       job.meta.convert_mode)
+    verdict = decide(Evidence(exit_code=exit_code, oom_killed=oom, cancel_requested=job.cancel_requested,
+                              container_missing=container_missing, findings=job.findings, present=present,
+                              missing=missing))
+    ctx.store.update(job.id, state=OUTCOME_STATE[verdict.outcome], verdict=verdict.model_dump(),
+                     finished_at=time.time())
+    if handle:
+        ctx.backend(job.backend).cleanup(handle)
+    return ctx.store.get(job.id)
+
+
+def get_job(job_id: str, ctx: AppContext | None = None) -> JobSummary:
+    ctx = ctx or app_context()
+    return summarize(refresh(ctx.store.get(check_job_id(job_id)), ctx))
+
+
+class CancelResult(BaseModel):
+    job_id: str = Field(description="The job.")
+    state: str = Field(description="Its state after the cancel (canceled, or the state it had already ended in).")
+    message: str = Field(description="What was done.")
+
+
+def cancel_job(job_id: str, force: bool = False, ctx: AppContext | None = None) -> CancelResult:
+    """Idempotent: a finished job is reported as it is; a running one is stopped and recorded as canceled."""
+    from tools.jobs.wait import wait_sync
+
+    ctx = ctx or app_context()
+    store = ctx.store
+    job = store.get(check_job_id(job_id))
+    if job.terminal:
+        return CancelResult(job_id=job.id, state=job.state, message=f"already {job.state}; nothing to cancel")
+    store.update(job.id, cancel_requested=True)  # recorded before the stop, so exit 137 reads as canceled
+    backend = ctx.backend(job.backend)
+    handle = job.handle or backend.find(job.id)
+    if handle:
+        backend.cancel(handle, force)
+    job = wait_sync(job.id, 15, ctx, interval=0.5)
+    if not job.terminal and force and handle:
+        backend.cancel(handle, True)
+    return CancelResult(job_id=job.id, state=job.state, message="canceled" if job.state == "canceled" else
+                        f"stop requested; state {job.state} (retry with force=true to kill)")
+
+
+class JobListItem(BaseModel):
+    job_id: str
+    kind: str = Field(default="run", description="run (one action) or study (an AutoML search).")
+    action: str
+    state: str
+    outcome: str | None
+    results_dir: str
+    created_at: float
+    parent_job_id: str | None
+    owner_id: str | None = Field(default=None, description="The study this job is a trial of.")
+    note: str | None = Field(default=None, description="Why the state may be stale (refresh failed).")
+
+
+def _safe_refresh(job: Job, ctx: AppContext) -> tuple[Job, str | None]:
+    """One job's trouble (a lost engine, a damaged log) never takes the listing of the others down."""
+    try:
+        return refresh(job, ctx), None
+    except (EngineError, OSError, ValueError) as exc:
+        return job, f"not refreshed: {str(exc)[:160]}"
+
+
+def list_jobs(state: str | None = None, action: str | None = None, limit: int = 20,
+              ctx: AppContext | None = None) -> list[JobListItem]:
+    ctx = ctx or app_context()
+    out = []
+    for job in ctx.store.query(state=state, action=action, limit=limit):
+        note = None
+        if not job.terminal:
+            job, note = _safe_refresh(job, ctx)
+        out.append(JobListItem(job_id=job.id, kind=job.kind, action=job.action, state=job.state,
+                               outcome=job.verdict.get("outcome"), results_dir=job.results_dir,
+                               created_at=job.created_at, parent_job_id=job.parent_job_id, owner_id=job.owner_id,
+                               note=note))
+    return out

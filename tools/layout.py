@@ -1,0 +1,94 @@
+"""Every on-disk name the plugin and the 5.5 container agree on, in one place.
+
+Container side (docs/container-contract.md §3.4, §4.2, §5): convert writes `kitti_person_infos_<split>.pkl`
+and `<split dir>/velodyne_reduced/` into the dataset root and its status.json there; the other actions
+write `<results_dir>/<action>/status.json`; train writes `epoch_<N>.pth` and a `last_checkpoint` pointer.
+Plugin side: `<state dir>/jobs/<job id>/` holds the job's combined log and backend bookkeeping.
+"""
+
+import re
+from pathlib import Path
+
+EPOCH_FILE = re.compile(r"^epoch_(\d+)\.pth$")  # 1-based, padded or not; nothing else counts (§10.1)
+LAST_CHECKPOINT = "last_checkpoint"
+STATUS_FILE = "status.json"
+REDUCED_DIR = "velodyne_reduced"
+INFO_SPLITS = {"training": ("train", "val", "trainval"), "validation": ("val",), "testing": ("test",)}
+SPEC_SPLIT_PICKLES = (("train_dataset", "train"), ("val_dataset", "val"), ("test_dataset", "val"))
+PREDICTIONS_DIR = ("inference", "preds")
+
+
+def info_pickle_name(split: str) -> str:
+    return f"kitti_person_infos_{split}.pkl"
+
+
+def info_pickle(root: Path, split: str) -> Path:
+    return root / info_pickle_name(split)
+
+
+def reduced_dir(root: Path, convert_mode: str = "training") -> Path:
+    return root / ("testing" if convert_mode == "testing" else "training") / REDUCED_DIR
+
+
+def epoch_number(name: str) -> int | None:
+    """The epoch of a checkpoint file name, or None when the name is not exactly epoch_<N>.pth."""
+    m = EPOCH_FILE.match(name)
+    return int(m.group(1)) if m else None
+
+
+def train_dir(results_dir: Path) -> Path:
+    return results_dir / "train"
+
+
+def epoch_checkpoints(work: Path) -> dict[int, Path]:
+    """{epoch: file} of the regular epoch_<N>.pth files directly in `work`, by epoch."""
+    found: dict[int, Path] = {}
+    if not work.is_dir():
+        return found
+    for entry in work.iterdir():
+        epoch = epoch_number(entry.name)
+        if epoch is not None and entry.is_file():
+            found[epoch] = entry
+    return dict(sorted(found.items()))
+
+
+def status_path(action: str, results_dir: Path, data_root: Path) -> Path:
+    if action == "dataset_convert":
+        return data_root / STATUS_FILE
+    return results_dir / action / STATUS_FILE
+
+
+def predictions_dir(results_dir: Path) -> Path:
+    return results_dir.joinpath(*PREDICTIONS_DIR)
+
+
+class JobFiles:
+    """The plugin's own files of one job under the state dir."""
+
+    def __init__(self, home: Path, job_id: str) -> None:
+        self.dir = home / "jobs" / job_id
+
+    @property
+    def log(self) -> Path:
+        return self.dir / "job.log"
+
+    @property
+    def log_lock(self) -> Path:
+        return self.dir / "job.lock"
+
+    @property
+    def log_sync_state(self) -> Path:
+        return self.dir / "job.ts"
+
+    @property
+    def exit_record(self) -> Path:
+        return self.dir / "exit.json"
+
+    @property
+    def scratch(self) -> Path:
+        return self.dir / "scratch"
+
+
+def launch_sidecar(spec_path: Path) -> Path:
+    """The launch record build_spec writes beside a spec (mounts, results dir, hash)."""
+    return spec_path.with_name(spec_path.stem + ".launch.json")

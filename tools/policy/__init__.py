@@ -1,0 +1,1 @@
+"""Agent decisions before a launch: request routing and the AutoML policy."""

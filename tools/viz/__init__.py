@@ -1,0 +1,1 @@
+"""Pictures: the training curve (and, next, detections and studies)."""
