@@ -20,7 +20,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-SHARED = Path(os.environ.get("TAO_BEVFUSION_SHARED", REPO.parent / "shared"))
+KITTI_SAMPLE = REPO / "tests" / "data" / "kitti_sample"
 RESULTS: dict[str, object] = {}
 
 
@@ -62,8 +62,8 @@ def bench_build_spec(ws: Path, n: int) -> None:
 def make_tree(root: Path, frames: int) -> None:
     for d in ("ImageSets", "training/calib", "training/image_2", "training/label_2", "training/velodyne"):
         (root / d).mkdir(parents=True, exist_ok=True)
-    calib = (SHARED / "data/kitti_sample/training/calib/000000.txt").read_bytes()
-    label = (SHARED / "data/kitti_sample/training/label_2/000000.txt").read_bytes()
+    calib = (KITTI_SAMPLE / "training/calib/000000.txt").read_bytes()
+    label = (KITTI_SAMPLE / "training/label_2/000000.txt").read_bytes()
     ids = [f"{i:06d}" for i in range(frames)]
     for fid in ids:
         (root / "training/calib" / f"{fid}.txt").write_bytes(calib)
@@ -266,7 +266,7 @@ def main() -> int:
     args = parser.parse_args()
     ws = Path(tempfile.mkdtemp(prefix="tao-bench."))
     try:
-        shutil.copytree(SHARED / "data/kitti_sample", ws / "kitti")
+        shutil.copytree(KITTI_SAMPLE, ws / "kitti")
         for p in ws.rglob("*"):
             p.chmod(0o755 if p.is_dir() else 0o644)
         os.environ.update(TAO_BEVFUSION_HOME=str(ws / "home"), TAO_BEVFUSION_ROOTS=str(ws))

@@ -9,7 +9,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
-SHARED=${TAO_BEVFUSION_SHARED:-$REPO/../shared}
 
 python3 -m pip install -q --disable-pip-version-check -e '.[dev]'
 if ! command -v dockerd >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
@@ -21,7 +20,7 @@ start_private_dockerd || true
 
 DEMO=$REPO/demo-runs
 rm -rf "$DEMO" && mkdir -p "$DEMO"
-cp -r "$SHARED/data/kitti_sample" "$DEMO/kitti" && chmod -R u+w "$DEMO/kitti"
+cp -r "$REPO/tests/data/kitti_sample" "$DEMO/kitti" && chmod -R u+w "$DEMO/kitti"
 export TAO_BEVFUSION_HOME=$DEMO/state TAO_BEVFUSION_ROOTS=$DEMO
 
 BACKEND=docker

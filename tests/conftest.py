@@ -11,8 +11,8 @@ from tools.settings import Settings
 pytest_plugins = ["tests.dockerfix"]
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("TAO_BEVFUSION_SHARED", REPO.parent / "shared")).resolve()
-KITTI_SAMPLE = SHARED / "data" / "kitti_sample"
+DATA = REPO / "tests" / "data"
+KITTI_SAMPLE = DATA / "kitti_sample"  # two real KITTI frames; licence and provenance in SOURCE.md there
 
 
 @pytest.fixture
@@ -41,5 +41,5 @@ def copy_sample(dest: Path) -> Path:
 
 @pytest.fixture
 def kitti(workspace: Path) -> Path:
-    """A writable copy of ../shared/data/kitti_sample (real KITTI frames 000000 and 000008)."""
+    """A writable copy of tests/data/kitti_sample (real KITTI frames 000000 and 000008)."""
     return copy_sample(workspace / "kitti")

@@ -1,4 +1,8 @@
-"""check_dataset on the real KITTI sample and on the broken variants of kitti_sample_broken/README.md."""
+"""check_dataset on the real KITTI sample and on five realistic breakages of a copy of it (`_break`):
+(1) a split file missing (ImageSets/test.txt), (2) a train frame without its camera image, (3) a velodyne
+file whose size is not a multiple of 16 bytes (float32 x, y, z, reflectance rows), (4) a calib file without
+its Tr_velo_to_cam line, (5) a label class that neither KITTI nor TAO's class mapping knows (Alien).
+"""
 
 import os
 import subprocess

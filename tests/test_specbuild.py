@@ -8,7 +8,7 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.conftest import REPO, SHARED
+from tests.conftest import DATA, REPO
 from tools.errors import InputError
 from tools.layout import launch_sidecar
 from tools.spec.build import BuildSpecInput, build_spec
@@ -185,16 +185,13 @@ def test_newer_keys_are_removed_or_refused(kitti: Path):
 
 
 def test_a_7x_spec_as_base_is_cleaned(kitti: Path, workspace: Path):
-    nvidia_text = (SHARED / "reference" / "nvidia-skill-bank" / "references" / "spec_template_train.yaml").read_text()
-    assert "&id001" in nvidia_text  # NVIDIA's own template uses anchors: they must load
-    spec7 = yaml.safe_load((SHARED / "reference" / "nvidia-skill-bank" / "references" /
-                            "spec_template_train.yaml").read_text())
-    spec7["model_name"] = "bevfusion"
-    spec7["train"]["checkpointer"] = {"enable_topk": True}
-    spec7["evaluate"]["trt_engine"] = ""
-    spec7["model"]["img_backbone"]["init_cfg"] = {}
+    text7 = (DATA / "nvidia_reference" / "train_spec_7x.yaml").read_text()
+    assert "&kitti_prefix" in text7 and "*kitti_prefix" in text7  # generated templates use anchors: they must load
+    spec7 = yaml.safe_load(text7)
+    assert spec7["model_name"] and spec7["train"]["checkpointer"] and "trt_engine" in spec7["evaluate"]
+    assert spec7["model"]["img_backbone"]["init_cfg"] == {}
     base = workspace / "spec7.yaml"
-    base.write_text(yaml.safe_dump(spec7))  # safe_dump keeps the shared data_prefix as an anchor
+    base.write_text(text7)  # the file as written, anchors included
     r = build(kitti, "train", base_spec=str(base))
     out = written(r)
     assert "model_name" not in out and "checkpointer" not in out["train"] and "trt_engine" not in out["evaluate"]

@@ -11,12 +11,12 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from tests.conftest import REPO, SHARED
+from tests.conftest import DATA, REPO
 from tools import generate
 from tools.spec.surface import ACTIONS, ConvertConfig, ExperimentConfig, newer_key_message
 from tools.spec.surface.recommended import recommended_spec
 
-REFERENCE = SHARED / "reference" / "nvidia-skill-bank"
+NVIDIA_KEYS = DATA / "nvidia_reference"  # key names derived from NVIDIA's skill files: README.md there
 NEWER = [
     {"model_name": "bevfusion"}, {"wandb": {"group": "g"}}, {"wandb": {"run_id": "r"}},
     {"train": {"checkpoint_interval_unit": "epoch"}}, {"train": {"checkpointer": {"save_top_k": 1}}},
@@ -142,10 +142,11 @@ def test_skill_info_commands_and_shorthands_point_at_real_fields() -> None:
 @pytest.mark.parametrize("action", ACTIONS)
 def test_same_key_tree_as_nvidia_skill_bank(action: str) -> None:
     """Compatibility: every key NVIDIA's template sets exists here, and we add only documented 5.5 keys."""
-    ref_tpl = yaml.safe_load((REFERENCE / "references" / f"spec_template_{action}.yaml").read_text())
+    ref = json.loads((NVIDIA_KEYS / f"keys_{action}.json").read_text())
+    assert ref["action"] == action and ref["template_leaves"] and ref["schema_paths"]
     ours = _schema_paths(json.loads((REPO / "schemas" / f"{action}.schema.json").read_text()))
-    ref_schema = _schema_paths(json.loads((REFERENCE / "schemas" / f"{action}.schema.json").read_text()))
-    for leaf in _leaf_paths(ref_tpl):
+    ref_schema = set(ref["schema_paths"])
+    for leaf in ref["template_leaves"]:
         parts = leaf.split(".")
         assert any(".".join(parts[:i]) in ours for i in range(len(parts), 0, -1)), leaf
     extra = ours - ref_schema

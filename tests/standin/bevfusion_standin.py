@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A stand-in for `bevfusion` in nvcr.io/nvidia/tao/tao-toolkit:5.5.0-pyt (no GPU, no mmdet3d).
 
-It behaves as ../shared/TAO55_CONTRACT.md describes the real container, so the plugin's launch,
+It behaves as docs/container-contract.md describes the real container, so the plugin's launch,
 parsing and verdict code meet the same traps: a launcher that always exits 0 and prints an
 `Execution status: PASS|FAIL` footer on stderr, a worker process (torchrun's child), `\\r`-glued
 progress records, status.json lines in the 5.5 shapes, epoch_<N>.pth + last_checkpoint, convert's

@@ -2,7 +2,7 @@
 
 Model defaults are the *container's* dataclass defaults (what 5.5 does when a key is absent),
 not recommendations; `tools.spec.surface.recommended` holds the KITTI-correct overlay.
-Source: ../shared/TAO55_CONTRACT.md §2.9 and §3.1.
+Source: docs/container-contract.md §2.9 and §3.1.
 """
 
 from tools.spec.surface.convert import ConvertConfig
