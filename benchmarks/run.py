@@ -41,7 +41,7 @@ def child_peak_mb(code: str, env: dict[str, str]) -> tuple[float, float, str]:
 
 
 def bench_build_spec(ws: Path, n: int) -> None:
-    from tools.specbuild import BuildSpecInput, build_spec
+    from tools.spec.build import BuildSpecInput, build_spec
 
     kitti = ws / "kitti"
     (ws / "ckpt").mkdir()
@@ -87,7 +87,7 @@ def bench_check_dataset(ws: Path, frames: int, env: dict[str, str]) -> None:
 
 
 def make_big_job(ws: Path, log_bytes: int, status_lines: int) -> tuple[Path, str]:
-    from tools.jobstore import JobStore
+    from tools.jobs.store import JobStore
 
     store = JobStore(ws / "home")
     results = ws / "bigrun"
@@ -125,9 +125,9 @@ def make_big_job(ws: Path, log_bytes: int, status_lines: int) -> tuple[Path, str
 def bench_summary(ws: Path, log_bytes: int, status_lines: int, env: dict[str, str]) -> None:
     log, job_id = make_big_job(ws, log_bytes, status_lines)
     log.parent.joinpath("exit.json")
-    code = (f"import time, json\nfrom tools.jobs import _store, refresh\nfrom tools.summary import summarize\n"
-            f"from tools.settings import Settings\ns=Settings.from_env()\nt=time.perf_counter()\n"
-            f"job=refresh(open_store(s).get({job_id!r}), s)\nsm=summarize(job)\nd=time.perf_counter()-t\n"
+    code = (f"import time, json\nfrom tools.jobs.engine import refresh\nfrom tools.jobs.summary import summarize\n"
+            f"from tools.settings import app_context\ns=app_context()\nt=time.perf_counter()\n"
+            f"job=refresh(s.store.get({job_id!r}), s)\nsm=summarize(job)\nd=time.perf_counter()-t\n"
             f"print(json.dumps({{'seconds': d, 'summary_bytes': len(sm.model_dump_json()), "
             f"'errors': [e.pattern for e in sm.errors], 'state': job.state}}))")
     wall, rss, out = child_peak_mb(code, env)
@@ -146,13 +146,13 @@ def bench_repoll(ws: Path, env: dict[str, str]) -> None:
     (ws / "repoll").mkdir()
     log, job_id = make_big_job(ws / "repoll", 64 * 1024 * 1024, 20000)
     env = {**env, "TAO_BEVFUSION_HOME": str(ws / "repoll" / "home")}
-    code = (f"import time, json\nfrom tools.jobs import _store, refresh\nfrom tools.settings import Settings\n"
-            f"s=Settings.from_env()\nrefresh(open_store(s).get({job_id!r}), s)\n"
-            f"a=open_store(s).get({job_id!r}).cursor\n"
+    code = (f"import time, json\nfrom tools.jobs.engine import refresh\nfrom tools.settings import app_context\n"
+            f"s=app_context()\nrefresh(s.store.get({job_id!r}), s)\n"
+            f"a=s.store.get({job_id!r}).cursor\n"
             f"open({str(log)!r},'ab').write(b'Epoch(train) [4][1/9] loss: 1.0\\n'*1000)\n"
-            f"t=time.perf_counter()\nrefresh(open_store(s).get({job_id!r}), s)\nd=time.perf_counter()-t\n"
-            f"b=open_store(s).get({job_id!r}).cursor\nprint(json.dumps({{'seconds': d, 'log_bytes_read': "
-            f"b['log_offset']-a['log_offset']}}))")
+            f"t=time.perf_counter()\nrefresh(s.store.get({job_id!r}), s)\nd=time.perf_counter()-t\n"
+            f"b=s.store.get({job_id!r}).cursor\nprint(json.dumps({{'seconds': d, 'log_bytes_read': "
+            f"b.log_offset-a.log_offset}}))")
     _, _, out = child_peak_mb(code, env)
     RESULTS["repoll_append_only"] = json.loads(out)
 
@@ -161,17 +161,24 @@ def bench_mcp(ws: Path, env: dict[str, str]) -> None:
     import anyio
     from mcp import Client, StdioServerParameters
 
-    params = StdioServerParameters(command=sys.executable, args=["-m", "tools.cli", "serve"], env=env, cwd=str(REPO))
+    ours = StdioServerParameters(command=sys.executable, args=["-m", "tools.cli", "serve"], env=env, cwd=str(REPO))
+    minimal = StdioServerParameters(command=sys.executable, args=[str(REPO / "benchmarks" / "minimal_server.py")],
+                                    env=env, cwd=str(REPO))
 
-    async def cold() -> float:
+    async def cold(params: StdioServerParameters) -> float:
         t = time.perf_counter()
         async with Client(params) as c:
             await c.list_tools()
         return time.perf_counter() - t
 
-    colds = [anyio.run(cold) for _ in range(5)]
+    colds, baseline = [], []
+    for _ in range(5):  # interleaved, so machine load hits both alike
+        colds.append(anyio.run(cold, ours))
+        baseline.append(anyio.run(cold, minimal))
     _, _, out = child_peak_mb("import sys, tools.server; print('docker' in sys.modules)", env)
     RESULTS["mcp_cold_start"] = {"p50_s": round(statistics.median(colds), 3), "max_s": round(max(colds), 3),
+                                 "minimal_server_p50_s": round(statistics.median(baseline), 3),
+                                 "ratio_vs_minimal": round(statistics.median(colds) / statistics.median(baseline), 2),
                                  "docker_sdk_imported_at_start": out.strip() == "True"}
 
 
@@ -235,7 +242,8 @@ def bench_launch(ws: Path) -> None:
         RESULTS["launch_overhead"] = f"skipped: no Docker engine reachable ({exc.__class__.__name__})"
         return
     from tests.standin.image import ensure_image
-    from tools.jobs import RunActionInput, cancel_job, run_action
+    from tools.jobs.engine import cancel_job
+    from tools.jobs.launch import RunActionInput, run_action
 
     image = ensure_image(client)
     os.environ["TAO_BEVFUSION_IMAGE"] = image

@@ -18,18 +18,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tools import layout as names
 from tools.backends.registry import backend_class
-from tools.errors import InputError, Problem, problem
-from tools.paths import Mount, MountLayout, container_name, host_path
+from tools.errors import InputError, problem
+from tools.paths import Mount, MountLayout, host_path
 from tools.settings import AppContext, Settings, app_context, skill_dir
 from tools.spec import rules as specrules
 from tools.spec.schema import action_schema, dump_yaml
 from tools.spec.sidecar import LaunchSidecar, sign
 from tools.spec.surface import ConvertConfig, ExperimentConfig
 from tools.spec.surface.experiment import MISSING
-from tools.spec.surface.recommended import GEOMETRY, KITTI_PREFIX, recommended_spec
+from tools.spec.surface.recommended import GEOMETRY, recommended_spec
+from tools.spec.wiring import SECRET_MASK, Change, Draft, convert_rules, drop_path, experiment_rules, get_path
 
 Action = Literal["dataset_convert", "train", "evaluate", "inference"]
-SECRET_MASK = "***"
 # Keys whose values are host paths or job wiring: set through arguments, never through overrides.
 MANAGED = {
     "results_dir": "results_dir", "root_dir": "data_root", "dataset.root_dir": "data_root",
@@ -88,12 +88,6 @@ class BuildSpecInput(BaseModel):
     strict: bool = Field(default=False, description="Error on 7.x-only keys instead of removing them.")
 
 
-class Change(BaseModel):
-    path: str = Field(description="Spec key that build_spec set or changed.")
-    value: Any = Field(default=None, description="The value written (secrets masked).")
-    reason: str = Field(description="Why.")
-
-
 class BuildSpecResult(BaseModel):
     action: str = Field(description="The action the spec is for.")
     spec_path: str = Field(description="Host path of the written spec; pass it to run_action.")
@@ -108,33 +102,6 @@ class BuildSpecResult(BaseModel):
     checkpoint_choice: dict[str, Any] | None = Field(default=None, description="How the parent checkpoint was picked.")
 
 
-class _Draft:
-    """What build_spec collects on the way: changes made, warnings, problems."""
-
-    def __init__(self) -> None:
-        self.changes: list[Change] = []
-        self.warnings: list[str] = []
-        self.problems: list[Problem] = []
-
-    def set(self, spec: dict[str, Any], path: str, value: Any, reason: str) -> None:
-        *parents, leaf = path.split(".")
-        cursor = spec
-        for part in parents:
-            cursor = cursor.setdefault(part, {})
-        if cursor.get(leaf, object()) != value:
-            cursor[leaf] = copy.deepcopy(value)
-            self.changes.append(Change(path=path, value=value, reason=reason))
-
-
-def _get(spec: dict[str, Any], path: str, default: Any = None) -> Any:
-    cursor: Any = spec
-    for part in path.split("."):
-        if not isinstance(cursor, dict) or part not in cursor:
-            return default
-        cursor = cursor[part]
-    return cursor
-
-
 def _spec_location(req: BuildSpecInput, settings: Settings, stamp: str) -> Path:
     if req.output_path:
         out = host_path(req.output_path, "output_path", settings, kind="file", must_exist=False)
@@ -147,7 +114,7 @@ def _spec_location(req: BuildSpecInput, settings: Settings, stamp: str) -> Path:
     return settings.home / "specs" / stamp / f"{req.action}.yaml"
 
 
-def _results_location(req: BuildSpecInput, settings: Settings, data_root: Path, stamp: str, draft: _Draft) -> Path:
+def _results_location(req: BuildSpecInput, settings: Settings, data_root: Path, stamp: str, draft: Draft) -> Path:
     if req.action == "dataset_convert":
         if req.results_dir and Path(req.results_dir) != data_root:
             draft.warnings.append("dataset_convert writes into data_root (5.5 reads the pickles back from "
@@ -158,26 +125,7 @@ def _results_location(req: BuildSpecInput, settings: Settings, data_root: Path, 
     return settings.home / "runs" / stamp
 
 
-def _checkpoint_file(raw: str, field: str, settings: Settings) -> Path:
-    path = host_path(raw, field, settings, kind="file")
-    if path.suffix != ".pth":
-        raise InputError(problem(field, f"{path.name} is not a .pth checkpoint (5.5 loads PyTorch .pth only)",
-                                     "pass an epoch_<N>.pth file", value=raw))
-    return path
-
-
-def _resolve_parent(req: BuildSpecInput, settings: Settings) -> tuple[Path, dict[str, Any]]:
-    from tools.evidence.checkpoints import resolve_parent_checkpoint
-
-    choose = req.choose
-    if choose is None and req.epoch is None and req.action == "train" and req.resume:
-        choose = "latest"  # resuming continues the newest checkpoint: the request itself asks for latest
-    res = resolve_parent_checkpoint(parent_job_id=req.parent_job_id, choose=choose, epoch=req.epoch,
-                                    ctx=AppContext(settings))
-    return Path(res.path), res.model_dump()
-
-
-def _apply_user_layers(req: BuildSpecInput, spec: dict[str, Any], draft: _Draft, settings: Settings) -> None:
+def _apply_user_layers(req: BuildSpecInput, spec: dict[str, Any], draft: Draft, settings: Settings) -> None:
     node = ConvertConfig if req.action == "dataset_convert" else ExperimentConfig
     layers: list[tuple[str, dict[str, Any]]] = []
     if req.base_spec:
@@ -187,8 +135,8 @@ def _apply_user_layers(req: BuildSpecInput, spec: dict[str, Any], draft: _Draft,
         if not isinstance(base, dict):
             draft.problems.append(problem("base_spec", "the file is not a YAML mapping", "pass a TAO spec file"))
             return
-        for key in [k for k in MANAGED if _get(base, k) is not None]:
-            _drop(base, key)  # paths in a foreign spec are replaced by this job's own
+        for key in [k for k in MANAGED if get_path(base, k) is not None]:
+            drop_path(base, key)  # paths in a foreign spec are replaced by this job's own
         model = base.get("model")
         if isinstance(model, dict) and all(model.get(k) == v for k, v in STALE_GEOMETRY.items()):
             for key in STALE_GEOMETRY:
@@ -204,7 +152,7 @@ def _apply_user_layers(req: BuildSpecInput, spec: dict[str, Any], draft: _Draft,
             if path in MANAGED:
                 draft.problems.append(problem(f"overrides.{path}", "this key is set by build_spec from its arguments",
                                             f"use the `{MANAGED[path]}` argument instead", code="MANAGED_KEY"))
-                _drop(nested, path)
+                drop_path(nested, path)
         layers.append(("overrides", nested))
     for origin, layer in layers:
         errors, removed = specrules.strip_newer_keys(layer, req.strict)
@@ -216,143 +164,7 @@ def _apply_user_layers(req: BuildSpecInput, spec: dict[str, Any], draft: _Draft,
             specrules.deep_merge(spec, layer)
 
 
-def _drop(data: dict[str, Any], path: str) -> None:
-    *parents, leaf = path.split(".")
-    cursor: Any = data
-    for part in parents:
-        cursor = cursor.get(part) if isinstance(cursor, dict) else None
-    if isinstance(cursor, dict):
-        cursor.pop(leaf, None)
-
-
-def _convert_rules(spec: dict[str, Any], layout: MountLayout, data_root: Path, draft: _Draft) -> None:
-    root = layout.add(data_root, "/data", "rw")
-    draft.set(spec, "root_dir", root, "dataset root (container path)")
-    draft.set(spec, "results_dir", root, "5.5 convert writes the pickles to results_dir and reads them back from "
-            "root_dir, so they must be equal")
-    if bool(spec.get("per_sequence")) != bool(spec.get("sequence_list")):
-        draft.problems.append(problem("per_sequence", "per_sequence and sequence_list must be set together",
-                                    "set both or neither"))
-
-
-def _weights(req: BuildSpecInput, spec: dict[str, Any], layout: MountLayout, draft: _Draft, settings: Settings,
-             result: dict[str, Any]) -> None:
-    """Checkpoints for every action, the 5.5 way (contract §2.3, §2.6)."""
-    ckpt: Path | None = None
-    if req.checkpoint:
-        ckpt = _checkpoint_file(req.checkpoint, "checkpoint", settings)
-    elif req.parent_job_id:
-        ckpt, result["checkpoint_choice"] = _resolve_parent(req, settings)
-    draft.set(spec, "train.pretrained_checkpoint", None, "5.5 never reads it; null, never ''")
-    if req.action in ("evaluate", "inference"):
-        other = "inference" if req.action == "evaluate" else "evaluate"
-        draft.set(spec, f"{other}.checkpoint", "", "5.5 materialises every action: the idle stub must be ''")
-        draft.set(spec, "train.resume_training_checkpoint_path", None, "no training in this action")
-        draft.set(spec, "train.resume", False, "no training in this action")
-        if ckpt is None:
-            draft.problems.append(problem(f"{req.action}.checkpoint", "no model to load",
-                                        "pass checkpoint=<host .pth> or parent_job_id=<train job>"))
-            return
-        draft.set(spec, f"{req.action}.checkpoint", layout.file(ckpt, "/inputs/model"), "model to load")
-        return
-    for action in ("evaluate", "inference"):
-        draft.set(spec, f"{action}.checkpoint", "", "5.5 materialises every action: the idle stub must be ''")
-    ptm = _checkpoint_file(req.pretrained_checkpoint, "pretrained_checkpoint", settings) \
-        if req.pretrained_checkpoint else None
-    if ckpt is not None and ptm is not None:
-        draft.warnings.append("both a resume/parent checkpoint and pretrained_checkpoint were given; the pretrained "
-                            "model is used only when there is no resume checkpoint, so it was dropped")
-        ptm = None
-    load = ckpt or ptm
-    resume = bool(req.resume and ckpt is not None)
-    if req.resume and ckpt is None:
-        draft.problems.append(problem("resume", "resume=true needs the checkpoint to continue",
-                                    "pass checkpoint=<host epoch_N.pth> or parent_job_id=<train job>"))
-    path = layout.file(load, "/inputs/weights") if load else None
-    why = ("resume: restores weights, optimizer and epoch" if resume else
-           "fine-tune: 5.5 loads weights only through this key (train.pretrained_checkpoint is ignored)"
-           if load else "train from scratch: null, never ''")
-    draft.set(spec, "train.resume_training_checkpoint_path", path, why)
-    draft.set(spec, "train.resume", resume, "set together with the checkpoint path")
-
-
-def _swin(req: BuildSpecInput, spec: dict[str, Any], layout: MountLayout, draft: _Draft, settings: Settings) -> None:
-    if req.swin_checkpoint:
-        swin = _checkpoint_file(req.swin_checkpoint, "swin_checkpoint", settings)
-        cfg = {"type": "Pretrained", "checkpoint": layout.file(swin, "/inputs/swin")}
-        draft.set(spec, "model.img_backbone.init_cfg", cfg, "local Swin weights: no download")
-        return
-    draft.set(spec, "model.img_backbone.init_cfg", None, "null stops the GitHub download ({} does not)")
-    if req.action == "train" and not _get(spec, "train.resume_training_checkpoint_path"):
-        draft.warnings.append("no swin_checkpoint: the Swin image backbone starts from random weights (the spec "
-                            "never downloads). Pass swin_checkpoint=<host swin_tiny_patch4_window7_224.pth> or "
-                            "pretrained_checkpoint=<full BEVFusion .pth> for a useful model")
-
-
-def _gpus(req: BuildSpecInput, spec: dict[str, Any], draft: _Draft) -> None:
-    action = req.action
-    requested = req.num_gpus or _get(spec, f"{action}.num_gpus") or 1
-    user_ids = specrules.nest_overrides(req.overrides or {})[0].get(action, {})
-    given_ids = user_ids.get("gpu_ids") if isinstance(user_ids, dict) else None
-    if isinstance(given_ids, list) and len(given_ids) > requested and req.num_gpus is None:
-        requested = len(given_ids)
-    if action == "inference" and requested > 1:
-        draft.warnings.append("5.5 inference always runs on cuda:0; num_gpus set to 1")
-        requested = 1
-    ids = list(range(requested))
-    if isinstance(given_ids, list) and given_ids != ids:
-        draft.warnings.append(f"{action}.gpu_ids {given_ids} replaced by {ids}: ids are container-relative; "
-                            "choose host GPUs with run_action(gpus=[...])")
-    draft.set(spec, f"{action}.num_gpus", requested, "GPUs for the running action")
-    draft.set(spec, f"{action}.gpu_ids", ids, "container-relative ids, len == num_gpus")
-    if action != "train":
-        draft.set(spec, "train.num_gpus", requested, "5.5 decides DDP from train.num_gpus in every action")
-        draft.set(spec, "train.gpu_ids", ids, "kept equal to the running action")
-        draft.set(spec, "train.num_nodes", _get(spec, f"{action}.num_nodes", 1), "kept equal to the running action")
-
-
-def _experiment_rules(req: BuildSpecInput, spec: dict[str, Any], layout: MountLayout, data_root: Path,
-                      results: Path, draft: _Draft, settings: Settings, result: dict[str, Any]) -> None:
-    root = layout.add(data_root, "/data", "ro")
-    draft.set(spec, "results_dir", layout.add(results, f"/results/{container_name(results)}", "rw"),
-            "fresh per-job results folder")
-    draft.set(spec, "dataset.root_dir", root, "dataset root (container path)")
-    for split, pkl in names.SPEC_SPLIT_PICKLES:
-        draft.set(spec, f"dataset.{split}.ann_file", f"{root}/{names.info_pickle_name(pkl)}",
-                "written by dataset_convert into the dataset root (test reuses val)")
-        draft.set(spec, f"dataset.{split}.data_prefix", KITTI_PREFIX,
-                "the 5.5 converter writes velodyne_reduced; both keys set because dicts merge")
-    if spec["dataset"].get("type") == "KittiPersonDataset":
-        draft.set(spec, "dataset.default_cam_key", "CAM2", "KITTI pickles store the image under CAM2")
-    if spec["dataset"].get("classes") != ["person"]:
-        draft.problems.append(problem("dataset.classes", "5.5 BEVFusion trains the `person` class only",
-                                    "keep ['person']", value=spec["dataset"].get("classes")))
-    if not _get(spec, "input_modality.use_lidar", True):
-        draft.problems.append(problem("input_modality.use_lidar", "LiDAR is mandatory for BEVFusion",
-                                    "set true (use_camera: false gives a LiDAR-only model)"))
-    if _get(spec, "default_hooks.logger.log_metric_by_epoch", True) is not True:
-        draft.problems.append(problem("default_hooks.logger.log_metric_by_epoch", "must stay true (the 5.5 logger "
-                                    "hook fails at validation otherwise)", "remove the override"))
-    _weights(req, spec, layout, draft, settings, result)
-    _swin(req, spec, layout, draft, settings)
-    _gpus(req, spec, draft)
-    epochs = _get(spec, "train.num_epochs", 10)
-    user_sched = req.overrides and any(k.startswith("train.lr_scheduler") or (k == "train" and
-                                       isinstance(v, dict) and "lr_scheduler" in v)
-                                       for k, v in req.overrides.items())
-    if isinstance(epochs, int) and not isinstance(epochs, bool):
-        if user_sched:
-            draft.problems += specrules.lr_schedule_problems(_get(spec, "train.lr_scheduler"), epochs)
-        else:
-            draft.set(spec, "train.lr_scheduler", specrules.rescaled_lr_schedule(epochs),
-                    f"the 5.5 schedule is built for 10 epochs; rescaled to num_epochs={epochs}")
-    if req.encryption_key:
-        spec["encryption_key"] = req.encryption_key
-        draft.changes.append(Change(path="encryption_key", value=SECRET_MASK, reason="from the caller (masked)"))
-    draft.problems += specrules.geometry_problems(spec["model"])
-
-
-def _validate(action: str, spec: dict[str, Any], draft: _Draft) -> None:
+def _validate(action: str, spec: dict[str, Any], draft: Draft) -> None:
     node = ConvertConfig if action == "dataset_convert" else ExperimentConfig
     try:
         node.model_validate(spec)
@@ -360,7 +172,7 @@ def _validate(action: str, spec: dict[str, Any], draft: _Draft) -> None:
         known = {p.path for p in draft.problems}
         draft.problems += [p for p in specrules.pydantic_problems(exc) if p.path not in known]
     for running in ("evaluate", "inference"):
-        if _get(spec, f"{running}.checkpoint") == MISSING and not any(
+        if get_path(spec, f"{running}.checkpoint") == MISSING and not any(
                 p.path == f"{running}.checkpoint" for p in draft.problems):
             draft.problems.append(problem(f"{running}.checkpoint", "still '???' (MissingMandatoryValue in 5.5)",
                                         "pass checkpoint= or parent_job_id="))
@@ -426,7 +238,7 @@ def build_spec(req: BuildSpecInput, ctx: AppContext | None = None) -> BuildSpecR
     settings = (ctx or app_context()).settings
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
     maps_paths = backend_class(req.backend).capabilities.maps_paths_into_container
-    draft = _Draft()
+    draft = Draft()
     data_root = host_path(req.data_root, "data_root", settings)
     results = _results_location(req, settings, data_root, stamp, draft)
     spec_path = _spec_location(req, settings, stamp)
@@ -435,9 +247,9 @@ def build_spec(req: BuildSpecInput, ctx: AppContext | None = None) -> BuildSpecR
     result: dict[str, Any] = {}
     _apply_user_layers(req, spec, draft, settings)
     if req.action == "dataset_convert":
-        _convert_rules(spec, layout, data_root, draft)
+        convert_rules(spec, layout, data_root, draft)
     else:
-        _experiment_rules(req, spec, layout, data_root, results, draft, settings, result)
+        experiment_rules(req, spec, layout, data_root, results, draft, settings, result)
     layout.add(spec_path.parent, "/specs", "ro")
     _validate(req.action, spec, draft)
     if draft.problems:
@@ -449,7 +261,7 @@ def build_spec(req: BuildSpecInput, ctx: AppContext | None = None) -> BuildSpecR
                             spec_sha256=hashlib.sha256(text.encode()).hexdigest(),
                             spec_container_path=layout.to_container(spec_path),
                             checkpoint_choice=result.get("checkpoint_choice"),
-                            num_epochs=_get(spec, "train.num_epochs"), parent_job_id=req.parent_job_id)
+                            num_epochs=get_path(spec, "train.num_epochs"), parent_job_id=req.parent_job_id)
     _write_atomic(names.launch_sidecar(spec_path), sign(sidecar, settings.home).model_dump_json(indent=2))
     return BuildSpecResult(action=req.action, spec_path=str(spec_path), spec=compact(masked(spec), req.action),
                            mounts=layout.mounts,
