@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, SerializeAsAny, StringConstraints
+from pydantic import BaseModel, Field, SerializeAsAny, StringConstraints, ValidationError
 
 from tools.backends.base import Backend, Check, LaunchRequest, Plan
 from tools.backends.environment import validate_env
@@ -28,6 +28,7 @@ from tools.layout import JobFiles, status_path
 from tools.paths import Mount, host_path
 from tools.settings import AppContext, app_context
 from tools.spec.build import BuildSpecInput, build_spec
+from tools.spec.rules import pydantic_problems
 from tools.spec.sidecar import LaunchSidecar, read_sidecar
 from tools.spec.surface import CLI_SUBTASK
 from tools.yamlio import load_yaml_file
@@ -104,7 +105,13 @@ def _request(inp: RunActionInput, job_id: str, spec_path: Path, side: LaunchSide
     results_container = next((m.container for m in mounts if m.host == side.results_dir), side.results_dir)
     home, cache = _home_and_cache(inp, files, results_container, mounts, maps_paths)
     gpus = inp.gpus if inp.gpus is not None else ([] if inp.action == "dataset_convert" else None)
-    options = backend.options_model.from_user(inp.backend_options or {}, ctx.settings)
+    try:
+        options = backend.options_model.from_user(inp.backend_options or {}, ctx.settings)
+    except ValidationError as exc:
+        known = sorted(backend.options_model.model_fields)
+        raise InputError([p.model_copy(update={"path": f"backend_options.{p.path}", "fix": f"{p.fix}; the "
+                                               f"{backend.name} backend takes {known or 'no options'}"})
+                          for p in pydantic_problems(exc)], headline="invalid backend_options") from exc
     return LaunchRequest(
         job_id=job_id, action=inp.action, subtask=CLI_SUBTASK[inp.action], spec_host_path=str(spec_path),
         spec_container_path=side.spec_container_path if maps_paths and side.spec_container_path else str(spec_path),
