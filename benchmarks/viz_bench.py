@@ -16,12 +16,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.conftest import KITTI_SAMPLE  # noqa: E402
-from tests.standin.bevfusion_standin import _standin_preds  # noqa: E402
-from tools.viz.bev import contact_sheet, render_bev  # noqa: E402
-from tools.viz.camera import render_camera  # noqa: E402
-from tools.viz.predictions import read_frame, summarize  # noqa: E402
-from tools.viz.scene import Scene, load_scene  # noqa: E402
+from tests.conftest import KITTI_SAMPLE
+from tests.standin.bevfusion_standin import _standin_preds
+from tools.viz.bev import contact_sheet, render_bev
+from tools.viz.camera import render_camera
+from tools.viz.predictions import read_frame, summarize
+from tools.viz.scene import Scene, load_scene
 
 
 def scenes(root: Path, preds: Path) -> list[Scene]:
