@@ -20,7 +20,7 @@ from tests.conftest import KITTI_SAMPLE
 from tests.standin.bevfusion_standin import _standin_preds
 from tools.viz.bev import contact_sheet, render_bev
 from tools.viz.camera import render_camera
-from tools.viz.predictions import read_frame, summarize
+from tools.evidence.predictions import read_frame, summarize
 from tools.viz.scene import Scene, load_scene
 
 

@@ -53,6 +53,11 @@ class ResolveCheckpointInput(BaseModel):
 class JobIdInput(BaseModel):
     job_id: str = Field(max_length=64, description="A job id from run_action or list_jobs.")
     include_curve: bool = Field(default=False, description="train jobs: also return the training curve as a PNG.")
+    include_pictures: bool = Field(default=False, description=(
+        "Also return pictures: inference -> a contact sheet of up to 50 frames (BEV, predicted boxes red, "
+        "ground truth magenta dashed); evaluate -> the AP chart; train -> the curve."))
+    frames: list[str] | None = Field(default=None, max_length=4, description=(
+        "inference: up to 4 frame ids (e.g. ['000123']): a BEV and a camera picture of each (implies pictures)."))
 
 
 class LogsInput(BaseModel):
@@ -141,7 +146,7 @@ def _after_wait(result: launch.RunActionResult, ctx: AppContext) -> tuple[launch
 
 
 def job_digest(s: JobSummary) -> str:
-    lines = [s.digest]
+    lines = [s.digest, *s.report]
     lines += [f"{e.severity}: {e.pattern}: {e.evidence[:160]} -> {e.remedy}" for e in s.errors[:3]]
     lines.append("next: " + "; ".join(s.next_steps[:3]))
     return "\n".join(lines)
@@ -153,6 +158,10 @@ def _get(inp: JobIdInput, ctx: AppContext) -> tuple[JobSummary, str]:
 
 
 def _curve_images(inp: JobIdInput, result: JobSummary, ctx: AppContext) -> list[tuple[str, bytes]]:
+    if inp.include_pictures or inp.frames:
+        from tools.viz.report import pictures
+
+        return pictures(ctx.store.get(inp.job_id), inp.frames)
     if not inp.include_curve or result.action != "train":
         return []
     from tools.viz.curve import training_curve_png
@@ -198,6 +207,8 @@ class ToolDef:
     images: Callable[[Any, Any, AppContext], list[tuple[str, bytes]]] | None = None
     image_flag: str | None = None  # CLI option that writes the first image to a file
     image_request_field: str | None = None  # the input field that asks for the images
+    images_dir_flag: str | None = None  # CLI option that writes every image into a folder
+    images_dir_request_field: str | None = None  # the input field that option turns on
 
 
 TOOLS: list[ToolDef] = [
@@ -228,8 +239,11 @@ TOOLS: list[ToolDef] = [
             annotations={**WRITES, "open_world_hint": True}, after_wait=_after_wait, returns_job=True),
     ToolDef("get_job", JobIdInput, JobSummary, _get,
             "State, verdict (never from the exit code alone), progress (epoch/iteration/loss), AP11/AP40, matched "
-            "errors with remedies, artifacts and next calls for one job. Safe to poll every ~30 s.",
-            returns_job=True, images=_curve_images, image_flag="curve", image_request_field="include_curve"),
+            "errors with remedies, artifacts and next calls for one job. Safe to poll every ~30 s. Inference: the "
+            "detections (boxes, scores, top boxes) and, with frames=[...] or include_pictures, BEV/camera "
+            "pictures; evaluate: the AP table and the checkpoint evaluated.",
+            returns_job=True, images=_curve_images, image_flag="curve", image_request_field="include_curve",
+            images_dir_flag="bev", images_dir_request_field="include_pictures"),
     ToolDef("get_job_logs", LogsInput, logs.LogPage, _logs,
             "Page a job's combined log: the tail (default 50 lines), forward from a byte offset, or lines "
             "matching a regex. Returns next_offset for the next page."),

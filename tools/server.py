@@ -179,6 +179,39 @@ def job_curve(job_id: str) -> bytes:
         raise ResourceNotFoundError(exc.render()) from exc
 
 
+def _picture(job_id: str, draw: Any) -> bytes:
+    _, job = _job(job_id)
+    try:
+        png: bytes = draw(job)
+        return png
+    except ToolFailure as exc:
+        raise ResourceNotFoundError(exc.render()) from exc
+
+
+@mcp.resource("tao-bevfusion://jobs/{job_id}/bev/{frame}.png", mime_type="image/png",
+              description="Inference job: one frame from above (points by height, predicted and GT boxes).")
+def job_bev(job_id: str, frame: str) -> bytes:
+    from tools.viz.report import bev_png
+
+    return _picture(job_id, lambda job: bev_png(job, frame))
+
+
+@mcp.resource("tao-bevfusion://jobs/{job_id}/camera/{frame}.png", mime_type="image/png",
+              description="Inference job: one frame's camera image with the 3D boxes projected (P2, R0, Tr).")
+def job_camera(job_id: str, frame: str) -> bytes:
+    from tools.viz.report import camera_png
+
+    return _picture(job_id, lambda job: camera_png(job, frame))
+
+
+@mcp.resource("tao-bevfusion://jobs/{job_id}/sheet.png", mime_type="image/png",
+              description="Inference job: contact sheet of up to 50 frames (BEV thumbnails).")
+def job_sheet(job_id: str) -> bytes:
+    from tools.viz.report import sheet_png
+
+    return _picture(job_id, lambda job: sheet_png(job)[0])
+
+
 @mcp.resource("tao-bevfusion://skill", mime_type="text/markdown", description="The skill document (SKILL.md).")
 def skill_doc() -> str:
     return (skill_dir() / "skill" / "SKILL.md").read_text()

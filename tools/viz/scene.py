@@ -7,7 +7,7 @@ import numpy as np
 
 from tools.errors import InputError, problem
 from tools.viz.kitti import Calib, Frame, read_calib, read_velodyne
-from tools.viz.predictions import FramePredictions
+from tools.evidence.predictions import FramePredictions
 
 PRED_COLOR = "#ff0000"  # pure red and magenta: neither occurs in the viridis height colours
 GT_COLOR = "#ff00ff"
