@@ -18,9 +18,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.conftest import KITTI_SAMPLE
 from tests.standin.bevfusion_standin import _standin_preds
+from tools.evidence.predictions import read_frame, summarize
 from tools.viz.bev import contact_sheet, render_bev
 from tools.viz.camera import render_camera
-from tools.evidence.predictions import read_frame, summarize
 from tools.viz.scene import Scene, load_scene
 
 

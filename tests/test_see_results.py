@@ -59,7 +59,7 @@ def _png(block) -> Image.Image:
 def test_inference_detections_pictures_and_evaluation_table(local_kitti: Path):
     async def go():
         async with Client(mcp) as c:
-            train, ev, inf = await pipeline(c, local_kitti)
+            _train, ev, inf = await pipeline(c, local_kitti)
             r = await c.call_tool("get_job", {"job_id": inf})
             det = r.structured_content["detections"]
             text = r.content[0].text

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from tools import dataset
 from tools.evidence import checkpoints
-from tools.jobs import engine, launch, logs
+from tools.jobs import engine, launch, logs, notes
 from tools.jobs.engine import JobListItem
 from tools.jobs.summary import JobSummary
 from tools.policy import automl, routing
@@ -104,15 +104,18 @@ def _policy(inp: PolicyInput, ctx: AppContext) -> tuple[automl.AutoMLDecision, s
 def _check(inp: CheckDatasetInput, ctx: AppContext) -> tuple[dataset.DatasetReport, str]:
     r = dataset.check_dataset(inp.data_root, inp.action, ctx=ctx)
     errors = [p for p in r.problems if p.severity == "error"]
+    warned = [p for p in r.problems if p.severity == "warning"]
     head = f"{'ready' if r.ok else 'NOT ready'} for {inp.action}: frames {r.frames}"
-    lines = [f"- [{p.severity}] {p.code} {p.path}: {p.message} -> {p.fix}" for p in (errors or r.problems)[:6]]
-    return r, "\n".join([head, *lines])
+    shown = errors[:6] + warned[:4]  # warnings are shown even when there are errors: both need acting on
+    lines = [f"- [{p.severity}] {p.code} {p.path}: {p.message} -> {p.fix}" for p in shown]
+    rest = len(errors) + len(warned) - len(shown)
+    return r, "\n".join([head, *lines] + ([f"- (+{rest} more in structured content)"] if rest > 0 else []))
 
 
 def _build(inp: build.BuildSpecInput, ctx: AppContext) -> tuple[build.BuildSpecResult, str]:
     r = build.build_spec(inp, ctx)
     text = [f"wrote {r.action} spec {r.spec_path} (results -> {r.results_dir}); {len(r.changes)} keys set"]
-    text += [f"warning: {w}" for w in r.warnings]
+    text += notes.override_lines(r.overrides, r.lineage) + notes.warning_lines(r.warnings, [])
     text.append(f"next: run_action(action='{r.action}', spec_path='{r.spec_path}'"
                 + (", automl_policy='off')" if r.action == "train" else ")"))
     return r, "\n".join(text)
@@ -128,21 +131,26 @@ def _run(inp: launch.RunActionInput, ctx: AppContext) -> tuple[launch.RunActionR
     r = launch.run_action(inp, ctx)
     if r.state == "routed":
         return r, r.message
+    told = notes.override_lines(r.overrides, r.lineage) + r.warnings
     if r.state == "planned":
         assert r.plan is not None
         failed = [c for c in r.plan.preflight if not c.ok]
         head = f"dry run (nothing launched): {' '.join(r.plan.command)}"
-        return r, "\n".join([head] + [f"preflight would stop it: {c.message} -> {c.fix}" for c in failed])
+        return r, "\n".join([head, *told] + [f"preflight would stop it: {c.message} -> {c.fix}" for c in failed])
     assert r.summary is not None
-    return r, f"{r.summary.digest}\nnext: {'; '.join(r.summary.next_steps[:2])}"
+    return r, "\n".join([r.summary.digest, *told, f"next: {'; '.join(r.summary.next_steps[:2])}"])
 
 
 def _after_wait(result: launch.RunActionResult, ctx: AppContext) -> tuple[launch.RunActionResult, str]:
     """run_action's result once the server has waited: the job as it is now."""
     assert result.job_id is not None
     summary = engine.get_job(result.job_id, ctx)
+    told = notes.override_lines(result.overrides, result.lineage) + result.warnings
+    digest = job_digest(summary)
+    head, _, rest = digest.partition("\n")
     return (result.model_copy(update={"state": summary.state, "summary": summary,
-                                      "message": "launched; waited for progress"}), job_digest(summary))
+                                      "message": "launched; waited for progress"}),
+            "\n".join([head, *told, rest]).rstrip())
 
 
 def job_digest(s: JobSummary) -> str:

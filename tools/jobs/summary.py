@@ -96,6 +96,15 @@ def _metrics(job: Job) -> dict[str, Any]:
     return m
 
 
+def _launch_lines(job: Job) -> list[str]:
+    """What the launch said (lineage, warnings), kept short: get_job is polled."""
+    lines = [job.meta.lineage] if job.meta.lineage else []
+    warned = job.meta.warnings or []
+    if warned:
+        lines.append(warned[0] + (f" (+{len(warned) - 1} more launch warnings)" if len(warned) > 1 else ""))
+    return [line[:400] for line in lines]
+
+
 def _evaluated_path(job: Job) -> str:
     from tools.viz.report import evaluated_checkpoint
 
@@ -189,7 +198,7 @@ def summarize(job: Job) -> JobSummary:
                          parent_job_id=job.parent_job_id, log_resource=f"tao-bevfusion://jobs/{job.id}/log",
                          digest=_digest(job, progress, metrics),
                          detections=found.model_dump() if found else None, evaluation=evaluated,
-                         report=(found_lines + eval_lines)[:40])
+                         report=(_launch_lines(job) + found_lines + eval_lines)[:40])
     while len(summary.model_dump_json()) > SUMMARY_LIMIT and (summary.errors or summary.metrics.get("per_epoch")):
         if summary.metrics.get("per_epoch"):
             summary.metrics["per_epoch"] = summary.metrics["per_epoch"][len(summary.metrics["per_epoch"]) // 2 + 1:]

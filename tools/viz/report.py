@@ -5,13 +5,21 @@ Everything here reads the job's own folders (preds, status.json, spec); nothing 
 whose shape is unexpected: such a file is named with what was found instead.
 """
 
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
 from tools import layout
 from tools.errors import InputError, problem
-from tools.evidence.predictions import (DetectionSummary, frame_path, list_frames, preds_dir, read_frame,
-                                        summarize, summary_text)
+from tools.evidence.predictions import (
+    DetectionSummary,
+    frame_path,
+    list_frames,
+    preds_dir,
+    read_frame,
+    summarize,
+    summary_text,
+)
 from tools.jobs.store import Job
 from tools.viz.aptable import ap_table, ap_text
 from tools.yamlio import fast_yaml
@@ -170,8 +178,6 @@ def pictures(job: Job, frames: list[str] | None) -> list[tuple[str, bytes]]:
     out: list[tuple[str, bytes]] = []
     for frame in frames:
         out.append((f"bev_{frame}.png", bev_png(job, frame)))
-        try:
+        with suppress(InputError):  # no image_2/calib for this frame: the BEV picture says what is missing
             out.append((f"camera_{frame}.png", camera_png(job, frame)))
-        except InputError:
-            pass  # no image_2/calib for this frame: the BEV picture says what is missing
     return out

@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 
 from tools.errors import InputError, problem
-from tools.viz.kitti import Calib, Frame, read_calib, read_velodyne
 from tools.evidence.predictions import FramePredictions
+from tools.viz.kitti import Calib, Frame, read_calib, read_velodyne
 
 PRED_COLOR = "#ff0000"  # pure red and magenta: neither occurs in the viridis height colours
 GT_COLOR = "#ff00ff"
