@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from tools import dataset
 from tools.evidence import checkpoints
-from tools.jobs import engine, launch, logs, notes
+from tools.jobs import compare, engine, launch, logs, notes
 from tools.jobs.engine import JobListItem
 from tools.jobs.summary import JobSummary
 from tools.policy import automl, routing
@@ -72,7 +72,11 @@ class ListJobsInput(BaseModel):
     state: Literal["pending", "running", "succeeded", "failed", "canceled", "unknown"] | None = Field(
         default=None, description="Only jobs in this state.")
     action: Action | None = Field(default=None, description="Only jobs of this action.")
-    limit: int = Field(default=20, ge=1, le=100, description="At most this many, newest first.")
+    limit: int = Field(default=20, ge=1, le=100, description="At most this many (newest first unless sort).")
+    sort: Literal["time", "best_AP11", "duration"] = Field(default="time", description=(
+        "time = newest first; best_AP11 = best validation AP11 first (over all recorded jobs); duration."))
+    compare: list[str] | None = Field(default=None, max_length=8, description=(
+        "2-8 train job ids: a table of their settings and metrics plus one picture with their curves overlaid."))
 
 
 class CancelInput(BaseModel):
@@ -81,7 +85,9 @@ class CancelInput(BaseModel):
 
 
 class JobList(BaseModel):
-    jobs: list[JobListItem] = Field(description="Newest first; poll a running one with get_job.")
+    jobs: list[JobListItem] = Field(description="Newest first (or as sorted); poll a running one with get_job.")
+    comparison: list[compare.CompareRow] | None = Field(default=None, description=(
+        "With compare=[...]: one row per train job (hyperparameters, best/final AP11, epochs, duration)."))
 
 
 def _route(inp: RouteRequestInput, ctx: AppContext) -> tuple[routing.RouteResult, str]:
@@ -184,10 +190,29 @@ def _logs(inp: LogsInput, ctx: AppContext) -> tuple[logs.LogPage, str]:
 
 
 def _list(inp: ListJobsInput, ctx: AppContext) -> tuple[JobList, str]:
-    items = engine.list_jobs(state=inp.state, action=inp.action, limit=inp.limit, ctx=ctx)
-    lines = [f"{j.job_id} {j.action} {j.state}" + (f" ({j.outcome})" if j.outcome and j.outcome != j.state else "")
-             + (f" [{j.note}]" if j.note else "") for j in items]
-    return JobList(jobs=items), "\n".join(lines) or "no jobs"
+    if inp.compare:
+        rows = compare.comparison(inp.compare, ctx)
+        return JobList(jobs=[], comparison=rows), compare.table_text(rows) + "\n(curves overlaid in the picture)"
+    items = engine.list_jobs(state=inp.state, action=inp.action, limit=inp.limit, ctx=ctx, sort=inp.sort)
+    return JobList(jobs=items), "\n".join(_list_line(j) for j in items) or "no jobs"
+
+
+def _list_line(j: JobListItem) -> str:
+    """One line per job, one state word (the verdict's variant only when it says more)."""
+    extra = " [teardown crash]" if j.outcome == "succeeded_with_teardown_crash" else ""
+    h = j.hyper
+    settings = " ".join(f"{k}={h[k]}" for k in ("epochs", "lr", "weight_decay", "batch_size", "num_gpus") if k in h)
+    best = f" best AP11 {j.best_AP11} @ep{j.best_epoch}" if j.best_AP11 is not None else ""
+    took = f" {j.duration_s:.0f}s" if j.duration_s is not None else ""
+    parent = f" parent {j.parent_job_id}" if j.parent_job_id else ""
+    return (f"{j.job_id} {j.action} {j.state}{extra} {j.created}{took}{(' ' + settings) if settings else ''}"
+            f"{best}{parent}" + (f" [{j.note}]" if j.note else ""))
+
+
+def _compare_images(inp: ListJobsInput, result: JobList, ctx: AppContext) -> list[tuple[str, bytes]]:
+    if not inp.compare or not result.comparison:
+        return []
+    return [("compare.png", compare.overlay_png([r.job_id for r in result.comparison], ctx))]
 
 
 def _cancel(inp: CancelInput, ctx: AppContext) -> tuple[engine.CancelResult, str]:
@@ -256,7 +281,10 @@ TOOLS: list[ToolDef] = [
             "Page a job's combined log: the tail (default 50 lines), forward from a byte offset, or lines "
             "matching a regex. Returns next_offset for the next page."),
     ToolDef("list_jobs", ListJobsInput, JobList, _list,
-            "List recent jobs (newest first), optionally by state or action."),
+            "List recent jobs (newest first), optionally by state or action: times, duration, key hyperparameters, "
+            "best AP11 and epoch, parent. sort='best_AP11' answers 'which run was best'; compare=[train job ids] "
+            "gives a side-by-side table and one picture with their curves overlaid.",
+            images=_compare_images, image_flag="compare-png", image_request_field=None),
     ToolDef("cancel_job", CancelInput, engine.CancelResult, _cancel,
             "Stop a running job and record it as canceled. Idempotent: a finished job is reported unchanged.",
             annotations={**WRITES, "destructive_hint": True, "idempotent_hint": True}),

@@ -21,8 +21,8 @@ from tools.backends.registry import backend_class
 from tools.errors import InputError, problem
 from tools.paths import Mount, MountLayout, host_path
 from tools.settings import AppContext, Settings, app_context, skill_dir
-from tools.spec import rules as specrules
 from tools.spec import resume
+from tools.spec import rules as specrules
 from tools.spec.schema import action_schema, dump_yaml
 from tools.spec.sidecar import LaunchSidecar, sign
 from tools.spec.surface import ConvertConfig, ExperimentConfig

@@ -25,6 +25,11 @@ if TYPE_CHECKING:
 FROZEN_PREFIXES = ("model.", "dataset.classes", "input_modality.")
 
 
+def leaf_paths(overrides: dict[str, Any]) -> list[str]:
+    nested, _ = specrules.nest_overrides(overrides)
+    return sorted(p for p in specrules.flat_paths(nested) if not isinstance(get_path(nested, p), dict))
+
+
 def is_resume(req: "BuildSpecInput") -> bool:
     return req.action == "train" and req.resume and bool(req.parent_job_id)
 
@@ -59,7 +64,7 @@ def frozen_override_problems(overrides: dict[str, Any] | None, base: dict[str, A
         return []
     nested, _ = specrules.nest_overrides(overrides)
     out = []
-    for path in sorted(specrules.flat_paths(nested)):
+    for path in leaf_paths(overrides):
         if not path.startswith(FROZEN_PREFIXES):
             continue
         if get_path(nested, path) != get_path(base, path):
@@ -84,8 +89,7 @@ def landed_overrides(overrides: dict[str, Any] | None, spec: dict[str, Any]) -> 
     """Each key the user overrode, with the value it has in the written spec (shorthands expanded)."""
     if not overrides:
         return []
-    nested, _ = specrules.nest_overrides(overrides)
-    return [{"path": p, "value": get_path(spec, p)} for p in sorted(specrules.flat_paths(nested))][:40]
+    return [{"path": p, "value": get_path(spec, p)} for p in leaf_paths(overrides)][:40]
 
 
 def lineage(req: "BuildSpecInput", spec: dict[str, Any], choice: dict[str, Any] | None) -> str | None:

@@ -136,7 +136,8 @@ def sheet_png(job: Job, limit: int = SHEET_FRAMES) -> tuple[bytes, list[str]]:
     from tools.viz.bev import contact_sheet
 
     folder = job_preds(job)
-    frames, skipped, scenes = list_frames(folder), [], []
+    frames, skipped = list_frames(folder), []
+    scenes: list[Any] = []
     for frame in frames:
         if len(scenes) >= limit:
             break
