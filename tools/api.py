@@ -26,6 +26,9 @@ Action = Literal["dataset_convert", "train", "evaluate", "inference"]
 
 class RouteRequestInput(BaseModel):
     request: str = Field(max_length=2000, description="The user's request, verbatim.")
+    last_job_id: str | None = Field(default=None, max_length=64, description=(
+        "Follow-ups: the job the conversation was last about ('resume it', 'evaluate epoch 2 of that run')."))
+    in_skill: bool = Field(default=False, description="Follow-ups: the conversation is already in this skill.")
 
 
 class PolicyInput(BaseModel):
@@ -91,7 +94,13 @@ class JobList(BaseModel):
 
 
 def _route(inp: RouteRequestInput, ctx: AppContext) -> tuple[routing.RouteResult, str]:
-    r = routing.route_request(inp.request)
+    context = routing.RouteContext(last_job_id=inp.last_job_id, in_skill=inp.in_skill)
+    r = _train_parents(routing.route_request(inp.request, context), ctx)
+    if r.matched and r.steps:
+        extra = f", AutoML {r.automl_policy}" if r.automl_policy else ""
+        head = (f"tao-train-bevfusion -> {' then '.join(st.action for st in r.steps)}{extra} "
+                f"(confidence {r.confidence}{', follow-up' if r.follow_up else ''})")
+        return r, "\n".join([head] + [f"{i + 1}. {c}" for i, c in enumerate(r.suggested_calls)])
     if not r.matched:
         return r, f"not a BEVFusion request ({r.ambiguity})"
     if r.unsupported:
@@ -100,6 +109,23 @@ def _route(inp: RouteRequestInput, ctx: AppContext) -> tuple[routing.RouteResult
         return r, f"BEVFusion request; action unclear: {r.ambiguity}"
     extra = f", AutoML {r.automl_policy}" if r.automl_policy else ""
     return r, f"tao-train-bevfusion -> {r.action}{extra} (confidence {r.confidence})"
+
+
+def _train_parents(r: routing.RouteResult, ctx: AppContext) -> routing.RouteResult:
+    """'evaluate epoch 2 of that run' after an evaluate job: the run is the evaluate job's parent train job."""
+    from tools.errors import ToolError
+    from tools.policy.followup import suggested_call
+
+    for st in r.steps:
+        jid = st.hints.get("parent_job_id")
+        try:
+            job = ctx.store.get(jid) if jid else None
+        except ToolError:
+            continue
+        if job is not None and job.action != "train" and job.parent_job_id:
+            st.hints["parent_job_id"] = job.parent_job_id
+    r.suggested_calls = [suggested_call(st, r.automl_policy) for st in r.steps]
+    return r
 
 
 def _policy(inp: PolicyInput, ctx: AppContext) -> tuple[automl.AutoMLDecision, str]:

@@ -191,8 +191,8 @@ def run_action(inp: RunActionInput, ctx: AppContext | None = None,
     plan = backend.plan(req)
     plan.preflight = notes.spec_preflight(_preflight(plan, backend, inp, side, ctx), spec, inp.action)
     failed = [c for c in plan.preflight if not c.ok]
-    told: dict[str, Any] = {"warnings": notes.warning_lines(side.warnings, plan.preflight), "overrides": side.overrides or [],
-            "lineage": side.lineage}
+    told: dict[str, Any] = {"warnings": notes.warning_lines(side.warnings, plan.preflight),
+                            "overrides": side.overrides or [], "lineage": side.lineage}
     if inp.dry_run:
         return RunActionResult(job_id=None, state="planned", plan=plan, **told, message=(
             "dry run: nothing launched" + (f"; preflight would stop it: {failed[0].message}" if failed else "")))
