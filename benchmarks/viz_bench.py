@@ -1,5 +1,7 @@
 """Picture budget on the real KITTI sample: BEV render time and PNG size per frame, camera picture,
-and a contact sheet of 50 frames (the sample's frames repeated). Goal: BEV < 0.5 s and < 300 KB.
+a contact sheet of 50 frames (the sample's frames repeated), list_jobs with metrics over 1,000 recorded jobs
+(p50, sorted by time and by best AP11), and the routing score on the held-out phrasings.
+Goal: BEV < 0.5 s and < 300 KB.
 
     python3 benchmarks/viz_bench.py [--quick] [--data DIR] [--examples DIR]
 
@@ -46,7 +48,7 @@ def main() -> int:
     ap.add_argument("--data", type=Path, default=KITTI_SAMPLE)
     ap.add_argument("--examples", type=Path)
     args = ap.parse_args()
-    repeat, sheet_n = (1, 10) if args.quick else (5, 50)
+    repeat, sheet_n = (1, 50) if args.quick else (5, 50)
     with tempfile.TemporaryDirectory() as tmp:
         preds = Path(tmp) / "preds"
         preds.mkdir()
@@ -68,8 +70,41 @@ def main() -> int:
         result[f"contact_sheet_{sheet_n}"] = {"seconds": round(sec, 3), "kb": round(len(png) / 1024, 1)}
         sec, _ = timed(lambda: summarize(preds), repeat)
         result["summary_seconds"] = round(sec, 4)
+    result["list_jobs_1000"] = list_jobs_bench(3 if args.quick else 10)
+    result["routing_heldout"] = routing_heldout()
     print(json.dumps(result, indent=1))
     return 0
+
+
+def list_jobs_bench(repeat: int) -> dict[str, float]:
+    """p50 of list_jobs (limit 100) over 1,000 finished train jobs with metrics and hyperparameters."""
+    import os
+
+    from tools.jobs.engine import list_jobs
+    from tools.settings import AppContext, Settings
+
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["TAO_BEVFUSION_HOME"] = tmp
+        ctx = AppContext(Settings.from_env())
+        for i in range(1000):
+            job = ctx.store.create(action="train", backend="local", spec_path=f"{tmp}/s{i}.yaml", spec_sha256="x",
+                                   results_dir=f"{tmp}/r{i}", data_root=tmp,
+                                   meta={"num_epochs": 10, "hyper": {"epochs": 10, "lr": 2e-4, "batch_size": 2}})
+            ctx.store.update(job.id, state="succeeded", verdict={"outcome": "succeeded", "reason": "bench"},
+                             metrics={"best_AP11": float(i % 97), "best_epoch": 1 + i % 10}, started_at=time.time(),
+                             finished_at=time.time() + 60)
+        out = {}
+        for sort in ("time", "best_AP11"):
+            sec, _ = timed(lambda sort=sort: list_jobs(limit=100, sort=sort, ctx=ctx), repeat)
+            out[f"p50_seconds_sort_{sort}"] = round(sec, 4)
+        return out
+
+
+def routing_heldout() -> dict[str, object]:
+    from tests.test_policy_and_routing import heldout_score
+
+    passed, total, misses = heldout_score()
+    return {"passed": passed, "total": total, "score": round(passed / total, 3), "misses": misses}
 
 
 if __name__ == "__main__":
