@@ -178,7 +178,9 @@ def _after_wait(result: launch.RunActionResult, ctx: AppContext) -> tuple[launch
     assert result.job_id is not None
     summary = engine.get_job(result.job_id, ctx)
     told = notes.override_lines(result.overrides, result.lineage) + result.warnings
-    digest = job_digest(summary)
+    # The job's own launch lines (lineage, first warning) are already in `told`: said once.
+    shown = [line for line in summary.report if line != result.lineage and not line.startswith("warning: ")]
+    digest = job_digest(summary.model_copy(update={"report": shown}))
     head, _, rest = digest.partition("\n")
     return (result.model_copy(update={"state": summary.state, "summary": summary,
                                       "message": "launched; waited for progress"}),
