@@ -93,3 +93,68 @@ def test_inference_detections_pictures_and_evaluation_table(local_kitti: Path):
             r = await c.call_tool("get_job", {"job_id": ev, "include_pictures": True})
             assert any(b.type == "image" for b in r.content)
     anyio.run(go)
+
+
+def _inference_job(workspace: Path, root: Path, preds: dict[str, object] | None):
+    from tools.jobs.store import JobStore
+    from tools.settings import Settings
+
+    results = workspace / "inf"
+    if preds is not None:
+        folder = results / "inference" / "preds"
+        folder.mkdir(parents=True)
+        for frame, data in preds.items():
+            (folder / f"{frame}.json").write_text(data if isinstance(data, str) else json.dumps(data))
+    store = JobStore(Settings.from_env().home)
+    job = store.create(action="inference", backend="local", spec_path="/s.yaml", spec_sha256="x",
+                       results_dir=str(results), data_root=str(root))
+    store.update(job.id, state="succeeded", verdict={"outcome": "succeeded", "reason": "test record"})
+    return job.id
+
+
+def test_bad_predictions_are_named_never_drawn(workspace: Path):
+    root = copy_sample(workspace / "kitti")
+    good = {"labels_3d": [0], "scores_3d": [0.9], "bboxes_3d": [[8.7, -1.9, -1.6, 1.2, 0.5, 1.9, 0, 0, -1.6]]}
+    jid = _inference_job(workspace, root, {"000000": good, "000008": {"boxes": [[1, 2]]}, "000009": "{nope"})
+
+    async def go():
+        async with Client(mcp) as c:
+            r = await c.call_tool("get_job", {"job_id": jid})
+            det = r.structured_content["detections"]
+            assert det["frames"] == 1 and len(det["problems"]) == 2 and "unreadable: 2 files" in r.content[0].text
+            r = await c.call_tool("get_job", {"job_id": jid, "frames": ["000008"]})
+            assert r.is_error and "unexpected predictions" in r.content[0].text
+            assert "000008.json" in r.content[0].text and not any(b.type == "image" for b in r.content)
+            r = await c.call_tool("get_job", {"job_id": jid, "frames": ["../etc"]})
+            assert r.is_error and "not a frame id" in r.content[0].text
+            r = await c.call_tool("get_job", {"job_id": jid, "include_pictures": True})  # the sheet skips bad files
+            assert not r.is_error and sum(b.type == "image" for b in r.content) == 1
+            with pytest.raises(Exception, match="unexpected predictions"):
+                await c.read_resource(f"tao-bevfusion://jobs/{jid}/bev/000008.png")
+    anyio.run(go)
+
+
+def test_inference_without_predictions_says_so(workspace: Path):
+    root = copy_sample(workspace / "kitti")
+    jid = _inference_job(workspace, root, None)
+
+    async def go():
+        async with Client(mcp) as c:
+            r = await c.call_tool("get_job", {"job_id": jid})
+            assert r.structured_content["detections"] is None
+            assert "detections: none to show - no inference/preds folder" in r.content[0].text
+            r = await c.call_tool("get_job", {"job_id": jid, "include_pictures": True})
+            assert r.is_error and "no predictions" in r.content[0].text
+    anyio.run(go)
+
+
+def test_cli_bev_writes_the_pictures(workspace: Path, capsys: pytest.CaptureFixture[str]):
+    from tools.cli import main
+
+    root = copy_sample(workspace / "kitti")
+    good = {"labels_3d": [0], "scores_3d": [0.9], "bboxes_3d": [[8.7, -1.9, -1.6, 1.2, 0.5, 1.9, 0, 0, -1.6]]}
+    jid = _inference_job(workspace, root, {"000000": good})
+    out = workspace / "pics"
+    assert main(["get-job", "--job-id", jid, "--frames", '["000000"]', "--bev", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["bev_000000.png", "camera_000000.png"]
+    assert "2 pictures written" in capsys.readouterr().out
