@@ -93,6 +93,7 @@ def test_resume_of_a_job_without_checkpoints_lists_what_exists(local_kitti: Path
                                                  "backend": "local", "automl_policy": "off",
                                                  "parent_job_id": parent, "resume": True})
             assert r.is_error and "no epoch_<N>.pth checkpoints" in r.content[0].text
+            assert "it holds: " in r.content[0].text and "status.json" in r.content[0].text
     anyio.run(go)
 
 

@@ -33,7 +33,9 @@ INSTRUCTIONS = (
     "TAO 5.5 BEVFusion (LiDAR + camera 3D detection, KITTI person class). Usual flow: route_request -> "
     "check_dataset -> run_action(dataset_convert) -> run_action(train, automl_policy per resolve_automl_policy) -> "
     "get_job until it ends -> resolve_parent_checkpoint -> run_action(evaluate/inference, parent_job_id=...). "
-    "Launches return at once with a job_id; poll get_job (verdicts never trust the exit code alone)."
+    "Launches return at once with a job_id; poll get_job (verdicts never trust the exit code alone). "
+    "get_job(frames=[...]) shows an inference job's detections as pictures; list_jobs(sort=..., compare=[...]) "
+    "compares runs; pass last_job_id to route_request for follow-ups."
 )
 
 def _result(model: BaseModel, text: str, extra: list[Any] | None = None) -> CallToolResult:

@@ -101,7 +101,7 @@ def lineage(req: "BuildSpecInput", spec: dict[str, Any], choice: dict[str, Any] 
     if not loaded:
         return None
     if get_path(spec, "train.resume"):
-        epoch = f" (epoch {choice['epoch']}, {choice.get('method')})" if choice else ""
+        epoch = f" (epoch {choice['epoch']}, the last complete checkpoint: {choice.get('method')})" if choice else ""
         total = get_path(spec, "train.num_epochs")
         return (f"resume: continues from {where}{epoch} with its optimizer, LR schedule and epoch counter, up to "
                 f"epoch {total}; the parent's results folder is left as it was")
