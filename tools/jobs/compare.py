@@ -82,14 +82,20 @@ def comparison(ids: list[str], ctx: AppContext) -> list[CompareRow]:
     return rows
 
 
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3g}" if isinstance(value, float) else str(value)[:8]
+
+
 def table_text(rows: list[CompareRow]) -> str:
-    keys = ("epochs", "lr", "weight_decay", "batch_size", "num_gpus")
-    head = f"{'job':<18} {'state':<9} " + " ".join(f"{k[:6]:>8}" for k in keys) + f" {'bestAP11':>8} {'@ep':>4}"
+    keys = {"epochs": "epochs", "lr": "lr", "weight_decay": "wd", "batch_size": "batch", "num_gpus": "gpus"}
+    head = f"{'job':<18} {'state':<9} " + " ".join(f"{k:>8}" for k in keys.values()) + f" {'bestAP11':>8} {'@ep':>4}"
     lines = [head]
     for r in rows:
-        vals = " ".join(f"{str(r.hyper.get(k, '-'))[:8]:>8}" for k in keys)
+        vals = " ".join(f"{_cell(r.hyper.get(k)):>8}" for k in keys)
         best = f"{r.best_AP11:8.2f}" if r.best_AP11 is not None else f"{'-':>8}"
-        lines.append(f"{r.job_id:<18} {r.state:<9} {vals} {best} {r.best_epoch or '-'!s:>4}")
+        lines.append(f"{r.job_id:<18} {r.state:<9} {vals} {best} {str(r.best_epoch or '-'):>4}")
     return "\n".join(lines)
 
 
@@ -109,6 +115,9 @@ def overlay_png(ids: list[str], ctx: AppContext) -> bytes:
             ax2.plot([e for e, _, _ in aps], [a for _, a, _ in aps], marker="o", label=jid)
     ax1.set(title="train loss", xlabel="iteration", ylabel="loss")
     ax2.set(title="val AP11 (3D, moderate, strict)", xlabel="epoch", ylabel="AP (0-100)")
+    from matplotlib.ticker import MaxNLocator
+
+    ax2.xaxis.set_major_locator(MaxNLocator(integer=True))
     for ax in (ax1, ax2):
         if ax.get_lines():
             ax.legend(fontsize=7)
