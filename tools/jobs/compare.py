@@ -95,7 +95,7 @@ def table_text(rows: list[CompareRow]) -> str:
     for r in rows:
         vals = " ".join(f"{_cell(r.hyper.get(k)):>8}" for k in keys)
         best = f"{r.best_AP11:8.2f}" if r.best_AP11 is not None else f"{'-':>8}"
-        lines.append(f"{r.job_id:<18} {r.state:<9} {vals} {best} {str(r.best_epoch or '-'):>4}")
+        lines.append(f"{r.job_id:<18} {r.state:<9} {vals} {best} {r.best_epoch or '-'!s:>4}")
     return "\n".join(lines)
 
 
