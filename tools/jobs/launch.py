@@ -2,7 +2,8 @@
 
 Order: AutoML routing -> spec and its verified launch record -> backend capabilities -> the launch request
 -> the backend's plan -> preflight -> job record -> submit. Nothing is recorded before the preflight passes;
-a submit that fails leaves a failed record whose id the error names.
+a submit the engine refuses removes its record again (nothing ran and no id was returned), so the error is
+the whole story and list_jobs shows no orphan; the same call can be repeated once the cause is fixed.
 """
 
 import shutil
@@ -20,6 +21,7 @@ from tools.dataset import check_dataset
 from tools.errors import EngineError, InputError, problem
 from tools.evidence.models import Cursor
 from tools.evidence.verdict import Verdict
+from tools.jobs import notes
 from tools.jobs.engine import refresh
 from tools.jobs.store import Job, new_job_id
 from tools.jobs.summary import JobSummary, summarize
@@ -71,6 +73,11 @@ class RunActionResult(BaseModel):
     summary: JobSummary | None = Field(default=None, description="The job as get_job reports it.")
     routing: dict[str, Any] | None = Field(default=None, description="The AutoML routing decision (train).")
     message: str = Field(default="", description="What happened, and the next call when nothing launched.")
+    warnings: list[str] = Field(default_factory=list, description="Build, dataset and preflight warnings (capped).")
+    overrides: list[dict[str, Any]] = Field(default_factory=list, description=(
+        "The user's overrides as they landed in the spec launched (path, value)."))
+    lineage: str | None = Field(default=None, description=(
+        "train: resume (checkpoint, epoch, same run) or fine-tune (weights loaded, optimizer fresh)."))
 
 
 def _spec_for(inp: RunActionInput, ctx: AppContext) -> tuple[Path, LaunchSidecar]:
@@ -189,10 +196,12 @@ def run_action(inp: RunActionInput, ctx: AppContext | None = None,
     job_id = new_job_id()
     req = _request(inp, job_id, spec_path, side, backend, ctx, gpus_per_node)
     plan = backend.plan(req)
-    plan.preflight = _preflight(plan, backend, inp, side, ctx)
+    plan.preflight = notes.spec_preflight(_preflight(plan, backend, inp, side, ctx), spec, inp.action)
     failed = [c for c in plan.preflight if not c.ok]
+    told: dict[str, Any] = {"warnings": notes.warning_lines(side.warnings, plan.preflight),
+                            "overrides": side.overrides or [], "lineage": side.lineage}
     if inp.dry_run:
-        return RunActionResult(job_id=None, state="planned", plan=plan, message=(
+        return RunActionResult(job_id=None, state="planned", plan=plan, **told, message=(
             "dry run: nothing launched" + (f"; preflight would stop it: {failed[0].message}" if failed else "")))
     if failed:
         raise InputError([problem(f"preflight.{c.name}", c.message, c.fix or "see the message") for c in failed],
@@ -201,7 +210,7 @@ def run_action(inp: RunActionInput, ctx: AppContext | None = None,
     job = _submit(ctx, job, backend, plan)
     if inp.wait_seconds:
         job = wait_sync(job.id, inp.wait_seconds, ctx, on_progress)
-    return RunActionResult(job_id=job.id, state=job.state, plan=plan, summary=summarize(job),
+    return RunActionResult(job_id=job.id, state=job.state, plan=plan, summary=summarize(job), **told,
                            message="launched; poll with get_job")
 
 
@@ -215,7 +224,9 @@ def _record(inp: RunActionInput, ctx: AppContext, job_id: str, spec_path: Path, 
         parent_job_id=side.parent_job_id, plan=plan.model_dump(), cursor=cursor,
         meta={"num_epochs": side.num_epochs, "checkpoint_choice": side.checkpoint_choice,
               "convert_mode": spec.get("mode", "training"), "image": req.image,
-              "has_secret": bool(spec.get("encryption_key"))})
+              "has_secret": bool(spec.get("encryption_key")), "hyper": notes.hyperparameters(spec, inp.action),
+              "overrides": side.overrides, "lineage": side.lineage,
+              "warnings": notes.warning_lines(side.warnings, plan.preflight) or None})
     files = job.files(ctx.settings.home)
     files.scratch.mkdir(parents=True, exist_ok=True, mode=0o700)
     Path(side.results_dir).mkdir(parents=True, exist_ok=True)
@@ -226,6 +237,10 @@ def _submit(ctx: AppContext, job: Job, backend: Backend, plan: Plan) -> Job:
     try:
         handle = backend.submit(plan)
     except (InputError, EngineError) as exc:
+        if ctx.store.discard_unstarted(job.id):
+            shutil.rmtree(job.files(ctx.settings.home).dir, ignore_errors=True)
+            raise type(exc)(exc.problems, headline=f"{exc.headline}; no job was recorded, repeat the call once "
+                            "fixed") from exc
         verdict = Verdict(outcome="failed", reason=f"could not start: {exc.problems[0].message}")
         ctx.store.update(job.id, state="failed", verdict=verdict.model_dump(), finished_at=time.time(),
                          errors=[p.model_dump() for p in exc.problems])
