@@ -140,9 +140,14 @@ def _docker_step(job: SlurmJob) -> list[str]:
     return [
         f'  TAO_CONTAINER={shlex.quote(job.job_name)}-"$SLURM_JOB_ID"-node"$SLURM_NODEID"',
         "  # scancel signals the docker CLI, not the container (it belongs to the engine): remove it here.",
-        '  trap \'docker rm -f "$TAO_CONTAINER" >/dev/null 2>&1; exit 143\' TERM INT',
+        "  trap 'docker rm -f \"$TAO_CONTAINER\" >/dev/null 2>&1;"
+        " echo \"tao: node $SLURM_NODEID terminated (scancel, or another node failed)\" >&2; exit 143' TERM INT",
         "  " + " \\\n    ".join(_wrap(argv)) + " &",
         '  wait "$!"',
+        "  # srun reports the highest task exit code, and the nodes it killed exit 143: keep each node's own here.",
+        '  TAO_NODE_RC="$?"',
+        '  echo "tao: node $SLURM_NODEID exited $TAO_NODE_RC" >&2',
+        '  return "$TAO_NODE_RC"',
     ]
 
 
