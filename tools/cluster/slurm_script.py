@@ -82,6 +82,8 @@ class SlurmJob(BaseModel):
     shm_size: Annotated[str, Field(pattern=r"^[0-9]+[bkmg]?$")] = "1g"
     user: Annotated[str, Field(pattern=r"^[0-9]+(:[0-9]+)?$")] | None = None
     end_record: str | None = Field(default=None, description="File the batch step writes its end state to.")
+    container_gpus: bool = Field(default=True, description=(
+        "docker runtime: give the container the allocated GPUs (--gpus); false for CPU-only images."))
 
     @field_validator("env")
     @classmethod
@@ -126,8 +128,8 @@ def _docker_step(job: SlurmJob) -> list[str]:
     # Option and value stay one word so that line wrapping keeps them together.
     argv = ["docker run --init --rm", '--name "$TAO_CONTAINER"', "--network host", f"--shm-size={job.shm_size}",
             "--label " + shlex.quote(f"tao-bevfusion.job={job.job_name}"),
-            '--label tao-bevfusion.slurm-job="$SLURM_JOB_ID"']
-    if job.gpus_per_node:
+            '--label tao-bevfusion.slurm-job="$SLURM_JOB_ID"', "--label tao-bevfusion.plugin=tao-bevfusion"]
+    if job.gpus_per_node and job.container_gpus:
         argv.append('--gpus "\\"device=${SLURM_STEP_GPUS:-$SLURM_JOB_GPUS}\\""')
     if job.user:
         argv.append(f"--user {job.user}")
