@@ -42,6 +42,7 @@ from kubernetes.client.exceptions import ApiException
 from tools.backends.kubernetes import Api
 
 INDEX_KEY = "batch.kubernetes.io/job-completion-index"
+START = datetime.datetime(2026, 12, 2, 5, 0, 0, tzinfo=datetime.UTC)
 
 
 def api_exception(status: int, reason: str, message: str) -> ApiException:
@@ -99,7 +100,7 @@ class Cluster:
         for i in range(job["spec"]["completions"]):
             pod = V1Pod(metadata=V1ObjectMeta(name=f"{name}-{i}-abcde", namespace=namespace,
                                               labels={**template["metadata"]["labels"], "job-name": name},
-                                              annotations={INDEX_KEY: str(i)}, creation_timestamp=datetime.datetime(2026, 12, 2, 5, 0, i, tzinfo=datetime.UTC)),
+                                              annotations={INDEX_KEY: str(i)}, creation_timestamp=START + datetime.timedelta(seconds=i)),
                         status=V1PodStatus(phase=phase, container_statuses=[V1ContainerStatus(
                             name="tao", image=template["spec"]["containers"][0]["image"], image_id="", ready=True,
                             restart_count=0, state=V1ContainerState())]))

@@ -58,7 +58,8 @@ def test_plan_is_the_manifests_and_validates_strict(kitti_converted: Path, fake:
     job = docs[2]
     pod = job["spec"]["template"]["spec"]
     (c,) = pod["containers"]
-    assert c["command"] == ["bevfusion", "train", "-e", dry.plan.command[-1]] and c["image"] == app_context().settings.image
+    assert c["command"] == ["bevfusion", "train", "-e", dry.plan.command[-1]]
+    assert c["image"] == app_context().settings.image
     assert c["resources"]["limits"] == c["resources"]["requests"] == {"nvidia.com/gpu": 4}
     volumes = {v["name"]: v for v in pod["volumes"]}
     data = next(v for v in volumes.values() if v.get("persistentVolumeClaim"))
