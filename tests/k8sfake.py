@@ -100,7 +100,8 @@ class Cluster:
         for i in range(job["spec"]["completions"]):
             pod = V1Pod(metadata=V1ObjectMeta(name=f"{name}-{i}-abcde", namespace=namespace,
                                               labels={**template["metadata"]["labels"], "job-name": name},
-                                              annotations={INDEX_KEY: str(i)}, creation_timestamp=START + datetime.timedelta(seconds=i)),
+                                              annotations={INDEX_KEY: str(i)},
+                                              creation_timestamp=START + datetime.timedelta(seconds=i)),
                         status=V1PodStatus(phase=phase, container_statuses=[V1ContainerStatus(
                             name="tao", image=template["spec"]["containers"][0]["image"], image_id="", ready=True,
                             restart_count=0, state=V1ContainerState())]))
