@@ -52,7 +52,9 @@ class RunActionInput(BuildSpecInput):
         "Nodes for this job (multi-node needs a backend that supports it)."))
     backend_options: dict[str, Any] | None = Field(default=None, description=(
         "Options of the chosen backend only. docker: network ('none'|'host'|'bridge'), shm_size ('16G'), "
-        "mem_limit ('64g'), memlock (bytes, -1 = unlimited)."))
+        "mem_limit ('64g'), memlock (bytes, -1 = unlimited). slurm: partition, account, qos, reservation, runtime "
+        "('pyxis'|'apptainer'|'docker'), gpu_flag, cpus_per_task, mem, time_limit, log_dir. kubernetes: namespace, "
+        "context, claims ({container path: PVC}), cpu, memory, shm_size, node_selector."))
     automl_policy: Literal["on", "off"] | None = Field(default=None, description=(
         "train only: 'on' (route via AutoML, the default) or 'off' (launch directly)."))
     request: str | None = Field(default=None, max_length=2000, description="The user's words, for the AutoML "
