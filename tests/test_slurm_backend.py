@@ -109,6 +109,8 @@ def test_cancel_leaves_no_container(cluster_ws: Path, engine: docker.DockerClien
     while len(_containers(engine, out.job_id)) < 2 and time.monotonic() < end:
         time.sleep(0.2)
     assert len(_containers(engine, out.job_id)) == 2
+    assert SlurmBackend().find(out.job_id) == app_context().store.get(out.job_id).handle   # re-attach by job name
+    assert get_job(out.job_id).state == "running"
     t0 = time.monotonic()
     res = cancel_job(out.job_id)
     while _containers(engine, out.job_id) and time.monotonic() - t0 < 30:
