@@ -68,7 +68,9 @@ def test_two_node_train_verdict_and_per_node_logs(cluster_ws: Path, engine: dock
     job = app_context().store.get(out.job_id)
     text = job.files(app_context().settings.home).log.read_text()
     assert "Execution status: PASS" in text and "[node 1] " in text
-    assert text.index("Epoch(train)") < text.index("[node 1] ")     # node 0 first
+    assert not text.startswith("[")                                  # node 0 first in every sync, unprefixed
+    node1 = (log_dir / nodes[1]).read_text().splitlines(keepends=True)
+    assert all(f"[node 1] {line}" in text for line in node1 if line.strip())
     assert _containers(engine, out.job_id) == []
     spec = Path(job.spec_path).read_text()
     assert "num_nodes: 2" in spec and "num_gpus: 2" in spec
