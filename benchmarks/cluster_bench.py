@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -77,11 +78,14 @@ def bench_submit(tmp: Path, image: str, n: int) -> None:
                          "ratio": round(a / b, 2), "goal": "< 1.3", "pairs": n}
 
 
-def _containers(engine: object, slurm_id: str) -> list[object]:
-    return engine.containers.list(all=True, filters={"label": f"tao-bevfusion.slurm-job={slurm_id}"})  # type: ignore[attr-defined]
+def _containers(engine: Any, slurm_id: str) -> list[dict[str, Any]]:
+    # The low-level list: containers.list() inspects each one and races with their removal.
+    label = f"tao-bevfusion.slurm-job={slurm_id}"
+    found: list[dict[str, Any]] = engine.api.containers(all=True, filters={"label": label})
+    return found
 
 
-def bench_cancel(tmp: Path, image: str, engine: object, n: int) -> None:
+def bench_cancel(tmp: Path, image: str, engine: Any, n: int) -> None:
     backend, gone = SlurmBackend(), []
     for i in range(n):
         plan = _plan(tmp, f"cancel{i}", image, ["python3", "-c", "import time; time.sleep(300)"])

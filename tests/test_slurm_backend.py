@@ -49,7 +49,9 @@ def _train(root: Path, **kw: object):
 
 
 def _containers(engine: docker.DockerClient, job_id: str) -> list[str]:
-    return [c.name for c in engine.containers.list(all=True, filters={"label": f"tao-bevfusion.job=tao-{job_id}"})]
+    # The low-level list: containers.list() inspects each one and races with their removal.
+    found = engine.api.containers(all=True, filters={"label": f"tao-bevfusion.job=tao-{job_id}"})
+    return [c["Names"][0] for c in found]
 
 
 def test_two_node_train_verdict_and_per_node_logs(cluster_ws: Path, engine: docker.DockerClient) -> None:

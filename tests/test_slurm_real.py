@@ -88,8 +88,9 @@ def _wait(job_id: str, env: dict[str, str], states: set[str], timeout: float) ->
 
 
 def _containers(engine: docker.DockerClient, job_id: str) -> list[str]:
-    found = engine.containers.list(all=True, filters={"label": f"tao-bevfusion.slurm-job={job_id}"})
-    return [c.name for c in found]
+    # The low-level list: containers.list() inspects each one and races with their removal.
+    found = engine.api.containers(all=True, filters={"label": f"tao-bevfusion.slurm-job={job_id}"})
+    return [c["Names"][0] for c in found]
 
 
 def test_two_nodes_rendezvous_from_pet_env_alone(slurm: dict[str, str], rdzv_image: str, tmp_path: Path) -> None:
