@@ -85,7 +85,7 @@ def test_submit_poll_logs_and_verdict(kitti_converted: Path, fake: Cluster) -> N
     name = f"tao-{out.job_id}"
     assert [n for n in fake.names() if n.startswith("create_namespaced")] == [
         "create_namespaced_config_map", "create_namespaced_service", "create_namespaced_job"]
-    assert get_job(out.job_id).state == "running"                    # no pods yet: queued is shown as running
+    assert get_job(out.job_id).state == "pending"                    # no pods yet: queued, reported as pending
     fake.run_pods(NS, name)
     fake.logs[f"{name}-0-abcde"] = "Epoch(train)  [1][  1/1]  lr: 1e-4  loss: 1.0\n"
     fake.logs[f"{name}-1-abcde"] = "NODE ONE ONLY\n"

@@ -160,3 +160,16 @@ def test_one_gpu_per_node_and_docker_refuse_several_nodes(cluster_ws: Path) -> N
     with pytest.raises(InputError) as env:
         _train(cluster_ws, env={"PET_NODE_RANK": "1"})
     assert "distributed" in env.value.problems[0].message
+
+
+def test_job_queued_by_the_scheduler_is_pending(cluster_ws: Path) -> None:
+    # A time limit beyond the partition's MaxTime: Slurm accepts the job and keeps it PENDING (PartitionTimeLimit).
+    subprocess.run(["scontrol", "update", "PartitionName=debug", "MaxTime=1"], check=True, capture_output=True)
+    try:
+        out = _train(cluster_ws, backend_options={**OPTS, "time_limit": "10:00:00"})
+        assert out.job_id
+        time.sleep(0.5)
+        assert get_job(out.job_id).state == "pending"
+        assert cancel_job(out.job_id).state == "canceled"
+    finally:
+        subprocess.run(["scontrol", "update", "PartitionName=debug", "MaxTime=INFINITE"], check=True)
