@@ -32,6 +32,7 @@ from kubernetes.client import (
     V1PodList,
     V1PodStatus,
     V1PodTemplateSpec,
+    V1Secret,
     V1SelfSubjectAccessReview,
     V1Service,
     V1Status,
@@ -134,6 +135,15 @@ class _Core:
         self.c.record("create_namespaced_config_map", namespace=namespace, body=body)
         self.c.create("ConfigMap", namespace, body)
         return V1ConfigMap(metadata=V1ObjectMeta(name=body["metadata"]["name"]), data=body.get("data"))
+
+    def create_namespaced_secret(self, namespace: str, body: dict[str, Any]) -> V1Secret:
+        self.c.record("create_namespaced_secret", namespace=namespace, body=body)
+        self.c.create("Secret", namespace, body)
+        return V1Secret(metadata=V1ObjectMeta(name=body["metadata"]["name"]), type=body.get("type"))
+
+    def delete_namespaced_secret(self, name: str, namespace: str, **kw: Any) -> V1Status:
+        self.c.record("delete_namespaced_secret", name=name, namespace=namespace, **kw)
+        return self.c.delete("Secret", namespace, name)
 
     def create_namespaced_service(self, namespace: str, body: dict[str, Any]) -> V1Service:
         self.c.record("create_namespaced_service", namespace=namespace, body=body)

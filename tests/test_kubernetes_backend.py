@@ -2,6 +2,7 @@
 answering with the official client's models and ApiException). NOT tested against a live cluster: no API
 server can run here. The manifests it plans are validated with `kubernetes-validate --strict`."""
 
+import json
 import shutil
 import subprocess
 import time
@@ -136,3 +137,19 @@ def test_preflight_names_the_fix(kitti_converted: Path, fake: Cluster, change: d
     found = [p for p in err.value.problems if p.path == f"preflight.{check}"]
     assert found and text in found[0].message and found[0].fix, err.value.problems
     assert not [n for n in fake.names() if n.startswith("create_namespaced")]
+
+
+def test_a_spec_with_a_key_ships_in_a_secret_never_in_the_plan(kitti_converted: Path, fake: Cluster) -> None:
+    key = "nvidia_tlt_key_0123"
+    out = _train(kitti_converted, encryption_key=key)
+    assert out.job_id and out.plan is not None
+    plan = out.plan.model_dump()
+    assert key not in json.dumps(plan) and key not in json.dumps(app_context().store.get(out.job_id).plan)
+    docs = {d["kind"]: d for d in plan["manifests"]}
+    assert "ConfigMap" not in docs and "***" in next(iter(docs["Secret"]["stringData"].values()))
+    vols = docs["Job"]["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "spec", "secret": {"secretName": f"tao-{out.job_id}-spec"}} in vols
+    (sent,) = [kw["body"] for n, kw in fake.calls if n == "create_namespaced_secret"]
+    assert key in next(iter(sent["stringData"].values()))          # the pods read the real spec
+    cancel_job(out.job_id)
+    assert ("Secret", NS, f"tao-{out.job_id}-spec") not in fake.objects

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
+import yaml
 from pydantic import Field, ValidationError
 
 from tools.backends.base import Backend, BackendOptions, BackendStatus, Capabilities, Check, LaunchRequest, Plan
@@ -54,6 +55,8 @@ class KubernetesPlan(Plan):
     claims: list[str]
     num_nodes: int
     gpus_per_node: int
+    spec_host_path: str = Field(description="The spec file; a Secret gets its real text only at submit.")
+    spec_name: str
 
 
 class Api:
@@ -129,10 +132,11 @@ class KubernetesBackend(Backend):
         env = job_env(req.home_dir, req.cache_dir, req.env)
         gpus = 0 if req.gpus == [] else req.gpus_per_node
         try:
+            spec_text, has_key = _spec_text(Path(req.spec_host_path))
             job = K8sJob(name=f"tao-{req.job_id}", namespace=opts.namespace, num_nodes=req.num_nodes,
                          gpus_per_node=gpus, image=req.image, command=command, env=env, cpu=opts.cpu,
                          memory=opts.memory, shm_size=opts.shm_size, volumes=_volumes(req, opts, spec_dir),
-                         spec_files={spec_name: Path(req.spec_host_path).read_text()}, spec_mount=spec_dir or "/",
+                         spec_files={spec_name: spec_text}, spec_mount=spec_dir or "/", spec_secret=has_key,
                          run_as_user=os.getuid(), run_as_group=os.getgid(),
                          labels={"tao-bevfusion/action": req.action},
                          node_selector=opts.node_selector, image_pull_secret=opts.image_pull_secret,
@@ -148,7 +152,8 @@ class KubernetesBackend(Backend):
                               mounts=req.mounts, env=env, user=f"{os.getuid()}:{os.getgid()}", devices=req.gpus,
                               notes=notes, manifests=render(job), yaml=render_yaml(job), namespace=opts.namespace,
                               name=job.name, context=opts.context, claims=sorted(set(opts.claims.values())),
-                              num_nodes=req.num_nodes, gpus_per_node=gpus)
+                              num_nodes=req.num_nodes, gpus_per_node=gpus, spec_host_path=req.spec_host_path,
+                              spec_name=spec_name)
 
     def preflight(self, plan: Plan) -> list[Check]:
         assert isinstance(plan, KubernetesPlan)
@@ -159,9 +164,11 @@ class KubernetesBackend(Backend):
     def submit(self, plan: Plan) -> str:
         assert isinstance(plan, KubernetesPlan)
         api, created = API_FACTORY(plan.context), list[str]()
-        creators = {"ConfigMap": api.core.create_namespaced_config_map, "Service": api.core.create_namespaced_service,
-                    "Job": api.batch.create_namespaced_job}
+        creators = {"ConfigMap": api.core.create_namespaced_config_map, "Secret": api.core.create_namespaced_secret,
+                    "Service": api.core.create_namespaced_service, "Job": api.batch.create_namespaced_job}
         for doc in plan.manifests:
+            if doc["kind"] == "Secret":  # the plan shows the key masked; the cluster gets the file as written
+                doc = {**doc, "stringData": {plan.spec_name: Path(plan.spec_host_path).read_text()}}
             try:
                 creators[doc["kind"]](namespace=plan.namespace, body=doc)
             except Exception as exc:
@@ -204,14 +211,16 @@ class KubernetesBackend(Backend):
 
     def cancel(self, handle: str, force: bool) -> None:
         namespace, name, context = _parse(handle)
-        self._delete(API_FACTORY(context), namespace, name, ["Job", "Service", "ConfigMap"], grace=0 if force else None)
+        self._delete(API_FACTORY(context), namespace, name, ["Job", "Service", "ConfigMap", "Secret"],
+                     grace=0 if force else None)
 
     @staticmethod
     def _delete(api: Api, namespace: str, name: str, kinds: list[str], grace: int | None = None) -> None:
         calls = {"Job": (api.batch.delete_namespaced_job, name),
                  "Service": (api.core.delete_namespaced_service, name),
-                 "ConfigMap": (api.core.delete_namespaced_config_map, f"{name}-spec")}
-        for kind in ("Job", "Service", "ConfigMap"):
+                 "ConfigMap": (api.core.delete_namespaced_config_map, f"{name}-spec"),
+                 "Secret": (api.core.delete_namespaced_secret, f"{name}-spec")}
+        for kind in ("Job", "Service", "ConfigMap", "Secret"):
             if kind not in kinds:
                 continue
             fn, obj = calls[kind]
@@ -238,7 +247,19 @@ class KubernetesBackend(Backend):
 
     def cleanup(self, handle: str) -> None:
         namespace, name, context = _parse(handle)
-        self._delete(API_FACTORY(context), namespace, name, ["Service", "ConfigMap"])
+        self._delete(API_FACTORY(context), namespace, name, ["Service", "ConfigMap", "Secret"])
+
+
+def _spec_text(path: Path) -> tuple[str, bool]:
+    """The spec as the plan may show it (encryption_key masked), and whether it has a key."""
+    from tools.spec.wiring import SECRET_MASK
+    from tools.yamlio import load_yaml_file
+
+    text = path.read_text()
+    loaded = load_yaml_file(path)
+    if not (isinstance(loaded, dict) and loaded.get("encryption_key")):
+        return text, False
+    return yaml.safe_dump({**loaded, "encryption_key": SECRET_MASK}, sort_keys=False), True
 
 
 def _fix(status: int) -> str:

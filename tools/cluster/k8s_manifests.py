@@ -63,6 +63,7 @@ class K8sJob(BaseModel):
     volumes: list[Volume] = []
     spec_files: dict[Annotated[str, Field(pattern=r"^[-._A-Za-z0-9]+$")], str] = {}
     spec_mount: Annotated[str, Field(pattern=r"^/")] = "/specs"
+    spec_secret: bool = Field(default=False, description="Ship the spec files in a Secret (they hold a key).")
     run_as_user: Annotated[int, Field(ge=0)] | None = None
     run_as_group: Annotated[int, Field(ge=0)] | None = None
     labels: dict[Annotated[str, Field(pattern=LABEL_KEY)], Annotated[str, Field(pattern=LABEL_VALUE)]] = {}
@@ -126,7 +127,9 @@ def _volumes(job: K8sJob) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     volumes: list[dict[str, Any]] = [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": job.shm_size}}]
     mounts: list[dict[str, Any]] = [{"name": "dshm", "mountPath": "/dev/shm"}]
     if job.spec_files:
-        volumes.append({"name": "spec", "configMap": {"name": f"{job.name}-spec"}})
+        source = {"secret": {"secretName": f"{job.name}-spec"}} if job.spec_secret else \
+            {"configMap": {"name": f"{job.name}-spec"}}
+        volumes.append({"name": "spec", **source})
         mounts.append({"name": "spec", "mountPath": job.spec_mount, "readOnly": True})
     for v in job.volumes:
         volumes.append({"name": v.name, **v.source()})
@@ -178,12 +181,16 @@ def service_manifest(job: K8sJob) -> dict[str, Any]:
 
 
 def configmap_manifest(job: K8sJob) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(job, f"{job.name}-spec"),
-            "data": dict(sorted(job.spec_files.items()))}
+    """The spec files: a ConfigMap, or a Secret when they carry a key (ConfigMaps are readable by more roles)."""
+    data = dict(sorted(job.spec_files.items()))
+    if job.spec_secret:
+        return {"apiVersion": "v1", "kind": "Secret", "metadata": _meta(job, f"{job.name}-spec"), "type": "Opaque",
+                "stringData": data}
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(job, f"{job.name}-spec"), "data": data}
 
 
 def render(job: K8sJob) -> list[dict[str, Any]]:
-    """The manifests in creation order: ConfigMap (when there are spec files), Service, Job."""
+    """The manifests in creation order: ConfigMap or Secret (when there are spec files), Service, Job."""
     docs = [configmap_manifest(job)] if job.spec_files else []
     return [*docs, service_manifest(job), job_manifest(job)]
 
