@@ -173,3 +173,27 @@ def test_job_queued_by_the_scheduler_is_pending(cluster_ws: Path) -> None:
         assert cancel_job(out.job_id).state == "canceled"
     finally:
         subprocess.run(["scontrol", "update", "PartitionName=debug", "MaxTime=INFINITE"], check=True)
+
+
+def test_two_node_train_through_the_mcp_server(cluster_ws: Path) -> None:
+    import anyio
+    from mcp import Client
+
+    from tools.server import mcp
+
+    async def go() -> dict[str, object]:
+        async with Client(mcp) as c:
+            dry = await c.call_tool("run_action", {"action": "train", "data_root": str(cluster_ws), "backend": "slurm",
+                                                   "num_nodes": 2, "num_gpus": 2, "automl_policy": "off",
+                                                   "backend_options": OPTS, "dry_run": True})
+            assert "#SBATCH --nodes=2" in dry.structured_content["plan"]["script"]
+            r = await c.call_tool("run_action", {"action": "train", "data_root": str(cluster_ws), "backend": "slurm",
+                                                 "num_nodes": 2, "num_gpus": 2, "automl_policy": "off",
+                                                 "overrides": {"num_epochs": 1, "batch_size": 1},
+                                                 "backend_options": OPTS, "wait_seconds": 30})
+            assert not r.is_error, r
+            summary: dict[str, object] = r.structured_content["summary"]
+            return summary
+
+    summary = anyio.run(go)
+    assert summary["state"] == "succeeded", summary
