@@ -31,6 +31,8 @@ NEWER = {"model_name": "ExperimentConfig", "wandb.group": "WandBConfig", "wandb.
          "inference.trt_engine": "InferenceConfig", "inference.batch_size": "InferenceConfig"}
 PROGRESS = re.compile(r"Epoch \d+: \s*\d+%|\[.*\]")  # the 5.5 launcher's progress-bar regex (§1.2)
 FAULT = os.environ.get("FAKE_TAO_FAULT", "")
+# Only global rank 0 writes status.json and checkpoints (contract §9.2); other nodes of a multi-node job run too.
+RANK0 = os.environ.get("PET_NODE_RANK", "0") in ("", "0")
 
 
 def tao_log(level, message):
@@ -93,7 +95,8 @@ def launcher(argv):
 # ---------------------------------------------------------------- worker (scripts/<subtask>.py)
 class Status:
     def __init__(self, path):
-        self.path = path
+        self.path = path if RANK0 else os.devnull
+        self.dir = os.path.dirname(path)
         self.sticky = {}
         os.makedirs(os.path.dirname(path), exist_ok=True)
         if os.path.exists(path):
@@ -270,7 +273,7 @@ def do_train(spec, st):
             print(f"resumed epoch: {start}, iter: {saved.get('iter', 0)}")
         else:
             print(f"Load checkpoint from {resume_path}")
-    work = os.path.dirname(st.path)
+    work = st.dir
     run_dir = os.path.join(work, time.strftime("%Y%m%d_%H%M%S"))
     os.makedirs(run_dir, exist_ok=True)
     with open(os.path.join(run_dir, os.path.basename(run_dir) + ".log"), "a") as log:
@@ -310,7 +313,7 @@ def _train_loop(spec, st, train, frames, start, epochs, work, log):
                 st.sticky["graphical"] = {"loss": loss, "matched_ious": 0.1486}
                 st.write("RUNNING", data={"mode": "train", "cur_iter": cur, "time_per_iter": f"00:00:0{step}",
                                           "eta": eta, "lr": lr, "loss": loss, "matched_ious": 0.1486})
-        if epoch % ckpt_int == 0 or epoch == epochs:
+        if RANK0 and (epoch % ckpt_int == 0 or epoch == epochs):
             path = os.path.join(work, f"epoch_{epoch}.pth")
             with open(path, "w") as fh:
                 json.dump({"epoch": epoch, "iter": cur, "meta": "stand-in checkpoint"}, fh)

@@ -45,6 +45,10 @@ def refresh(job: Job, ctx: AppContext) -> Job:
     store.update(job.id, cursor=cursor, findings=findings, progress=progress, metrics=metrics, handle=handle)
     job = store.get(job.id)
     if status.state in ("running", "created", "queued"):
+        live = "pending" if status.state == "queued" else "running"  # queued by a scheduler: still pending
+        if job.state != live:
+            store.update(job.id, state=live)
+            job = store.get(job.id)
         return job
     return _finish(ctx, job, status.exit_code, status.oom_killed, container_missing=status.state == "missing",
                    handle=handle)

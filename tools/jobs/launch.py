@@ -55,7 +55,9 @@ class RunActionInput(BuildSpecInput):
         "Nodes for this job (multi-node needs a backend that supports it)."))
     backend_options: dict[str, Any] | None = Field(default=None, description=(
         "Options of the chosen backend only. docker: network ('none'|'host'|'bridge'), shm_size ('16G'), "
-        "mem_limit ('64g'), memlock (bytes, -1 = unlimited)."))
+        "mem_limit ('64g'), memlock (bytes, -1 = unlimited). slurm: partition, account, qos, reservation, runtime "
+        "('pyxis'|'apptainer'|'docker'), gpu_flag, cpus_per_task, mem, time_limit, log_dir. kubernetes: namespace, "
+        "context, claims ({container path: PVC}), cpu, memory, shm_size, node_selector."))
     automl_policy: Literal["on", "off"] | None = Field(default=None, description=(
         "train only: 'on' (route via AutoML, the default) or 'off' (launch directly)."))
     request: str | None = Field(default=None, max_length=2000, description="The user's words, for the AutoML "
@@ -156,7 +158,7 @@ def _routing(inp: RunActionInput) -> dict[str, Any] | None:
     return decision.model_dump() if decision.route != "direct" else None
 
 
-def _check_fit(inp: RunActionInput, side: LaunchSidecar, backend: Backend, spec: dict[str, Any]) -> None:
+def _check_fit(inp: RunActionInput, side: LaunchSidecar, backend: Backend, spec: dict[str, Any]) -> int:
     if side.action != inp.action:
         raise InputError(problem("spec_path", f"the spec is for {side.action}, not {inp.action}",
                                  f"use action='{side.action}' or build a {inp.action} spec"))
@@ -164,12 +166,17 @@ def _check_fit(inp: RunActionInput, side: LaunchSidecar, backend: Backend, spec:
         raise InputError(problem("backend", f"the spec was built for the {side.backend} backend (its paths "
                                  "differ)", f"use backend='{side.backend}' or rebuild the spec"))
     section = spec.get(inp.action, {}) if inp.action != "dataset_convert" else {}
-    nodes = max(inp.num_nodes, int(section.get("num_nodes", 1) or 1) if isinstance(section, dict) else 1)
+    spec_nodes = int(section.get("num_nodes", 1) or 1) if isinstance(section, dict) else 1
+    nodes = max(inp.num_nodes, spec_nodes)
+    if inp.spec_path and "num_nodes" in inp.model_fields_set and inp.num_nodes != spec_nodes:
+        raise InputError(problem("num_nodes", f"num_nodes={inp.num_nodes} but the spec says {spec_nodes} (torchrun "
+                                 "--nnodes comes from the spec)", f"rebuild the spec with num_nodes={inp.num_nodes}"))
     if nodes > 1 and not backend.capabilities.multi_node:
         able = multi_node_backends() or [f"{b} (planned)" for b in PLANNED_MULTI_NODE]
         raise InputError(problem("num_nodes", f"{nodes} nodes asked, but the {backend.name} backend runs one "
                                  "node (a second node would never join and the job would wait for ever)",
                                  f"use a multi-node backend: {', '.join(able)}; or set num_nodes=1"))
+    return nodes
 
 
 def run_action(inp: RunActionInput, ctx: AppContext | None = None,
@@ -187,7 +194,7 @@ def run_action(inp: RunActionInput, ctx: AppContext | None = None,
     backend = ctx.backend(inp.backend)
     loaded = load_yaml_file(spec_path)
     spec = loaded if isinstance(loaded, dict) else {}
-    _check_fit(inp, side, backend, spec)
+    inp = inp.model_copy(update={"num_nodes": _check_fit(inp, side, backend, spec)})  # the spec's --nnodes
     busy = [j for j in ctx.store.active_for_results(side.results_dir) if not refresh(j, ctx).terminal]
     if busy:
         raise InputError(problem("results_dir", f"{side.results_dir} is in use by running job {busy[0].id}",

@@ -80,12 +80,15 @@ class BuildSpecInput(BaseModel):
         "Absolute host path of swin_tiny_patch4_window7_224.pth; without it the spec never downloads "
         "and the Swin backbone starts from random weights."))
     num_gpus: int | None = Field(default=None, ge=1, le=16, description="GPUs for the running action.")
+    num_nodes: int | None = Field(default=None, ge=1, le=64, description=(
+        "train only: nodes for the job (num_gpus is then per node, at least 2); needs a multi-node backend."))
     encryption_key: str | None = Field(default=None, max_length=512, description=(
         "Model key, written to the spec file only; never shown back."))
     output_path: str | None = Field(default=None, max_length=4096, description=(
         "Absolute host path for the spec (.yaml). Default: a new folder under the state dir."))
     backend: str = Field(default="docker", max_length=64, description=(
-        "Where the job will run: docker (container paths /data, /results/...) or local (host paths unchanged)."))
+        "Where the job will run: docker, slurm, kubernetes (container paths /data, /results/...) or local (host "
+        "paths unchanged)."))
     strict: bool = Field(default=False, description="Error on 7.x-only keys instead of removing them.")
 
 
