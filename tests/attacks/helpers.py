@@ -56,7 +56,7 @@ def cli(*argv: str) -> tuple[int, str, str]:
             rc = cli_main(list(argv))
         except SystemExit as exc:
             rc = int(exc.code or 0) if not isinstance(exc.code, str) else 2
-        except Exception as exc:  # noqa: BLE001 - a crash is what the attack looks for
+        except Exception as exc:
             return 99, out.getvalue(), f"Traceback: {type(exc).__name__}: {exc}"
     return rc, out.getvalue(), err.getvalue()
 

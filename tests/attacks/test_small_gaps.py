@@ -17,7 +17,7 @@ def test_nan_in_free_form_spec_dict_via_cli(raw_root: Path):
     """The CLI's JSON parser accepts NaN/Infinity; a spec must never carry them (refused, rc 2)."""
     ov = '{"num_epochs": 10, "train.lr_scheduler": [{"type": "CosineAnnealingLR", "T_max": 10, "begin": 0, ' \
          '"end": 10, "by_epoch": true, "eta_min": NaN, "pad": Infinity}]}'
-    rc, out, err = cli("build-spec", "--action", "train", "--data-root", str(raw_root), "--overrides", ov)
+    rc, out, _err = cli("build-spec", "--action", "train", "--data-root", str(raw_root), "--overrides", ov)
     assert rc == 2, (rc, out[-300:])
 
 
@@ -73,7 +73,7 @@ def test_host_path_with_colon_is_refused_before_any_record(workspace: Path, raw_
 
 def test_memlock_unlimited_is_accepted(workspace: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("TAO_BEVFUSION_MEMLOCK", "unlimited")
-    rc, out, err = cli("list-jobs")
+    rc, _out, err = cli("list-jobs")
     assert rc == 0, err
 
 

@@ -111,7 +111,7 @@ def test_truncated_jobs_db_is_an_error_not_no_jobs(converted: Path, workspace: P
 
 def test_garbage_jobs_db_gives_an_actionable_error(workspace: Path):
     (workspace / "home" / "jobs.db").write_bytes(os.urandom(8192))
-    rc, out, err = cli("list-jobs")
+    rc, _out, err = cli("list-jobs")
     assert rc == 2 and "Traceback" not in err and "jobs.db" in err, (rc, err)
 
 
@@ -131,9 +131,9 @@ def tiny_home(workspace: Path, monkeypatch: pytest.MonkeyPatch):
 
 def test_read_only_state_dir_gives_an_actionable_error(raw_root: Path, tiny_home: Path):
     subprocess.run(["mount", "-o", "remount,ro", str(tiny_home)], check=True)
-    rc, out, err = cli("build-spec", "--action", "train", "--data-root", str(raw_root))
+    rc, _out, err = cli("build-spec", "--action", "train", "--data-root", str(raw_root))
     assert rc == 2 and "Traceback" not in err and "read-only" in err.lower(), (rc, err)
-    rc, out, err = cli("list-jobs")
+    rc, _out, err = cli("list-jobs")
     assert rc in (0, 2) and "Traceback" not in err, (rc, err)
 
 
@@ -145,7 +145,7 @@ def test_full_disk_build_spec_is_actionable_and_leaves_no_tmp(raw_root: Path, ti
                 fh.write(b"\0" * 65536)
         except OSError:
             pass
-    rc, out, err = cli("build-spec", "--action", "train", "--data-root", str(raw_root))
+    rc, _out, err = cli("build-spec", "--action", "train", "--data-root", str(raw_root))
     assert rc == 2 and "Traceback" not in err and ("space" in err.lower() or "full" in err.lower()), (rc, err)
     leftovers = [p for p in tiny_home.rglob("*.tmp")]
     assert not leftovers, leftovers
