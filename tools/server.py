@@ -103,8 +103,9 @@ def _build_tool(t: api.ToolDef) -> Tool:
                               annotations=ToolAnnotations.model_validate(t.annotations))
     # Unknown arguments are errors (the SDK would drop them silently): the model must hear about a typo.
     base = tool.fn_metadata.arg_model
+    # Inputs are never echoed in errors: a key or a megabyte of overrides must not come back.
     tool.fn_metadata.arg_model = type(base.__name__, (base,), {"model_config": ConfigDict(
-        extra="forbid", arbitrary_types_allowed=True)})
+        extra="forbid", arbitrary_types_allowed=True, hide_input_in_errors=True)})
     tool.parameters["additionalProperties"] = False
     return tool
 

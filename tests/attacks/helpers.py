@@ -12,7 +12,7 @@ from mcp import Client
 
 from tools import api
 from tools.cli import main as cli_main
-from tools.errors import ToolInputError
+from tools.errors import InputError
 from tools.server import mcp
 
 FAST = {"num_epochs": 2, "batch_size": 1}
@@ -27,7 +27,7 @@ def refused(name: str, **args: Any) -> str:
     """Call a tool that must refuse; return the rendered error text (fails the test if it did not refuse)."""
     try:
         api.call(name, args)
-    except ToolInputError as exc:
+    except InputError as exc:
         return exc.render()
     raise AssertionError(f"{name} accepted {list(args)}")
 

@@ -1,6 +1,6 @@
 """Fuzz (Hypothesis) of host-path validation (build_spec / check_dataset arguments) and env validation
 (run_action dry_run env=...): a path outside the roots is never accepted, and nothing crashes with a raw
-exception (only ToolInputError / a pydantic ValidationError naming the field). Budget: MAX_EXAMPLES."""
+exception (only InputError / a pydantic ValidationError naming the field). Budget: MAX_EXAMPLES."""
 
 import os
 from pathlib import Path
@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from tests.conftest import copy_sample
 from tools import api
-from tools.errors import ToolInputError
+from tools.errors import InputError
 
 pytestmark = [pytest.mark.attack, pytest.mark.heavy]
 MAX_EXAMPLES = 120
@@ -46,7 +46,7 @@ def _resolved_inside(raw: str, ws: Path) -> bool:
 def _attempt(name: str, args: dict) -> object | None:
     try:
         return api.call(name, args)[0]
-    except (ToolInputError, ValidationError):
+    except (InputError, ValidationError):
         return None
 
 

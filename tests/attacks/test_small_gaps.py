@@ -37,12 +37,20 @@ def test_deep_or_long_dotted_overrides_are_tool_errors(raw_root: Path, overrides
     assert r.is_error and "RecursionError" not in r.content[0].text and len(r.content[0].text) < 8192
 
 
-def test_deeply_nested_override_is_a_tool_error(raw_root: Path):
+def _nested(depth: int) -> dict:
     nested: dict = {"leaf": 1}
-    for _ in range(900):
+    for _ in range(depth):
         nested = {"n": nested}
-    r = mcp_call("build_spec", {"action": "train", "data_root": str(raw_root), "overrides": {"train": nested}})
+    return {"train": nested}
+
+
+def test_deeply_nested_override_is_a_tool_error(raw_root: Path):
+    """100 levels through MCP (the client itself refuses to serialise ~900), 900 through the CLI's JSON."""
+    r = mcp_call("build_spec", {"action": "train", "data_root": str(raw_root), "overrides": _nested(100)})
     assert r.is_error and "Recursion" not in r.content[0].text and len(r.content[0].text) < 8192
+    rc, _out, err = cli("build-spec", "--action", "train", "--data-root", str(raw_root), "--overrides",
+                        json.dumps(_nested(900)))
+    assert rc == 2 and "Recursion" not in err and len(err) < 8192, (rc, err[-300:])
 
 
 @pytest.mark.parametrize("gpus", [["0; reboot"], ["9" * 100_000], ["-1"], ["0", "0"]])
@@ -137,7 +145,7 @@ def test_key_at_column_290_of_an_error_line_does_not_leak(converted: Path):
 @pytest.mark.docker
 def test_rewriting_the_spec_does_not_unredact_older_logs(converted: Path, workspace: Path):
     """Redaction uses the key recorded for the job, not whatever the spec file says today."""
-    out = str(workspace / "home" / "specs" / "fixed.yaml")
+    out = str(workspace / "home" / "specs" / "fixed" / "train.yaml")
     job_id = _keyed_running_job(converted, epochs=1, output_path=out)
     finish(job_id)
     with open(workspace / "home" / "jobs" / job_id / "job.log", "a") as fh:

@@ -258,6 +258,8 @@ class DockerBackend(Backend):
                 window.append(out, pending)
             # The sync state lives beside the log (under the lock), shared by every process.
             state_file.write_text(json.dumps({"boundary": window.top, "seen": sorted(window.top_seen)}))
+        if window.top > window.boundary:  # the log's mtime is its newest line's time, not the sync's (stalls)
+            os.utime(log_path, (window.top, window.top))
 
     def cancel(self, handle: str, force: bool) -> None:
         try:
