@@ -159,3 +159,27 @@ def test_convert_refused_while_a_train_reads_the_root(converted: Path):
     res = mcp_call("run_action", {"action": "dataset_convert", "data_root": str(converted), "gpus": []})
     assert res.is_error and r.job_id in res.content[0].text, res.content[0].text
     call("cancel_job", job_id=r.job_id, force=True)
+
+
+@pytest.mark.docker
+def test_full_disk_mid_run_loses_nothing_and_duplicates_no_log(docker_ws: Path, raw_root: Path, tiny_home: Path):
+    """The state dir fills up while a job runs: get_job gives an actionable error (the record kept), and once
+    space is back the log holds each line once."""
+    r = launch("dataset_convert", raw_root, env={"FAKE_TAO_ITER_SECONDS": "0.3"})
+    filler = tiny_home / "filler"
+    with open(filler, "wb") as fh:
+        try:
+            while True:
+                fh.write(b"\0" * 4096)
+        except OSError:
+            pass
+    time.sleep(1.5)
+    res = mcp_call("get_job", {"job_id": r.job_id})
+    if res.is_error:
+        assert "space" in res.content[0].text.lower() or "full" in res.content[0].text.lower(), res.content[0].text
+    filler.unlink()
+    s = finish(r.job_id)
+    assert s.state == "succeeded", s.verdict
+    lines = [ln for ln in (tiny_home / "jobs" / r.job_id / "job.log").read_text().splitlines() if ln.strip()]
+    dupes = {ln for ln in lines if lines.count(ln) > 1 and "Epoch" not in ln}
+    assert len(lines) > 3 and not dupes, sorted(dupes)[:5]
