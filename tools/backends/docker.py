@@ -284,7 +284,9 @@ class DockerBackend(Backend):
         except NotFound:
             return
         try:
-            if force:
+            if container.status == "created":
+                container.remove(force=True)  # never started: nothing to stop, and it must not start later
+            elif force:
                 container.kill()
             else:
                 container.stop(timeout=5)

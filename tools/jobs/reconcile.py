@@ -48,12 +48,16 @@ def submitter_gone(token: str | None) -> bool:
 def reconcile_pending(job: Job, ctx: AppContext) -> Job:
     """Adopt the job's container if it exists; fail (or cancel) the record when no submit is coming."""
     store = ctx.store
-    handle = ctx.backend(job.backend).find(job.id)
+    backend = ctx.backend(job.backend)
+    handle = backend.find(job.id)
+    age = time.time() - job.created_at
+    gone = submitter_gone(job.meta.submitter) and age > GRACE
+    if handle and gone and backend.poll(handle).state == "created":
+        backend.cleanup(handle)  # created but never started, and its submitter is dead: it never will be
+        handle = None
     if handle:
         store.update(job.id, state="running", handle=handle, started_at=job.started_at or time.time())
         return store.get(job.id)
-    age = time.time() - job.created_at
-    gone = submitter_gone(job.meta.submitter) and age > GRACE
     if job.cancel_requested and (gone or age > GRACE):
         verdict = Verdict(outcome="canceled", reason="canceled before the job started; nothing ran")
     elif gone or age > PENDING_LIMIT:

@@ -132,8 +132,8 @@ class JobStore:
         low = text.lower()
         if "readonly" in low or "read-only" in low:
             fix = f"the state dir {self.home} is read-only: make it writable or set TAO_BEVFUSION_HOME elsewhere"
-        elif "full" in low or "no space" in low:
-            fix = f"the disk holding {self.home} is full: free space and repeat the call"
+        elif "full" in low or "no space" in low or "disk i/o" in low:
+            fix = f"the disk holding {self.home} is full (or failing): free space and repeat the call"
         elif "malformed" in low or "not a database" in low or "no such table" in low:
             fix = (f"jobs.db is damaged: move it aside (mv {self.path} {self.path}.damaged) and restore a backup "
                    "if you have one; the job folders under jobs/ and results dirs are untouched")
