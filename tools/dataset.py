@@ -114,7 +114,8 @@ def _read_ids(rep: _Report, root: Path) -> dict[str, list[str]]:
                 rep.add("IMAGESETS_BLANK_LINE", f, f"line {n} is blank (5.5 convert fails: invalid literal for int())",
                         "delete blank lines")
             elif not token.isdigit():
-                rep.add("IMAGESETS_BAD_ID", f, f"line {n} {token!r} is not a numeric frame id", "use ids like 000123")
+                rep.add("IMAGESETS_BAD_ID", f, f"line {n} {token[:40]!r} is not a numeric frame id",
+                        "use ids like 000123")
             else:
                 found.append(f"{int(token):06d}")
         ids[split] = found
@@ -193,7 +194,7 @@ def _check_contents(rep: _Report, root: Path, ids: dict[str, list[str]], listing
                     rep.add("LABEL_COLUMNS", label.path, f"line {n} has {len(cols)} space-separated columns, not 15",
                             "write KITTI labels: class + 14 numbers, single spaces")
                 elif cols[0] not in KITTI_CLASSES:
-                    rep.add("LABEL_UNKNOWN_CLASS", label.path, f"line {n}: class {cols[0]!r} is not a KITTI class "
+                    rep.add("LABEL_UNKNOWN_CLASS", label.path, f"line {n}: class {cols[0][:40]!r} is not a KITTI class "
                             "(only Pedestrian -> person is trained)", "fix the class name (e.g. Pedestrian)")
                 elif cols[0] in PERSON_CLASSES:
                     persons += 1
