@@ -98,3 +98,19 @@ def test_result_text_of_a_huge_error_stays_small(raw_root: Path):
     r = mcp_call("build_spec", {"action": "train", "data_root": str(raw_root),
                                 "overrides": {f"train.{'q' * 150}_{i}": i for i in range(300)}})
     assert r.is_error and len(r.content[0].text) < 8192 and "300" in r.content[0].text
+
+
+def test_early_cancel_of_a_local_job_is_not_lost(tmp_path: Path):
+    """SIGTERM to the job's process group before the job installs any handler: the runner ignores it, but the
+    job must not inherit that (it would run to the end and the cancel would read as a success)."""
+    import signal
+    import subprocess
+    import sys
+
+    exit_file = tmp_path / "exit.json"
+    proc = subprocess.Popen([sys.executable, "-m", "tools.backends.local_runner", str(exit_file), "--",
+                             sys.executable, "-c", "import time; time.sleep(3)"], start_new_session=True)
+    time.sleep(0.8)  # the runner is up, the child is (in) its interpreter start-up or sleeping
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=10)
+    assert '"signal": 15' in exit_file.read_text()

@@ -16,7 +16,9 @@ def main(argv: list[str]) -> int:
         print("usage: local_runner <exit.json> -- <argv...>", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the group gets SIGTERM on cancel; the child decides
-    proc = subprocess.Popen(command)
+    # An ignored signal stays ignored across exec: the child must get the default back, or a cancel that
+    # lands before it installs its own handler is lost and the job runs to the end.
+    proc = subprocess.Popen(command, preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL))
     code = proc.wait()
     result = {"exit_code": code if code >= 0 else 128 - code, "signal": -code if code < 0 else None}
     tmp = exit_file + ".tmp"
