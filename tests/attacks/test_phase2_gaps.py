@@ -114,3 +114,10 @@ def test_early_cancel_of_a_local_job_is_not_lost(tmp_path: Path):
     os.killpg(proc.pid, signal.SIGTERM)
     proc.wait(timeout=10)
     assert '"signal": 15' in exit_file.read_text()
+
+
+def test_checkpoint_in_the_state_dir_root_is_refused(workspace: Path, raw_root: Path):
+    """A .pth placed in the state dir itself: its folder (jobs.db, the signing key) would be mounted."""
+    ckpt = workspace / "home" / "epoch_1.pth"
+    ckpt.write_bytes(b"{}")
+    assert "state dir" in refused("build_spec", action="evaluate", data_root=str(raw_root), checkpoint=str(ckpt))
