@@ -113,6 +113,11 @@ GresTypes=gpu
 NodeName=$(node_list) NodeHostname=localhost NodeAddr=127.0.0.1 Port=$ports CPUs=1 RealMemory=1000 $gres
 PartitionName=$PARTITION Nodes=$(node_list) Default=YES MaxTime=INFINITE State=UP
 EOF
+  write_env
+}
+
+# Rewritten on every `up`, so an engine address recorded by an earlier run never outlives that engine.
+write_env() {
   {
     echo "export SLURM_CONF=$CONF"
     echo "export SLURM_CLUSTER_DIR=$DIR"
@@ -142,7 +147,7 @@ spawn() { local out=$1; shift; setsid "$@" </dev/null >>"$out" 2>&1 & }
 
 start() {
   if live_pid "$DIR/run/slurmctld.pid" slurmctld >/dev/null && all_idle; then
-    log "already up ($NODES nodes idle) in $DIR"; return 0
+    write_env; log "already up ($NODES nodes idle) in $DIR"; return 0
   fi
   install_packages
   write_config

@@ -8,7 +8,7 @@ import pytest
 
 from tools.settings import Settings
 
-pytest_plugins = ["tests.dockerfix"]
+pytest_plugins = ["tests.dockerfix", "tests.result_sizes"]
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "data"

@@ -9,6 +9,7 @@
 
 import argparse
 import json
+import os
 import sys
 import types
 from pathlib import Path
@@ -18,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticUndefined
 
 from tools import api
-from tools.errors import ToolError
+from tools.errors import InputError, ToolError, problem
 from tools.jobs.wait import wait_sync
 from tools.settings import AppContext, app_context
 
@@ -35,8 +36,37 @@ def _scalar(ann: Any) -> tuple[Any, list[Any] | None]:
     return json.loads, None
 
 
+# argv is readable by every local user (/proc/<pid>/cmdline): secrets come from a file or the environment.
+SECRET_FIELDS = {"encryption_key": "TAO_BEVFUSION_ENCRYPTION_KEY"}
+
+
+def _add_secret_option(parser: argparse.ArgumentParser, name: str) -> None:
+    parser.add_argument("--" + name.replace("_", "-") + "-file", dest=name + "_file", type=Path,
+                        help=f"file holding the {name.replace('_', ' ')} (or set {SECRET_FIELDS[name]}); "
+                        "never given on the command line")
+
+
+def _secrets(model: type[BaseModel], args: argparse.Namespace) -> dict[str, str]:
+    out = {}
+    for name, env in SECRET_FIELDS.items():
+        if name not in model.model_fields:
+            continue
+        path: Path | None = getattr(args, name + "_file", None)
+        try:
+            value = path.read_text().rstrip("\r\n") if path else os.environ.get(env, "")
+        except OSError as exc:
+            raise InputError(problem(f"--{name.replace('_', '-')}-file", f"cannot read {path}: {exc.strerror}",
+                                     "give a readable file (chmod 600) holding only the key")) from exc
+        if value:
+            out[name] = value
+    return out
+
+
 def _add_model_options(parser: argparse.ArgumentParser, model: type[BaseModel]) -> None:
     for name, field in model.model_fields.items():
+        if name in SECRET_FIELDS:
+            _add_secret_option(parser, name)
+            continue
         flag = "--" + name.replace("_", "-")
         required = field.default is PydanticUndefined
         help_text = (field.description or "").replace("%", "%%")
@@ -130,6 +160,7 @@ def _run_tool(t: api.ToolDef, args: argparse.Namespace) -> int:
         images_dir: Path | None = getattr(args, "images_dir", None)
         if images_dir and t.images_dir_request_field:
             fields[t.images_dir_request_field] = True
+        fields.update(_secrets(t.input, args))
         inp = t.input.model_validate(fields)
         model, text = t.fn(inp, ctx)
         job_id = getattr(model, "job_id", None)

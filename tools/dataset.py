@@ -5,6 +5,7 @@ Reads directory listings once (os.scandir) and each small text file once; never 
 
 import os
 import shutil
+import stat
 from pathlib import Path
 from typing import Literal
 
@@ -21,6 +22,7 @@ KITTI_CLASSES = {"Car", "Van", "Truck", "Pedestrian", "Person_sitting", "Cyclist
                  "person"}
 PERSON_CLASSES = {"Pedestrian", "person"}
 MAX_LISTED = 5  # per problem code: enough to act on, small enough for an agent's context
+MAX_TEXT_BYTES = 4 << 20  # ImageSets lists of ~100k frames; calib/label files are a few KB
 
 
 class DatasetProblem(BaseModel):
@@ -57,6 +59,33 @@ class _Report:
         self.items.append(DatasetProblem(code=code, severity=severity, path=str(path), message=message, fix=fix))
 
 
+def _read_small(rep: "_Report", path: Path, root: Path, limit: int = MAX_TEXT_BYTES) -> str | None:
+    """The text of a small regular file inside the root, or None with the problem recorded.
+
+    Never follows a link out of the root, never opens a FIFO, socket or device (O_NONBLOCK + fstat before
+    any read), and never reads more than `limit` bytes: a dataset is input from anyone."""
+    if not inside(path, root):
+        rep.add("SYMLINK_ESCAPES_ROOT", path, "links outside the dataset root (not read; it will not resolve "
+                "inside the container)", "copy the file into the dataset root")
+        return None
+    try:
+        fd = os.open(os.path.realpath(path), os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    except OSError as exc:
+        rep.add("FILE_UNREADABLE", path, f"cannot be opened ({exc.strerror})", "make it a readable regular file")
+        return None
+    with os.fdopen(fd, "rb") as fh:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            rep.add("NOT_A_REGULAR_FILE", path, "is not a regular file (a FIFO, socket or device; not read)",
+                    "replace it with the real KITTI file")
+            return None
+        if info.st_size > limit:
+            rep.add("FILE_TOO_LARGE", path, f"{info.st_size} bytes; a KITTI text file is a few KB (not read)",
+                    "replace it with the real KITTI file")
+            return None
+        return fh.read(limit + 1)[:limit].decode(errors="replace")
+
+
 def _listing(folder: Path) -> dict[str, os.DirEntry[str]]:
     try:
         with os.scandir(folder) as it:
@@ -75,13 +104,18 @@ def _read_ids(rep: _Report, root: Path) -> dict[str, list[str]]:
             ids[split] = []
             continue
         found = []
-        for n, line in enumerate(f.read_text(errors="replace").splitlines(), 1):
+        text = _read_small(rep, f, root)
+        if text is None:
+            ids[split] = []
+            continue
+        for n, line in enumerate(text.splitlines(), 1):
             token = line.strip()
             if not token:
                 rep.add("IMAGESETS_BLANK_LINE", f, f"line {n} is blank (5.5 convert fails: invalid literal for int())",
                         "delete blank lines")
             elif not token.isdigit():
-                rep.add("IMAGESETS_BAD_ID", f, f"line {n} {token!r} is not a numeric frame id", "use ids like 000123")
+                rep.add("IMAGESETS_BAD_ID", f, f"line {n} {token[:40]!r} is not a numeric frame id",
+                        "use ids like 000123")
             else:
                 found.append(f"{int(token):06d}")
         ids[split] = found
@@ -92,6 +126,10 @@ def _check_frame_files(rep: _Report, root: Path, ids: dict[str, list[str]], list
     needed = sorted(set(ids["train"]) | set(ids["val"]))
     for modality, ext in MODALITIES.items():
         folder = root / "training" / modality
+        if not inside(folder, root):
+            rep.add("SYMLINK_ESCAPES_ROOT", folder, f"training/{modality}/ links outside the dataset root (it "
+                    "will not resolve inside the container)", f"copy the {modality} files into the dataset root")
+            continue
         if not listings[modality] and not folder.is_dir():
             rep.add("MODALITY_DIR_MISSING", folder, f"training/{modality}/ is missing",
                     f"put the KITTI {modality} files there")
@@ -107,6 +145,23 @@ def _check_frame_files(rep: _Report, root: Path, ids: dict[str, list[str]], list
             elif entry.is_symlink() and not inside(Path(entry.path), root):
                 rep.add("SYMLINK_ESCAPES_ROOT", entry.path, "symlink points outside the dataset root (it will not "
                         "resolve inside the container)", "copy the file into the dataset root")
+            elif not _regular(entry):
+                rep.add("NOT_A_REGULAR_FILE", entry.path, "is not a regular file (a FIFO, socket or device)",
+                        "replace it with the real KITTI file")
+
+
+def _regular(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_file()  # follows the link: a FIFO or device behind a name is not a file
+    except OSError:
+        return False
+
+
+def _read_quiet(entry: os.DirEntry[str] | None, root: Path) -> str | None:
+    """Contents of a frame file _check_frame_files already vetted; escapes and odd files were reported there."""
+    if entry is None or not _regular(entry) or not inside(Path(entry.path), root):
+        return None
+    return _read_small(_Report(root), Path(entry.path), root)
 
 
 def _check_contents(rep: _Report, root: Path, ids: dict[str, list[str]], listings: dict[str, dict]) -> int:
@@ -114,22 +169,24 @@ def _check_contents(rep: _Report, root: Path, ids: dict[str, list[str]], listing
     needed = sorted(set(ids["train"]) | set(ids["val"]))
     for fid in needed:
         velo = listings["velodyne"].get(fid + ".bin")
-        if velo is not None:
+        if velo is not None and _regular(velo) and inside(Path(velo.path), root):
             size = velo.stat().st_size
             if size == 0 or size % 16:
                 rep.add("VELODYNE_SIZE", velo.path, f"{size} bytes is not a positive multiple of 16 (float32 x, y, "
                         "z, intensity)", "re-export the scan; the file is truncated or not KITTI format")
         calib = listings["calib"].get(fid + ".txt")
-        if calib is not None:
-            lines = Path(calib.path).read_text(errors="replace").splitlines()
+        calib_text = _read_quiet(calib, root)
+        if calib is not None and calib_text is not None:
+            lines = calib_text.splitlines()
             keys = {ln.split(":", 1)[0].strip() for ln in lines if ":" in ln}
             missing = [k for k in CALIB_KEYS if k not in keys]
             if missing or len([ln for ln in lines if ln.strip()]) < 7:
                 rep.add("CALIB_INCOMPLETE", calib.path, f"missing {', '.join(missing) or 'lines'} (needs >= 7 lines: "
                         "P0..P3, R0_rect, Tr_velo_to_cam, Tr_imu_to_velo)", "use the full KITTI calib file")
         label = listings["label_2"].get(fid + ".txt")
-        if label is not None:
-            for n, line in enumerate(Path(label.path).read_text(errors="replace").splitlines(), 1):
+        label_text = _read_quiet(label, root)
+        if label is not None and label_text is not None:
+            for n, line in enumerate(label_text.splitlines(), 1):
                 cols = line.split(" ")
                 if not line.strip():
                     continue
@@ -137,7 +194,7 @@ def _check_contents(rep: _Report, root: Path, ids: dict[str, list[str]], listing
                     rep.add("LABEL_COLUMNS", label.path, f"line {n} has {len(cols)} space-separated columns, not 15",
                             "write KITTI labels: class + 14 numbers, single spaces")
                 elif cols[0] not in KITTI_CLASSES:
-                    rep.add("LABEL_UNKNOWN_CLASS", label.path, f"line {n}: class {cols[0]!r} is not a KITTI class "
+                    rep.add("LABEL_UNKNOWN_CLASS", label.path, f"line {n}: class {cols[0][:40]!r} is not a KITTI class "
                             "(only Pedestrian -> person is trained)", "fix the class name (e.g. Pedestrian)")
                 elif cols[0] in PERSON_CLASSES:
                     persons += 1
@@ -169,7 +226,8 @@ def check_dataset(data_root: str, action: str, ctx: AppContext | None = None, ba
     root = host_path(data_root, "data_root", (ctx or app_context()).settings)
     rep = _Report(root)
     ids = _read_ids(rep, root)
-    listings = {m: _listing(root / "training" / m) for m in MODALITIES}
+    listings = {m: _listing(root / "training" / m) if inside(root / "training" / m, root) else {}
+                for m in MODALITIES}
     _check_frame_files(rep, root, ids, listings)
     persons = _check_contents(rep, root, ids, listings)
     if persons == 0 and (ids["train"] or ids["val"]):
@@ -191,7 +249,7 @@ def check_dataset(data_root: str, action: str, ctx: AppContext | None = None, ba
         if not os.access(root, os.W_OK):
             rep.add("ROOT_NOT_WRITABLE", root, "convert writes pickles, velodyne_reduced/ and status.json into the "
                     "root", f"make it writable (chmod u+w {root}) or convert a writable copy")
-        velo_bytes = sum(e.stat().st_size for e in listings["velodyne"].values() if e.is_file())
+        velo_bytes = sum(e.stat().st_size for e in listings["velodyne"].values() if _regular(e))
         free = shutil.disk_usage(root).free
         if free < velo_bytes // 4:
             rep.add("DISK_SPACE", root, f"{free} bytes free < a quarter of velodyne/ ({velo_bytes} bytes)",

@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 MAX_LISTED = 20  # an error lists the first problems and counts the rest: results stay small
+MAX_TEXT = 6000  # and stops listing before its text passes this (the 8 KB result promise, with room)
 
 
 class Problem(BaseModel):
@@ -36,11 +37,18 @@ class ToolError(Exception):
     def render(self) -> str:
         count = len(self.problems)
         lines = [f"{self.headline} ({count} problem{'s' if count != 1 else ''}):"]
+        used = len(lines[0])
+        listed = 0
         for p in self.problems[:MAX_LISTED]:
             shown = "" if p.value is None else f" (got {str(p.value)[:80]!r})"
-            lines.append(f"- {p.path[:200]}: {p.message[:600]}{shown}. Fix: {p.fix[:400]}")
-        if count > MAX_LISTED:
-            lines.append(f"- … and {count - MAX_LISTED} more of the same kind; fix these first")
+            line = f"- {p.path[:200]}: {p.message[:600]}{shown}. Fix: {p.fix[:400]}"
+            if listed and used + len(line) > MAX_TEXT:
+                break
+            lines.append(line)
+            used += len(line) + 1
+            listed += 1
+        if count > listed:
+            lines.append(f"- … and {count - listed} more; fix these first")
         return "\n".join(lines)
 
 

@@ -6,6 +6,7 @@ write `<results_dir>/<action>/status.json`; train writes `epoch_<N>.pth` and a `
 Plugin side: `<state dir>/jobs/<job id>/` holds the job's combined log and backend bookkeeping.
 """
 
+import os
 import re
 from pathlib import Path
 
@@ -92,3 +93,26 @@ class JobFiles:
 def launch_sidecar(spec_path: Path) -> Path:
     """The launch record build_spec writes beside a spec (mounts, results dir, hash)."""
     return spec_path.with_name(spec_path.stem + ".launch.json")
+
+
+def private_dirs(path: Path) -> Path:
+    """Create `path` and its missing parents private to the user (0700): job folders and spec folders hold
+    logs and keyed specs that other local users must not read."""
+    missing = []
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        missing.append(probe)
+        probe = probe.parent
+    for folder in reversed(missing):
+        folder.mkdir(mode=0o700, exist_ok=True)
+    return path
+
+
+def secure_state_dir(home: Path) -> Path:
+    """The state dir (jobs.db, the signing key, every spec) exists and is 0700; an existing one of ours that
+    others can read or enter is tightened (it holds keys)."""
+    private_dirs(home)
+    info = home.stat()
+    if info.st_mode & 0o077 and info.st_uid == os.geteuid():
+        os.chmod(home, 0o700)
+    return home

@@ -56,6 +56,20 @@ def host_path(raw: str | None, field: str, settings: Settings, *, kind: str = "d
     return resolved
 
 
+def refuse_in_state_dir(path: Path, field: str, settings: Settings, allowed: str | None = None) -> Path:
+    """The state dir holds jobs.db, the signing key and every spec (with keys): a folder that a job mounts
+    may not be it or inside it, except a subfolder of the one part it hands out itself (runs/ or specs/)."""
+    home = settings.home
+    if not _under(path, home):
+        return path
+    if allowed and home / allowed in path.parents:
+        return path
+    where = f"a subfolder of {home / allowed} or " if allowed else ""
+    raise InputError(problem(field, f"{path} is inside the state dir {home} (jobs.db, keys and specs would be "
+                             "mounted into the job)", f"use {where}a folder outside {home}",
+                             code="PATH_IN_STATE_DIR"))
+
+
 def inside(path: Path, root: Path) -> bool:
     """True when `path` (symlinks resolved) stays inside `root`."""
     return _under(Path(os.path.realpath(path)), Path(os.path.realpath(root)))

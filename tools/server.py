@@ -17,7 +17,7 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
 from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, ImageContent, TextContent, ToolAnnotations
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic_core import PydanticUndefined
 
 from tools import api
@@ -81,7 +81,10 @@ def _images(t: api.ToolDef, inp: Any, model: Any, app: AppContext) -> list[Image
 def _build_tool(t: api.ToolDef) -> Tool:
     async def handler(**kwargs: Any) -> CallToolResult:
         ctx = kwargs.pop("ctx", None)
-        inp = t.input.model_validate(kwargs)
+        try:
+            inp = t.input.model_validate(kwargs)
+        except ValidationError as exc:  # rules beyond the argument schema (the SDK would say only "Error")
+            raise ToolError(f"invalid arguments: {exc}") from exc
         wait = int(getattr(inp, "wait_seconds", 0) or 0) if t.after_wait else 0
         if wait:
             inp = inp.model_copy(update={"wait_seconds": 0})
@@ -105,8 +108,9 @@ def _build_tool(t: api.ToolDef) -> Tool:
                               annotations=ToolAnnotations.model_validate(t.annotations))
     # Unknown arguments are errors (the SDK would drop them silently): the model must hear about a typo.
     base = tool.fn_metadata.arg_model
+    # Inputs are never echoed in errors: a key or a megabyte of overrides must not come back.
     tool.fn_metadata.arg_model = type(base.__name__, (base,), {"model_config": ConfigDict(
-        extra="forbid", arbitrary_types_allowed=True)})
+        extra="forbid", arbitrary_types_allowed=True, hide_input_in_errors=True)})
     tool.parameters["additionalProperties"] = False
     return tool
 
@@ -123,24 +127,28 @@ def _job(job_id: str) -> tuple[AppContext, Any]:
         raise ResourceNotFoundError(exc.render()) from exc
 
 
-def _tail(path: Path, limit: int = 64 * 1024) -> str:
-    if not path.is_file():
-        raise ResourceNotFoundError(f"{path.name} does not exist yet")
-    with open(path, "rb") as fh:
-        size = fh.seek(0, 2)
-        fh.seek(max(0, size - limit))
-        data = fh.read()
+def _tail(path: Path, secrets: list[str], limit: int = 64 * 1024) -> str:
+    """The file's last `limit` bytes, secrets redacted before the cut (a key across it leaves no part)."""
+    from tools.evidence.safeio import read_regular, redact_bytes
+
+    probe = read_regular(path, 0, 0)
+    if probe is None:
+        raise ResourceNotFoundError(f"{path.name} does not exist yet (or is not a regular file)")
+    margin = max((len(s) * 6 for s in secrets), default=0)  # a JSON-escaped key is at most 6 bytes a char
+    got = read_regular(path, max(0, probe[0] - limit - margin), limit + margin)
+    size, data = got if got else (0, b"")
+    data = redact_bytes(data, secrets)[-limit:]
     prefix = f"[last {len(data)} of {size} bytes; page with get_job_logs]\n" if size > limit else ""
     return prefix + data.decode(errors="replace").replace("\r", "\n")
 
 
 def _redacted_tail(job_id: str, which: str) -> str:
-    from tools.jobs.summary import job_secrets, redact
+    from tools.jobs.summary import job_secrets
 
     app, job = _job(job_id)
     path = (job.files(app.settings.home).log if which == "log"
             else status_path(job.action, Path(job.results_dir), Path(job.data_root)))
-    return redact(_tail(path), job_secrets(job))
+    return _tail(path, job_secrets(job))
 
 
 @mcp.resource("tao-bevfusion://jobs/{job_id}/log", mime_type="text/plain", description="A job's log (tail).")

@@ -245,19 +245,38 @@ class DockerBackend(Backend):
         with open(lock_path, "w") as lock, open(log_path, "ab") as out:
             fcntl.flock(lock, fcntl.LOCK_EX)
             state_file = lock_path.with_suffix(".ts")
-            window = _Window(*_read_cursor(state_file))
-            stream = container.logs(stdout=True, stderr=True, timestamps=True, stream=True, follow=False,
-                                    since=window.boundary or None)
-            pending = b""
-            for chunk in stream:
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                for line in lines:
-                    window.append(out, line + b"\n")
-            if pending:
-                window.append(out, pending)
-            # The sync state lives beside the log (under the lock), shared by every process.
-            state_file.write_text(json.dumps({"boundary": window.top, "seen": sorted(window.top_seen)}))
+            boundary, prior, synced = _read_cursor(state_file)
+            if synced is not None and os.fstat(out.fileno()).st_size > synced:
+                out.truncate(synced)  # lines of a sync whose state was never saved (full disk): written again below
+            window = _Window(boundary, prior)
+            start = os.fstat(out.fileno()).st_size
+            try:
+                self._append(container, out, window)
+                out.flush()
+                _write_state(state_file, {"boundary": window.top, "seen": sorted(window.top_seen),
+                                          "size": os.fstat(out.fileno()).st_size})
+            except OSError as exc:
+                with contextlib.suppress(OSError):
+                    out.truncate(start)  # all or nothing: a failed sync leaves no half of itself behind
+                raise EngineError(problem(str(log_path), f"cannot write the job log: {exc.strerror}",
+                                          "free disk space under the state dir, then call get_job again (the job "
+                                          "keeps running; its log is synced from the engine)",
+                                          code="STATE_DIR_FULL")) from exc
+        if window.top > window.boundary:  # the log's mtime is its newest line's time, not the sync's (stalls)
+            os.utime(log_path, (window.top, window.top))
+
+    @staticmethod
+    def _append(container: Any, out: Any, window: "_Window") -> None:
+        stream = container.logs(stdout=True, stderr=True, timestamps=True, stream=True, follow=False,
+                                since=window.boundary or None)
+        pending = b""
+        for chunk in stream:
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                window.append(out, line + b"\n")
+        if pending:
+            window.append(out, pending)
 
     def cancel(self, handle: str, force: bool) -> None:
         try:
@@ -265,7 +284,9 @@ class DockerBackend(Backend):
         except NotFound:
             return
         try:
-            if force:
+            if container.status == "created":
+                container.remove(force=True)  # never started: nothing to stop, and it must not start later
+            elif force:
                 container.kill()
             else:
                 container.stop(timeout=5)
@@ -282,13 +303,26 @@ class DockerBackend(Backend):
             _client().containers.get(handle).remove(force=True)
 
 
-def _read_cursor(path: Path) -> tuple[int, set[tuple[int, int]]]:
-    """(boundary second, stamps already written at or after it) of the last sync."""
+def _read_cursor(path: Path) -> tuple[int, set[tuple[int, int]], int | None]:
+    """(boundary second, stamps already written at or after it, log size after that sync) of the last sync."""
     try:
         data = json.loads(path.read_text())
-        return int(data["boundary"]), {(int(a), int(b)) for a, b in data["seen"]}
+        size = data.get("size")
+        return (int(data["boundary"]), {(int(a), int(b)) for a, b in data["seen"]},
+                int(size) if isinstance(size, int) else None)
     except (OSError, ValueError, KeyError, TypeError):
-        return 0, set()
+        return 0, set(), None
+
+
+def _write_state(path: Path, state: dict[str, Any]) -> None:
+    """Atomically (a torn state file would re-append the whole log)."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(json.dumps(state))
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 class _Window:

@@ -50,6 +50,8 @@ class Cursor(Tolerant):
 
     status_offset: int = 0
     log_offset: int = 0
+    output_at: float | None = Field(default=None, description="When the job last wrote a log line or status "
+                                    "record (for stall detection).")
 
 
 class StatusEvidence(Tolerant):

@@ -6,10 +6,12 @@ rotated) is read again from its start and the reset is counted, never raised.
 """
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from tools.evidence.models import Cursor, EpochAP, Findings, RunMetrics, RunProgress, StatusEvidence
 from tools.evidence.patterns import match_errors
+from tools.evidence.safeio import read_regular, redact_bytes
 from tools.evidence.status import StatusChunk, StatusRecord, read_status
 
 MAX_SCAN = 2 * 1024 * 1024  # first look at a big log: its last 2 MB (tail -n 2000 sees a few hundred KB)
@@ -32,30 +34,28 @@ def _complete(data: bytes, final: bool) -> int:
 
 
 def _read_new(path: Path, cursor: Cursor, findings: Findings, final: bool) -> bytes:
-    try:
-        size = path.stat().st_size
-    except OSError:
+    probe = read_regular(path, 0, 0)
+    if probe is None:
         return b""
-    offset = cursor.log_offset
+    size, offset = probe[0], cursor.log_offset
     if size < offset:  # truncated or rotated under us: start again
         offset = 0
     if size - offset > MAX_SCAN:
         findings.skipped_bytes += size - MAX_SCAN - offset
         offset = size - MAX_SCAN
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(offset)
-            data = fh.read(size - offset)
-    except OSError:
+    got = read_regular(path, offset, size - offset)
+    if got is None:
         return b""
+    data = got[1]
     usable = _complete(data, final)
     cursor.log_offset = offset + usable
     return data[:usable]
 
 
-def scan_log(path: Path, cursor: Cursor, findings: Findings, progress: RunProgress, final: bool = False) -> None:
-    """Scan bytes appended to the job log since cursor.log_offset."""
-    chunk = _read_new(path, cursor, findings, final)
+def scan_log(path: Path, cursor: Cursor, findings: Findings, progress: RunProgress, final: bool = False,
+             secrets: Sequence[str] = ()) -> None:
+    """Scan bytes appended to the job log since cursor.log_offset (secrets redacted before any evidence)."""
+    chunk = redact_bytes(_read_new(path, cursor, findings, final), secrets)
     if not chunk:
         return
     footers = FOOTER.findall(chunk)
@@ -81,9 +81,10 @@ def scan_log(path: Path, cursor: Cursor, findings: Findings, progress: RunProgre
             continue
 
 
-def scan_status(path: Path, cursor: Cursor, findings: Findings, progress: RunProgress, metrics: RunMetrics) -> None:
-    """Fold status.json records appended since cursor.status_offset."""
-    chunk = read_status(path, cursor.status_offset)
+def scan_status(path: Path, cursor: Cursor, findings: Findings, progress: RunProgress, metrics: RunMetrics,
+                secrets: Sequence[str] = ()) -> None:
+    """Fold status.json records appended since cursor.status_offset (secrets redacted before parsing)."""
+    chunk = read_status(path, cursor.status_offset, secrets=secrets)
     cursor.status_offset = chunk.offset
     fold_status(chunk, findings, progress, metrics)
 

@@ -8,14 +8,17 @@ finished line), which keeps a 100,000-line file cheap.
 """
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 from pydantic import BaseModel, Field
 
 from tools.evidence.models import Number, Text, Tolerant, Whole
+from tools.evidence.safeio import read_regular, redact_bytes
 
 RARE_MARKERS = (b'"mode": "val"', b'"FAILURE"', b'"STARTED"', b"finished successfully")
 TRAIN_MARKER = b'"mode": "train"'
+MAX_READ = 32 << 20  # per look; a longer backlog is read on the next look (the offset advances)
 
 
 class StatusRecord(Tolerant):
@@ -71,19 +74,18 @@ def _rare_spans(data: bytes) -> list[tuple[int, int]]:
     return sorted(spans)
 
 
-def read_status(path: Path, offset: int = 0, *, every_record: bool = False) -> StatusChunk:
+def read_status(path: Path, offset: int = 0, *, every_record: bool = False,
+                secrets: Sequence[str] = ()) -> StatusChunk:
     """Records appended since `offset` (everything, or the rare ones plus the newest train line)."""
-    try:
-        with open(path, "rb") as fh:
-            size = fh.seek(0, 2)
-            reset = size < offset
-            start = 0 if reset else offset
-            fh.seek(start)
-            data = fh.read()
-    except OSError:
+    got = read_regular(path, offset, MAX_READ)
+    if got is None:
         return StatusChunk(records=[], offset=offset)
+    size, data = got
+    reset = size < offset
+    start = 0 if reset else offset
     data = data[:data.rfind(b"\n") + 1]
     chunk = StatusChunk(records=[], lines=data.count(b"\n"), offset=start + len(data), reset=reset)
+    data = redact_bytes(data, secrets)  # offsets above count the bytes on disk
     if every_record:
         spans = []
         pos = 0

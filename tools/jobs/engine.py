@@ -15,8 +15,10 @@ from tools.evidence.artifacts import check_artifacts
 from tools.evidence.models import Evidence
 from tools.evidence.scan import scan_log, scan_status
 from tools.evidence.verdict import decide
+from tools.jobs.reconcile import reconcile_pending
+from tools.jobs.stall import newest_output
 from tools.jobs.store import Job, check_job_id
-from tools.jobs.summary import JobSummary, summarize
+from tools.jobs.summary import JobSummary, job_secrets, summarize
 from tools.layout import status_path
 from tools.settings import AppContext, app_context
 
@@ -26,8 +28,12 @@ OUTCOME_STATE = {"succeeded": "succeeded", "succeeded_with_teardown_crash": "suc
 
 def refresh(job: Job, ctx: AppContext) -> Job:
     """Poll the backend, sync and scan new output, and finish the record when the job has ended."""
-    if job.terminal or (job.state == "pending" and not job.handle):
+    if job.terminal:
         return job
+    if job.state == "pending" and not job.handle:
+        job = reconcile_pending(job, ctx)
+        if job.state == "pending" or job.terminal:
+            return job
     store = ctx.store
     backend = ctx.backend(job.backend)
     handle = job.handle or backend.find(job.id)
@@ -39,9 +45,11 @@ def refresh(job: Job, ctx: AppContext) -> Job:
     cursor, findings = job.cursor.model_copy(), job.findings.model_copy(deep=True)
     progress, metrics = job.progress.model_copy(), job.metrics.model_copy(deep=True)
     final = status.state in ("exited", "missing")
-    scan_log(files.log, cursor, findings, progress, final=final)
+    secrets = job_secrets(job)
+    scan_log(files.log, cursor, findings, progress, final=final, secrets=secrets)
     scan_status(status_path(job.action, Path(job.results_dir), Path(job.data_root)), cursor, findings, progress,
-                metrics)
+                metrics, secrets=secrets)
+    cursor.output_at = newest_output(job, files.log)
     store.update(job.id, cursor=cursor, findings=findings, progress=progress, metrics=metrics, handle=handle)
     job = store.get(job.id)
     if status.state in ("running", "created", "queued"):
@@ -71,7 +79,7 @@ def _finish(ctx: AppContext, job: Job, exit_code: int | None, oom: bool, contain
 
 def get_job(job_id: str, ctx: AppContext | None = None) -> JobSummary:
     ctx = ctx or app_context()
-    return summarize(refresh(ctx.store.get(check_job_id(job_id)), ctx))
+    return summarize(refresh(ctx.store.get(check_job_id(job_id)), ctx), ctx.settings.stall_seconds)
 
 
 class CancelResult(BaseModel):

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, SerializeAsAny, StringConstraints, ValidationError
+from pydantic import AfterValidator, BaseModel, Field, SerializeAsAny, StringConstraints, ValidationError
 
 from tools.backends.base import Backend, Check, LaunchRequest, Plan
 from tools.backends.environment import validate_env
@@ -21,12 +21,13 @@ from tools.dataset import check_dataset
 from tools.errors import EngineError, InputError, problem
 from tools.evidence.models import Cursor
 from tools.evidence.verdict import Verdict
-from tools.jobs import notes
+from tools.jobs import guards, notes
 from tools.jobs.engine import refresh
+from tools.jobs.reconcile import submitter_token
 from tools.jobs.store import Job, new_job_id
 from tools.jobs.summary import JobSummary, summarize
 from tools.jobs.wait import MAX_WAIT, wait_sync
-from tools.layout import JobFiles, status_path
+from tools.layout import JobFiles, private_dirs, status_path
 from tools.paths import Mount, host_path
 from tools.settings import AppContext, app_context
 from tools.spec.build import BuildSpecInput, build_spec
@@ -38,13 +39,22 @@ from tools.yamlio import load_yaml_file
 GpuId = Annotated[str, StringConstraints(pattern=r"^(\d{1,3}|GPU-[0-9a-fA-F-]{8,64}|MIG-[0-9A-Za-z/-]{1,80})$")]
 
 
+def _each_once(gpus: list[str]) -> list[str]:
+    if len(set(gpus)) != len(gpus):
+        raise ValueError("gpus names a GPU more than once; list each host GPU once")
+    return gpus
+
+
+GpuList = Annotated[list[GpuId], AfterValidator(_each_once)]  # in the type: the MCP argument model checks it too
+
+
 class RunActionInput(BuildSpecInput):
     """run_action: launch an action from a spec_path written by build_spec, or from build_spec's inputs."""
 
     data_root: str | None = Field(default=None, max_length=4096, description=(  # type: ignore[assignment]
         "Absolute host path of the KITTI root (needed unless spec_path is given)."))
     spec_path: str | None = Field(default=None, max_length=4096, description="A spec written by build_spec.")
-    gpus: list[GpuId] | None = Field(default=None, max_length=16, description=(
+    gpus: GpuList | None = Field(default=None, max_length=16, description=(
         "HOST GPU ids for the job, e.g. ['2','3'] (or GPU-/MIG- UUIDs); default the first num_gpus; "
         "[] = no GPU request."))
     env: dict[str, str] | None = Field(default=None, description=(
@@ -199,11 +209,14 @@ def run_action(inp: RunActionInput, ctx: AppContext | None = None,
     if busy:
         raise InputError(problem("results_dir", f"{side.results_dir} is in use by running job {busy[0].id}",
                                  "wait for it, cancel it, or use a fresh results_dir"))
+    guards.refuse_reused_results(ctx, inp.action, side.results_dir)
+    guards.refuse_dataset_in_use(ctx, inp.action, side.data_root)
     gpus_per_node = int(spec.get(inp.action, {}).get("num_gpus", 1)) if inp.action != "dataset_convert" else 0
     job_id = new_job_id()
     req = _request(inp, job_id, spec_path, side, backend, ctx, gpus_per_node)
     plan = backend.plan(req)
     plan.preflight = notes.spec_preflight(_preflight(plan, backend, inp, side, ctx), spec, inp.action)
+    plan.preflight += guards.gpu_checks(inp.gpus, gpus_per_node)
     failed = [c for c in plan.preflight if not c.ok]
     told: dict[str, Any] = {"warnings": notes.warning_lines(side.warnings, plan.preflight),
                             "overrides": side.overrides or [], "lineage": side.lineage}
@@ -233,9 +246,11 @@ def _record(inp: RunActionInput, ctx: AppContext, job_id: str, spec_path: Path, 
               "convert_mode": spec.get("mode", "training"), "image": req.image,
               "has_secret": bool(spec.get("encryption_key")), "hyper": notes.hyperparameters(spec, inp.action),
               "overrides": side.overrides, "lineage": side.lineage,
-              "warnings": notes.warning_lines(side.warnings, plan.preflight) or None})
+              "warnings": notes.warning_lines(side.warnings, plan.preflight) or None,
+              "secrets": [str(spec["encryption_key"])] if spec.get("encryption_key") else [],
+              "submitter": submitter_token()})
     files = job.files(ctx.settings.home)
-    files.scratch.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dirs(files.scratch)
     Path(side.results_dir).mkdir(parents=True, exist_ok=True)
     return job
 
@@ -252,5 +267,7 @@ def _submit(ctx: AppContext, job: Job, backend: Backend, plan: Plan) -> Job:
         ctx.store.update(job.id, state="failed", verdict=verdict.model_dump(), finished_at=time.time(),
                          errors=[p.model_dump() for p in exc.problems])
         raise type(exc)(exc.problems, headline=f"{exc.headline} (job {job.id} recorded as failed)") from exc
-    ctx.store.update(job.id, state="running", handle=handle, started_at=time.time())
+    if not ctx.store.update(job.id, state="running", handle=handle, started_at=time.time()):
+        backend.cancel(handle, True)  # the record ended meanwhile (canceled while pending): nothing may run
+        backend.cleanup(handle)
     return ctx.store.get(job.id)  # the first get_job polls; returning now keeps the launch call fast

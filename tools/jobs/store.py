@@ -7,6 +7,7 @@ database written by an older release opens with everything in it.
 """
 
 import json
+import os
 import re
 import secrets
 import sqlite3
@@ -20,7 +21,7 @@ from pydantic import BaseModel, Field
 
 from tools.errors import EngineError, InputError, problem
 from tools.evidence.models import Cursor, Findings, RunMetrics, RunProgress, Tolerant
-from tools.layout import JobFiles
+from tools.layout import JobFiles, secure_state_dir
 
 JobState = Literal["pending", "running", "succeeded", "failed", "canceled", "unknown"]
 JobKind = Literal["run", "study"]
@@ -61,6 +62,8 @@ class JobMeta(Tolerant):
     overrides: list[dict[str, Any]] | None = None
     lineage: str | None = None
     warnings: list[str] | None = None
+    secrets: list[str] = Field(default_factory=list, description="Values to redact (recorded at launch).")
+    submitter: str | None = Field(default=None, description="host:pid:start of the process that submits it.")
 
 
 class Job(BaseModel):
@@ -120,14 +123,28 @@ class JobStore:
         self.home = home
         self.path = home / "jobs.db"
         try:
-            home.mkdir(parents=True, exist_ok=True)
+            secure_state_dir(home)
             with self._conn() as conn:
                 self._migrate(conn)
-        except (OSError, sqlite3.Error) as exc:
-            raise EngineError(problem(str(self.path), f"cannot open the job store: {exc}",
-                                      "check that TAO_BEVFUSION_HOME is a writable folder with free space; a "
-                                      "damaged jobs.db can be moved aside (its jobs are then no longer listed)",
-                                      code="STORE_UNAVAILABLE")) from exc
+            os.chmod(self.path, 0o600)  # the WAL and shm files sqlite makes take this mode
+        except OSError as exc:
+            raise self._trouble(exc) from exc
+
+    def _trouble(self, exc: Exception) -> EngineError:
+        """An actionable error for store trouble; nothing recorded is touched."""
+        text = str(exc)
+        low = text.lower()
+        if "readonly" in low or "read-only" in low:
+            fix = f"the state dir {self.home} is read-only: make it writable or set TAO_BEVFUSION_HOME elsewhere"
+        elif "full" in low or "no space" in low or "disk i/o" in low:
+            fix = f"the disk holding {self.home} is full (or failing): free space and repeat the call"
+        elif "malformed" in low or "not a database" in low or "no such table" in low:
+            fix = (f"jobs.db is damaged: move it aside (mv {self.path} {self.path}.damaged) and restore a backup "
+                   "if you have one; the job folders under jobs/ and results dirs are untouched")
+        else:
+            fix = "check that TAO_BEVFUSION_HOME is a writable folder with free space, then repeat the call"
+        return EngineError(problem(str(self.path), f"the job store failed: {text[:200]}", fix,
+                                   code="STORE_UNAVAILABLE"))
 
     @staticmethod
     def _migrate(conn: sqlite3.Connection) -> None:
@@ -152,12 +169,20 @@ class JobStore:
 
     @contextmanager
     def _conn(self) -> Iterator[sqlite3.Connection]:
-        conn = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+        """A connection; any sqlite trouble but a constraint violation becomes an actionable EngineError."""
+        try:
+            conn = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise self._trouble(exc) from exc
         try:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA busy_timeout=10000")
             conn.row_factory = sqlite3.Row
             yield conn
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.Error as exc:
+            raise self._trouble(exc) from exc
         finally:
             conn.close()
 

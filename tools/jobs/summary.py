@@ -3,6 +3,7 @@
 Everything here is bounded (lists capped, strings trimmed) so a summary stays under 8 KB whatever the log.
 """
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from pydantic import BaseModel, Field
 from tools import layout
 from tools.evidence.patterns import ErrorMatch, error_matches
 from tools.evidence.verdict import Verdict
+from tools.jobs import stall
 from tools.jobs.store import Job, JobState
 from tools.yamlio import fast_yaml
 
@@ -52,12 +54,18 @@ class JobSummary(BaseModel):
         "evaluate: the checkpoint evaluated (path, epoch, how chosen) and the KITTI AP table (AP11/AP40 x "
         "3D/BEV/2D x strict/loose, easy/moderate/hard)."))
     report: list[str] = Field(default_factory=list, description="Text lines of the above, as the digest shows them.")
+    elapsed_seconds: float | None = Field(default=None, description="Run time so far (or in total), seconds.")
+    stall: str | None = Field(default=None, description="Set when a running job has been silent too long: the "
+                              "likely cause (TAO_BEVFUSION_STALL_SECONDS).")
 
 
 def job_secrets(job: Job) -> list[str]:
-    """Secret values this job's spec carries (the encryption key), to redact from anything shown.
+    """Secret values this job's spec carried at launch (the encryption key), to redact from anything shown.
 
-    The spec is read only for jobs launched with a key (recorded at launch), not on every poll."""
+    They are recorded with the job (a later edit of the spec file must not un-redact older logs); the spec is
+    read only for records made before that, and only when they were launched with a key."""
+    if job.meta.secrets:
+        return list(job.meta.secrets)
     if not job.meta.has_secret:
         return []
     try:
@@ -71,6 +79,9 @@ def job_secrets(job: Job) -> list[str]:
 def redact(text: str, secrets: list[str]) -> str:
     for value in secrets:
         text = text.replace(value, "***")
+        escaped = json.dumps(value)[1:-1]  # the form a JSON writer (status.json) gives it
+        if escaped != value:
+            text = text.replace(escaped, "***")
     return text
 
 
@@ -160,7 +171,7 @@ def _digest(job: Job, progress: Progress, metrics: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def summarize(job: Job) -> JobSummary:
+def summarize(job: Job, stall_seconds: int | None = None) -> JobSummary:
     p = job.progress
     progress = Progress(epoch=p.epoch, max_epochs=job.meta.num_epochs if job.action == "train" else None,
                         iteration=p.cur_iter, iters_per_epoch=p.iters_per_epoch, loss=p.loss, lr=p.lr, eta=p.eta)
@@ -198,7 +209,11 @@ def summarize(job: Job) -> JobSummary:
                          parent_job_id=job.parent_job_id, log_resource=f"tao-bevfusion://jobs/{job.id}/log",
                          digest=_digest(job, progress, metrics),
                          detections=found.model_dump() if found else None, evaluation=evaluated,
-                         report=(_launch_lines(job) + found_lines + eval_lines)[:40])
+                         report=(_launch_lines(job) + found_lines + eval_lines)[:40],
+                         elapsed_seconds=stall.elapsed(job), stall=stall.stall_note(job, stall_seconds))
+    if summary.stall:
+        summary.digest += f"; {summary.stall}"
+        summary.next_steps = stall.stall_steps(job) + summary.next_steps[:1]
     while len(summary.model_dump_json()) > SUMMARY_LIMIT and (summary.errors or summary.metrics.get("per_epoch")):
         if summary.metrics.get("per_epoch"):
             summary.metrics["per_epoch"] = summary.metrics["per_epoch"][len(summary.metrics["per_epoch"]) // 2 + 1:]

@@ -18,11 +18,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tools import layout as names
 from tools.backends.registry import backend_class
-from tools.errors import InputError, problem
-from tools.paths import Mount, MountLayout, host_path
+from tools.errors import EngineError, InputError, problem
+from tools.paths import Mount, MountLayout, host_path, refuse_in_state_dir
 from tools.settings import AppContext, Settings, app_context, skill_dir
 from tools.spec import resume
 from tools.spec import rules as specrules
+from tools.spec.limits import override_problems
 from tools.spec.schema import action_schema, dump_yaml
 from tools.spec.sidecar import LaunchSidecar, sign
 from tools.spec.surface import ConvertConfig, ExperimentConfig
@@ -41,6 +42,9 @@ MANAGED = {
     "train.pretrained_checkpoint": "pretrained_checkpoint", "encryption_key": "encryption_key",
     "model.img_backbone.init_cfg": "swin_checkpoint", "dataset.img_file": "(not supported)",
     "dataset.pc_file": "(not supported)",
+    # Each action's own results_dir moves its outputs away from the folder the verdict checks.
+    "train.results_dir": "results_dir", "evaluate.results_dir": "results_dir",
+    "inference.results_dir": "results_dir",
 }
 
 
@@ -51,7 +55,8 @@ STALE_GEOMETRY = {"point_cloud_range": [0, -40, -3, 70.4, 40, 1], "voxel_size": 
 class BuildSpecInput(BaseModel):
     """Inputs of build_spec (also the MCP tool's input schema)."""
 
-    model_config = ConfigDict(extra="forbid")
+    # Errors never echo inputs: an encryption_key or a 3 MB override must not come back in them.
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     action: Action = Field(description="dataset_convert, train, evaluate or inference.")
     data_root: str = Field(description="Absolute HOST path of the KITTI root (ImageSets/, training/).",
@@ -118,6 +123,7 @@ def _spec_location(req: BuildSpecInput, settings: Settings, stamp: str) -> Path:
                                          f"use {out.with_suffix('.yaml')}", value=req.output_path))
         if out.exists() and out.is_dir():
             raise InputError(problem("output_path", "is a directory", "give a file path ending in .yaml"))
+        refuse_in_state_dir(out.parent, "output_path", settings, allowed="specs")
         return out
     return settings.home / "specs" / stamp / f"{req.action}.yaml"
 
@@ -129,7 +135,8 @@ def _results_location(req: BuildSpecInput, settings: Settings, data_root: Path, 
                                 "root_dir); results_dir was ignored")
         return data_root
     if req.results_dir:
-        return host_path(req.results_dir, "results_dir", settings, must_exist=False)
+        results = host_path(req.results_dir, "results_dir", settings, must_exist=False)
+        return refuse_in_state_dir(results, "results_dir", settings, allowed="runs")
     return settings.home / "runs" / stamp
 
 
@@ -228,9 +235,9 @@ def masked(spec: dict[str, Any]) -> dict[str, Any]:
 
 def _write_atomic(path: Path, text: str, mode: int = 0o600) -> None:
     """Write via a private temp file and rename; the temp file never outlives a failure."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
+        names.private_dirs(path.parent)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
@@ -243,13 +250,26 @@ def _write_atomic(path: Path, text: str, mode: int = 0o600) -> None:
                                  "free disk space or choose a writable output_path; nothing was written")) from exc
 
 
+def _private_state(settings: Settings) -> None:
+    try:
+        names.secure_state_dir(settings.home)
+    except OSError as exc:
+        raise EngineError(problem(str(settings.home), f"cannot create the state dir: {exc.strerror}",
+                                  "set TAO_BEVFUSION_HOME to a writable folder (nothing was written)",
+                                  code="STATE_DIR_UNWRITABLE")) from exc
+
+
 def build_spec(req: BuildSpecInput, ctx: AppContext | None = None) -> BuildSpecResult:
     """Build, validate and write a 5.5 spec. Raises InputError listing every problem (nothing written)."""
     settings = (ctx or app_context()).settings
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
     maps_paths = backend_class(req.backend).capabilities.maps_paths_into_container
+    _private_state(settings)
+    bounded = override_problems(req.overrides)  # before any rule walks them
+    if bounded:
+        raise InputError(bounded, headline=f"cannot build a valid 5.5 {req.action} spec")
     draft = Draft()
-    data_root = host_path(req.data_root, "data_root", settings)
+    data_root = refuse_in_state_dir(host_path(req.data_root, "data_root", settings), "data_root", settings)
     results = _results_location(req, settings, data_root, stamp, draft)
     spec_path = _spec_location(req, settings, stamp)
     layout = MountLayout(maps_paths)

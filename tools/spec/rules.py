@@ -132,6 +132,11 @@ def lr_schedule_problems(schedule: Any, num_epochs: int) -> list[Problem]:
         return [problem("train.lr_scheduler", "must be a list of scheduler dicts",
                         "omit it to get the 5.5 schedule rescaled to num_epochs")]
     ends = [e.get("end") for e in schedule if e.get("by_epoch", True)]
+    odd = [x for x in ends if x is not None and (isinstance(x, bool) or not isinstance(x, (int, float)))]
+    if odd:
+        return [problem("train.lr_scheduler", f"an epoch-based `end` is not a number: {str(odd[0])[:40]!r}",
+                        "give each `end` as an epoch number (the last equal to num_epochs), or omit "
+                        "train.lr_scheduler")]
     numeric = [x for x in ends if isinstance(x, (int, float))]
     if numeric and (max(numeric) != num_epochs or any(x > num_epochs for x in numeric)):
         return [problem("train.lr_scheduler", f"epoch-based entries end at {max(numeric)}, but "

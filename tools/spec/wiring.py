@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from tools import layout as names
 from tools.errors import InputError, Problem, problem
-from tools.paths import MountLayout, container_name, host_path
+from tools.paths import MountLayout, container_name, host_path, refuse_in_state_dir
 from tools.settings import AppContext, Settings
 from tools.spec import rules as specrules
 from tools.spec.surface.recommended import KITTI_PREFIX
@@ -64,6 +64,7 @@ def drop_path(data: dict[str, Any], path: str) -> None:
 
 def checkpoint_file(raw: str, field: str, settings: Settings) -> Path:
     path = host_path(raw, field, settings, kind="file")
+    refuse_in_state_dir(path.parent, field, settings, allowed="runs")  # its folder is mounted into the job
     if path.suffix != ".pth":
         raise InputError(problem(field, f"{path.name} is not a .pth checkpoint (5.5 loads PyTorch .pth only)",
                                      "pass an epoch_<N>.pth file", value=raw))
