@@ -68,6 +68,12 @@ def resolve_parent_checkpoint(parent_job_id: str | None = None, results_dir: str
     state: str | None = None
     if parent_job_id:
         job = ctx.store.get(check_job_id(parent_job_id, "parent_job_id"))
+        if job.kind == "study":  # its best trial's exact best-epoch checkpoint, never latest
+            from tools.automl.status import study_best
+
+            trial_id, epoch = study_best(job)
+            choice = resolve_parent_checkpoint(parent_job_id=trial_id, epoch=epoch, ctx=ctx)
+            return choice.model_copy(update={"method": f"best trial of study {job.id}: {choice.method}"})
         if job.action != "train":
             raise InputError(problem("parent_job_id", f"{job.id} is a {job.action} job, not train",
                                          "pass the train job whose checkpoints you want (list_jobs(action='train'))"))

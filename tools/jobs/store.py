@@ -57,6 +57,7 @@ class JobMeta(Tolerant):
     convert_mode: str = "training"
     image: str | None = None
     has_secret: bool = False
+    pruned: bool = False  # an AutoML trial its study stopped early: it ends as outcome pruned
 
 
 class Job(BaseModel):

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from tools import layout
+from tools.automl.models import StudyStatus
 from tools.evidence.patterns import ErrorMatch, error_matches
 from tools.evidence.verdict import Verdict
 from tools.jobs.store import Job, JobState
@@ -32,6 +33,7 @@ class Progress(BaseModel):
 
 class JobSummary(BaseModel):
     job_id: str = Field(description="The job.")
+    kind: str = Field(default="run", description="run (one action) or study (an AutoML search; see `study`).")
     action: str = Field(description="dataset_convert, train, evaluate or inference.")
     state: JobState = Field(description="pending, running, succeeded, failed, canceled or unknown.")
     backend: str = Field(description="docker or local.")
@@ -45,6 +47,8 @@ class JobSummary(BaseModel):
     parent_job_id: str | None = Field(default=None, description="The train job whose checkpoint this job used.")
     log_resource: str = Field(description="MCP resource URI of the full log (page it with get_job_logs).")
     digest: str = Field(description="One-line human summary.")
+    study: StudyStatus | None = Field(default=None, description=(
+        "kind=study only: progress, trials, best (with its exact checkpoint), timing and the driver."))
 
 
 def job_secrets(job: Job) -> list[str]:
