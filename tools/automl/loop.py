@@ -18,6 +18,7 @@ from tools.automl import study as S
 from tools.automl.failures import classify, should_stop
 from tools.automl.plan import SNAPSHOT, load_plan
 from tools.errors import EngineError, InputError
+from tools.evidence.patterns import error_matches
 from tools.evidence.status import read_status
 from tools.jobs.engine import refresh
 from tools.jobs.store import Job
@@ -101,13 +102,15 @@ class StudyLoop:
         job.meta.pruned = True
         backend = self.ctx.backend(job.backend)
         handle = job.handle or backend.find(job.id)
-        if handle:
-            backend.cancel(handle, False)
+        if handle:  # killed, not stopped: a pruned trial is never resumed, and its slot is wanted now
+            backend.cancel(handle, True)
 
     def _ended(self, trial: FrozenTrial, job: Job) -> None:
         outcome = job.verdict.get("outcome")
         reason = str(job.verdict.get("reason", ""))
-        if outcome in SUCCEEDED:
+        if job.meta.pruned:  # the stop may land after the last epoch: Optuna's decision stands
+            S.finish(self.study, trial.number, "pruned", reason=reason)
+        elif outcome in SUCCEEDED:
             S.finish(self.study, trial.number, "complete")
         elif outcome == "pruned":
             S.finish(self.study, trial.number, "pruned", reason=reason)
@@ -116,8 +119,8 @@ class StudyLoop:
             return
         else:
             errors = "; ".join(str(e.get("message", ""))[:120] for e in job.errors[:2])
-            patterns = "; ".join(m.get("pattern", "") if isinstance(m, dict) else str(m)
-                                 for m in job.findings.model_dump().get("matches", [])[:3])
+            patterns = "; ".join(f"{m.pattern}: {m.evidence[:160]}"
+                                 for m in error_matches(job.findings.matches, "train", limit=2))
             detail = " ".join(x for x in (reason, errors, patterns) if x)
             S.finish(self.study, trial.number, "failed", reason=f"{outcome}: {detail}"[:600])
         self.log(f"trial {trial.number} ({job.id}) ended: {outcome}")
