@@ -79,7 +79,7 @@ def test_review_launches_nothing_and_bad_input_is_named(converted: Path, engine:
     dry = run_action(RunActionInput(**args, dry_run=True, confirm=True))
     assert dry.state == "review" and dry.job_id is None
     assert list_jobs(action="train") == [] and running_trials(engine, "j0000000000000000") == []
-    with pytest.raises(InputError, match="automl_settings.automl_algorithm"):
+    with pytest.raises(InputError, match=r"automl_settings\.automl_algorithm"):
         run_action(RunActionInput(**study_args(converted, automl={"automl_algorithm": "bohb"})))
     with pytest.raises(InputError, match=r"custom_param_ranges|bound"):
         run_action(RunActionInput(**study_args(converted, automl={"custom_param_ranges": {LR: {"min": -1, "max": 2}}})))

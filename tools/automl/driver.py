@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,7 @@ def spawn_driver(study_id: str, folder: Path, ctx: AppContext) -> int:
         proc = subprocess.Popen([sys.executable, "-m", "tools.automl.driver", study_id], stdin=subprocess.DEVNULL,
                                 stdout=out, stderr=subprocess.STDOUT, env=env, cwd=str(folder),
                                 start_new_session=True, close_fds=True)
+    threading.Thread(target=proc.wait, daemon=True).start()  # reaped while this process lives: no zombie
     return proc.pid
 
 

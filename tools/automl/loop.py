@@ -43,6 +43,7 @@ class StudyLoop:
         self.cfg = S.study_config(self.study)
         self.offsets: dict[str, int] = {}  # job id -> status.json offset (a restart re-reads; repeats ignored)
         self.stopped: str | None = None
+        self.dirty = True
 
     def log(self, text: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
@@ -56,13 +57,20 @@ class StudyLoop:
         if self.job.terminal or self.job.cancel_requested:
             self._wind_down("study canceled" if self.job.cancel_requested else f"study {self.job.state}")
             return False
-        for trial in self.running():
+        self.dirty = False  # an idle tick (trials running, nothing new) reads Optuna once and writes nothing
+        running = self.running()
+        for trial in running:
             self._reconcile(trial)
-        if self._too_many_failures():
-            return False
-        self._fill()
-        self.snapshot()
-        if not self.running():
+        if self.dirty:
+            if self._too_many_failures():
+                return False
+            running = self.running()
+        if len(running) < self.plan.concurrent:
+            self._fill()
+            running = self.running()
+        if self.dirty:
+            self.snapshot()
+        if not running:
             self._finalize()
             return False
         return True
@@ -91,6 +99,7 @@ class StudyLoop:
         for rec in chunk.records:
             if not rec.is_validation or rec.epoch is None or rec.AP11 is None:
                 continue
+            self.dirty = True
             if S.report(self.study, trial.number, rec.epoch, rec.AP11) and not job.terminal:
                 self._prune(trial, job, rec.epoch)
 
@@ -106,6 +115,7 @@ class StudyLoop:
             backend.cancel(handle, True)
 
     def _ended(self, trial: FrozenTrial, job: Job) -> None:
+        self.dirty = True
         outcome = job.verdict.get("outcome")
         reason = str(job.verdict.get("reason", ""))
         if job.meta.pruned:  # the stop may land after the last epoch: Optuna's decision stands
@@ -136,6 +146,7 @@ class StudyLoop:
                 relaunches: int = 0) -> None:
         from tools.jobs.launch import RunActionInput, run_action
 
+        self.dirty = True
         fields = self.plan.trial_input(number, params, slot)
         if resume_from is not None:
             fields.update(checkpoint=str(resume_from), resume=True)
