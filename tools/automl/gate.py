@@ -63,7 +63,10 @@ def _validate_trial(plan: StudyPlan, ctx: AppContext) -> None:
 
 
 def _confirm_call(inp: "RunActionInput") -> dict[str, Any]:
-    args = inp.model_dump(exclude_unset=True, exclude={"dry_run", "wait_seconds", "encryption_key"})
+    args = inp.model_dump(exclude_defaults=True, exclude={"dry_run", "wait_seconds", "encryption_key"})
+    args["action"] = inp.action
+    if inp.encryption_key:
+        args["encryption_key"] = "<the same encryption_key>"  # never echoed back
     return {"tool": "run_action", "arguments": {**args, "confirm": True}}
 
 

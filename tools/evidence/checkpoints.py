@@ -73,7 +73,8 @@ def resolve_parent_checkpoint(parent_job_id: str | None = None, results_dir: str
 
             trial_id, epoch = study_best(job)
             choice = resolve_parent_checkpoint(parent_job_id=trial_id, epoch=epoch, ctx=ctx)
-            return choice.model_copy(update={"method": f"best trial of study {job.id}: {choice.method}"})
+            return choice.model_copy(update={"method": f"the best trial ({trial_id}) of study {job.id}: its best "
+                                             f"validation AP11 at epoch {epoch}, exact file (never latest)"})
         if job.action != "train":
             raise InputError(problem("parent_job_id", f"{job.id} is a {job.action} job, not train",
                                          "pass the train job whose checkpoints you want (list_jobs(action='train'))"))

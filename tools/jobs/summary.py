@@ -101,8 +101,8 @@ def next_steps(job: Job, errors: list[ErrorMatch]) -> list[str]:
     if outcome in ("succeeded", "succeeded_with_teardown_crash"):
         steps = {
             "dataset_convert": [f"check_dataset(data_root='{root}', action='train')",
-                                f"run_action(action='train', data_root='{root}', automl_policy='off', "
-                                "overrides={'num_epochs': N})"],
+                                f"run_action(action='train', data_root='{root}') for the AutoML study review "
+                                "(automl_policy='off' for one plain run)"],
             "train": [f"resolve_parent_checkpoint(parent_job_id='{jid}')",
                       f"run_action(action='evaluate', data_root='{root}', parent_job_id='{jid}')"],
             "evaluate": [f"run_action(action='inference', data_root='{root}', parent_job_id='{job.parent_job_id}')"
