@@ -134,8 +134,10 @@ def test_study_through_mcp_survives_the_server_and_evaluates_its_best(converted:
             assert len(trials) == 4 and all(j["state"] == "succeeded" for j in trials)
             one = await c.call_tool("get_job", {"job_id": st["best"]["job_id"]})
             assert one.structured_content["kind"] == "run" and one.structured_content["state"] == "succeeded"
+            with pytest.raises(InputError, match="AutoML study"):
+                resolve_parent_checkpoint(parent_job_id=study_id, choose="latest")  # resume/latest: one job only
             choice = resolve_parent_checkpoint(parent_job_id=study_id)
-            assert choice.path == st["best"]["checkpoint"] and "best trial of study" in choice.method
+            assert choice.path == st["best"]["checkpoint"] and "best trial" in choice.method and "never latest" in choice.method
             ev = await c.call_tool("run_action", {"action": "evaluate", "data_root": str(converted),
                                                   "parent_job_id": study_id, "gpus": []})
             assert not ev.is_error, ev.content[0].text
@@ -164,6 +166,19 @@ def test_asha_prunes_and_stops_the_container(converted: Path, engine: docker.Doc
         assert job.verdict["outcome"] == "pruned" and job.state == "canceled" and row.state == "pruned"
         assert max(h.epoch for h in job.metrics.history) < 4  # stopped before its last epoch
     assert running_trials(engine, r.job_id) == [] and st.best.trial == 0
+
+
+def test_a_failing_trial_is_recorded_and_the_study_goes_on(converted: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("TAO_BEVFUSION_AUTOML_SEED", "1")  # proposals: baseline, lr > 3e-4, two below (checked)
+    r = run_action(RunActionInput(**study_args(converted, env={"FAKE_TAO_FAIL_LR_ABOVE": "3e-4"},
+                                               automl={"automl_max_concurrent": 1}), confirm=True))
+    s = finished(r.job_id, 120)
+    assert s.state == "succeeded" and s.study.progress.failed >= 1 and s.study.progress.completed >= 2, s.digest
+    for t in s.study.trials:
+        assert (t.state == "fail") == (t.params[LR] > 3e-4), t
+        if t.state == "fail":
+            assert "out of memory" in (t.reason or "") and t.value is None
+    assert s.study.best.params[LR] <= 3e-4
 
 
 def test_consecutive_failures_stop_the_study_with_the_cause(converted: Path):

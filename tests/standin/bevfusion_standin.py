@@ -8,7 +8,8 @@ progress records, status.json lines in the 5.5 shapes, epoch_<N>.pth + last_chec
 results_dir == root_dir quirk, and 5.5's spec-surface errors. It trains nothing.
 
 Fault injection (env FAKE_TAO_FAULT): fail_at_iter | post_eval_segv | worker_sigkill | interrupt |
-no_mmdet3d | oom. FAKE_TAO_ITER_SECONDS sets the time per iteration (default 0.02).
+no_mmdet3d | oom. FAKE_TAO_ITER_SECONDS sets the time per iteration (default 0.02). FAKE_TAO_FAIL_LR_ABOVE=x
+makes train fail like fail_at_iter (CUDA out of memory) only when train.optimizer.lr > x.
 
 Validation AP (train, and evaluate of a train checkpoint) depends on the epoch and on
 train.optimizer.lr / weight_decay, so a hyperparameter search has a known optimum (lr 3e-4, wd 1e-2):
@@ -325,7 +326,9 @@ def _train_loop(spec, st, train, frames, start, epochs, work, log):
                     f"time: {step:.4f}  loss: {loss:.4f}  matched_ious: 0.1486")
             print(line, flush=True)
             log.write(line + "\n")
-            if FAULT == "fail_at_iter" and cur == 2:
+            fail_lr = os.environ.get("FAKE_TAO_FAIL_LR_ABOVE")  # one failing trial among healthy ones
+            if (FAULT == "fail_at_iter" or (fail_lr and float(get(spec, "train.optimizer.lr", 0)) > float(fail_lr))) \
+                    and cur == 2:
                 raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 23.65 GiB total "
                                    "capacity)")
             if FAULT == "oom" and cur == 2:

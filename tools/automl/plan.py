@@ -21,6 +21,7 @@ from tools.spec import rules as specrules
 if TYPE_CHECKING:
     from tools.jobs.launch import RunActionInput
 
+SEED_ENV = "TAO_BEVFUSION_AUTOML_SEED"  # reproducible proposals (tests, benchmarks); unset = fresh randomness
 STUDY_FILE = "study.json"
 SNAPSHOT = "trials.json"  # the driver's view of the trials, read by get_job(study)
 EPOCHS_KEY = "train.num_epochs"
@@ -132,9 +133,10 @@ def make_plan(inp: "RunActionInput", study_id: str, folder: Path, data_root: str
     base["data_root"] = data_root
     if base_spec:
         base["base_spec"] = base_spec
+    seed = os.environ.get(SEED_ENV, "")
     return StudyPlan(study_id=study_id, folder=str(folder), settings=settings, space=space, trials=trials,
                      concurrent=concurrent, gpu_slots=slots, validation_interval=int(val) if isinstance(val, int)
-                     else 1, base=base, overrides=overrides)
+                     else 1, base=base, overrides=overrides, seed=int(seed) if seed.isdigit() else None)
 
 
 def plan_review(plan: StudyPlan, confirm_call: Any) -> StudyReview:

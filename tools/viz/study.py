@@ -36,7 +36,11 @@ def _history(ax: Any, trials: list[dict[str, Any]]) -> None:
     if xs:
         ax.step(xs, ys, where="post", color="black", lw=1, label="best so far")
         ax.legend(fontsize=7)
-    ax.set(title="optimisation history (green complete, orange pruned)", xlabel="trial", ylabel="best val AP11")
+    ax.set(xlabel="trial", ylabel="best val AP11")
+    ax.set_title("history (green complete, orange pruned)", fontsize=9)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def _params(fig: Any, grid: Any, trials: list[dict[str, Any]], keys: list[str]) -> None:
@@ -49,7 +53,8 @@ def _params(fig: Any, grid: Any, trials: list[dict[str, Any]], keys: list[str]) 
         values = [t["params"][key] for t in scored if isinstance(t["params"].get(key), (int, float))]
         if values and min(values) > 0 and max(values) / min(values) > 20:
             ax.set_xscale("log")
-        ax.set(title=key.rsplit(".", 1)[-1], xlabel=key, ylabel="AP11" if i == 0 else None)
+        ax.set(xlabel=key, ylabel="AP11" if i == 0 else None)
+        ax.set_title(key.rsplit(".", 1)[-1], fontsize=9)
         ax.xaxis.label.set_size(7)
 
 
@@ -67,7 +72,7 @@ def study_png(job: Job, ctx: AppContext) -> bytes:
 
     keys = sorted({k for t in trials for k in t["params"]})[:4]
     ncols = max(len(keys), 2)
-    fig = plt.figure(figsize=(3.2 * ncols, 6.4), dpi=90)
+    fig = plt.figure(figsize=(max(3.4 * ncols, 8.0), 6.4), dpi=90)
     grid = fig.add_gridspec(2, ncols)
     _history(fig.add_subplot(grid[0, : ncols // 2]), trials)
     ax = fig.add_subplot(grid[0, ncols // 2:])
@@ -76,7 +81,11 @@ def study_png(job: Job, ctx: AppContext) -> bytes:
     for t in top:
         points = _curve(ctx.store.get(t["job_id"]))
         ax.plot([e for e, _ in points], [a for _, a in points], marker="o", label=f"trial {t['number']}")
-    ax.set(title="best trials: val AP11 per epoch", xlabel="epoch", ylabel="AP11")
+    ax.set(xlabel="epoch", ylabel="AP11")
+    ax.set_title("best trials: val AP11 per epoch", fontsize=9)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if top:
         ax.legend(fontsize=7)
     _params(fig, grid, trials, keys)
