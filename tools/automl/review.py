@@ -3,6 +3,7 @@
 Built without Optuna (the review gate answers fast). `tools.automl.study.review` is this function.
 """
 
+import json
 import math
 from typing import Any
 
@@ -76,7 +77,7 @@ class StudyReview(BaseModel):
         lines.append(f"Concurrency: {c.concurrent} at once, {c.gpus_per_trial} GPU(s) each, slots {c.gpu_slots}.")
         lines.append(f"Cost: about {self.estimated_cost_gpu_epochs:g} GPU-epochs (at most "
                      f"{self.max_cost_gpu_epochs:g}); {self.cost_note}")
-        lines.append(f"Results: {self.results_dir}. Confirm with: {self.confirm_call}")
+        lines.append(f"Results: {self.results_dir}. Confirm with: {json.dumps(self.confirm_call)}")
         lines += [f"Note: {n}" for n in self.notes]
         return "\n".join(lines)
 
