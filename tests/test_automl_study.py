@@ -4,6 +4,7 @@ SIGKILLed mid-study with a trial container removed, and cancel."""
 
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -12,6 +13,7 @@ from pathlib import Path
 import anyio
 import docker
 import pytest
+import yaml
 from mcp import Client, StdioServerParameters
 
 from tests.conftest import REPO, copy_sample
@@ -192,14 +194,21 @@ def test_consecutive_failures_stop_the_study_with_the_cause(converted: Path):
 
 
 def test_driver_killed_and_a_container_removed_mid_study(converted: Path, engine: docker.DockerClient):
-    r = run_action(RunActionInput(**study_args(converted, iter_seconds=1.0, automl={"automl_max_epochs": 3}),
+    r = run_action(RunActionInput(**study_args(converted, iter_seconds=1.0, automl={"automl_max_epochs": 4}),
                                   confirm=True))
     until(lambda: len(running_trials(engine, r.job_id)) == 2, 60, "two trial containers")
     first = get_job(r.job_id).study.driver
     assert first["alive"] and first["pid"]
     os.kill(first["pid"], signal.SIGKILL)
     until(lambda: not get_job(r.job_id).study.driver["alive"] or None, 10, "the driver to die", 0.2)
-    victim = running_trials(engine, r.job_id)[0]
+    store = app_context().store
+
+    def checkpointed():
+        for c in running_trials(engine, r.job_id):
+            if (Path(store.get(c.labels[LABEL_JOB]).results_dir) / "train" / "epoch_1.pth").is_file():
+                return c
+        return None
+    victim = until(checkpointed, 30, "a trial with its first checkpoint", 0.1)
     lost_job = victim.labels[LABEL_JOB]
     victim.remove(force=True)
     time.sleep(2)
@@ -211,6 +220,11 @@ def test_driver_killed_and_a_container_removed_mid_study(converted: Path, engine
     jobs = app_context().store.query(owner_id=r.job_id, limit=100)
     lost = app_context().store.get(lost_job)
     assert lost.verdict["outcome"] == "lost" and len(jobs) == 5  # one relaunch, no trial twice
+    again = next(j for j in jobs if j.results_dir == lost.results_dir and j.id != lost.id)
+    train = yaml.safe_load(Path(again.spec_path).read_text())["train"]
+    assert again.state == "succeeded" and train["resume"] is True  # resumed from its exact last checkpoint
+    assert re.search(r"/epoch_\d+\.pth$", train["resume_training_checkpoint_path"])  # a file, not latest
+    assert "resumed epoch" in again.files(app_context().settings.home).log.read_text()
     assert sorted(t.number for t in s.study.trials) == [0, 1, 2, 3]
 
 
