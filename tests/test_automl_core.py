@@ -4,6 +4,7 @@ best_rec.json, failure classification, and a real in-process search on the stand
 import json
 import math
 import multiprocessing
+import os
 from pathlib import Path
 from typing import Any
 
@@ -310,3 +311,30 @@ def test_failures_find_the_common_cause() -> None:
     assert not mixed.common and mixed.cause == "mixed"
     assert consecutive_failures(["complete", "failed", "pruned", "failed", "lost"]) == 2
     assert should_stop(["failed"] * 3) and not should_stop(["failed", "failed", "complete"])
+
+
+def test_one_driver_per_study_the_second_exits_at_the_lock(settings, tmp_path: Path) -> None:
+    import fcntl
+    import subprocess
+    import sys
+
+    from tools.automl.driver import LOCK_FILE, driver_alive, ensure_driver
+    from tools.jobs.store import JobStore
+
+    store = JobStore(settings.home)
+    folder = settings.home / "studies" / "s"
+    folder.mkdir(parents=True)
+    job = store.create(kind="study", action="train", backend="docker", spec_path="-", spec_sha256="-",
+                       results_dir=str(folder), data_root="/d")
+    store.update(job.id, state="running")
+    assert not driver_alive(folder)
+    with open(folder / LOCK_FILE, "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # a live driver holds this
+        assert driver_alive(folder)
+        from tools.settings import AppContext
+
+        assert ensure_driver(store.get(job.id), AppContext(settings)) is False  # one is alive: none started
+        second = subprocess.run([sys.executable, "-m", "tools.automl.driver", job.id], capture_output=True,
+                                timeout=60, env={**os.environ, "TAO_BEVFUSION_HOME": str(settings.home)})
+        assert second.returncode == 0 and not (folder / "driver.json").exists()  # left at the lock, did nothing
+    assert not driver_alive(folder)  # the kernel frees the lock with its holder
