@@ -5,9 +5,11 @@ Starts `tao-bevfusion serve` over stdio with the real MCP SDK client and calls:
 AutoML study review -> the same call with confirm=true -> get_job(study) until it finishes ->
 resolve_parent_checkpoint(study) -> run_action(evaluate) and run_action(inference) from the study's best,
 printing each call and the text the agent would read. The study is small (4 trials x 2 epochs, 2 at a time)
-so the stand-in finishes it in well under a minute.
+so the stand-in finishes it in well under a minute; then a follow-up route_request,
+the detections and their pictures, and list_jobs sorted by best AP11.
 
     python examples/pipeline_demo.py --data-root /abs/kitti [--backend docker|local] [--record walkthrough.md]
+        [--pictures DIR]   # write the BEV, camera and contact-sheet pictures get_job returned into DIR
 """
 
 import argparse
@@ -27,6 +29,9 @@ def say(text: str = "") -> None:
     LINES.append(text)
 
 
+PICTURES: list[tuple[str, bytes]] = []
+
+
 async def call(client: Client, name: str, args: dict, quiet: bool = False) -> dict:
     async def progress(value: float, total: float | None, message: str | None) -> None:
         say(f"    progress {value:g}/{total:g}: {message}")
@@ -37,6 +42,12 @@ async def call(client: Client, name: str, args: dict, quiet: bool = False) -> di
     text = result.content[0].text if result.content else ""
     if not quiet:
         say("\n".join("    " + ln for ln in text.splitlines()))
+    for i, block in enumerate(b for b in result.content if b.type == "image"):
+        import base64
+
+        PICTURES.append((f"{name}_{len(PICTURES)}_{i}.png", base64.b64decode(block.data)))
+        if not quiet:
+            say(f"    [image/png, {len(PICTURES[-1][1]) // 1024} KB]")
     if result.is_error:
         raise SystemExit(f"tool {name} failed: {text}")
     return result.structured_content or {}
@@ -82,16 +93,28 @@ async def main(args: argparse.Namespace) -> int:
                                                "parent_job_id": train["job_id"], "wait_seconds": 15})
         if (await wait(client, ev["job_id"]))["state"] != "succeeded":
             return 1
+        route = await call(client, "route_request", {"request": "run inference with the best model and show me "
+                                                     "what it detected", "last_job_id": ev["job_id"]})
+        parent = route["steps"][0]["hints"].get("parent_job_id", train["job_id"])
         inf = await call(client, "run_action", {"action": "inference", **common, **gpus,
-                                                "parent_job_id": train["job_id"], "wait_seconds": 15})
-        if (await wait(client, inf["job_id"]))["state"] != "succeeded":
+                                                "parent_job_id": parent, "choose": "best", "wait_seconds": 15})
+        done = await wait(client, inf["job_id"])
+        if done["state"] != "succeeded":
             return 1
-        await call(client, "list_jobs", {})
+        frame = done["detections"]["top"][0]["frame"] if done["detections"]["top"] else "000008"
+        await call(client, "get_job", {"job_id": inf["job_id"], "frames": [frame]})
+        await call(client, "get_job", {"job_id": inf["job_id"], "include_pictures": True})
+        await call(client, "list_jobs", {"sort": "best_AP11"})
     say("\nPIPELINE OK: convert -> review -> confirm -> AutoML study -> evaluate/inference of its best, all "
         "through the MCP server.")
     if args.record:
         with open(args.record, "w") as fh:
             fh.write("\n".join(LINES) + "\n")
+    if args.pictures:
+        os.makedirs(args.pictures, exist_ok=True)
+        for name, png in PICTURES:
+            with open(os.path.join(args.pictures, name), "wb") as fh:
+                fh.write(png)
     return 0
 
 
@@ -100,4 +123,5 @@ if __name__ == "__main__":
     parser.add_argument("--data-root", required=True)
     parser.add_argument("--backend", choices=["docker", "local"], default="docker")
     parser.add_argument("--record", help="also write the transcript to this file")
+    parser.add_argument("--pictures", help="write the pictures the tools returned into this folder")
     raise SystemExit(anyio.run(main, parser.parse_args()))

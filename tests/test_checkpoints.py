@@ -31,9 +31,10 @@ def make_run(root: Path, epochs: list[str], val: dict[int, float] | None = None,
     return root
 
 
-def make_job(root: Path, state: str = "succeeded", num_epochs: int = 10, action: str = "train") -> str:
+def make_job(root: Path, state: str = "succeeded", num_epochs: int = 10, action: str = "train",
+             spec_path: str = "/s.yaml") -> str:
     store = JobStore(Settings.from_env().home)
-    job = store.create(action=action, backend="docker", spec_path="/s.yaml", spec_sha256="x",
+    job = store.create(action=action, backend="docker", spec_path=spec_path, spec_sha256="x",
                        results_dir=str(root), data_root="/d", meta={"num_epochs": num_epochs},
                        plan={"mounts": [{"host": str(root), "container": "/results/r1", "mode": "rw"}]})
     store.update(job.id, state=state)
@@ -134,7 +135,8 @@ def test_build_spec_wires_parent_model_and_resume(workspace: Path):
     root = copy_sample(workspace / "kitti")
     run = make_run(workspace / "runs" / "t1", ["epoch_1.pth", "epoch_2.pth"], val={1: 5.0, 2: 9.0},
                    pointer="/results/t1/train/epoch_2.pth")
-    jid = make_job(run, num_epochs=2)
+    parent = build_spec(BuildSpecInput(action="train", data_root=str(root), overrides={"num_epochs": 2}))
+    jid = make_job(run, num_epochs=2, spec_path=parent.spec_path)
     ev = build_spec(BuildSpecInput(action="evaluate", data_root=str(root), parent_job_id=jid))
     spec = yaml.safe_load(Path(ev.spec_path).read_text())
     assert spec["evaluate"]["checkpoint"] == "/inputs/model/epoch_2.pth" and spec["inference"]["checkpoint"] == ""

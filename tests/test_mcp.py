@@ -84,7 +84,7 @@ def test_calls_return_short_text_and_structured_content(era: str, workspace: Pat
                                                  "dry_run": True, "gpus": []})
             assert r.structured_content["job_id"] is None and r.structured_content["plan"]["command"][1] == "convert"
             r = await c.call_tool("list_jobs", {})
-            assert r.structured_content == {"jobs": []}
+            assert r.structured_content["jobs"] == [] and r.structured_content["comparison"] is None
             skill = await c.read_resource("tao-bevfusion://skill")
             assert "tao-train-bevfusion" in skill.contents[0].text
     run(go)

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from tools import dataset
 from tools.evidence import checkpoints
-from tools.jobs import engine, launch, logs
+from tools.jobs import compare, engine, launch, logs, notes
 from tools.jobs.engine import JobListItem
 from tools.jobs.summary import JobSummary
 from tools.policy import automl, routing
@@ -26,6 +26,9 @@ Action = Literal["dataset_convert", "train", "evaluate", "inference"]
 
 class RouteRequestInput(BaseModel):
     request: str = Field(max_length=2000, description="The user's request, verbatim.")
+    last_job_id: str | None = Field(default=None, max_length=64, description=(
+        "Follow-ups: the job the conversation was last about ('resume it', 'evaluate epoch 2 of that run')."))
+    in_skill: bool = Field(default=False, description="Follow-ups: the conversation is already in this skill.")
 
 
 class PolicyInput(BaseModel):
@@ -55,6 +58,11 @@ class JobIdInput(BaseModel):
     include_curve: bool = Field(default=False, description=(
         "train jobs: also return the training curve as a PNG; studies: the optimisation history, the "
         "parameters against AP11 and the best trials' curves."))
+    include_pictures: bool = Field(default=False, description=(
+        "Also return pictures: inference -> a contact sheet of up to 50 frames (BEV, predicted boxes red, "
+        "ground truth magenta dashed); evaluate -> the AP chart; train -> the curve."))
+    frames: list[str] | None = Field(default=None, max_length=4, description=(
+        "inference: up to 4 frame ids (e.g. ['000123']): a BEV and a camera picture of each (implies pictures)."))
 
 
 class LogsInput(BaseModel):
@@ -69,7 +77,11 @@ class ListJobsInput(BaseModel):
     state: Literal["pending", "running", "succeeded", "failed", "canceled", "unknown"] | None = Field(
         default=None, description="Only jobs in this state.")
     action: Action | None = Field(default=None, description="Only jobs of this action.")
-    limit: int = Field(default=20, ge=1, le=100, description="At most this many, newest first.")
+    limit: int = Field(default=20, ge=1, le=100, description="At most this many (newest first unless sort).")
+    sort: Literal["time", "best_AP11", "duration"] = Field(default="time", description=(
+        "time = newest first; best_AP11 = best validation AP11 first (over all recorded jobs); duration."))
+    compare: list[str] | None = Field(default=None, max_length=8, description=(
+        "2-8 train job ids: a table of their settings and metrics plus one picture with their curves overlaid."))
 
 
 class CancelInput(BaseModel):
@@ -78,11 +90,19 @@ class CancelInput(BaseModel):
 
 
 class JobList(BaseModel):
-    jobs: list[JobListItem] = Field(description="Newest first; poll a running one with get_job.")
+    jobs: list[JobListItem] = Field(description="Newest first (or as sorted); poll a running one with get_job.")
+    comparison: list[compare.CompareRow] | None = Field(default=None, description=(
+        "With compare=[...]: one row per train job (hyperparameters, best/final AP11, epochs, duration)."))
 
 
 def _route(inp: RouteRequestInput, ctx: AppContext) -> tuple[routing.RouteResult, str]:
-    r = routing.route_request(inp.request)
+    context = routing.RouteContext(last_job_id=inp.last_job_id, in_skill=inp.in_skill)
+    r = _train_parents(routing.route_request(inp.request, context), ctx)
+    if r.matched and r.steps:
+        extra = f", AutoML {r.automl_policy}" if r.automl_policy else ""
+        head = (f"tao-train-bevfusion -> {' then '.join(st.action for st in r.steps)}{extra} "
+                f"(confidence {r.confidence}{', follow-up' if r.follow_up else ''})")
+        return r, "\n".join([head] + [f"{i + 1}. {c}" for i, c in enumerate(r.suggested_calls)])
     if not r.matched:
         return r, f"not a BEVFusion request ({r.ambiguity})"
     if r.unsupported:
@@ -93,6 +113,23 @@ def _route(inp: RouteRequestInput, ctx: AppContext) -> tuple[routing.RouteResult
     return r, f"tao-train-bevfusion -> {r.action}{extra} (confidence {r.confidence})"
 
 
+def _train_parents(r: routing.RouteResult, ctx: AppContext) -> routing.RouteResult:
+    """'evaluate epoch 2 of that run' after an evaluate job: the run is the evaluate job's parent train job."""
+    from tools.errors import ToolError
+    from tools.policy.followup import suggested_call
+
+    for st in r.steps:
+        jid = st.hints.get("parent_job_id")
+        try:
+            job = ctx.store.get(jid) if jid else None
+        except ToolError:
+            continue
+        if job is not None and job.action != "train" and job.parent_job_id:
+            st.hints["parent_job_id"] = job.parent_job_id
+    r.suggested_calls = [suggested_call(st, r.automl_policy) for st in r.steps]
+    return r
+
+
 def _policy(inp: PolicyInput, ctx: AppContext) -> tuple[automl.AutoMLDecision, str]:
     d = automl.resolve_automl_policy(inp.action, request=inp.request, automl_policy=inp.automl_policy)
     return d, f"automl_policy={d.automl_policy}, route={d.route}: {d.reason}"
@@ -101,15 +138,18 @@ def _policy(inp: PolicyInput, ctx: AppContext) -> tuple[automl.AutoMLDecision, s
 def _check(inp: CheckDatasetInput, ctx: AppContext) -> tuple[dataset.DatasetReport, str]:
     r = dataset.check_dataset(inp.data_root, inp.action, ctx=ctx)
     errors = [p for p in r.problems if p.severity == "error"]
+    warned = [p for p in r.problems if p.severity == "warning"]
     head = f"{'ready' if r.ok else 'NOT ready'} for {inp.action}: frames {r.frames}"
-    lines = [f"- [{p.severity}] {p.code} {p.path}: {p.message} -> {p.fix}" for p in (errors or r.problems)[:6]]
-    return r, "\n".join([head, *lines])
+    shown = errors[:6] + warned[:4]  # warnings are shown even when there are errors: both need acting on
+    lines = [f"- [{p.severity}] {p.code} {p.path}: {p.message} -> {p.fix}" for p in shown]
+    rest = len(errors) + len(warned) - len(shown)
+    return r, "\n".join([head, *lines] + ([f"- (+{rest} more in structured content)"] if rest > 0 else []))
 
 
 def _build(inp: build.BuildSpecInput, ctx: AppContext) -> tuple[build.BuildSpecResult, str]:
     r = build.build_spec(inp, ctx)
     text = [f"wrote {r.action} spec {r.spec_path} (results -> {r.results_dir}); {len(r.changes)} keys set"]
-    text += [f"warning: {w}" for w in r.warnings]
+    text += notes.override_lines(r.overrides, r.lineage) + notes.warning_lines(r.warnings, [])
     text.append(f"next: run_action(action='{r.action}', spec_path='{r.spec_path}'"
                 + (", automl_policy='off')" if r.action == "train" else ")"))
     return r, "\n".join(text)
@@ -125,25 +165,32 @@ def _run(inp: launch.RunActionInput, ctx: AppContext) -> tuple[launch.RunActionR
     r = launch.run_action(inp, ctx)
     if r.state == "review" or (r.review is not None and r.summary is None):
         return r, r.message
+    told = notes.override_lines(r.overrides, r.lineage) + r.warnings
     if r.state == "planned":
         assert r.plan is not None
         failed = [c for c in r.plan.preflight if not c.ok]
         head = f"dry run (nothing launched): {' '.join(r.plan.command)}"
-        return r, "\n".join([head] + [f"preflight would stop it: {c.message} -> {c.fix}" for c in failed])
+        return r, "\n".join([head, *told] + [f"preflight would stop it: {c.message} -> {c.fix}" for c in failed])
     assert r.summary is not None
-    return r, f"{r.summary.digest}\nnext: {'; '.join(r.summary.next_steps[:2])}"
+    return r, "\n".join([r.summary.digest, *told, f"next: {'; '.join(r.summary.next_steps[:2])}"])
 
 
 def _after_wait(result: launch.RunActionResult, ctx: AppContext) -> tuple[launch.RunActionResult, str]:
     """run_action's result once the server has waited: the job as it is now."""
     assert result.job_id is not None
     summary = engine.get_job(result.job_id, ctx)
+    told = notes.override_lines(result.overrides, result.lineage) + result.warnings
+    # The job's own launch lines (lineage, first warning) are already in `told`: said once.
+    shown = [line for line in summary.report if line != result.lineage and not line.startswith("warning: ")]
+    digest = job_digest(summary.model_copy(update={"report": shown}))
+    head, _, rest = digest.partition("\n")
     return (result.model_copy(update={"state": summary.state, "summary": summary,
-                                      "message": "launched; waited for progress"}), job_digest(summary))
+                                      "message": "launched; waited for progress"}),
+            "\n".join([head, *told, rest]).rstrip())
 
 
 def job_digest(s: JobSummary) -> str:
-    lines = [s.digest]
+    lines = [s.digest, *s.report]
     lines += [f"{e.severity}: {e.pattern}: {e.evidence[:160]} -> {e.remedy}" for e in s.errors[:3]]
     lines.append("next: " + "; ".join(s.next_steps[:3]))
     return "\n".join(lines)
@@ -155,12 +202,16 @@ def _get(inp: JobIdInput, ctx: AppContext) -> tuple[JobSummary, str]:
 
 
 def _curve_images(inp: JobIdInput, result: JobSummary, ctx: AppContext) -> list[tuple[str, bytes]]:
-    if not inp.include_curve or result.action != "train":
-        return []
-    if result.kind == "study":
+    if result.kind == "study" and (inp.include_curve or inp.include_pictures):
         from tools.viz.study import study_png
 
         return [("study.png", study_png(ctx.store.get(inp.job_id), ctx))]
+    if inp.include_pictures or inp.frames:
+        from tools.viz.report import pictures
+
+        return pictures(ctx.store.get(inp.job_id), inp.frames)
+    if not inp.include_curve or result.action != "train":
+        return []
     from tools.viz.curve import training_curve_png
 
     return [("curve.png", training_curve_png(ctx.store.get(inp.job_id)))]
@@ -173,12 +224,31 @@ def _logs(inp: LogsInput, ctx: AppContext) -> tuple[logs.LogPage, str]:
 
 
 def _list(inp: ListJobsInput, ctx: AppContext) -> tuple[JobList, str]:
-    items = engine.list_jobs(state=inp.state, action=inp.action, limit=inp.limit, ctx=ctx)
-    lines = [f"{j.job_id} {'study' if j.kind == 'study' else j.action} {j.state}"
-             + (f" ({j.outcome})" if j.outcome and j.outcome != j.state else "")
-             + (f" trial of {j.owner_id}" if j.owner_id else "")
-             + (f" [{j.note}]" if j.note else "") for j in items]
-    return JobList(jobs=items), "\n".join(lines) or "no jobs"
+    if inp.compare:
+        rows = compare.comparison(inp.compare, ctx)
+        return JobList(jobs=[], comparison=rows), compare.table_text(rows) + "\n(curves overlaid in the picture)"
+    items = engine.list_jobs(state=inp.state, action=inp.action, limit=inp.limit, ctx=ctx, sort=inp.sort)
+    return JobList(jobs=items), "\n".join(_list_line(j) for j in items) or "no jobs"
+
+
+def _list_line(j: JobListItem) -> str:
+    """One line per job, one state word (the verdict's variant only when it says more)."""
+    extra = " [teardown crash]" if j.outcome == "succeeded_with_teardown_crash" else ""
+    h = j.hyper
+    settings = " ".join(f"{k}={h[k]}" for k in ("epochs", "lr", "weight_decay", "batch_size", "num_gpus") if k in h)
+    best = f" best AP11 {j.best_AP11} @ep{j.best_epoch}" if j.best_AP11 is not None else ""
+    took = f" {j.duration_s:.0f}s" if j.duration_s is not None else ""
+    parent = f" parent {j.parent_job_id}" if j.parent_job_id else ""
+    kind = "study" if j.kind == "study" else j.action
+    trial = f" trial of {j.owner_id}" if j.owner_id else ""
+    return (f"{j.job_id} {kind} {j.state}{extra}{trial} {j.created}{took}{(' ' + settings) if settings else ''}"
+            f"{best}{parent}" + (f" [{j.note}]" if j.note else ""))
+
+
+def _compare_images(inp: ListJobsInput, result: JobList, ctx: AppContext) -> list[tuple[str, bytes]]:
+    if not inp.compare or not result.comparison:
+        return []
+    return [("compare.png", compare.overlay_png([r.job_id for r in result.comparison], ctx))]
 
 
 def _cancel(inp: CancelInput, ctx: AppContext) -> tuple[engine.CancelResult, str]:
@@ -206,6 +276,8 @@ class ToolDef:
     images: Callable[[Any, Any, AppContext], list[tuple[str, bytes]]] | None = None
     image_flag: str | None = None  # CLI option that writes the first image to a file
     image_request_field: str | None = None  # the input field that asks for the images
+    images_dir_flag: str | None = None  # CLI option that writes every image into a folder
+    images_dir_request_field: str | None = None  # the input field that option turns on
 
 
 TOOLS: list[ToolDef] = [
@@ -239,13 +311,19 @@ TOOLS: list[ToolDef] = [
             annotations={**WRITES, "open_world_hint": True}, after_wait=_after_wait, returns_job=True),
     ToolDef("get_job", JobIdInput, JobSummary, _get,
             "State, verdict (never from the exit code alone), progress (epoch/iteration/loss), AP11/AP40, matched "
-            "errors with remedies, artifacts and next calls for one job. Safe to poll every ~30 s.",
-            returns_job=True, images=_curve_images, image_flag="curve", image_request_field="include_curve"),
+            "errors with remedies, artifacts and next calls for one job. Safe to poll every ~30 s. Inference: the "
+            "detections (boxes, scores, top boxes) and, with frames=[...] or include_pictures, BEV/camera "
+            "pictures; evaluate: the AP table and the checkpoint evaluated.",
+            returns_job=True, images=_curve_images, image_flag="curve", image_request_field="include_curve",
+            images_dir_flag="bev", images_dir_request_field="include_pictures"),
     ToolDef("get_job_logs", LogsInput, logs.LogPage, _logs,
             "Page a job's combined log: the tail (default 50 lines), forward from a byte offset, or lines "
             "matching a regex. Returns next_offset for the next page."),
     ToolDef("list_jobs", ListJobsInput, JobList, _list,
-            "List recent jobs (newest first), optionally by state or action."),
+            "List recent jobs (newest first), optionally by state or action: times, duration, key hyperparameters, "
+            "best AP11 and epoch, parent. sort='best_AP11' answers 'which run was best'; compare=[train job ids] "
+            "gives a side-by-side table and one picture with their curves overlaid.",
+            images=_compare_images, image_flag="compare-png", image_request_field=None),
     ToolDef("cancel_job", CancelInput, engine.CancelResult, _cancel,
             "Stop a running job and record it as canceled. Idempotent: a finished job is reported unchanged.",
             annotations={**WRITES, "destructive_hint": True, "idempotent_hint": True}),

@@ -93,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--follow", action="store_true", help="poll until the job ends, with a progress bar")
         if t.image_flag:
             p.add_argument(f"--{t.image_flag}", dest="image_out", type=Path, help="write the picture (PNG) here")
+        if t.images_dir_flag:
+            p.add_argument(f"--{t.images_dir_flag}", dest="images_dir", type=Path, metavar="DIR",
+                           help="write every picture (BEV, camera, contact sheet, chart) into DIR")
     return parser
 
 
@@ -110,6 +113,13 @@ def main(argv: list[str] | None = None) -> int:
     return _run_tool(api.tool(args.command.replace("-", "_")), args)
 
 
+def _write_pictures(folder: Path, pictures: list[tuple[str, bytes]]) -> str:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, png in pictures:
+        (folder / Path(name).name).write_bytes(png)
+    return f"{len(pictures)} pictures written to {folder}: " + ", ".join(n for n, _ in pictures[:8])
+
+
 def _run_tool(t: api.ToolDef, args: argparse.Namespace) -> int:
     fields = {k: getattr(args, k) for k in t.input.model_fields if getattr(args, k, None) is not None}
     image_out: Path | None = getattr(args, "image_out", None)
@@ -117,6 +127,9 @@ def _run_tool(t: api.ToolDef, args: argparse.Namespace) -> int:
         ctx = app_context()
         if image_out and t.image_request_field:
             fields[t.image_request_field] = True
+        images_dir: Path | None = getattr(args, "images_dir", None)
+        if images_dir and t.images_dir_request_field:
+            fields[t.images_dir_request_field] = True
         inp = t.input.model_validate(fields)
         model, text = t.fn(inp, ctx)
         job_id = getattr(model, "job_id", None)
@@ -127,6 +140,8 @@ def _run_tool(t: api.ToolDef, args: argparse.Namespace) -> int:
             if pictures:
                 image_out.write_bytes(pictures[0][1])
                 text += f"\npicture written to {image_out}"
+        if images_dir and t.images:
+            text += "\n" + _write_pictures(images_dir, t.images(inp, model, ctx))
     except ToolError as exc:
         print(exc.render(), file=sys.stderr)
         return 2

@@ -33,7 +33,9 @@ INSTRUCTIONS = (
     "TAO 5.5 BEVFusion (LiDAR + camera 3D detection, KITTI person class). Usual flow: route_request -> "
     "check_dataset -> run_action(dataset_convert) -> run_action(train, automl_policy per resolve_automl_policy) -> "
     "get_job until it ends -> resolve_parent_checkpoint -> run_action(evaluate/inference, parent_job_id=...). "
-    "Launches return at once with a job_id; poll get_job (verdicts never trust the exit code alone)."
+    "Launches return at once with a job_id; poll get_job (verdicts never trust the exit code alone). "
+    "get_job(frames=[...]) shows an inference job's detections as pictures; list_jobs(sort=..., compare=[...]) "
+    "compares runs; pass last_job_id to route_request for follow-ups."
 )
 
 def _result(model: BaseModel, text: str, extra: list[Any] | None = None) -> CallToolResult:
@@ -177,6 +179,39 @@ def job_curve(job_id: str) -> bytes:
         return training_curve_png(job)
     except ToolFailure as exc:
         raise ResourceNotFoundError(exc.render()) from exc
+
+
+def _picture(job_id: str, draw: Any) -> bytes:
+    _, job = _job(job_id)
+    try:
+        png: bytes = draw(job)
+        return png
+    except ToolFailure as exc:
+        raise ResourceNotFoundError(exc.render()) from exc
+
+
+@mcp.resource("tao-bevfusion://jobs/{job_id}/bev/{frame}.png", mime_type="image/png",
+              description="Inference job: one frame from above (points by height, predicted and GT boxes).")
+def job_bev(job_id: str, frame: str) -> bytes:
+    from tools.viz.report import bev_png
+
+    return _picture(job_id, lambda job: bev_png(job, frame))
+
+
+@mcp.resource("tao-bevfusion://jobs/{job_id}/camera/{frame}.png", mime_type="image/png",
+              description="Inference job: one frame's camera image with the 3D boxes projected (P2, R0, Tr).")
+def job_camera(job_id: str, frame: str) -> bytes:
+    from tools.viz.report import camera_png
+
+    return _picture(job_id, lambda job: camera_png(job, frame))
+
+
+@mcp.resource("tao-bevfusion://jobs/{job_id}/sheet.png", mime_type="image/png",
+              description="Inference job: contact sheet of up to 50 frames (BEV thumbnails).")
+def job_sheet(job_id: str) -> bytes:
+    from tools.viz.report import sheet_png
+
+    return _picture(job_id, lambda job: sheet_png(job)[0])
 
 
 @mcp.resource("tao-bevfusion://skill", mime_type="text/markdown", description="The skill document (SKILL.md).")

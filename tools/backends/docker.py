@@ -336,20 +336,20 @@ def _gpu_checks(devices: list[str]) -> list[Check]:
     return checks
 
 
-def _launch_refused(text: str) -> InputError:
-    """The engine's refusal of a launch, as the fix the user needs."""
+def _launch_refused(text: str) -> EngineError:
+    """The engine's refusal of a launch, as the fix the user needs (an engine error: the input was fine)."""
     if NO_GPU_RUNTIME in text or "capabilities: [[gpu]]" in text:
-        return InputError(problem(
+        return EngineError(problem(
             "gpus", f"the engine cannot give GPUs to containers: {text[:300]}",
             "install the NVIDIA driver and nvidia-container-toolkit on this host and restart dockerd "
             "(nvidia-ctk runtime configure --runtime=docker); for a CPU-only check pass gpus=[]",
             code="NO_GPU_RUNTIME"), headline="the engine refused the launch; nothing is running")
     if "error setting rlimit" in text:
-        return InputError(problem(
+        return EngineError(problem(
             "backend_options.memlock", f"the engine may not raise the container's locked-memory limit: {text[-160:]}",
             f"pass backend_options={{'memlock': {resource.getrlimit(resource.RLIMIT_MEMLOCK)[1]}}} (this host's hard "
             "limit), or run dockerd with permission to raise RLIMIT_MEMLOCK", code="RLIMIT_DENIED"),
             headline="the engine refused the launch; nothing is running")
-    return InputError(problem("backend", f"Docker refused the launch: {text[:300]}",
+    return EngineError(problem("backend", f"Docker refused the launch: {text[:300]}",
                               "read the message; fix mounts/user/image and retry"),
                       headline="the engine refused the launch; nothing is running")

@@ -15,7 +15,9 @@ def main(argv: list[str]) -> int:
     if sep != "--" or not command:
         print("usage: local_runner <exit.json> -- <argv...>", file=sys.stderr)
         return 2
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the group gets SIGTERM on cancel; the child decides
+    # The group gets SIGTERM on cancel and the child decides. A handler, not SIG_IGN: an ignored signal stays
+    # ignored across exec, so a child started after SIG_IGN would never see the cancel.
+    signal.signal(signal.SIGTERM, lambda *_: None)
     proc = subprocess.Popen(command)
     code = proc.wait()
     result = {"exit_code": code if code >= 0 else 128 - code, "signal": -code if code < 0 else None}

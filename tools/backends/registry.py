@@ -21,6 +21,8 @@ def register(name: str, target: str) -> None:
 
 register("docker", "tools.backends.docker:DockerBackend")
 register("local", "tools.backends.local:LocalBackend")
+register("slurm", "tools.backends.slurm:SlurmBackend")
+register("kubernetes", "tools.backends.kubernetes:KubernetesBackend")
 
 
 def _discover() -> None:

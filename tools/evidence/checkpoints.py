@@ -55,6 +55,17 @@ def _val_records(train_dir: Path) -> tuple[dict[int, dict[str, float]], bool]:
     return aps, finished
 
 
+def _contents(folder: Path, limit: int = 8) -> str:
+    """What a folder without checkpoints does hold (the user asked to resume from it)."""
+    try:
+        names = sorted(p.name for p in folder.iterdir())
+    except OSError:
+        return "nothing: the folder does not exist"
+    if not names:
+        return "nothing"
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
 def _listing(found: dict[int, Path]) -> str:
     return ", ".join(f"epoch_{e}.pth" for e in found) or "none"
 
@@ -71,7 +82,7 @@ def resolve_parent_checkpoint(parent_job_id: str | None = None, results_dir: str
         if job.kind == "study":  # its best trial's exact best-epoch checkpoint, never latest
             from tools.automl.status import study_best
 
-            if choose is not None or epoch is not None:
+            if choose not in (None, "best") or epoch is not None:
                 raise InputError(problem("parent_job_id", f"{job.id} is an AutoML study: its checkpoint is the best "
                                          "trial's best epoch (choose/epoch/resume apply to one train job)",
                                          "drop choose/epoch/resume, or pass parent_job_id=<a trial's job id> "
@@ -99,7 +110,8 @@ def resolve_parent_checkpoint(parent_job_id: str | None = None, results_dir: str
     candidates = [Candidate(epoch=e, path=str(p), **aps.get(e, {})) for e, p in found.items()]
     if not found:
         raise InputError(problem("parent_job_id" if parent_job_id else "results_dir",
-                                     f"no epoch_<N>.pth checkpoints in {train_dir}",
+                                     f"no epoch_<N>.pth checkpoints in {train_dir} (it holds: "
+                                     f"{_contents(train_dir)})",
                                      "pick a train job that wrote a checkpoint (get_job shows artifacts)"))
     pointer = train_dir / layout.LAST_CHECKPOINT
     if pointer.is_file() and container_root is None:

@@ -6,6 +6,7 @@ Inspector starts one per call) and jobs keep running when the server exits.
 
 import time
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -49,6 +50,10 @@ def refresh(job: Job, ctx: AppContext) -> Job:
     store.update(job.id, cursor=cursor, findings=findings, progress=progress, metrics=metrics, handle=handle)
     job = store.get(job.id)
     if status.state in ("running", "created", "queued"):
+        live = "pending" if status.state == "queued" else "running"  # queued by a scheduler: still pending
+        if job.state != live:
+            store.update(job.id, state=live)
+            job = store.get(job.id)
         return job
     return _finish(ctx, job, status.exit_code, status.oom_killed, container_missing=status.state == "missing",
                    handle=handle)
@@ -124,6 +129,13 @@ class JobListItem(BaseModel):
     parent_job_id: str | None
     owner_id: str | None = Field(default=None, description="The study this job is a trial of.")
     note: str | None = Field(default=None, description="Why the state may be stale (refresh failed).")
+    created: str | None = Field(default=None, description="Created, UTC ISO 8601.")
+    ended: str | None = Field(default=None, description="Ended, UTC ISO 8601 (null while running).")
+    duration_s: float | None = Field(default=None, description="Run time in seconds (so far, while running).")
+    hyper: dict[str, Any] = Field(default_factory=dict, description=(
+        "Key hyperparameters of the spec launched: epochs, lr, weight_decay, batch_size (per GPU), num_gpus."))
+    best_AP11: float | None = Field(default=None, description="train: best validation AP11 (0-100).")
+    best_epoch: int | None = Field(default=None, description="train: the epoch of best_AP11.")
 
 
 def _safe_refresh(job: Job, ctx: AppContext) -> tuple[Job, str | None]:
@@ -135,15 +147,18 @@ def _safe_refresh(job: Job, ctx: AppContext) -> tuple[Job, str | None]:
 
 
 def list_jobs(state: str | None = None, action: str | None = None, limit: int = 20,
-              ctx: AppContext | None = None) -> list[JobListItem]:
+              ctx: AppContext | None = None, sort: str = "time") -> list[JobListItem]:
+    from tools.jobs.compare import row_fields, sort_key
+
     ctx = ctx or app_context()
     out = []
-    for job in ctx.store.query(state=state, action=action, limit=limit):
+    # Sorting by a metric ranks every recorded job (up to the store's cap), not only the newest `limit`.
+    for job in ctx.store.query(state=state, action=action, limit=limit if sort == "time" else 1000):
         note = None
         if not job.terminal:
             job, note = _safe_refresh(job, ctx)
         out.append(JobListItem(job_id=job.id, kind=job.kind, action=job.action, state=job.state,
                                outcome=job.verdict.get("outcome"), results_dir=job.results_dir,
                                created_at=job.created_at, parent_job_id=job.parent_job_id, owner_id=job.owner_id,
-                               note=note))
-    return out
+                               note=note, **row_fields(job)))
+    return sorted(out, key=sort_key(sort))[:limit]

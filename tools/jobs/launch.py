@@ -2,7 +2,8 @@
 
 Order: AutoML routing -> spec and its verified launch record -> backend capabilities -> the launch request
 -> the backend's plan -> preflight -> job record -> submit. Nothing is recorded before the preflight passes;
-a submit that fails leaves a failed record whose id the error names.
+a submit the engine refuses removes its record again (nothing ran and no id was returned), so the error is
+the whole story and list_jobs shows no orphan; the same call can be repeated once the cause is fixed.
 """
 
 import shutil
@@ -11,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, SerializeAsAny, StringConstraints
+from pydantic import BaseModel, Field, SerializeAsAny, StringConstraints, ValidationError
 
 from tools.automl.review import StudyReview
 from tools.backends.base import Backend, Check, LaunchRequest, Plan
@@ -21,6 +22,7 @@ from tools.dataset import check_dataset
 from tools.errors import EngineError, InputError, problem
 from tools.evidence.models import Cursor
 from tools.evidence.verdict import Verdict
+from tools.jobs import notes
 from tools.jobs.engine import refresh
 from tools.jobs.store import Job, new_job_id
 from tools.jobs.summary import JobSummary, summarize
@@ -29,6 +31,7 @@ from tools.layout import JobFiles, status_path
 from tools.paths import Mount, host_path
 from tools.settings import AppContext, app_context
 from tools.spec.build import BuildSpecInput, build_spec
+from tools.spec.rules import pydantic_problems
 from tools.spec.sidecar import LaunchSidecar, read_sidecar
 from tools.spec.surface import CLI_SUBTASK
 from tools.yamlio import load_yaml_file
@@ -53,7 +56,9 @@ class RunActionInput(BuildSpecInput):
         "Nodes for this job (multi-node needs a backend that supports it)."))
     backend_options: dict[str, Any] | None = Field(default=None, description=(
         "Options of the chosen backend only. docker: network ('none'|'host'|'bridge'), shm_size ('16G'), "
-        "mem_limit ('64g'), memlock (bytes, -1 = unlimited)."))
+        "mem_limit ('64g'), memlock (bytes, -1 = unlimited). slurm: partition, account, qos, reservation, runtime "
+        "('pyxis'|'apptainer'|'docker'), gpu_flag, cpus_per_task, mem, time_limit, log_dir. kubernetes: namespace, "
+        "context, claims ({container path: PVC}), cpu, memory, shm_size, node_selector."))
     automl_policy: Literal["on", "off"] | None = Field(default=None, description=(
         "train only: 'on' (the default: a hyperparameter study, reviewed first) or 'off' (one plain train job)."))
     automl_settings: dict[str, Any] | None = Field(default=None, description=(
@@ -83,6 +88,11 @@ class RunActionResult(BaseModel):
         "train with AutoML on: the study to confirm (search space, algorithm, budget, concurrency, cost, "
         "baseline, results folder, the exact confirming call)."))
     message: str = Field(default="", description="What happened, and the next call when nothing launched.")
+    warnings: list[str] = Field(default_factory=list, description="Build, dataset and preflight warnings (capped).")
+    overrides: list[dict[str, Any]] = Field(default_factory=list, description=(
+        "The user's overrides as they landed in the spec launched (path, value)."))
+    lineage: str | None = Field(default=None, description=(
+        "train: resume (checkpoint, epoch, same run) or fine-tune (weights loaded, optimizer fresh)."))
 
 
 def _spec_for(inp: RunActionInput, ctx: AppContext) -> tuple[Path, LaunchSidecar]:
@@ -117,7 +127,13 @@ def _request(inp: RunActionInput, job_id: str, spec_path: Path, side: LaunchSide
     results_container = next((m.container for m in mounts if m.host == side.results_dir), side.results_dir)
     home, cache = _home_and_cache(inp, files, results_container, mounts, maps_paths)
     gpus = inp.gpus if inp.gpus is not None else ([] if inp.action == "dataset_convert" else None)
-    options = backend.options_model.from_user(inp.backend_options or {}, ctx.settings)
+    try:
+        options = backend.options_model.from_user(inp.backend_options or {}, ctx.settings)
+    except ValidationError as exc:
+        known = sorted(backend.options_model.model_fields)
+        raise InputError([p.model_copy(update={"path": f"backend_options.{p.path}", "fix": f"{p.fix}; the "
+                                               f"{backend.name} backend takes {known or 'no options'}"})
+                          for p in pydantic_problems(exc)], headline="invalid backend_options") from exc
     return LaunchRequest(
         job_id=job_id, action=inp.action, subtask=CLI_SUBTASK[inp.action], spec_host_path=str(spec_path),
         spec_container_path=side.spec_container_path if maps_paths and side.spec_container_path else str(spec_path),
@@ -146,7 +162,7 @@ def _preflight(plan: Plan, backend: Backend, inp: RunActionInput, side: LaunchSi
     return checks
 
 
-def _check_fit(inp: RunActionInput, side: LaunchSidecar, backend: Backend, spec: dict[str, Any]) -> None:
+def _check_fit(inp: RunActionInput, side: LaunchSidecar, backend: Backend, spec: dict[str, Any]) -> int:
     if side.action != inp.action:
         raise InputError(problem("spec_path", f"the spec is for {side.action}, not {inp.action}",
                                  f"use action='{side.action}' or build a {inp.action} spec"))
@@ -154,12 +170,17 @@ def _check_fit(inp: RunActionInput, side: LaunchSidecar, backend: Backend, spec:
         raise InputError(problem("backend", f"the spec was built for the {side.backend} backend (its paths "
                                  "differ)", f"use backend='{side.backend}' or rebuild the spec"))
     section = spec.get(inp.action, {}) if inp.action != "dataset_convert" else {}
-    nodes = max(inp.num_nodes, int(section.get("num_nodes", 1) or 1) if isinstance(section, dict) else 1)
+    spec_nodes = int(section.get("num_nodes", 1) or 1) if isinstance(section, dict) else 1
+    nodes = max(inp.num_nodes, spec_nodes)
+    if inp.spec_path and "num_nodes" in inp.model_fields_set and inp.num_nodes != spec_nodes:
+        raise InputError(problem("num_nodes", f"num_nodes={inp.num_nodes} but the spec says {spec_nodes} (torchrun "
+                                 "--nnodes comes from the spec)", f"rebuild the spec with num_nodes={inp.num_nodes}"))
     if nodes > 1 and not backend.capabilities.multi_node:
         able = multi_node_backends() or [f"{b} (planned)" for b in PLANNED_MULTI_NODE]
         raise InputError(problem("num_nodes", f"{nodes} nodes asked, but the {backend.name} backend runs one "
                                  "node (a second node would never join and the job would wait for ever)",
                                  f"use a multi-node backend: {', '.join(able)}; or set num_nodes=1"))
+    return nodes
 
 
 def run_action(inp: RunActionInput, ctx: AppContext | None = None,
@@ -176,7 +197,7 @@ def run_action(inp: RunActionInput, ctx: AppContext | None = None,
     backend = ctx.backend(inp.backend)
     loaded = load_yaml_file(spec_path)
     spec = loaded if isinstance(loaded, dict) else {}
-    _check_fit(inp, side, backend, spec)
+    inp = inp.model_copy(update={"num_nodes": _check_fit(inp, side, backend, spec)})  # the spec's --nnodes
     busy = [j for j in ctx.store.active_for_results(side.results_dir) if not refresh(j, ctx).terminal]
     if busy:
         raise InputError(problem("results_dir", f"{side.results_dir} is in use by running job {busy[0].id}",
@@ -185,10 +206,12 @@ def run_action(inp: RunActionInput, ctx: AppContext | None = None,
     job_id = new_job_id()
     req = _request(inp, job_id, spec_path, side, backend, ctx, gpus_per_node)
     plan = backend.plan(req)
-    plan.preflight = _preflight(plan, backend, inp, side, ctx)
+    plan.preflight = notes.spec_preflight(_preflight(plan, backend, inp, side, ctx), spec, inp.action)
     failed = [c for c in plan.preflight if not c.ok]
+    told: dict[str, Any] = {"warnings": notes.warning_lines(side.warnings, plan.preflight),
+                            "overrides": side.overrides or [], "lineage": side.lineage}
     if inp.dry_run:
-        return RunActionResult(job_id=None, state="planned", plan=plan, message=(
+        return RunActionResult(job_id=None, state="planned", plan=plan, **told, message=(
             "dry run: nothing launched" + (f"; preflight would stop it: {failed[0].message}" if failed else "")))
     if failed:
         raise InputError([problem(f"preflight.{c.name}", c.message, c.fix or "see the message") for c in failed],
@@ -197,7 +220,7 @@ def run_action(inp: RunActionInput, ctx: AppContext | None = None,
     job = _submit(ctx, job, backend, plan)
     if inp.wait_seconds:
         job = wait_sync(job.id, inp.wait_seconds, ctx, on_progress)
-    return RunActionResult(job_id=job.id, state=job.state, plan=plan, summary=summarize(job),
+    return RunActionResult(job_id=job.id, state=job.state, plan=plan, summary=summarize(job), **told,
                            message="launched; poll with get_job")
 
 
@@ -211,7 +234,9 @@ def _record(inp: RunActionInput, ctx: AppContext, job_id: str, spec_path: Path, 
         parent_job_id=side.parent_job_id, plan=plan.model_dump(), cursor=cursor,
         meta={"num_epochs": side.num_epochs, "checkpoint_choice": side.checkpoint_choice,
               "convert_mode": spec.get("mode", "training"), "image": req.image,
-              "has_secret": bool(spec.get("encryption_key"))})
+              "has_secret": bool(spec.get("encryption_key")), "hyper": notes.hyperparameters(spec, inp.action),
+              "overrides": side.overrides, "lineage": side.lineage,
+              "warnings": notes.warning_lines(side.warnings, plan.preflight) or None})
     files = job.files(ctx.settings.home)
     files.scratch.mkdir(parents=True, exist_ok=True, mode=0o700)
     Path(side.results_dir).mkdir(parents=True, exist_ok=True)
@@ -222,6 +247,10 @@ def _submit(ctx: AppContext, job: Job, backend: Backend, plan: Plan) -> Job:
     try:
         handle = backend.submit(plan)
     except (InputError, EngineError) as exc:
+        if ctx.store.discard_unstarted(job.id):
+            shutil.rmtree(job.files(ctx.settings.home).dir, ignore_errors=True)
+            raise type(exc)(exc.problems, headline=f"{exc.headline}; no job was recorded, repeat the call once "
+                            "fixed") from exc
         verdict = Verdict(outcome="failed", reason=f"could not start: {exc.problems[0].message}")
         ctx.store.update(job.id, state="failed", verdict=verdict.model_dump(), finished_at=time.time(),
                          errors=[p.model_dump() for p in exc.problems])

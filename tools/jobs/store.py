@@ -58,6 +58,10 @@ class JobMeta(Tolerant):
     image: str | None = None
     has_secret: bool = False
     pruned: bool = False  # an AutoML trial its study stopped early: it ends as outcome pruned
+    hyper: dict[str, Any] | None = None  # key hyperparameters of the spec launched (list_jobs, comparisons)
+    overrides: list[dict[str, Any]] | None = None
+    lineage: str | None = None
+    warnings: list[str] | None = None
 
 
 class Job(BaseModel):
@@ -223,6 +227,12 @@ class JobStore:
         with self._conn() as conn:
             rows = conn.execute(f"SELECT * FROM jobs WHERE {where} ORDER BY created_at DESC LIMIT ?", args).fetchall()
         return [self._to_job(r) for r in rows]
+
+    def discard_unstarted(self, job_id: str) -> bool:
+        """Drop a record whose launch the engine refused (nothing ran, no id was ever returned)."""
+        with self._conn() as conn:
+            cur = conn.execute("DELETE FROM jobs WHERE id = ? AND handle IS NULL AND started_at IS NULL", (job_id,))
+        return cur.rowcount == 1
 
     def active_for_results(self, results_dir: str) -> list[Job]:
         with self._conn() as conn:

@@ -49,6 +49,13 @@ class JobSummary(BaseModel):
     digest: str = Field(description="One-line human summary.")
     study: StudyStatus | None = Field(default=None, description=(
         "kind=study only: progress, trials, best (with its exact checkpoint), timing and the driver."))
+    detections: dict[str, Any] | None = Field(default=None, description=(
+        "inference: frames, boxes above the threshold, score distribution, top boxes (LiDAR x, y, z_bottom, "
+        "size, yaw, score). Pictures: get_job(frames=[...]) or resource .../bev/{frame}.png."))
+    evaluation: dict[str, Any] | None = Field(default=None, description=(
+        "evaluate: the checkpoint evaluated (path, epoch, how chosen) and the KITTI AP table (AP11/AP40 x "
+        "3D/BEV/2D x strict/loose, easy/moderate/hard)."))
+    report: list[str] = Field(default_factory=list, description="Text lines of the above, as the digest shows them.")
 
 
 def job_secrets(job: Job) -> list[str]:
@@ -93,6 +100,22 @@ def _metrics(job: Job) -> dict[str, Any]:
     return m
 
 
+def _launch_lines(job: Job) -> list[str]:
+    """What the launch said (lineage, warnings), kept short: get_job is polled."""
+    lines = [job.meta.lineage] if job.meta.lineage else []
+    warned = job.meta.warnings or []
+    if warned:
+        lines.append(warned[0] + (f" (+{len(warned) - 1} more launch warnings)" if len(warned) > 1 else ""))
+    return [line[:400] for line in lines]
+
+
+def _evaluated_path(job: Job) -> str:
+    from tools.viz.report import evaluated_checkpoint
+
+    found = evaluated_checkpoint(job)
+    return str(found["path"]) if found else "<the .pth it evaluated>"
+
+
 def next_steps(job: Job, errors: list[ErrorMatch]) -> list[str]:
     jid, root = job.id, job.data_root
     if job.state in ("pending", "running"):
@@ -106,8 +129,10 @@ def next_steps(job: Job, errors: list[ErrorMatch]) -> list[str]:
             "train": [f"resolve_parent_checkpoint(parent_job_id='{jid}')",
                       f"run_action(action='evaluate', data_root='{root}', parent_job_id='{jid}')"],
             "evaluate": [f"run_action(action='inference', data_root='{root}', parent_job_id='{job.parent_job_id}')"
-                         if job.parent_job_id else "run_action(action='inference', checkpoint=<the same .pth>)"],
-            "inference": [f"read predictions in {job.results_dir}/inference/preds/"],
+                         if job.parent_job_id else f"run_action(action='inference', data_root='{root}', "
+                         f"checkpoint='{_evaluated_path(job)}')"],
+            "inference": [f"get_job(job_id='{jid}', include_pictures=true) for the contact sheet, or "
+                          f"frames=['<frame>'] for BEV + camera pictures of a frame"],
         }[job.action]
         if outcome == "succeeded_with_teardown_crash":
             steps.insert(0, "use only the exact artifacts in verdict.usable_artifacts (teardown crash)")
@@ -167,11 +192,17 @@ def summarize(job: Job) -> JobSummary:
         artifacts["parent_checkpoint"] = {k: choice.get(k) for k in ("path", "epoch", "method")}
     if job.findings.skipped_bytes:
         artifacts["log_note"] = f"{job.findings.skipped_bytes} early log bytes were not scanned"
+    from tools.viz import report
+
+    found, found_lines = report.detections(job)
+    evaluated, eval_lines = report.evaluation(job)
     summary = JobSummary(job_id=job.id, action=job.action, state=job.state, backend=job.backend, verdict=verdict,
                          progress=progress, metrics=metrics, errors=errors, artifacts=artifacts,
                          next_steps=next_steps(job, errors), results_dir=job.results_dir,
                          parent_job_id=job.parent_job_id, log_resource=f"tao-bevfusion://jobs/{job.id}/log",
-                         digest=_digest(job, progress, metrics))
+                         digest=_digest(job, progress, metrics),
+                         detections=found.model_dump() if found else None, evaluation=evaluated,
+                         report=(_launch_lines(job) + found_lines + eval_lines)[:40])
     while len(summary.model_dump_json()) > SUMMARY_LIMIT and (summary.errors or summary.metrics.get("per_epoch")):
         if summary.metrics.get("per_epoch"):
             summary.metrics["per_epoch"] = summary.metrics["per_epoch"][len(summary.metrics["per_epoch"]) // 2 + 1:]

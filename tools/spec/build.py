@@ -21,6 +21,7 @@ from tools.backends.registry import backend_class
 from tools.errors import InputError, problem
 from tools.paths import Mount, MountLayout, host_path
 from tools.settings import AppContext, Settings, app_context, skill_dir
+from tools.spec import resume
 from tools.spec import rules as specrules
 from tools.spec.schema import action_schema, dump_yaml
 from tools.spec.sidecar import LaunchSidecar, sign
@@ -79,12 +80,15 @@ class BuildSpecInput(BaseModel):
         "Absolute host path of swin_tiny_patch4_window7_224.pth; without it the spec never downloads "
         "and the Swin backbone starts from random weights."))
     num_gpus: int | None = Field(default=None, ge=1, le=16, description="GPUs for the running action.")
+    num_nodes: int | None = Field(default=None, ge=1, le=64, description=(
+        "train only: nodes for the job (num_gpus is then per node, at least 2); needs a multi-node backend."))
     encryption_key: str | None = Field(default=None, max_length=512, description=(
         "Model key, written to the spec file only; never shown back."))
     output_path: str | None = Field(default=None, max_length=4096, description=(
         "Absolute host path for the spec (.yaml). Default: a new folder under the state dir."))
     backend: str = Field(default="docker", max_length=64, description=(
-        "Where the job will run: docker (container paths /data, /results/...) or local (host paths unchanged)."))
+        "Where the job will run: docker, slurm, kubernetes (container paths /data, /results/...) or local (host "
+        "paths unchanged)."))
     strict: bool = Field(default=False, description="Error on 7.x-only keys instead of removing them.")
 
 
@@ -100,6 +104,10 @@ class BuildSpecResult(BaseModel):
     changes: list[Change] = Field(description="What was set for you, with reasons.")
     warnings: list[str] = Field(description="Things to know before launching.")
     checkpoint_choice: dict[str, Any] | None = Field(default=None, description="How the parent checkpoint was picked.")
+    overrides: list[dict[str, Any]] = Field(default_factory=list, description=(
+        "The user's overrides as they landed in the spec (path, value written; shorthands expanded)."))
+    lineage: str | None = Field(default=None, description=(
+        "train: what the job starts from (resume: checkpoint and epoch; fine-tune: weights, fresh optimizer)."))
 
 
 def _spec_location(req: BuildSpecInput, settings: Settings, stamp: str) -> Path:
@@ -145,6 +153,8 @@ def _apply_user_layers(req: BuildSpecInput, spec: dict[str, Any], draft: Draft, 
                                       reason="base_spec had the 5.5 dataclass geometry, which does not match "
                                       "grid_size 1440; replaced with the 5.5 sample geometry (with voxel_size)"))
         layers.append(("base_spec", base))
+    if resume.is_resume(req) and not req.base_spec:
+        resume.apply_parent(req, spec, draft, settings, MANAGED)
     if req.overrides:
         nested, probs = specrules.nest_overrides(req.overrides)
         draft.problems += probs
@@ -256,14 +266,18 @@ def build_spec(req: BuildSpecInput, ctx: AppContext | None = None) -> BuildSpecR
         raise InputError(draft.problems, headline=f"cannot build a valid 5.5 {req.action} spec")
     text = dump_yaml(spec)
     _write_atomic(spec_path, text)
+    landed = resume.landed_overrides(req.overrides, spec)
+    story = resume.lineage(req, spec, result.get("checkpoint_choice"))
     sidecar = LaunchSidecar(action=req.action, backend=req.backend, data_root=str(data_root),
                             results_dir=str(results), mounts=layout.mounts,
                             spec_sha256=hashlib.sha256(text.encode()).hexdigest(),
                             spec_container_path=layout.to_container(spec_path),
                             checkpoint_choice=result.get("checkpoint_choice"),
-                            num_epochs=get_path(spec, "train.num_epochs"), parent_job_id=req.parent_job_id)
+                            num_epochs=get_path(spec, "train.num_epochs"), parent_job_id=req.parent_job_id,
+                            overrides=landed or None, lineage=story, warnings=draft.warnings or None)
     _write_atomic(names.launch_sidecar(spec_path), sign(sidecar, settings.home).model_dump_json(indent=2))
     return BuildSpecResult(action=req.action, spec_path=str(spec_path), spec=compact(masked(spec), req.action),
                            mounts=layout.mounts,
                            results_dir=str(results), data_root=str(data_root), changes=draft.changes,
-                           warnings=draft.warnings, checkpoint_choice=result.get("checkpoint_choice"))
+                           warnings=draft.warnings, checkpoint_choice=result.get("checkpoint_choice"),
+                           overrides=landed, lineage=story)

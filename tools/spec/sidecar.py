@@ -22,6 +22,9 @@ from tools.paths import Mount
 KEY_FILE = "sidecar.key"
 
 
+LATER_FIELDS = ("overrides", "lineage", "warnings")
+
+
 class LaunchSidecar(BaseModel):
     action: str
     backend: str
@@ -33,6 +36,10 @@ class LaunchSidecar(BaseModel):
     checkpoint_choice: dict[str, Any] | None = None
     num_epochs: int | None = None
     parent_job_id: str | None = None
+    # Added later; left out of the signed body while unset, so records written before still verify.
+    overrides: list[dict[str, Any]] | None = None
+    lineage: str | None = None
+    warnings: list[str] | None = None
     signature: str = Field(default="", description="HMAC-SHA256 of the other fields (state-dir key).")
 
 
@@ -53,7 +60,8 @@ def _key(home: Path) -> bytes:
 
 
 def _mac(record: LaunchSidecar, home: Path) -> str:
-    body = json.dumps(record.model_dump(mode="json", exclude={"signature"}), sort_keys=True).encode()
+    unset = {k for k in LATER_FIELDS if getattr(record, k) is None}
+    body = json.dumps(record.model_dump(mode="json", exclude={"signature", *unset}), sort_keys=True).encode()
     return hmac.new(_key(home), body, hashlib.sha256).hexdigest()
 
 

@@ -161,10 +161,34 @@ def _gpus(req: "BuildSpecInput", spec: dict[str, Any], draft: Draft) -> None:
                             "choose host GPUs with run_action(gpus=[...])")
     draft.set(spec, f"{action}.num_gpus", requested, "GPUs for the running action")
     draft.set(spec, f"{action}.gpu_ids", ids, "container-relative ids, len == num_gpus")
+    nodes = _nodes(req, spec, requested, draft)
     if action != "train":
         draft.set(spec, "train.num_gpus", requested, "5.5 decides DDP from train.num_gpus in every action")
         draft.set(spec, "train.gpu_ids", ids, "kept equal to the running action")
-        draft.set(spec, "train.num_nodes", get_path(spec, f"{action}.num_nodes", 1), "kept equal to the running action")
+        draft.set(spec, "train.num_nodes", nodes, "kept equal to the running action")
+
+
+def _nodes(req: "BuildSpecInput", spec: dict[str, Any], gpus: int, draft: Draft) -> int:
+    """<action>.num_nodes (and train.num_nodes) for the backend; the multi-node rules of contract §9.2."""
+    from tools.backends.registry import backend_class, multi_node_backends
+
+    nodes = req.num_nodes or get_path(spec, f"{req.action}.num_nodes") or 1
+    if not isinstance(nodes, int) or nodes == 1:
+        draft.set(spec, f"{req.action}.num_nodes", 1, "one node")
+        return 1
+    if req.action != "train":
+        draft.problems.append(problem("num_nodes", f"{req.action} runs on one node", "set num_nodes=1"))
+    elif gpus < 2:
+        draft.problems.append(problem("num_gpus", f"{nodes} nodes with 1 GPU each: 5.5 starts distributed training "
+                                      "only when train.num_gpus > 1, so the nodes would run separate, unrelated "
+                                      "trainings (docs/container-contract.md §9.2)",
+                                      "set num_gpus >= 2 (GPUs per node), or num_nodes=1"))
+    elif not backend_class(req.backend).capabilities.multi_node:
+        draft.problems.append(problem("num_nodes", f"{nodes} nodes asked, but the {req.backend} backend runs one node",
+                                      f"use backend= one of {multi_node_backends()}, or num_nodes=1"))
+    draft.set(spec, f"{req.action}.num_nodes", nodes, "nodes for the job (num_gpus is per node)")
+    draft.set(spec, "train.num_nodes", nodes, "kept equal to the running action")
+    return nodes
 
 
 def experiment_rules(req: "BuildSpecInput", spec: dict[str, Any], layout: MountLayout, data_root: Path,
