@@ -1,9 +1,12 @@
 """The whole BEVFusion pipeline driven through the MCP server, as an agent would drive it.
 
 Starts `tao-bevfusion serve` over stdio with the real MCP SDK client and calls:
-check_dataset -> run_action(dataset_convert) -> run_action(train, 2 epochs) -> resolve_parent_checkpoint ->
-run_action(evaluate) (AP table) -> a follow-up route_request -> run_action(inference) -> get_job with the
-detections and their pictures -> list_jobs sorted by best AP11, printing each call and the text the agent reads.
+"Train BEVFusion on my KITTI data": check_dataset -> run_action(dataset_convert) -> run_action(train) = the
+AutoML study review -> the same call with confirm=true -> get_job(study) until it finishes ->
+resolve_parent_checkpoint(study) -> run_action(evaluate) and run_action(inference) from the study's best,
+printing each call and the text the agent would read. The study is small (4 trials x 2 epochs, 2 at a time)
+so the stand-in finishes it in well under a minute; then a follow-up route_request,
+the detections and their pictures, and list_jobs sorted by best AP11.
 
     python examples/pipeline_demo.py --data-root /abs/kitti [--backend docker|local] [--record walkthrough.md]
         [--pictures DIR]   # write the BEV, camera and contact-sheet pictures get_job returned into DIR
@@ -69,16 +72,21 @@ async def main(args: argparse.Namespace) -> int:
     async with Client(server) as client:
         tools = await client.list_tools()
         say(f"server tools: {', '.join(t.name for t in tools.tools)}")
-        await call(client, "route_request", {"request": "Train BEVFusion on my KITTI data, plain training please"})
+        request = "Train BEVFusion on my KITTI data"
+        await call(client, "route_request", {"request": request})
         await call(client, "check_dataset", {"data_root": args.data_root, "action": "dataset_convert"})
         conv = await call(client, "run_action", {"action": "dataset_convert", **common, "wait_seconds": 20})
         if (await wait(client, conv["job_id"]))["state"] != "succeeded":
             return 1
-        await call(client, "resolve_automl_policy", {"action": "train", "request": "plain training please"})
-        train = await call(client, "run_action", {"action": "train", **common, **gpus, **pace, "automl_policy": "off",
-                                                  "overrides": {"num_epochs": 2, "batch_size": 1},
-                                                  "wait_seconds": 20})
-        if (await wait(client, train["job_id"]))["state"] != "succeeded":
+        await call(client, "resolve_automl_policy", {"action": "train", "request": request})
+        small = {"automl_max_recommendations": 4, "automl_max_concurrent": 2, "automl_max_epochs": 2,
+                 "automl_hyperparameters": ["train.optimizer.lr", "train.optimizer.weight_decay"]}
+        review = await call(client, "run_action", {"action": "train", **common, **gpus, **pace, "request": request,
+                                                   "overrides": {"batch_size": 1}, "automl_settings": small})
+        say("\n(the agent shows this review to the user, who says: go ahead)")
+        train = await call(client, "run_action", review["review"]["confirm_call"]["arguments"])
+        study = await wait(client, train["job_id"])
+        if study["state"] != "succeeded":
             return 1
         await call(client, "resolve_parent_checkpoint", {"parent_job_id": train["job_id"]})
         ev = await call(client, "run_action", {"action": "evaluate", **common, **gpus,
@@ -97,7 +105,8 @@ async def main(args: argparse.Namespace) -> int:
         await call(client, "get_job", {"job_id": inf["job_id"], "frames": [frame]})
         await call(client, "get_job", {"job_id": inf["job_id"], "include_pictures": True})
         await call(client, "list_jobs", {"sort": "best_AP11"})
-    say("\nPIPELINE OK: convert -> train -> evaluate -> inference all succeeded through the MCP server.")
+    say("\nPIPELINE OK: convert -> review -> confirm -> AutoML study -> evaluate/inference of its best, all "
+        "through the MCP server.")
     if args.record:
         with open(args.record, "w") as fh:
             fh.write("\n".join(LINES) + "\n")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One command on a fresh machine: install, start a private Docker engine, build the TAO 5.5 stand-in image,
-# and run convert -> train (2 epochs) -> checkpoint -> evaluate -> inference through the MCP server.
+# and run "Train BEVFusion on my KITTI data": convert -> AutoML review -> confirm -> a small study (4 trials x
+# 2 epochs) -> evaluate + inference of its best checkpoint, through the MCP server.
 #
 # The container is a STAND-IN for nvcr.io/nvidia/tao/tao-toolkit:5.5.0-pyt (no GPU or NVIDIA image here):
 # it behaves like the 5.5 CLI (exit codes, status.json, checkpoints, quirks) but trains nothing.

@@ -78,7 +78,8 @@ def test_calls_return_short_text_and_structured_content(era: str, workspace: Pat
             assert "k3y-secret" not in json.dumps(r.structured_content) + r.content[0].text
             assert len(r.content[0].text) < 8000
             r = await c.call_tool("run_action", {"action": "train", "data_root": str(root)})
-            assert r.structured_content["state"] == "routed" and "automl_policy='off'" in r.content[0].text
+            assert r.structured_content["state"] == "review" and "automl_policy='off'" in r.content[0].text
+            assert r.structured_content["job_id"] is None and r.structured_content["review"]["search_space"]
             r = await c.call_tool("run_action", {"action": "dataset_convert", "data_root": str(root),
                                                  "dry_run": True, "gpus": []})
             assert r.structured_content["job_id"] is None and r.structured_content["plan"]["command"][1] == "convert"

@@ -55,7 +55,9 @@ class ResolveCheckpointInput(BaseModel):
 
 class JobIdInput(BaseModel):
     job_id: str = Field(max_length=64, description="A job id from run_action or list_jobs.")
-    include_curve: bool = Field(default=False, description="train jobs: also return the training curve as a PNG.")
+    include_curve: bool = Field(default=False, description=(
+        "train jobs: also return the training curve as a PNG; studies: the optimisation history, the "
+        "parameters against AP11 and the best trials' curves."))
     include_pictures: bool = Field(default=False, description=(
         "Also return pictures: inference -> a contact sheet of up to 50 frames (BEV, predicted boxes red, "
         "ground truth magenta dashed); evaluate -> the AP chart; train -> the curve."))
@@ -161,7 +163,7 @@ def _resolve(inp: ResolveCheckpointInput, ctx: AppContext) -> tuple[checkpoints.
 
 def _run(inp: launch.RunActionInput, ctx: AppContext) -> tuple[launch.RunActionResult, str]:
     r = launch.run_action(inp, ctx)
-    if r.state == "routed":
+    if r.state == "review" or (r.review is not None and r.summary is None):
         return r, r.message
     told = notes.override_lines(r.overrides, r.lineage) + r.warnings
     if r.state == "planned":
@@ -200,6 +202,10 @@ def _get(inp: JobIdInput, ctx: AppContext) -> tuple[JobSummary, str]:
 
 
 def _curve_images(inp: JobIdInput, result: JobSummary, ctx: AppContext) -> list[tuple[str, bytes]]:
+    if result.kind == "study" and (inp.include_curve or inp.include_pictures):
+        from tools.viz.study import study_png
+
+        return [("study.png", study_png(ctx.store.get(inp.job_id), ctx))]
     if inp.include_pictures or inp.frames:
         from tools.viz.report import pictures
 
@@ -233,7 +239,9 @@ def _list_line(j: JobListItem) -> str:
     best = f" best AP11 {j.best_AP11} @ep{j.best_epoch}" if j.best_AP11 is not None else ""
     took = f" {j.duration_s:.0f}s" if j.duration_s is not None else ""
     parent = f" parent {j.parent_job_id}" if j.parent_job_id else ""
-    return (f"{j.job_id} {j.action} {j.state}{extra} {j.created}{took}{(' ' + settings) if settings else ''}"
+    kind = "study" if j.kind == "study" else j.action
+    trial = f" trial of {j.owner_id}" if j.owner_id else ""
+    return (f"{j.job_id} {kind} {j.state}{extra}{trial} {j.created}{took}{(' ' + settings) if settings else ''}"
             f"{best}{parent}" + (f" [{j.note}]" if j.note else ""))
 
 
@@ -279,7 +287,8 @@ TOOLS: list[ToolDef] = [
     ToolDef("resolve_automl_policy", PolicyInput, automl.AutoMLDecision, _policy,
             "Apply the skill's Train Action Policy: for train, an explicit automl_policy ('on'/'off') wins, else "
             "phrases like 'no HPO' or 'plain training' mean off for this run, else on. On + runnable routes train "
-            "to tao-skill-bank:tao-run-automl. Other actions are always direct."),
+            "to tao-skill-bank:tao-run-automl, which this server runs itself (run_action(train) reviews, then "
+            "starts the study on confirm=true). Other actions are always direct."),
     ToolDef("check_dataset", CheckDatasetInput, dataset.DatasetReport, _check,
             "Preflight a KITTI root before spending GPU time: ImageSets, every frame in every modality, velodyne "
             "sizes, calib keys, labels (person class), writability for convert, converted pickles for the rest. "
@@ -295,8 +304,10 @@ TOOLS: list[ToolDef] = [
     ToolDef("run_action", launch.RunActionInput, launch.RunActionResult, _run,
             "Launch dataset_convert/train/evaluate/inference in the TAO 5.5 container (docker) or on the host "
             "(local), from a build_spec spec_path or the build_spec inputs. Returns a job_id within seconds; poll "
-            "get_job. dry_run=true returns the exact plan and preflight. Train with AutoML policy on returns the "
-            "routing decision instead of launching (pass automl_policy='off' to train directly).",
+            "get_job. dry_run=true returns the exact plan and preflight. Train with the AutoML policy on (default) "
+            "returns state 'review' (the study's search space, budget, cost) and launches nothing; the same call "
+            "with confirm=true starts the study (a job of kind 'study'; get_job shows trials and best; evaluate "
+            "with parent_job_id=<study>). automl_policy='off' trains once, directly.",
             annotations={**WRITES, "open_world_hint": True}, after_wait=_after_wait, returns_job=True),
     ToolDef("get_job", JobIdInput, JobSummary, _get,
             "State, verdict (never from the exit code alone), progress (epoch/iteration/loss), AP11/AP40, matched "

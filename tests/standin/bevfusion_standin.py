@@ -8,7 +8,19 @@ progress records, status.json lines in the 5.5 shapes, epoch_<N>.pth + last_chec
 results_dir == root_dir quirk, and 5.5's spec-surface errors. It trains nothing.
 
 Fault injection (env FAKE_TAO_FAULT): fail_at_iter | post_eval_segv | worker_sigkill | interrupt |
-no_mmdet3d | oom. FAKE_TAO_ITER_SECONDS sets the time per iteration (default 0.02).
+no_mmdet3d | oom. FAKE_TAO_ITER_SECONDS sets the time per iteration (default 0.02). FAKE_TAO_FAIL_LR_ABOVE=x
+makes train fail like fail_at_iter (CUDA out of memory) only when train.optimizer.lr > x.
+
+Validation AP (train, and evaluate of a train checkpoint) depends on the epoch and on
+train.optimizer.lr / weight_decay, so a hyperparameter search has a known optimum (lr 3e-4, wd 1e-2):
+
+    q(lr, wd) = exp(-0.5 * (log10(lr / 3e-4) / 0.5) ** 2 - 0.5 * (log10(wd / 1e-2) / 0.75) ** 2)
+    f(lr, wd) = (0.25 + 0.75 * q(lr, wd)) / (0.25 + 0.75 * q(2e-4, 1e-2))
+    AP11 = round(base11(epoch) * f, 4), AP40 = round(base40(epoch) * f, 4)
+
+base11/base40 = 10 + 7.5 * epoch / 8 + 7 * epoch (or the FAKE_TAO_BEST_EPOCH peak). f is exactly 1 at
+the 5.5 defaults (lr 2e-4, wd 0.01), so default runs score as before; about 1.047 at the optimum.
+Checkpoints record lr and weight_decay so evaluate scores them the same way.
 Uses only the standard library plus PyYAML (both present in the stand-in image).
 """
 
@@ -248,11 +260,28 @@ def metric_lines(ap11, ap40):
     return names
 
 
-def val_ap(epoch):
+DEFAULT_LR, DEFAULT_WD, BEST_LR, BEST_WD = 2e-4, 1e-2, 3e-4, 1e-2
+
+
+def hp_quality(lr, wd):
+    """The smooth bump of the docstring, 1.0 at (BEST_LR, BEST_WD)."""
+    return math.exp(-0.5 * (math.log10(lr / BEST_LR) / 0.5) ** 2 - 0.5 * (math.log10(wd / BEST_WD) / 0.75) ** 2)
+
+
+def hp_factor(lr=None, wd=None):
+    lr = DEFAULT_LR if lr is None else float(lr)
+    wd = DEFAULT_WD if wd is None else float(wd)
+    if lr <= 0 or wd <= 0:
+        return 0.25 / (0.25 + 0.75 * hp_quality(DEFAULT_LR, DEFAULT_WD))
+    return (0.25 + 0.75 * hp_quality(lr, wd)) / (0.25 + 0.75 * hp_quality(DEFAULT_LR, DEFAULT_WD))
+
+
+def val_ap(epoch, lr=None, wd=None):
     best = int(os.environ.get("FAKE_TAO_BEST_EPOCH", "0"))
+    f = hp_factor(lr, wd)
     if best:
-        return round(40.0 - 5.0 * abs(epoch - best), 4), round(38.0 - 5.0 * abs(epoch - best), 4)
-    return round(10.0 + 7.5 * epoch, 4), round(8.0 + 7.0 * epoch, 4)
+        return round((40.0 - 5.0 * abs(epoch - best)) * f, 4), round((38.0 - 5.0 * abs(epoch - best)) * f, 4)
+    return round((10.0 + 7.5 * epoch) * f, 4), round((8.0 + 7.0 * epoch) * f, 4)
 
 
 def do_train(spec, st):
@@ -300,7 +329,9 @@ def _train_loop(spec, st, train, frames, start, epochs, work, log):
                     f"time: {step:.4f}  loss: {loss:.4f}  matched_ious: 0.1486")
             print(line, flush=True)
             log.write(line + "\n")
-            if FAULT == "fail_at_iter" and cur == 2:
+            fail_lr = os.environ.get("FAKE_TAO_FAIL_LR_ABOVE")  # one failing trial among healthy ones
+            if (FAULT == "fail_at_iter" or (fail_lr and float(get(spec, "train.optimizer.lr", 0)) > float(fail_lr))) \
+                    and cur == 2:
                 raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 23.65 GiB total "
                                    "capacity)")
             if FAULT == "oom" and cur == 2:
@@ -316,14 +347,16 @@ def _train_loop(spec, st, train, frames, start, epochs, work, log):
         if RANK0 and (epoch % ckpt_int == 0 or epoch == epochs):
             path = os.path.join(work, f"epoch_{epoch}.pth")
             with open(path, "w") as fh:
-                json.dump({"epoch": epoch, "iter": cur, "meta": "stand-in checkpoint"}, fh)
+                json.dump({"epoch": epoch, "iter": cur, "meta": "stand-in checkpoint",
+                           "lr": get(spec, "train.optimizer.lr"),
+                           "weight_decay": get(spec, "train.optimizer.weight_decay")}, fh)
             with open(os.path.join(work, "last_checkpoint"), "w") as fh:
                 fh.write(path)
             print(f"Saving checkpoint at {epoch} epochs")
         if FAULT == "worker_sigkill" and epoch == 1:
             os.kill(os.getpid(), signal.SIGKILL)
         if epoch % val_int == 0 or epoch == epochs:
-            ap11, ap40 = val_ap(epoch)
+            ap11, ap40 = val_ap(epoch, get(spec, "train.optimizer.lr"), get(spec, "train.optimizer.weight_decay"))
             for m in metric_lines(ap11, ap40):
                 print(m)
             line = f"Epoch(val) [{epoch}][1/1]    " + "  ".join(metric_lines(ap11, ap40)[:4])
@@ -347,7 +380,7 @@ def do_evaluate(spec, st):
     frames = load_split(spec, "test_dataset")
     saved = _checkpoint(spec, "evaluate")
     st.write("STARTED", "********************** Start BEVFusion Evaluation **********************.")
-    ap11, ap40 = val_ap(int(saved["epoch"]))
+    ap11, ap40 = val_ap(int(saved["epoch"]), saved.get("lr"), saved.get("weight_decay"))
     print(f"Evaluating {len(frames)} frames")
     print("Results of pred_instances_3d:")
     print("person AP@0.50, 0.50, 0.50:")

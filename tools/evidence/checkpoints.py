@@ -79,6 +79,18 @@ def resolve_parent_checkpoint(parent_job_id: str | None = None, results_dir: str
     state: str | None = None
     if parent_job_id:
         job = ctx.store.get(check_job_id(parent_job_id, "parent_job_id"))
+        if job.kind == "study":  # its best trial's exact best-epoch checkpoint, never latest
+            from tools.automl.status import study_best
+
+            if choose not in (None, "best") or epoch is not None:
+                raise InputError(problem("parent_job_id", f"{job.id} is an AutoML study: its checkpoint is the best "
+                                         "trial's best epoch (choose/epoch/resume apply to one train job)",
+                                         "drop choose/epoch/resume, or pass parent_job_id=<a trial's job id> "
+                                         "(get_job on the study lists them)"))
+            trial_id, epoch = study_best(job)
+            choice = resolve_parent_checkpoint(parent_job_id=trial_id, epoch=epoch, ctx=ctx)
+            return choice.model_copy(update={"method": f"the best trial ({trial_id}) of study {job.id}: its best "
+                                             f"validation AP11 at epoch {epoch}, exact file (never latest)"})
         if job.action != "train":
             raise InputError(problem("parent_job_id", f"{job.id} is a {job.action} job, not train",
                                          "pass the train job whose checkpoints you want (list_jobs(action='train'))"))

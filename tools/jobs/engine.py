@@ -30,6 +30,11 @@ def refresh(job: Job, ctx: AppContext) -> Job:
     """Poll the backend, sync and scan new output, and finish the record when the job has ended."""
     if job.terminal:
         return job
+    if job.kind == "study":  # a study has no container: its detached driver runs it (started when missing)
+        from tools.automl.driver import ensure_driver
+
+        ensure_driver(job, ctx)
+        return ctx.store.get(job.id)
     if job.state == "pending" and not job.handle:
         job = reconcile_pending(job, ctx)
         if job.state == "pending" or job.terminal:
@@ -70,6 +75,9 @@ def _finish(ctx: AppContext, job: Job, exit_code: int | None, oom: bool, contain
     verdict = decide(Evidence(exit_code=exit_code, oom_killed=oom, cancel_requested=job.cancel_requested,
                               container_missing=container_missing, findings=job.findings, present=present,
                               missing=missing))
+    if job.meta.pruned and verdict.outcome == "canceled":
+        verdict = verdict.model_copy(update={"outcome": "pruned", "reason": "pruned by its AutoML study "
+                                             "(validation AP11 below the rung's cut)"})
     ctx.store.update(job.id, state=OUTCOME_STATE[verdict.outcome], verdict=verdict.model_dump(),
                      finished_at=time.time())
     if handle:
@@ -79,7 +87,12 @@ def _finish(ctx: AppContext, job: Job, exit_code: int | None, oom: bool, contain
 
 def get_job(job_id: str, ctx: AppContext | None = None) -> JobSummary:
     ctx = ctx or app_context()
-    return summarize(refresh(ctx.store.get(check_job_id(job_id)), ctx), ctx.settings.stall_seconds)
+    job = ctx.store.get(check_job_id(job_id))
+    if job.kind == "study":
+        from tools.automl.status import study_summary
+
+        return study_summary(job, ctx)
+    return summarize(refresh(job, ctx), ctx.settings.stall_seconds)
 
 
 class CancelResult(BaseModel):
@@ -95,6 +108,10 @@ def cancel_job(job_id: str, force: bool = False, ctx: AppContext | None = None) 
     ctx = ctx or app_context()
     store = ctx.store
     job = store.get(check_job_id(job_id))
+    if job.kind == "study":
+        from tools.automl.status import cancel_study
+
+        return CancelResult(job_id=job.id, state=(done := cancel_study(job, force, ctx))[0], message=done[1])
     if job.terminal:
         return CancelResult(job_id=job.id, state=job.state, message=f"already {job.state}; nothing to cancel")
     store.update(job.id, cancel_requested=True)  # recorded before the stop, so exit 137 reads as canceled

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, Field, SerializeAsAny, StringConstraints, ValidationError
 
+from tools.automl.review import StudyReview
 from tools.backends.base import Backend, Check, LaunchRequest, Plan
 from tools.backends.environment import validate_env
 from tools.backends.registry import PLANNED_MULTI_NODE, multi_node_backends
@@ -69,7 +70,15 @@ class RunActionInput(BuildSpecInput):
         "('pyxis'|'apptainer'|'docker'), gpu_flag, cpus_per_task, mem, time_limit, log_dir. kubernetes: namespace, "
         "context, claims ({container path: PVC}), cpu, memory, shm_size, node_selector."))
     automl_policy: Literal["on", "off"] | None = Field(default=None, description=(
-        "train only: 'on' (route via AutoML, the default) or 'off' (launch directly)."))
+        "train only: 'on' (the default: a hyperparameter study, reviewed first) or 'off' (one plain train job)."))
+    automl_settings: dict[str, Any] | None = Field(default=None, description=(
+        "train with AutoML on: the study's settings, skill-bank names: automl_algorithm (bayesian|random|asha|"
+        "hyperband), automl_max_recommendations (trials, baseline included), automl_max_concurrent, "
+        "automl_max_epochs, automl_reduction_factor, automl_hyperparameters (dotted keys), custom_param_ranges "
+        "({key: {min, max} | {choices}}). The review shows every default."))
+    confirm: bool = Field(default=False, description=(
+        "train with AutoML on: start the reviewed study (the same arguments as the review call, plus "
+        "confirm=true). Without it, train returns state 'review' and launches nothing."))
     request: str | None = Field(default=None, max_length=2000, description="The user's words, for the AutoML "
                                 "policy (e.g. 'plain training, no HPO').")
     dry_run: bool = Field(default=False, description="Return the exact launch plan and preflight; launch nothing.")
@@ -77,13 +86,17 @@ class RunActionInput(BuildSpecInput):
 
 
 class RunActionResult(BaseModel):
-    job_id: str | None = Field(description="Null when nothing was launched (dry run, AutoML routing).")
-    state: str = Field(description="pending/running/succeeded/... or 'planned' / 'routed'.")
+    job_id: str | None = Field(description="Null when nothing was launched (dry run, AutoML review).")
+    state: str = Field(description="pending/running/succeeded/... or 'planned' (dry run) / 'review' (AutoML "
+                       "study waiting for confirm=true).")
     plan: SerializeAsAny[Plan] | None = Field(default=None, description=(
         "The exact launch the backend makes (the dry run when dry_run=true), with its preflight checks; "
         "each backend adds its own request (docker: run_kwargs)."))
     summary: JobSummary | None = Field(default=None, description="The job as get_job reports it.")
     routing: dict[str, Any] | None = Field(default=None, description="The AutoML routing decision (train).")
+    review: StudyReview | None = Field(default=None, description=(
+        "train with AutoML on: the study to confirm (search space, algorithm, budget, concurrency, cost, "
+        "baseline, results folder, the exact confirming call)."))
     message: str = Field(default="", description="What happened, and the next call when nothing launched.")
     warnings: list[str] = Field(default_factory=list, description="Build, dataset and preflight warnings (capped).")
     overrides: list[dict[str, Any]] = Field(default_factory=list, description=(
@@ -159,15 +172,6 @@ def _preflight(plan: Plan, backend: Backend, inp: RunActionInput, side: LaunchSi
     return checks
 
 
-def _routing(inp: RunActionInput) -> dict[str, Any] | None:
-    if inp.action != "train":
-        return None
-    from tools.policy.automl import resolve_automl_policy
-
-    decision = resolve_automl_policy("train", request=inp.request, automl_policy=inp.automl_policy)
-    return decision.model_dump() if decision.route != "direct" else None
-
-
 def _check_fit(inp: RunActionInput, side: LaunchSidecar, backend: Backend, spec: dict[str, Any]) -> int:
     if side.action != inp.action:
         raise InputError(problem("spec_path", f"the spec is for {side.action}, not {inp.action}",
@@ -192,12 +196,11 @@ def _check_fit(inp: RunActionInput, side: LaunchSidecar, backend: Backend, spec:
 def run_action(inp: RunActionInput, ctx: AppContext | None = None,
                on_progress: Callable[[JobSummary], None] | None = None) -> RunActionResult:
     ctx = ctx or app_context()
-    routing = _routing(inp)
-    if routing:
-        return RunActionResult(job_id=None, state="routed", routing=routing, message=(
-            "AutoML policy is on: train goes through tao-skill-bank:tao-run-automl with "
-            f"skill_dir={routing['skill_dir']}. To launch plain training now, call run_action again with "
-            "automl_policy='off'."))
+    from tools.automl.gate import gate
+
+    gated = gate(inp, ctx)  # AutoML on: the study review, or the started study (tools/automl/gate.py)
+    if gated is not None:
+        return gated
     spec_path, side = _spec_for(inp, ctx)
     if inp.spec_path and "backend" not in inp.model_fields_set:
         inp = inp.model_copy(update={"backend": side.backend})

@@ -58,6 +58,7 @@ class JobMeta(Tolerant):
     convert_mode: str = "training"
     image: str | None = None
     has_secret: bool = False
+    pruned: bool = False  # an AutoML trial its study stopped early: it ends as outcome pruned
     hyper: dict[str, Any] | None = None  # key hyperparameters of the spec launched (list_jobs, comparisons)
     overrides: list[dict[str, Any]] | None = None
     lineage: str | None = None

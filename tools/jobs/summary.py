@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from tools import layout
+from tools.automl.models import StudyStatus
 from tools.evidence.patterns import ErrorMatch, error_matches
 from tools.evidence.verdict import Verdict
 from tools.jobs import stall
@@ -34,6 +35,7 @@ class Progress(BaseModel):
 
 class JobSummary(BaseModel):
     job_id: str = Field(description="The job.")
+    kind: str = Field(default="run", description="run (one action) or study (an AutoML search; see `study`).")
     action: str = Field(description="dataset_convert, train, evaluate or inference.")
     state: JobState = Field(description="pending, running, succeeded, failed, canceled or unknown.")
     backend: str = Field(description="docker or local.")
@@ -47,6 +49,8 @@ class JobSummary(BaseModel):
     parent_job_id: str | None = Field(default=None, description="The train job whose checkpoint this job used.")
     log_resource: str = Field(description="MCP resource URI of the full log (page it with get_job_logs).")
     digest: str = Field(description="One-line human summary.")
+    study: StudyStatus | None = Field(default=None, description=(
+        "kind=study only: progress, trials, best (with its exact checkpoint), timing and the driver."))
     detections: dict[str, Any] | None = Field(default=None, description=(
         "inference: frames, boxes above the threshold, score distribution, top boxes (LiDAR x, y, z_bottom, "
         "size, yaw, score). Pictures: get_job(frames=[...]) or resource .../bev/{frame}.png."))
@@ -131,8 +135,8 @@ def next_steps(job: Job, errors: list[ErrorMatch]) -> list[str]:
     if outcome in ("succeeded", "succeeded_with_teardown_crash"):
         steps = {
             "dataset_convert": [f"check_dataset(data_root='{root}', action='train')",
-                                f"run_action(action='train', data_root='{root}', automl_policy='off', "
-                                "overrides={'num_epochs': 10}) (10 = the 5.5 default; give the user's number)"],
+                                f"run_action(action='train', data_root='{root}') for the AutoML study review "
+                                "(automl_policy='off' for one plain run)"],
             "train": [f"resolve_parent_checkpoint(parent_job_id='{jid}')",
                       f"run_action(action='evaluate', data_root='{root}', parent_job_id='{jid}')"],
             "evaluate": [f"run_action(action='inference', data_root='{root}', parent_job_id='{job.parent_job_id}')"

@@ -101,6 +101,7 @@ def resolve_automl_policy(action: str, request: str | None = None, automl_policy
                               decided_by=decided)
     return AutoMLDecision(action=action, applies=True, automl_policy="on", route=AUTOML_ROUTE, runnable=True,
                           skill_dir=str(root), preserve=PRESERVE, decided_by=decided,
-                          reason=f"{why}; {runnable_why}: route train through {AUTOML_ROUTE}")
+                          reason=f"{why}; {runnable_why}: route train through {AUTOML_ROUTE}; this server runs "
+                          "it itself (run_action(train) returns the study review; confirm=true starts it)")
 
 
