@@ -5,7 +5,6 @@ few modules `import torch` needs, a `torchrun` entry point and rdzv_check.py at 
     python -m tests.rendezvous.image      # prints the image tag (builds it when missing)
 """
 
-import hashlib
 import io
 import os
 import subprocess
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import docker
 
-from tests.standin.image import SKIP_STDLIB, _libs
+from tests.standin.image import SKIP_STDLIB, _libs, content_tag
 
 HERE = Path(__file__).resolve().parent
 CHECK = HERE / "rdzv_check.py"
@@ -32,15 +31,8 @@ CHECK_IN_IMAGE = "/opt/rdzv/rdzv_check.py"
 TORCHRUN = b"#!/usr/bin/python3\nimport sys\nfrom torch.distributed.run import main\nsys.exit(main())\n"
 
 
-def _digest() -> str:
-    h = hashlib.sha256(CHECK.read_bytes())
-    h.update(Path(__file__).read_bytes())
-    h.update(os.path.realpath(sys.executable).encode())
-    return h.hexdigest()[:12]
-
-
 def tag() -> str:
-    return f"{REPO_NAME}:{_digest()}"
+    return content_tag(REPO_NAME, CHECK, Path(__file__))
 
 
 def torch_dir() -> Path:

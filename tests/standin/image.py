@@ -25,15 +25,17 @@ SKIP_STDLIB = {"test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3
                "pydoc_data", "config-3.11-x86_64-linux-gnu"}
 
 
-def _digest() -> str:
-    h = hashlib.sha256(STANDIN.read_bytes())
-    h.update(Path(__file__).read_bytes())
+def content_tag(repo: str, *sources: Path) -> str:
+    """An image tag that changes whenever a file it is built from, or this host's Python, changes."""
+    h = hashlib.sha256()
+    for source in sources:
+        h.update(source.read_bytes())
     h.update(os.path.realpath(sys.executable).encode())
-    return h.hexdigest()[:12]
+    return f"{repo}:{h.hexdigest()[:12]}"
 
 
 def tag() -> str:
-    return f"{REPO_NAME}:{_digest()}"
+    return content_tag(REPO_NAME, STANDIN, Path(__file__))
 
 
 def _libs(paths: list[Path]) -> set[Path]:
