@@ -46,7 +46,7 @@ def launch_overhead(base: Path, trials: int) -> dict[str, Any]:
 
     kitti = _workspace(base)
     ctx = app_context()
-    folder = base / "home" / "studies" / "bench"
+    folder = base / "home" / "runs" / "study-bench"
     plan = make_plan(RunActionInput(**_study_inputs(kitti, trials)), "jbench", folder, str(kitti), None)
     cfg = S.StudyConfig(settings=plan.settings, space=plan.space, trials=plan.trials)
     study = S.create_study(folder, "jbench", cfg)
@@ -75,7 +75,7 @@ def _fake_study(ctx: Any, kitti: Path, trials: int) -> str:
     from tools.jobs.store import new_job_id
 
     sid = new_job_id()
-    folder = ctx.settings.home / "studies" / sid
+    folder = ctx.settings.home / "runs" / f"study-{sid}"
     plan = make_plan(RunActionInput(**_study_inputs(kitti, trials)), sid, folder, str(kitti), None)
     plan.save()
     ctx.store.create(job_id=sid, kind="study", action="train", backend="docker", spec_path="-", spec_sha256="-",

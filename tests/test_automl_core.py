@@ -322,7 +322,7 @@ def test_one_driver_per_study_the_second_exits_at_the_lock(settings, tmp_path: P
     from tools.jobs.store import JobStore
 
     store = JobStore(settings.home)
-    folder = settings.home / "studies" / "s"
+    folder = settings.home / "runs" / "study-s"
     folder.mkdir(parents=True)
     job = store.create(kind="study", action="train", backend="docker", spec_path="-", spec_sha256="-",
                        results_dir=str(folder), data_root="/d")
