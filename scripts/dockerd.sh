@@ -13,7 +13,7 @@ start_private_dockerd() {
     --host="unix://$DOCKERD_DIR/docker.sock" --storage-driver=overlay2 --iptables=false --ip-forward=false \
     --bridge=none >"$DOCKERD_DIR/dockerd.log" 2>&1 &
   DOCKERD_PID=$!
-  trap 'kill -TERM $DOCKERD_PID 2>/dev/null; wait $DOCKERD_PID 2>/dev/null; umount /run/docker/netns/default 2>/dev/null || true; rm -rf "$DOCKERD_DIR"' EXIT
+  trap stop_private_dockerd EXIT
   export DOCKER_HOST="unix://$DOCKERD_DIR/docker.sock"
   for _ in $(seq 1 120); do
     if docker version >/dev/null 2>&1; then echo "dockerd ready at $DOCKER_HOST"; return 0; fi
@@ -21,4 +21,13 @@ start_private_dockerd() {
     sleep 0.25
   done
   cat "$DOCKERD_DIR/dockerd.log"; return 1
+}
+
+# Cleanup must never fail the caller (under `set -e` a failing EXIT trap sets the exit status): the engine's
+# network namespace mounts are unmounted first, and whatever still cannot be removed is left in /tmp.
+stop_private_dockerd() {
+  kill -TERM "$DOCKERD_PID" 2>/dev/null || true
+  wait "$DOCKERD_PID" 2>/dev/null || true
+  umount "$DOCKERD_DIR/exec/netns/default" /run/docker/netns/default 2>/dev/null || true
+  rm -rf "$DOCKERD_DIR" 2>/dev/null || true
 }
