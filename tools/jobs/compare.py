@@ -1,7 +1,6 @@
 """Runs side by side: the list_jobs row fields (times, key hyperparameters, best AP11), sorting, and a
 comparison of several train jobs (a table and one picture with their curves overlaid)."""
 
-import io
 import time
 from pathlib import Path
 from typing import Any
@@ -101,8 +100,8 @@ def table_text(rows: list[CompareRow]) -> str:
 
 def overlay_png(ids: list[str], ctx: AppContext) -> bytes:
     """Loss per iteration and val AP11 per epoch of each job, on shared axes."""
-    from tools.viz.bev import pyplot
     from tools.viz.curve import curve_data
+    from tools.viz.figure import png, pyplot
 
     plt = pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.4), dpi=100)
@@ -122,7 +121,4 @@ def overlay_png(ids: list[str], ctx: AppContext) -> bytes:
         if ax.get_lines():
             ax.legend(fontsize=7)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return png(fig)

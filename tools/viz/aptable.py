@@ -5,13 +5,12 @@ Input is the `log_metrics` dict tools.outcome collects from the log lines
 keyed `<class>_<kind>_AP<n>_<difficulty>[_<overlap>]`.
 """
 
-import io
 import re
 from collections.abc import Mapping
 
 from pydantic import BaseModel, Field
 
-from tools.viz.bev import pyplot
+from tools.viz.figure import png, pyplot
 
 KINDS = ("3D", "BEV", "2D")
 APS = ("AP11", "AP40")
@@ -86,7 +85,4 @@ def ap_chart(table: APTable, title: str = "KITTI AP (strict)", overlap: str = "s
     axes[1].legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return png(fig)

@@ -5,29 +5,19 @@ keeps a 120k-point frame well under the time and size budget that scatter() woul
 Up in the picture is LiDAR +x (forward), left is +y.
 """
 
-import io
 import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from tools.viz.figure import png, pyplot
 from tools.viz.kitti import box_corners
 from tools.viz.scene import GT_COLOR, OTHER_COLOR, PRED_COLOR, Scene
 
 VIEW = (-5.0, 40.0, -22.5, 22.5)  # x_min, x_max, y_min, y_max in metres
 Z_RANGE = (-2.5, 1.5)  # LiDAR z colour range (sensor ~1.73 m above the road)
 MAX_SHEET_FRAMES = 64
-
-
-def pyplot() -> Any:
-    """matplotlib.pyplot on the Agg backend, imported only when a picture is drawn."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 @dataclass(frozen=True)
@@ -123,10 +113,7 @@ def render_bev(scene: Scene, size_px: int = 800, view: tuple[float, float, float
     fig.canvas.draw()
     width, height = fig.canvas.get_width_height()
     (ca, ra), (cb, rb) = ax.transData.transform([(0.0, 0.0), (1.0, 1.0)])
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
-    plt.close(fig)
-    return BevRender(png=buf.getvalue(), width=width, height=height, col=(cb - ca, ca),
+    return BevRender(png=png(fig, dpi), width=width, height=height, col=(cb - ca, ca),
                      row=(-(rb - ra), height - ra))
 
 
@@ -162,7 +149,4 @@ def contact_sheet(scenes: list[Scene], thumb_px: int = 180, columns: int | None 
                  f"(view x {x0:g}..{x1:g} m, y {y0:g}..{y1:g} m)", fontsize=7)
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1 - 0.3 / (rows * thumb_px / 100 + 0.3) - 0.01,
                         wspace=0.05, hspace=0.15)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return buf.getvalue()
+    return png(fig, 100)

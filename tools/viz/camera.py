@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from tools.errors import InputError, problem
-from tools.viz.bev import pyplot
+from tools.viz.figure import png, pyplot
 from tools.viz.kitti import Calib, box_corners, project_box_edges
 from tools.viz.scene import GT_COLOR, OTHER_COLOR, PRED_COLOR, Scene
 
@@ -74,8 +74,5 @@ def render_camera(scene: Scene, width_px: int = 1000, dpi: int = 100, max_bytes:
     ax.text(6, 14, f"frame {scene.frame}: red = predicted person >= {scene.threshold:g}, magenta dashed = ground "
             "truth person, grey = other classes", color="white", fontsize=7,
             bbox={"facecolor": "black", "alpha": 0.6, "pad": 2, "lw": 0})
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
     width, height = fig.canvas.get_width_height()
-    plt.close(fig)
-    return CameraRender(png=_shrink(buf.getvalue(), max_bytes), width=width, height=height, scale=scale)
+    return CameraRender(png=_shrink(png(fig, dpi), max_bytes), width=width, height=height, scale=scale)

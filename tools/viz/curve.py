@@ -1,12 +1,12 @@
 """Training curve (loss per iteration, AP11/AP40 per epoch) of a train job as PNG bytes."""
 
-import io
 from pathlib import Path
 
 from tools import layout
 from tools.errors import InputError, problem
 from tools.evidence.status import read_all
 from tools.jobs.store import Job
+from tools.viz.figure import png, pyplot
 
 NAN = float("nan")
 
@@ -30,10 +30,7 @@ def training_curve_png(job: Job) -> bytes:
     losses, aps = curve_data(job)
     if not losses and not aps:
         raise InputError(problem("job_id", "no train/val records yet", "wait for the first iterations"))
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.4), dpi=100)
     if losses:
@@ -49,7 +46,4 @@ def training_curve_png(job: Job) -> bytes:
     ax2.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle(f"{job.id} BEVFusion train ({job.state})", fontsize=10)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return png(fig)

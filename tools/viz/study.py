@@ -1,7 +1,6 @@
 """A study's pictures as one PNG: optimisation history, each searched parameter against AP11, and the
 validation curves of the best trials. Drawn from the driver's snapshot and the trials' status.json."""
 
-import io
 import math
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ from tools.errors import InputError, problem
 from tools.evidence.status import read_all
 from tools.jobs.store import Job
 from tools.settings import AppContext
+from tools.viz.figure import png, pyplot
 
 COLORS = {"complete": "#2ca02c", "pruned": "#ff7f0e", "fail": "#d62728", "running": "#1f77b4"}
 TOP_CURVES = 3
@@ -65,10 +65,7 @@ def study_png(job: Job, ctx: AppContext) -> bytes:
     trials = snap.get("trials", [])
     if not any(t.get("value") is not None for t in trials):
         raise InputError(problem("job_id", "no trial has a validation AP11 yet", "wait for the first validation"))
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     keys = sorted({k for t in trials for k in t["params"]})[:4]
     ncols = max(len(keys), 2)
@@ -91,7 +88,4 @@ def study_png(job: Job, ctx: AppContext) -> bytes:
     _params(fig, grid, trials, keys)
     fig.suptitle(f"{job.id} AutoML study ({job.state})", fontsize=10)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return png(fig)
