@@ -55,13 +55,11 @@ def refresh(job: Job, ctx: AppContext) -> Job:
     scan_status(status_path(job.action, Path(job.results_dir), Path(job.data_root)), cursor, findings, progress,
                 metrics, secrets=secrets)
     cursor.output_at = newest_output(job, files.log)
-    store.update(job.id, cursor=cursor, findings=findings, progress=progress, metrics=metrics, handle=handle)
+    live = status.state in ("running", "created", "queued")
+    state = {"state": "pending" if status.state == "queued" else "running"} if live else {}  # queued: still pending
+    store.update(job.id, cursor=cursor, findings=findings, progress=progress, metrics=metrics, handle=handle, **state)
     job = store.get(job.id)
-    if status.state in ("running", "created", "queued"):
-        live = "pending" if status.state == "queued" else "running"  # queued by a scheduler: still pending
-        if job.state != live:
-            store.update(job.id, state=live)
-            job = store.get(job.id)
+    if live:
         return job
     return _finish(ctx, job, status.exit_code, status.oom_killed, container_missing=status.state == "missing",
                    handle=handle)

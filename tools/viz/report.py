@@ -5,6 +5,7 @@ Everything here reads the job's own folders (preds, status.json, spec); nothing 
 whose shape is unexpected: such a file is named with what was found instead.
 """
 
+import functools
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
@@ -38,8 +39,31 @@ def _spec(job: Job) -> dict[str, Any]:
 
 
 def threshold(job: Job) -> float:
-    value = (_spec(job).get("inference") or {}).get("conf_threshold")
+    return _threshold(job.spec_path, _mtime(Path(job.spec_path)))
+
+
+@functools.lru_cache(maxsize=64)
+def _threshold(spec_path: str, _mtime_ns: int) -> float:
+    try:
+        data = fast_yaml(Path(spec_path).read_text())
+    except (OSError, ValueError):
+        data = None
+    value = ((data if isinstance(data, dict) else {}).get("inference") or {}).get("conf_threshold")
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else DEFAULT_THRESHOLD
+
+
+def _mtime(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return -1
+
+
+@functools.lru_cache(maxsize=64)
+def _detection_summary(folder: str, _mtime_ns: int, at: float) -> DetectionSummary:
+    """Cached on the folder's mtime: get_job is polled, and re-reading thousands of prediction files on every
+    poll would be the call's whole cost. The inferencer adds files (which changes the mtime), never edits one."""
+    return summarize(Path(folder), at, top_n=5, max_frames=20)
 
 
 def job_preds(job: Job) -> Path:
@@ -54,7 +78,8 @@ def detections(job: Job) -> tuple[DetectionSummary | None, list[str]]:
     if job.action != "inference" or job.state == "pending":
         return None, []
     try:
-        summary = summarize(job_preds(job), threshold(job), top_n=5, max_frames=20)
+        folder = job_preds(job)
+        summary = _detection_summary(str(folder), _mtime(folder), threshold(job))
     except InputError as exc:
         if job.state == "running":
             return None, []
