@@ -60,3 +60,13 @@ def load_yaml_file(path: Path) -> Any:
         raise InputError(problem(str(path), f"file is {size} bytes, over {MAX_YAML_BYTES}",
                                      "pass a real spec file; TAO specs are a few KB"))
     return load_yaml_text(path.read_text(), origin=str(path))
+
+
+def read_mapping(path: Path) -> dict[str, Any]:
+    """A YAML mapping read for display or bookkeeping (a job's spec): {} when the file is missing, unreadable,
+    over the bounds, or not a mapping. Bounded like every input, since the file may have been edited."""
+    try:
+        data = load_yaml_file(path)
+    except (InputError, OSError, UnicodeDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}

@@ -9,8 +9,11 @@ import re
 
 PET_NAMES = ("PET_NODE_RANK", "PET_NNODES", "PET_MASTER_ADDR", "PET_MASTER_PORT")
 V6_NAMES = ("WORLD_SIZE", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT", "NUM_GPU_PER_NODE")
-# Names a user env may not set: the backend owns them, and torchrun sets RANK/LOCAL_RANK per worker.
-RESERVED_ENV = frozenset({*PET_NAMES, *V6_NAMES, "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE"})
+# Names a user env may not set: the backend owns them, and torchrun sets the per-worker ones. The one list;
+# tools/backends/environment.py refuses the same names (and any PET_*) for every backend.
+TORCHRUN_WORKER_NAMES = ("RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "ROLE_RANK", "NNODES",
+                         "NPROC_PER_NODE")
+RESERVED_ENV = frozenset({*PET_NAMES, *V6_NAMES, *TORCHRUN_WORKER_NAMES})
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 

@@ -11,7 +11,7 @@ from tools.errors import InputError, problem
 from tools.jobs.notes import hyperparameters
 from tools.jobs.store import Job, check_job_id
 from tools.settings import AppContext
-from tools.yamlio import fast_yaml
+from tools.yamlio import read_mapping
 
 MAX_COMPARE = 8
 SORTS = ("time", "best_AP11", "duration")
@@ -25,11 +25,7 @@ def hyper(job: Job) -> dict[str, Any]:
     """The key hyperparameters recorded at launch (older records: read once from the spec)."""
     if job.meta.hyper is not None:
         return job.meta.hyper
-    try:
-        spec = fast_yaml(Path(job.spec_path).read_text())
-    except (OSError, ValueError):
-        return {}
-    return hyperparameters(spec, job.action) if isinstance(spec, dict) else {}
+    return hyperparameters(read_mapping(Path(job.spec_path)), job.action)
 
 
 def row_fields(job: Job) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from tools.evidence.patterns import ErrorMatch, error_matches
 from tools.evidence.verdict import Verdict
 from tools.jobs import stall
 from tools.jobs.store import Job, JobState
-from tools.yamlio import fast_yaml
+from tools.yamlio import read_mapping
 
 SUMMARY_METRICS = ("3D_AP11_moderate_strict", "3D_AP40_moderate_strict", "BEV_AP11_moderate_strict",
                    "BEV_AP40_moderate_strict")
@@ -72,11 +72,7 @@ def job_secrets(job: Job) -> list[str]:
         return list(job.meta.secrets)
     if not job.meta.has_secret:
         return []
-    try:
-        spec = fast_yaml(Path(job.spec_path).read_text())
-    except (OSError, ValueError):
-        return []
-    key = spec.get("encryption_key") if isinstance(spec, dict) else None
+    key = read_mapping(Path(job.spec_path)).get("encryption_key")
     return [str(key)] if key else []
 
 

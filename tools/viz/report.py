@@ -23,19 +23,11 @@ from tools.evidence.predictions import (
 )
 from tools.jobs.store import Job
 from tools.viz.aptable import ap_table, ap_text
-from tools.yamlio import fast_yaml
+from tools.yamlio import read_mapping
 
 MAX_PICTURE_FRAMES = 4  # frames per get_job call: each frame is a BEV and a camera picture
 SHEET_FRAMES = 50
 DEFAULT_THRESHOLD = 0.5
-
-
-def _spec(job: Job) -> dict[str, Any]:
-    try:
-        data = fast_yaml(Path(job.spec_path).read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def threshold(job: Job) -> float:
@@ -44,11 +36,7 @@ def threshold(job: Job) -> float:
 
 @functools.lru_cache(maxsize=64)
 def _threshold(spec_path: str, _mtime_ns: int) -> float:
-    try:
-        data = fast_yaml(Path(spec_path).read_text())
-    except (OSError, ValueError):
-        data = None
-    value = ((data if isinstance(data, dict) else {}).get("inference") or {}).get("conf_threshold")
+    value = (read_mapping(Path(spec_path)).get("inference") or {}).get("conf_threshold")
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else DEFAULT_THRESHOLD
 
 
@@ -97,7 +85,7 @@ def evaluated_checkpoint(job: Job) -> dict[str, Any] | None:
     if choice:
         return {"path": choice.get("path"), "epoch": choice.get("epoch"),
                 "how": f"{choice.get('method')} (parent {job.parent_job_id})"}
-    given = (_spec(job).get(job.action) or {}).get("checkpoint")
+    given = (read_mapping(Path(job.spec_path)).get(job.action) or {}).get("checkpoint")
     if not isinstance(given, str) or not given:
         return None
     host = given
