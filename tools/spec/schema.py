@@ -142,7 +142,11 @@ def action_schema(action: str) -> dict[str, Any]:
     }
 
 
-class _NoAliasDumper(yaml.SafeDumper):
+# libyaml's emitter when present (as tools.yamlio loads): ~15x faster than the pure-Python one, same text.
+_BaseDumper: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+class _NoAliasDumper(_BaseDumper):
     def ignore_aliases(self, data: Any) -> bool:
         return True
 
