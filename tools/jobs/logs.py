@@ -9,8 +9,8 @@ which bytes were searched and why it stopped.
 import re
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import regex
 from pydantic import BaseModel, Field
 
 from tools.errors import InputError, problem
@@ -18,6 +18,9 @@ from tools.jobs.engine import refresh
 from tools.jobs.store import check_job_id
 from tools.jobs.summary import job_secrets, redact
 from tools.settings import AppContext, app_context
+
+if TYPE_CHECKING:
+    import regex
 
 GREP_SECONDS = 2.0
 CHUNK = 1 << 20
@@ -38,6 +41,8 @@ class LogPage(BaseModel):
 
 
 def _compile(grep: str) -> "regex.Pattern[bytes]":
+    import regex  # only a grep needs it; kept off server start-up
+
     try:
         return regex.compile(grep.encode())
     except (regex.error, ValueError) as exc:
