@@ -59,17 +59,20 @@ class _Report:
         self.items.append(DatasetProblem(code=code, severity=severity, path=str(path), message=message, fix=fix))
 
 
-def _read_small(rep: "_Report", path: Path, root: Path, limit: int = MAX_TEXT_BYTES) -> str | None:
+def _read_small(rep: "_Report", path: Path, root: Path, limit: int = MAX_TEXT_BYTES,
+                vetted: bool = False) -> str | None:
     """The text of a small regular file inside the root, or None with the problem recorded.
 
     Never follows a link out of the root, never opens a FIFO, socket or device (O_NONBLOCK + fstat before
-    any read), and never reads more than `limit` bytes: a dataset is input from anyone."""
-    if not inside(path, root):
+    any read), and never reads more than `limit` bytes: a dataset is input from anyone. `vetted`: the path is
+    no link and its folder was already checked to be inside the root, so it is opened as it is (O_NOFOLLOW)."""
+    if not vetted and not inside(path, root):
         rep.add("SYMLINK_ESCAPES_ROOT", path, "links outside the dataset root (not read; it will not resolve "
                 "inside the container)", "copy the file into the dataset root")
         return None
     try:
-        fd = os.open(os.path.realpath(path), os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+        target, nofollow = (str(path), os.O_NOFOLLOW) if vetted else (os.path.realpath(path), 0)
+        fd = os.open(target, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | nofollow)
     except OSError as exc:
         rep.add("FILE_UNREADABLE", path, f"cannot be opened ({exc.strerror})", "make it a readable regular file")
         return None
@@ -157,11 +160,17 @@ def _regular(entry: os.DirEntry[str]) -> bool:
         return False
 
 
+def _within(entry: os.DirEntry[str], root: Path) -> bool:
+    """An entry of a modality folder (itself checked to be inside the root) stays inside unless it is a link
+    that leads out: only links pay for resolving the path (is_symlink comes from the directory listing)."""
+    return not entry.is_symlink() or inside(Path(entry.path), root)
+
+
 def _read_quiet(entry: os.DirEntry[str] | None, root: Path) -> str | None:
     """Contents of a frame file _check_frame_files already vetted; escapes and odd files were reported there."""
-    if entry is None or not _regular(entry) or not inside(Path(entry.path), root):
+    if entry is None or not _regular(entry) or not _within(entry, root):
         return None
-    return _read_small(_Report(root), Path(entry.path), root)
+    return _read_small(_Report(root), Path(entry.path), root, vetted=not entry.is_symlink())
 
 
 def _check_contents(rep: _Report, root: Path, ids: dict[str, list[str]], listings: dict[str, dict]) -> int:
@@ -169,7 +178,7 @@ def _check_contents(rep: _Report, root: Path, ids: dict[str, list[str]], listing
     needed = sorted(set(ids["train"]) | set(ids["val"]))
     for fid in needed:
         velo = listings["velodyne"].get(fid + ".bin")
-        if velo is not None and _regular(velo) and inside(Path(velo.path), root):
+        if velo is not None and _regular(velo) and _within(velo, root):
             size = velo.stat().st_size
             if size == 0 or size % 16:
                 rep.add("VELODYNE_SIZE", velo.path, f"{size} bytes is not a positive multiple of 16 (float32 x, y, "

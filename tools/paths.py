@@ -32,7 +32,11 @@ def host_path(raw: str | None, field: str, settings: Settings, *, kind: str = "d
         raise InputError(problem(field, "a path is required", "give an absolute host path"))
     if "\x00" in raw or len(raw) > 4096:
         raise InputError(problem(field, "path contains a NUL byte or is too long", "give a normal path"))
-    given = Path(raw).expanduser()
+    try:
+        given = Path(raw).expanduser()
+    except RuntimeError as exc:  # "~name" of a user this host does not have
+        raise InputError(problem(field, f"cannot expand {raw[:60]!r}: {exc}", "give an absolute host path",
+                                 value=raw[:80])) from exc
     if not given.is_absolute():
         raise InputError(problem(field, "path must be absolute", f"use the absolute form, e.g. {Path.cwd()/raw}",
                                      value=raw))

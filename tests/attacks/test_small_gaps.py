@@ -166,3 +166,12 @@ def test_key_in_verdict_reason_and_status_resource_is_redacted(converted: Path):
     assert KEY not in s.verdict.reason and KEY not in s.model_dump_json()
     res = mcp_resource(f"tao-bevfusion://jobs/{job_id}/status")
     assert KEY not in "".join(getattr(c, "text", "") for c in res.contents)
+
+
+def test_a_home_of_an_unknown_user_is_an_input_error_not_a_crash(workspace):
+    """Found by the path fuzzer: Path('~name').expanduser() raises RuntimeError for a user the host lacks."""
+    from tools import api
+    from tools.errors import InputError
+
+    with pytest.raises(InputError, match="cannot expand"):
+        api.call("check_dataset", {"data_root": "~nosuchuser0/kitti", "action": "train"})
