@@ -23,10 +23,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tao_bevfusion.studies import study as S
+from tao_bevfusion.studies.settings import parse_settings
+from tao_bevfusion.studies.space import build_space
+
 from benchmarks import automl_system
-from tools.automl import study as S
-from tools.automl.settings import parse_settings
-from tools.automl.space import build_space
 
 EPOCHS = 10
 

@@ -37,12 +37,12 @@ def _study_inputs(kitti: Path, trials: int, **settings: Any) -> dict[str, Any]:
 
 
 def launch_overhead(base: Path, trials: int) -> dict[str, Any]:
-    from tools.automl import study as S
-    from tools.automl.plan import make_plan
-    from tools.jobs.launch import RunActionInput, run_action
-    from tools.jobs.store import new_job_id
-    from tools.settings import app_context
-    from tools.spec.build import BuildSpecInput, build_spec
+    from tao_bevfusion.core.settings import app_context
+    from tao_bevfusion.jobs.launch import RunActionInput, run_action
+    from tao_bevfusion.jobs.store import new_job_id
+    from tao_bevfusion.specbuild.build import BuildSpecInput, build_spec
+    from tao_bevfusion.studies import study as S
+    from tao_bevfusion.studies.plan import make_plan
 
     kitti = _workspace(base)
     ctx = app_context()
@@ -70,9 +70,9 @@ def launch_overhead(base: Path, trials: int) -> dict[str, Any]:
 
 def _fake_study(ctx: Any, kitti: Path, trials: int) -> str:
     """A finished study of `trials` trials in the store, with its plan and snapshot."""
-    from tools.automl.plan import SNAPSHOT, make_plan
-    from tools.jobs.launch import RunActionInput
-    from tools.jobs.store import new_job_id
+    from tao_bevfusion.jobs.launch import RunActionInput
+    from tao_bevfusion.jobs.store import new_job_id
+    from tao_bevfusion.studies.plan import SNAPSHOT, make_plan
 
     sid = new_job_id()
     folder = ctx.settings.home / "runs" / f"study-{sid}"
@@ -97,9 +97,9 @@ def _fake_study(ctx: Any, kitti: Path, trials: int) -> str:
 
 
 def store_latency(base: Path, jobs: int) -> dict[str, Any]:
-    from tools.jobs.engine import get_job, list_jobs
-    from tools.jobs.store import new_job_id
-    from tools.settings import app_context
+    from tao_bevfusion.core.settings import app_context
+    from tao_bevfusion.jobs.engine import get_job, list_jobs
+    from tao_bevfusion.jobs.store import new_job_id
 
     kitti = _workspace(base)
     ctx = app_context()
@@ -136,11 +136,11 @@ def _cpu_seconds(pid: int) -> float:
 def real_study(base: Path) -> dict[str, Any]:
     """Two trials, one at a time, on the stand-in; the driver at its default tick."""
     import docker
+    from tao_bevfusion.core.settings import app_context
+    from tao_bevfusion.jobs.engine import get_job
+    from tao_bevfusion.jobs.launch import RunActionInput, run_action
 
     from tests.standin.image import ensure_image
-    from tools.jobs.engine import get_job
-    from tools.jobs.launch import RunActionInput, run_action
-    from tools.settings import app_context
 
     client = docker.from_env()
     kitti = _workspace(base)

@@ -25,9 +25,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tools.backends.slurm import SlurmBackend, SlurmPlan  # noqa: E402
-from tools.cluster.k8s_manifests import K8sJob, Volume, render_yaml  # noqa: E402
-from tools.cluster.slurm_script import Mount, Runtime, SlurmJob, render  # noqa: E402
+from tao_bevfusion.backends.kubernetes.manifests import K8sJob, Volume, render_yaml  # noqa: E402
+from tao_bevfusion.backends.slurm.backend import SlurmBackend, SlurmPlan  # noqa: E402
+from tao_bevfusion.backends.slurm.script import Mount, Runtime, SlurmJob, render  # noqa: E402
 
 RESULTS: dict[str, object] = {}
 CLUSTER = REPO / "scripts" / "slurm_cluster.sh"

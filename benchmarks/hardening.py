@@ -19,7 +19,7 @@ sys.path.insert(0, str(REPO))
 
 
 def _finished_job(home: Path, log_mb: int) -> str:
-    from tools.settings import app_context
+    from tao_bevfusion.core.settings import app_context
 
     ctx = app_context()
     job = ctx.store.create(action="train", backend="local", spec_path=str(home / "s.yaml"), spec_sha256="0",
@@ -48,7 +48,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "home"
         os.environ.update(TAO_BEVFUSION_HOME=str(home), TAO_BEVFUSION_ROOTS=tmp)
-        from tools.jobs.logs import get_job_logs
+        from tao_bevfusion.jobs.logs import get_job_logs
 
         size_mb = 8 if quick else 64
         job_id = _finished_job(home, size_mb)

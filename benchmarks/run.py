@@ -41,7 +41,7 @@ def child_peak_mb(code: str, env: dict[str, str]) -> tuple[float, float, str]:
 
 
 def bench_build_spec(ws: Path, n: int) -> None:
-    from tools.spec.build import BuildSpecInput, build_spec
+    from tao_bevfusion.specbuild.build import BuildSpecInput, build_spec
 
     kitti = ws / "kitti"
     (ws / "ckpt").mkdir()
@@ -78,7 +78,7 @@ def make_tree(root: Path, frames: int) -> None:
 def bench_check_dataset(ws: Path, frames: int, env: dict[str, str]) -> None:
     root = ws / "big"
     make_tree(root, frames)
-    code = (f"import time; from tools.dataset import check_dataset; t=time.perf_counter(); "
+    code = (f"import time; from tao_bevfusion.kitti.preflight import check_dataset; t=time.perf_counter(); "
             f"r=check_dataset({str(root)!r}, 'dataset_convert'); print(time.perf_counter()-t, r.ok, r.frames)")
     _, rss, out = child_peak_mb(code, env)
     seconds, ok, *_ = out.split(" ", 2)
@@ -87,14 +87,14 @@ def bench_check_dataset(ws: Path, frames: int, env: dict[str, str]) -> None:
 
 
 def make_big_job(ws: Path, log_bytes: int, status_lines: int) -> tuple[Path, str]:
-    from tools.jobs.store import JobStore
+    from tao_bevfusion.jobs.store import JobStore
 
     store = JobStore(ws / "home")
     results = ws / "bigrun"
     (results / "train").mkdir(parents=True)
     job = store.create(action="train", backend="local", spec_path="/s.yaml", spec_sha256="x",
                        results_dir=str(results), data_root=str(ws), meta={"num_epochs": 10})
-    from tools.backends.local import _proc_start
+    from tao_bevfusion.backends.local import _proc_start
 
     # The benchmark process itself stands in for the running job, so the record stays `running`.
     store.update(job.id, state="running", handle=f"pid:{os.getpid()}:{_proc_start(os.getpid())}:/nonexistent")
@@ -125,8 +125,9 @@ def make_big_job(ws: Path, log_bytes: int, status_lines: int) -> tuple[Path, str
 def bench_summary(ws: Path, log_bytes: int, status_lines: int, env: dict[str, str]) -> None:
     log, job_id = make_big_job(ws, log_bytes, status_lines)
     log.parent.joinpath("exit.json")
-    code = (f"import time, json\nfrom tools.jobs.engine import refresh\nfrom tools.jobs.summary import summarize\n"
-            f"from tools.settings import app_context\ns=app_context()\nt=time.perf_counter()\n"
+    code = (f"import time, json\nfrom tao_bevfusion.jobs.engine import refresh\n"
+            f"from tao_bevfusion.present.summary import summarize\n"
+            f"from tao_bevfusion.core.settings import app_context\ns=app_context()\nt=time.perf_counter()\n"
             f"job=refresh(s.store.get({job_id!r}), s)\nsm=summarize(job)\nd=time.perf_counter()-t\n"
             f"print(json.dumps({{'seconds': d, 'summary_bytes': len(sm.model_dump_json()), "
             f"'errors': [e.pattern for e in sm.errors], 'state': job.state}}))")
@@ -146,7 +147,8 @@ def bench_repoll(ws: Path, env: dict[str, str]) -> None:
     (ws / "repoll").mkdir()
     log, job_id = make_big_job(ws / "repoll", 64 * 1024 * 1024, 20000)
     env = {**env, "TAO_BEVFUSION_HOME": str(ws / "repoll" / "home")}
-    code = (f"import time, json\nfrom tools.jobs.engine import refresh\nfrom tools.settings import app_context\n"
+    code = (f"import time, json\nfrom tao_bevfusion.jobs.engine import refresh\n"
+            f"from tao_bevfusion.core.settings import app_context\n"
             f"s=app_context()\nrefresh(s.store.get({job_id!r}), s)\n"
             f"a=s.store.get({job_id!r}).cursor\n"
             f"open({str(log)!r},'ab').write(b'Epoch(train) [4][1/9] loss: 1.0\\n'*1000)\n"
@@ -161,7 +163,8 @@ def bench_mcp(ws: Path, env: dict[str, str]) -> None:
     import anyio
     from mcp import Client, StdioServerParameters
 
-    ours = StdioServerParameters(command=sys.executable, args=["-m", "tools.cli", "serve"], env=env, cwd=str(REPO))
+    ours = StdioServerParameters(command=sys.executable, args=["-m", "tao_bevfusion.cli", "serve"],
+                                 env=env, cwd=str(REPO))
     minimal = StdioServerParameters(command=sys.executable, args=[str(REPO / "benchmarks" / "minimal_server.py")],
                                     env=env, cwd=str(REPO))
 
@@ -175,7 +178,7 @@ def bench_mcp(ws: Path, env: dict[str, str]) -> None:
     for _ in range(5):  # interleaved, so machine load hits both alike
         colds.append(anyio.run(cold, ours))
         baseline.append(anyio.run(cold, minimal))
-    _, _, out = child_peak_mb("import sys, tools.server; print('docker' in sys.modules)", env)
+    _, _, out = child_peak_mb("import sys, tao_bevfusion.server; print('docker' in sys.modules)", env)
     RESULTS["mcp_cold_start"] = {"p50_s": round(statistics.median(colds), 3), "max_s": round(max(colds), 3),
                                  "minimal_server_p50_s": round(statistics.median(baseline), 3),
                                  "ratio_vs_minimal": round(statistics.median(colds) / statistics.median(baseline), 2),
@@ -185,8 +188,7 @@ def bench_mcp(ws: Path, env: dict[str, str]) -> None:
 def bench_tools(ws: Path, n: int) -> None:
     import anyio
     from mcp import Client
-
-    from tools.server import mcp
+    from tao_bevfusion.server import mcp
 
     kitti = ws / "kitti"
     jobs_dir = ws / "tools-run"
@@ -241,9 +243,10 @@ def bench_launch(ws: Path) -> None:
     except Exception as exc:
         RESULTS["launch_overhead"] = f"skipped: no Docker engine reachable ({exc.__class__.__name__})"
         return
+    from tao_bevfusion.jobs.engine import cancel_job
+    from tao_bevfusion.jobs.launch import RunActionInput, run_action
+
     from tests.standin.image import ensure_image
-    from tools.jobs.engine import cancel_job
-    from tools.jobs.launch import RunActionInput, run_action
 
     image = ensure_image(client)
     os.environ["TAO_BEVFUSION_IMAGE"] = image

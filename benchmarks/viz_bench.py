@@ -18,12 +18,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tao_bevfusion.evidence.predictions import read_frame, summarize
+from tao_bevfusion.present.viz.bev import contact_sheet, render_bev
+from tao_bevfusion.present.viz.camera import render_camera
+from tao_bevfusion.present.viz.scene import Scene, load_scene
+
 from tests.conftest import KITTI_SAMPLE
 from tests.standin.bevfusion_standin import _standin_preds
-from tools.evidence.predictions import read_frame, summarize
-from tools.viz.bev import contact_sheet, render_bev
-from tools.viz.camera import render_camera
-from tools.viz.scene import Scene, load_scene
 
 
 def scenes(root: Path, preds: Path) -> list[Scene]:
@@ -80,8 +81,8 @@ def list_jobs_bench(repeat: int) -> dict[str, float]:
     """p50 of list_jobs (limit 100) over 1,000 finished train jobs with metrics and hyperparameters."""
     import os
 
-    from tools.jobs.engine import list_jobs
-    from tools.settings import AppContext, Settings
+    from tao_bevfusion.core.settings import AppContext, Settings
+    from tao_bevfusion.jobs.engine import list_jobs
 
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["TAO_BEVFUSION_HOME"] = tmp

@@ -65,7 +65,7 @@ async def wait(client: Client, job_id: str, timeout: float = 300) -> dict:
 
 async def main(args: argparse.Namespace) -> int:
     env = {k: v for k, v in os.environ.items() if k.startswith(("TAO_BEVFUSION_", "DOCKER_", "PATH", "HOME"))}
-    server = StdioServerParameters(command=sys.executable, args=["-m", "tools.cli", "serve"], env=env)
+    server = StdioServerParameters(command=sys.executable, args=["-m", "tao_bevfusion.cli", "serve"], env=env)
     common = {"data_root": args.data_root, "backend": args.backend}
     gpus = {"gpus": []}  # the stand-in needs no GPU; on a GPU host drop this to get the first num_gpus GPUs
     pace = {"env": {"FAKE_TAO_ITER_SECONDS": "1"}}  # stand-in only (slows it so progress shows); TAO ignores it

@@ -5,12 +5,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from tools.settings import Settings
+from tao_bevfusion.core.settings import Settings
 
 pytest_plugins = ["tests.dockerfix", "tests.result_sizes"]
 
 REPO = Path(__file__).resolve().parents[1]
+SERVE_ARGS = ["-m", "tao_bevfusion.cli", "serve"]  # the MCP server, as a client starts it
 DATA = REPO / "tests" / "data"
 KITTI_SAMPLE = DATA / "kitti_sample"  # two real KITTI frames; licence and provenance in SOURCE.md there
 

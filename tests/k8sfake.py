@@ -39,8 +39,7 @@ from kubernetes.client import (
     V1SubjectAccessReviewStatus,
 )
 from kubernetes.client.exceptions import ApiException
-
-from tools.backends.kubernetes import Api
+from tao_bevfusion.backends.kubernetes.backend import Api
 
 INDEX_KEY = "batch.kubernetes.io/job-completion-index"
 START = datetime.datetime(2026, 12, 2, 5, 0, 0, tzinfo=datetime.UTC)

@@ -1,8 +1,8 @@
 """Records the largest result any tool returned during the test run (issue 11 asks for the figure).
 
-Every tool runs through its ToolDef.fn (MCP server, CLI and tools.api.call alike); each fn is wrapped once
+Every tool runs through its ToolDef.fn (MCP server, CLI and tao_bevfusion.api.call alike); each fn is wrapped once
 per session to measure the text the agent reads and the structured JSON. The MCP server's own text cut
-(TEXT_LIMIT) is measured too, at tools.server._result. Printed in the terminal summary and written to
+(TEXT_LIMIT) is measured too, at tao_bevfusion.server._result. Printed in the terminal summary and written to
 .pytest-results/result_sizes.json.
 """
 
@@ -23,7 +23,7 @@ def _wrap(t: Any) -> None:
     inner = t.fn
 
     def measured(inp: Any, ctx: Any) -> Any:
-        from tools.errors import ToolError
+        from tao_bevfusion.core.errors import ToolError
 
         LARGEST["calls"] += 1
         try:
@@ -44,7 +44,7 @@ def _wrap(t: Any) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    from tools import api, server
+    from tao_bevfusion import api, server
 
     for t in api.TOOLS:
         _wrap(t)

@@ -7,13 +7,13 @@ import time
 from pathlib import Path
 
 import pytest
+from tao_bevfusion.core.settings import app_context
+from tao_bevfusion.jobs.engine import get_job
+from tao_bevfusion.jobs.launch import RunActionInput, run_action
 
 from tests.test_automl_study import finished, settings, until
 from tests.test_slurm_backend import OPTS, cluster_ws  # noqa: F401 - fixtures
 from tests.test_slurm_real import slurm  # noqa: F401 - the cluster fixture
-from tools.jobs.engine import get_job
-from tools.jobs.launch import RunActionInput, run_action
-from tools.settings import app_context
 
 pytestmark = pytest.mark.docker
 

@@ -11,14 +11,14 @@ from typing import Any
 import jsonschema
 import optuna
 import pytest
+from tao_bevfusion.core.errors import InputError
+from tao_bevfusion.studies import study as S
+from tao_bevfusion.studies.failures import classify, consecutive_failures, should_stop
+from tao_bevfusion.studies.review import expected_epochs, review
+from tao_bevfusion.studies.settings import AutoMLSettings, parse_settings
+from tao_bevfusion.studies.space import BATCH_KEY, LR_KEY, WD_KEY, batch_choices, build_space, load_train_schema
 
 from tests.standin.bevfusion_standin import BEST_LR, BEST_WD, val_ap
-from tools.automl import study as S
-from tools.automl.failures import classify, consecutive_failures, should_stop
-from tools.automl.review import expected_epochs, review
-from tools.automl.settings import AutoMLSettings, parse_settings
-from tools.automl.space import BATCH_KEY, LR_KEY, WD_KEY, batch_choices, build_space, load_train_schema
-from tools.errors import InputError
 
 
 def _space(raw: dict[str, Any] | None = None, **kw: Any) -> Any:
@@ -318,8 +318,8 @@ def test_one_driver_per_study_the_second_exits_at_the_lock(settings, tmp_path: P
     import subprocess
     import sys
 
-    from tools.automl.driver import LOCK_FILE, driver_alive, ensure_driver
-    from tools.jobs.store import JobStore
+    from tao_bevfusion.jobs.store import JobStore
+    from tao_bevfusion.studies.driver import LOCK_FILE, driver_alive, ensure_driver
 
     store = JobStore(settings.home)
     folder = settings.home / "runs" / "study-s"
@@ -331,10 +331,10 @@ def test_one_driver_per_study_the_second_exits_at_the_lock(settings, tmp_path: P
     with open(folder / LOCK_FILE, "a") as held:
         fcntl.flock(held, fcntl.LOCK_EX)  # a live driver holds this
         assert driver_alive(folder)
-        from tools.settings import AppContext
+        from tao_bevfusion.core.settings import AppContext
 
         assert ensure_driver(store.get(job.id), AppContext(settings)) is False  # one is alive: none started
-        second = subprocess.run([sys.executable, "-m", "tools.automl.driver", job.id], capture_output=True,
+        second = subprocess.run([sys.executable, "-m", "tao_bevfusion.studies.driver", job.id], capture_output=True,
                                 timeout=60, env={**os.environ, "TAO_BEVFUSION_HOME": str(settings.home)})
         assert second.returncode == 0 and not (folder / "driver.json").exists()  # left at the lock, did nothing
     assert not driver_alive(folder)  # the kernel frees the lock with its holder

@@ -15,15 +15,15 @@ import docker
 import pytest
 import yaml
 from mcp import Client, StdioServerParameters
+from tao_bevfusion.api import tool
+from tao_bevfusion.core.errors import InputError
+from tao_bevfusion.core.settings import app_context
+from tao_bevfusion.jobs.checkpoints import resolve_parent_checkpoint
+from tao_bevfusion.jobs.engine import cancel_job, get_job, list_jobs
+from tao_bevfusion.jobs.launch import RunActionInput, run_action
 
-from tests.conftest import REPO, copy_sample
+from tests.conftest import REPO, SERVE_ARGS, copy_sample
 from tests.standin.bevfusion_standin import hp_factor
-from tools.api import tool
-from tools.errors import InputError
-from tools.evidence.checkpoints import resolve_parent_checkpoint
-from tools.jobs.engine import cancel_job, get_job, list_jobs
-from tools.jobs.launch import RunActionInput, run_action
-from tools.settings import app_context
 
 pytestmark = pytest.mark.docker
 LR, WD = "train.optimizer.lr", "train.optimizer.weight_decay"
@@ -94,7 +94,7 @@ def test_review_launches_nothing_and_bad_input_is_named(converted: Path, engine:
 def test_study_through_mcp_survives_the_server_and_evaluates_its_best(converted: Path, docker_ws: Path):
     args = study_args(converted)
     env = {k: v for k, v in os.environ.items() if k.startswith(("TAO_BEVFUSION_", "PATH", "HOME", "DOCKER_"))}
-    params = StdioServerParameters(command=sys.executable, args=["-m", "tools.cli", "serve"], env=env, cwd=str(REPO))
+    params = StdioServerParameters(command=sys.executable, args=SERVE_ARGS, env=env, cwd=str(REPO))
 
     async def start() -> str:
         async with Client(params) as c:
@@ -108,7 +108,7 @@ def test_study_through_mcp_survives_the_server_and_evaluates_its_best(converted:
     study_id = anyio.run(start)  # the stdio server has exited here; the study goes on without it
     assert time.monotonic() - t0 < 30
 
-    from tools.server import mcp
+    from tao_bevfusion.server import mcp
 
     async def follow() -> None:
         async with Client(mcp) as c:

@@ -5,13 +5,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tao_bevfusion.core.errors import InputError
+from tao_bevfusion.core.settings import Settings
+from tao_bevfusion.jobs.checkpoints import resolve_parent_checkpoint
+from tao_bevfusion.jobs.store import JobStore
+from tao_bevfusion.specbuild.build import BuildSpecInput, build_spec
 
 from tests.conftest import copy_sample
-from tools.errors import InputError
-from tools.evidence.checkpoints import resolve_parent_checkpoint
-from tools.jobs.store import JobStore
-from tools.settings import Settings
-from tools.spec.build import BuildSpecInput, build_spec
 
 
 def make_run(root: Path, epochs: list[str], val: dict[int, float] | None = None, finished: bool = True,

@@ -6,16 +6,15 @@ from pathlib import Path
 import pytest
 import yaml
 from pydantic import ValidationError
-
-from tools.backends.base import LaunchRequest
-from tools.backends.kubernetes import KubernetesBackend, KubernetesOptions
-from tools.backends.registry import backend_class, multi_node_backends, names
-from tools.backends.slurm import SlurmBackend, SlurmOptions
-from tools.errors import InputError
-from tools.jobs.launch import RunActionInput
-from tools.paths import Mount
-from tools.settings import Settings
-from tools.spec.build import BuildSpecInput, build_spec
+from tao_bevfusion.backends.base import LaunchRequest
+from tao_bevfusion.backends.kubernetes.backend import KubernetesBackend, KubernetesOptions
+from tao_bevfusion.backends.registry import backend_class, multi_node_backends, names
+from tao_bevfusion.backends.slurm.backend import SlurmBackend, SlurmOptions
+from tao_bevfusion.core.errors import InputError
+from tao_bevfusion.core.paths import Mount
+from tao_bevfusion.core.settings import Settings
+from tao_bevfusion.jobs.launch import RunActionInput
+from tao_bevfusion.specbuild.build import BuildSpecInput, build_spec
 
 
 def _request(tmp: Path, **over: object) -> LaunchRequest:

@@ -9,8 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from tools.dataset import check_dataset
+from tao_bevfusion.kitti.preflight import check_dataset
 
 
 def codes(report) -> dict[str, str]:

@@ -3,13 +3,14 @@ one state word per line, max_epochs only for train, next steps with real values.
 
 from pathlib import Path
 
+from tao_bevfusion import api
+from tao_bevfusion.backends.base import Check
+from tao_bevfusion.core.settings import Settings
+from tao_bevfusion.jobs.store import JobStore
+from tao_bevfusion.present.notes import spec_preflight, warning_lines
+from tao_bevfusion.present.summary import summarize
+
 from tests.conftest import copy_sample
-from tools import api
-from tools.backends.base import Check
-from tools.jobs.notes import spec_preflight, warning_lines
-from tools.jobs.store import JobStore
-from tools.jobs.summary import summarize
-from tools.settings import Settings
 
 
 def test_check_dataset_digest_keeps_warnings_next_to_errors(workspace: Path):

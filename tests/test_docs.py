@@ -4,11 +4,11 @@ import json
 import re
 
 import yaml
+from tao_bevfusion.api import TOOLS
+from tao_bevfusion.jobs.launch import RunActionInput
+from tao_bevfusion.specbuild.build import BuildSpecInput
 
 from tests.conftest import REPO
-from tools.api import TOOLS
-from tools.jobs.launch import RunActionInput
-from tools.spec.build import BuildSpecInput
 
 SKILL = (REPO / "skill" / "SKILL.md").read_text()
 README = (REPO / "README.md").read_text()

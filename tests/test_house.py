@@ -8,14 +8,14 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from tao_bevfusion.backends import registry
+from tao_bevfusion.backends.base import Backend, BackendStatus, Capabilities, Check, LaunchRequest, Plan
+from tao_bevfusion.core.errors import InputError
+from tao_bevfusion.jobs.engine import get_job, list_jobs
+from tao_bevfusion.jobs.launch import RunActionInput, run_action
+from tao_bevfusion.jobs.store import MIGRATIONS, JobStore
 
 from tests.conftest import DATA, REPO, copy_sample
-from tools.backends import registry
-from tools.backends.base import Backend, BackendStatus, Capabilities, Check, LaunchRequest, Plan
-from tools.errors import InputError
-from tools.jobs.engine import get_job, list_jobs
-from tools.jobs.launch import RunActionInput, run_action
-from tools.jobs.store import MIGRATIONS, JobStore
 
 
 def _old_database(home: Path) -> None:

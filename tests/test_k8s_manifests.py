@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 import yaml
 from pydantic import ValidationError
-
-from tools.cluster.k8s_manifests import INDEX_ANNOTATION, K8sJob, Volume, render, render_yaml
+from tao_bevfusion.backends.kubernetes.manifests import INDEX_ANNOTATION, K8sJob, Volume, render, render_yaml
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "k8s_indexed_job.yaml"
 UPDATE = os.environ.get("TAO_BEVFUSION_UPDATE_GOLDEN") == "1"

@@ -14,9 +14,9 @@ from typing import Any
 
 import docker
 import pytest
+from tao_bevfusion.backends.kubernetes.manifests import INDEX_ANNOTATION, K8sJob, Volume, render
 
 from tests.rendezvous.image import CHECK_IN_IMAGE, ensure_image
-from tools.cluster.k8s_manifests import INDEX_ANNOTATION, K8sJob, Volume, render
 
 pytestmark = pytest.mark.docker
 

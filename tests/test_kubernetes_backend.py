@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tao_bevfusion.backends.kubernetes import backend as k8s
+from tao_bevfusion.core.errors import InputError
+from tao_bevfusion.core.settings import app_context
+from tao_bevfusion.jobs.engine import cancel_job, get_job
+from tao_bevfusion.jobs.launch import RunActionInput, run_action
 
 from tests.conftest import copy_sample
 from tests.k8sfake import Cluster, api_exception
-from tools.backends import kubernetes as k8s
-from tools.errors import InputError
-from tools.jobs.engine import cancel_job, get_job
-from tools.jobs.launch import RunActionInput, run_action
-from tools.settings import app_context
 
 pytestmark = pytest.mark.docker   # the dataset is converted by the docker backend first
 NS = "perception"

@@ -11,9 +11,9 @@ from pathlib import Path
 import anyio
 import pytest
 from mcp import Client, StdioServerParameters
+from tao_bevfusion.server import mcp
 
-from tests.conftest import REPO, copy_sample
-from tools.server import mcp
+from tests.conftest import REPO, SERVE_ARGS, copy_sample
 
 TOOLS = ["route_request", "resolve_automl_policy", "check_dataset", "build_spec", "resolve_parent_checkpoint",
          "run_action", "get_job", "get_job_logs", "list_jobs", "cancel_job"]
@@ -134,8 +134,8 @@ def test_client_disconnect_mid_wait_leaves_the_job_running(local_kitti: Path):
 
 
 def test_training_curve_is_offered_as_an_image(era: str, workspace: Path):
-    from tools.jobs.store import JobStore
-    from tools.settings import Settings
+    from tao_bevfusion.core.settings import Settings
+    from tao_bevfusion.jobs.store import JobStore
 
     results = workspace / "run"
     (results / "train").mkdir(parents=True)
@@ -165,7 +165,7 @@ def test_streamable_http_transport(workspace: Path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if k.startswith(("TAO_BEVFUSION_", "PATH", "HOME"))}
-    proc = subprocess.Popen([sys.executable, "-m", "tools.cli", "serve", "--transport", "http", "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, *SERVE_ARGS, "--transport", "http", "--port", str(port)],
                             cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         async def go():
@@ -236,7 +236,7 @@ def test_job_resources_log_status_and_masked_spec(local_kitti: Path):
 
 def test_stdio_subprocess_has_clean_stdout(workspace: Path):
     env = {k: v for k, v in os.environ.items() if k.startswith(("TAO_BEVFUSION_", "PATH", "HOME"))}
-    params = StdioServerParameters(command=sys.executable, args=["-m", "tools.cli", "serve"], env=env, cwd=str(REPO))
+    params = StdioServerParameters(command=sys.executable, args=SERVE_ARGS, env=env, cwd=str(REPO))
 
     async def go():
         async with Client(params) as c:
@@ -250,7 +250,7 @@ def _inspector(workspace: Path, *method: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "TAO_BEVFUSION_HOME": str(workspace / "home"), "TAO_BEVFUSION_ROOTS": str(workspace)}
     cmd = [str(INSPECTOR), "--cli", "-e", f"TAO_BEVFUSION_HOME={env['TAO_BEVFUSION_HOME']}",
            "-e", f"TAO_BEVFUSION_ROOTS={env['TAO_BEVFUSION_ROOTS']}", *method,
-           "--", sys.executable, "-m", "tools.cli", "serve"]
+           "--", sys.executable, "-m", "tao_bevfusion.cli", "serve"]
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
 
 
@@ -272,7 +272,7 @@ def test_inspector_cli_lists_strictly_and_calls(workspace: Path):
 
 
 def test_every_tool_input_and_output_field_is_described():
-    from tools.api import TOOLS
+    from tao_bevfusion.api import TOOLS
 
     for t in TOOLS:
         for model in (t.input, t.output):

@@ -4,12 +4,11 @@ import json
 from pathlib import Path
 
 import pytest
-
-from tools.evidence.artifacts import check_artifacts
-from tools.evidence.models import Cursor, Evidence, Findings, RunMetrics, RunProgress
-from tools.evidence.patterns import error_matches
-from tools.evidence.scan import scan_log, scan_status
-from tools.evidence.verdict import decide
+from tao_bevfusion.evidence.artifacts import check_artifacts
+from tao_bevfusion.evidence.models import Cursor, Evidence, Findings, RunMetrics, RunProgress
+from tao_bevfusion.evidence.patterns import error_matches
+from tao_bevfusion.evidence.scan import scan_log, scan_status
+from tao_bevfusion.evidence.verdict import decide
 
 
 def _decide(exit_code, oom_killed, cancel_requested, container_missing, findings, present, missing):
@@ -98,7 +97,7 @@ def test_log_scanner_handles_carriage_returns_and_glued_footer(tmp_path: Path):
 
 
 def test_log_scanner_reads_only_appended_bytes_and_caps_first_look(tmp_path: Path, monkeypatch):
-    import tools.evidence.scan as scan
+    import tao_bevfusion.evidence.scan as scan
 
     monkeypatch.setattr(scan, "MAX_SCAN", 1000)
     log = tmp_path / "job.log"
@@ -129,8 +128,8 @@ def test_train_artifacts_need_the_final_epoch_and_pointer(tmp_path: Path):
 
 
 def test_running_epoch_comes_from_the_global_iteration():
-    from tools.jobs.store import Job
-    from tools.jobs.summary import summarize
+    from tao_bevfusion.jobs.store import Job
+    from tao_bevfusion.present.summary import summarize
 
     job = Job(id="j" + "a" * 16, action="train", backend="local", state="running", spec_path="/s", spec_sha256="x",
               results_dir="/nonexistent", data_root="/d", created_at=0, updated_at=0, meta={"num_epochs": 3},
@@ -143,7 +142,7 @@ def test_running_epoch_comes_from_the_global_iteration():
 def test_docker_log_sync_keeps_interleaved_lines_and_never_duplicates():
     import io
 
-    from tools.backends.docker import _Window
+    from tao_bevfusion.backends.docker import _Window
 
     stream = [b"2026-12-01T10:00:00.5Z first\n", b"2026-12-01T10:00:01.900000001Z stdout later\n",
               b"2026-12-01T10:00:01.9Z stderr footer stamped earlier\n"]

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tao_bevfusion.core.errors import InputError
+from tao_bevfusion.policy.automl import AUTOML_ROUTE, resolve_automl_policy
+from tao_bevfusion.policy.routing import route_request
 
 from tests.conftest import REPO
-from tools.errors import InputError
-from tools.policy.automl import AUTOML_ROUTE, resolve_automl_policy
-from tools.policy.routing import route_request
 
 CORPUS = yaml.safe_load((REPO / "tests" / "data" / "routing_corpus.yaml").read_text())
 
@@ -84,7 +84,7 @@ def test_corpus_is_large_enough():
 
 def check_row(row: list | dict) -> tuple[bool, str]:
     """(passed, why) for one corpus row: a 4-column list, or a dict with context, hints and steps."""
-    from tools.policy.followup import RouteContext
+    from tao_bevfusion.policy.followup import RouteContext
 
     if isinstance(row, list):
         row = {"text": row[0], "matched": row[1], "action": row[2], "automl": row[3]}
@@ -139,7 +139,7 @@ def test_routing_heldout_score():
 
 
 def test_route_request_follow_up_through_the_tool(workspace: Path):
-    from tools import api
+    from tao_bevfusion import api
 
     r, text = api.call("route_request", {"request": "convert, then train 3 epochs", "in_skill": True})
     assert [s.action for s in r.steps] == ["dataset_convert", "train"] and r.steps[1].hints == {"num_epochs": 3}

@@ -10,10 +10,10 @@ import anyio
 import pytest
 import yaml
 from mcp import Client
+from tao_bevfusion.server import mcp
 
 from tests.conftest import REPO, copy_sample
 from tests.test_see_results import _until_done
-from tools.server import mcp
 
 
 @pytest.fixture
@@ -71,8 +71,8 @@ def test_resume_continues_the_parent_run_and_fine_tune_says_what_it_loaded(local
 
 
 def _spec_of(result: dict) -> str:
-    from tools.jobs.store import JobStore
-    from tools.settings import Settings
+    from tao_bevfusion.core.settings import Settings
+    from tao_bevfusion.jobs.store import JobStore
 
     return JobStore(Settings.from_env().home).get(result["job_id"]).spec_path
 

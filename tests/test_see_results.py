@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from mcp import Client
 from PIL import Image
+from tao_bevfusion.server import mcp
 
 from tests.conftest import REPO, copy_sample
-from tools.server import mcp
 
 
 @pytest.fixture
@@ -96,8 +96,8 @@ def test_inference_detections_pictures_and_evaluation_table(local_kitti: Path):
 
 
 def _inference_job(workspace: Path, root: Path, preds: dict[str, object] | None):
-    from tools.jobs.store import JobStore
-    from tools.settings import Settings
+    from tao_bevfusion.core.settings import Settings
+    from tao_bevfusion.jobs.store import JobStore
 
     results = workspace / "inf"
     if preds is not None:
@@ -149,7 +149,7 @@ def test_inference_without_predictions_says_so(workspace: Path):
 
 
 def test_cli_bev_writes_the_pictures(workspace: Path, capsys: pytest.CaptureFixture[str]):
-    from tools.cli import main
+    from tao_bevfusion.cli import main
 
     root = copy_sample(workspace / "kitti")
     good = {"labels_3d": [0], "scores_3d": [0.9], "bboxes_3d": [[8.7, -1.9, -1.6, 1.2, 0.5, 1.9, 0, 0, -1.6]]}

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import docker
 import pytest
+from tao_bevfusion.backends.slurm.backend import SlurmBackend
+from tao_bevfusion.core.errors import InputError
+from tao_bevfusion.core.settings import app_context
+from tao_bevfusion.jobs.engine import cancel_job, get_job
+from tao_bevfusion.jobs.launch import RunActionInput, run_action
 
 from tests.conftest import copy_sample
 from tests.test_slurm_real import slurm  # noqa: F401 - the cluster fixture
-from tools.backends.slurm import SlurmBackend
-from tools.errors import InputError
-from tools.jobs.engine import cancel_job, get_job
-from tools.jobs.launch import RunActionInput, run_action
-from tools.settings import app_context
 
 pytestmark = pytest.mark.docker
 OPTS = {"runtime": "docker", "container_gpus": False, "partition": "debug"}
@@ -89,7 +89,7 @@ def test_failing_job_and_state_after_it_left_scontrol(cluster_ws: Path) -> None:
     backend = SlurmBackend()
     slurm_id = handle.split(":")[1]
     # The same state from each fallback once scontrol forgets the job (MinJobAge): sacct -c, then the end record.
-    from tools.cluster import slurm_cli
+    from tao_bevfusion.backends.slurm import cli as slurm_cli
     assert slurm_cli.scontrol_job(slurm_id) is not None
     t0 = time.monotonic()
     via_sacct = slurm_cli.sacct_job(slurm_id)
@@ -180,8 +180,7 @@ def test_job_queued_by_the_scheduler_is_pending(cluster_ws: Path) -> None:
 def test_two_node_train_through_the_mcp_server(cluster_ws: Path) -> None:
     import anyio
     from mcp import Client
-
-    from tools.server import mcp
+    from tao_bevfusion.server import mcp
 
     async def go() -> dict[str, object]:
         async with Client(mcp) as c:

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import docker
 import pytest
+from tao_bevfusion.backends.slurm.script import Mount, Runtime, SlurmJob, render
 
 from tests.rendezvous.image import CHECK_IN_IMAGE, ensure_image
-from tools.cluster.slurm_script import Mount, Runtime, SlurmJob, render
 
 pytestmark = pytest.mark.docker
 REPO = Path(__file__).resolve().parents[1]

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
-
-from tools.cluster.slurm_script import GpuFlag, Mount, Runtime, SlurmJob, render
+from tao_bevfusion.backends.slurm.script import GpuFlag, Mount, Runtime, SlurmJob, render
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 UPDATE = os.environ.get("TAO_BEVFUSION_UPDATE_GOLDEN") == "1"

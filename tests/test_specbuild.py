@@ -7,14 +7,14 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
+from tao_bevfusion.core.errors import InputError
+from tao_bevfusion.core.layout import launch_sidecar
+from tao_bevfusion.specbuild.build import BuildSpecInput, build_spec
+from tao_bevfusion.specbuild.rules import rescaled_lr_schedule
+from tao_bevfusion.specbuild.surface import ExperimentConfig
+from tao_bevfusion.specbuild.surface.experiment import DEFAULT_LR_SCHEDULER
 
 from tests.conftest import DATA, REPO
-from tools.errors import InputError
-from tools.layout import launch_sidecar
-from tools.spec.build import BuildSpecInput, build_spec
-from tools.spec.rules import rescaled_lr_schedule
-from tools.spec.surface import ExperimentConfig
-from tools.spec.surface.experiment import DEFAULT_LR_SCHEDULER
 
 PREFIX = {"pts": "training/velodyne_reduced", "img": "training/image_2"}
 

@@ -7,13 +7,13 @@ import time
 from pathlib import Path
 
 import pytest
+from tao_bevfusion.backends.environment import validate_env
+from tao_bevfusion.core.errors import InputError
+from tao_bevfusion.jobs.engine import cancel_job, get_job
+from tao_bevfusion.jobs.launch import RunActionInput, run_action
+from tao_bevfusion.jobs.store import JobStore
 
 from tests.conftest import REPO, copy_sample
-from tools.backends.environment import validate_env
-from tools.errors import InputError
-from tools.jobs.engine import cancel_job, get_job
-from tools.jobs.launch import RunActionInput, run_action
-from tools.jobs.store import JobStore
 
 STANDIN = REPO / "tests" / "standin" / "bevfusion_standin.py"
 GOLDEN = REPO / "tests" / "golden"
@@ -142,8 +142,8 @@ def test_encryption_key_is_redacted_from_logs_and_summaries(workspace: Path, loc
     root = copy_sample(workspace / "kitti")
     r = run_action(RunActionInput(action="dataset_convert", data_root=str(root), backend="local"))
     _finish(r.job_id)
-    from tools.jobs.logs import get_job_logs
-    from tools.spec.build import BuildSpecInput, build_spec
+    from tao_bevfusion.jobs.logs import get_job_logs
+    from tao_bevfusion.specbuild.build import BuildSpecInput, build_spec
 
     built = build_spec(BuildSpecInput(action="train", data_root=str(root), backend="local", encryption_key="s3cr3t",
                                       overrides={"num_epochs": 1, "batch_size": 1}))
@@ -159,8 +159,8 @@ def test_encryption_key_is_redacted_from_logs_and_summaries(workspace: Path, loc
 
 
 def test_unreachable_engine_is_an_error_and_the_record_survives(workspace: Path, monkeypatch: pytest.MonkeyPatch):
-    import tools.backends.docker as dockerbackend
-    from tools.settings import Settings
+    import tao_bevfusion.backends.docker as dockerbackend
+    from tao_bevfusion.core.settings import Settings
 
     monkeypatch.setenv("DOCKER_HOST", f"unix://{workspace}/no-engine.sock")
     monkeypatch.setattr(dockerbackend, "_CLIENTS", {})
@@ -188,7 +188,7 @@ def test_finished_but_unpolled_job_does_not_block_its_results_dir(workspace: Pat
 
 
 def test_root_directory_never_becomes_an_allowed_root(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    from tools.settings import Settings
+    from tao_bevfusion.core.settings import Settings
 
     monkeypatch.delenv("TAO_BEVFUSION_ROOTS", raising=False)
     monkeypatch.setenv("TAO_BEVFUSION_HOME", str(tmp_path / "home"))

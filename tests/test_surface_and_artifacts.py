@@ -10,11 +10,11 @@ import jsonschema
 import pytest
 import yaml
 from pydantic import ValidationError
+from tao_bevfusion import generate
+from tao_bevfusion.specbuild.surface import ACTIONS, ConvertConfig, ExperimentConfig, newer_key_message
+from tao_bevfusion.specbuild.surface.recommended import recommended_spec
 
 from tests.conftest import DATA, REPO
-from tools import generate
-from tools.spec.surface import ACTIONS, ConvertConfig, ExperimentConfig, newer_key_message
-from tools.spec.surface.recommended import recommended_spec
 
 NVIDIA_KEYS = DATA / "nvidia_reference"  # key names derived from NVIDIA's skill files: README.md there
 NEWER = [
@@ -104,7 +104,7 @@ def test_check_detects_stale_artifacts(tmp_path: Path) -> None:
     for folder in ("schemas", "references"):
         shutil.copytree(REPO / folder, copy / folder)
     (copy / "references" / "spec_template_train.yaml").write_text("stale: true\n")
-    proc = subprocess.run([sys.executable, "-m", "tools.generate", "--check"], cwd=REPO, capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "tao_bevfusion.generate", "--check"], cwd=REPO, capture_output=True,
                           text=True, env={"TAO_BEVFUSION_SKILL_DIR": str(copy), "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 1 and "spec_template_train.yaml" in proc.stderr
 

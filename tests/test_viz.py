@@ -8,15 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from tao_bevfusion.core.errors import InputError
+from tao_bevfusion.evidence.predictions import frame_path, list_frames, preds_dir, read_frame, summarize, summary_text
+from tao_bevfusion.kitti import frames as kg
+from tao_bevfusion.present.viz.aptable import ap_chart, ap_table, ap_text
+from tao_bevfusion.present.viz.bev import contact_sheet, render_bev
+from tao_bevfusion.present.viz.camera import render_camera
+from tao_bevfusion.present.viz.scene import Scene, load_scene
 
 from tests.standin.bevfusion_standin import _standin_preds
-from tools.errors import InputError
-from tools.evidence.predictions import frame_path, list_frames, preds_dir, read_frame, summarize, summary_text
-from tools.viz import kitti as kg
-from tools.viz.aptable import ap_chart, ap_table, ap_text
-from tools.viz.bev import contact_sheet, render_bev
-from tools.viz.camera import render_camera
-from tools.viz.scene import Scene, load_scene
 
 # mmdet3d v1.4.0 tests/data/kitti: kitti_dbinfos_train.pkl box3d_lidar and num_points_in_gt of
 # 0_Pedestrian_0, and kitti_infos_train.pkl center_2d of the same instance (frame 000000).

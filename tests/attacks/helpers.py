@@ -1,4 +1,4 @@
-"""Attack drivers: only the public surfaces (MCP in-memory client, the CLI, tools.api.call)."""
+"""Attack drivers: only the public surfaces (MCP in-memory client, the CLI, tao_bevfusion.api.call)."""
 
 import contextlib
 import io
@@ -9,17 +9,16 @@ from typing import Any
 
 import anyio
 from mcp import Client
-
-from tools import api
-from tools.cli import main as cli_main
-from tools.errors import InputError
-from tools.server import mcp
+from tao_bevfusion import api
+from tao_bevfusion.cli import main as cli_main
+from tao_bevfusion.core.errors import InputError
+from tao_bevfusion.server import mcp
 
 FAST = {"num_epochs": 2, "batch_size": 1}
 
 
 def call(name: str, **args: Any) -> Any:
-    """tools.api.call returning the structured result model."""
+    """tao_bevfusion.api.call returning the structured result model."""
     return api.call(name, args)[0]
 
 

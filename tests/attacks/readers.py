@@ -11,9 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
-
-from tools.evidence import scan
-from tools.evidence.models import Cursor, Findings, RunMetrics, RunProgress
+from tao_bevfusion.evidence import scan
+from tao_bevfusion.evidence.models import Cursor, Findings, RunMetrics, RunProgress
 
 
 def _load(store: dict[str, Any], model: type[BaseModel]) -> Any:

@@ -8,9 +8,9 @@ from pathlib import Path
 import anyio
 import pytest
 from mcp import Client
+from tao_bevfusion.server import mcp
 
 from tests.attacks.helpers import call, finish, launch, mcp_call, mcp_resource
-from tools.server import mcp
 
 pytestmark = [pytest.mark.attack]
 LIMIT = 8192

@@ -90,7 +90,7 @@ def _cli_check(root: Path, timeout: float) -> subprocess.CompletedProcess[str]:
     def limit() -> None:
         import resource
         resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
-    return subprocess.run([sys.executable, "-m", "tools.cli", "check-dataset", "--data-root", str(root),
+    return subprocess.run([sys.executable, "-m", "tao_bevfusion.cli", "check-dataset", "--data-root", str(root),
                            "--action", "dataset_convert", "--json"], cwd=REPO, capture_output=True, text=True,
                           timeout=timeout, preexec_fn=limit, env=dict(os.environ))
 

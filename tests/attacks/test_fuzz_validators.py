@@ -9,10 +9,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
+from tao_bevfusion import api
+from tao_bevfusion.core.errors import InputError
 
 from tests.conftest import copy_sample
-from tools import api
-from tools.errors import InputError
 
 pytestmark = [pytest.mark.attack, pytest.mark.heavy]
 MAX_EXAMPLES = 120

@@ -6,11 +6,11 @@ import time
 from pathlib import Path
 
 import pytest
+from tao_bevfusion.core.settings import app_context
+from tao_bevfusion.jobs.reconcile import submitter_token
 
 from tests.attacks.helpers import call, cli, mcp_call, refused
 from tests.attacks.readers import scan_log, scan_status
-from tools.jobs.reconcile import submitter_token
-from tools.settings import app_context
 
 pytestmark = [pytest.mark.attack]
 KEY = "Zq7-secret-KEY-9x4"
@@ -108,7 +108,7 @@ def test_early_cancel_of_a_local_job_is_not_lost(tmp_path: Path):
     import sys
 
     exit_file = tmp_path / "exit.json"
-    proc = subprocess.Popen([sys.executable, "-m", "tools.backends.local_runner", str(exit_file), "--",
+    proc = subprocess.Popen([sys.executable, "-m", "tao_bevfusion.backends.local_runner", str(exit_file), "--",
                              sys.executable, "-c", "import time; time.sleep(3)"], start_new_session=True)
     time.sleep(0.8)  # the runner is up, the child is (in) its interpreter start-up or sleeping
     os.killpg(proc.pid, signal.SIGTERM)

@@ -170,8 +170,8 @@ def test_key_in_verdict_reason_and_status_resource_is_redacted(converted: Path):
 
 def test_a_home_of_an_unknown_user_is_an_input_error_not_a_crash(workspace):
     """Found by the path fuzzer: Path('~name').expanduser() raises RuntimeError for a user the host lacks."""
-    from tools import api
-    from tools.errors import InputError
+    from tao_bevfusion import api
+    from tao_bevfusion.core.errors import InputError
 
     with pytest.raises(InputError, match="cannot expand"):
         api.call("check_dataset", {"data_root": "~nosuchuser0/kitti", "action": "train"})

@@ -13,10 +13,10 @@ from pathlib import Path
 import anyio
 import pytest
 from mcp import Client
+from tao_bevfusion.server import mcp
 
 from tests.attacks.helpers import call, finish, launch
 from tests.conftest import REPO
-from tools.server import mcp
 
 pytestmark = [pytest.mark.attack, pytest.mark.heavy, pytest.mark.docker]
 MCP_CLIENTS, MCP_CALLS = 4, 15
@@ -45,7 +45,7 @@ def _cli_client(job_ids: list[str], lat: list[float], failures: list[str]) -> No
     for i in range(CLI_CALLS):
         argv = ["get-job", "--job-id", job_ids[i % len(job_ids)], "--json"] if i % 2 else ["list-jobs", "--json"]
         t = time.monotonic()
-        p = subprocess.run([sys.executable, "-m", "tools.cli", *argv], cwd=REPO, env=dict(os.environ),
+        p = subprocess.run([sys.executable, "-m", "tao_bevfusion.cli", *argv], cwd=REPO, env=dict(os.environ),
                            capture_output=True, text=True, timeout=120)
         lat.append(time.monotonic() - t)
         if p.returncode != 0:

@@ -38,7 +38,7 @@ def test_cli_killed_during_submit_leaves_no_orphan(converted: Path, workspace: P
     container by its labels, or fails the record after a bound), cancel_job(force) stops it, and no
     container of that job is left behind once it is terminal."""
     home = workspace / "home"
-    argv = [sys.executable, "-m", "tools.cli", "run-action", "--action", "train", "--data-root", str(converted),
+    argv = [sys.executable, "-m", "tao_bevfusion.cli", "run-action", "--action", "train", "--data-root", str(converted),
             "--automl-policy", "off", "--gpus", "[]", "--overrides", json.dumps({"num_epochs": 20, "batch_size": 1}),
             "--env", json.dumps(SLOW)]
     proc = subprocess.Popen(argv, cwd=REPO, env=dict(os.environ), stdout=subprocess.DEVNULL,

@@ -16,8 +16,9 @@ import yaml
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[2]))
 
+from tao_bevfusion.specbuild.surface import ACTIONS  # noqa: E402
+
 from tests.test_surface_and_artifacts import _leaf_paths, _schema_paths  # noqa: E402
-from tools.spec.surface import ACTIONS  # noqa: E402
 
 
 def derive(skill_dir: Path, action: str) -> dict[str, object]:

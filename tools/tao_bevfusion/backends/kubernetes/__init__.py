@@ -1,0 +1,1 @@
+"""The Kubernetes backend: manifests (manifests.py), state (state.py), preflight (checks.py)."""

@@ -1,0 +1,1 @@
+"""The Slurm backend: the sbatch script (script.py), the scheduler CLI (cli.py), preflight (checks.py)."""

@@ -1,0 +1,122 @@
+"""Environment -> Settings (documented in the README), and the AppContext every tool call passes down."""
+
+import functools
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tao_bevfusion.core.errors import InputError, problem
+
+if TYPE_CHECKING:
+    from tao_bevfusion.backends.base import Backend
+    from tao_bevfusion.jobs.store import JobStore
+
+DEFAULT_IMAGE = "nvcr.io/nvidia/tao/tao-toolkit:5.5.0-pyt"
+DEFAULT_STALL_SECONDS = 900
+
+
+def with_package_on_pythonpath(env: dict[str, str]) -> dict[str, str]:
+    """`env` with the folder holding this package first on PYTHONPATH, for our own child processes
+    (the study driver, the local runner) when the package is not installed in their interpreter."""
+    package_root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def skill_dir() -> Path:
+    """The skill-bank directory (SKILL.md lives in skill/, schemas/ and references/ beside it): the checkout
+    for an editable install, else the copy a wheel installs under <prefix>/share/tao-bevfusion."""
+    env = os.environ.get("TAO_BEVFUSION_SKILL_DIR")
+    if env:
+        return Path(env).resolve()
+    checkout = Path(__file__).resolve().parents[3]
+    if (checkout / "references" / "skill_info.yaml").is_file():
+        return checkout
+    return Path(sys.prefix) / "share" / "tao-bevfusion"
+
+
+def _memlock(raw: str) -> int:
+    value = raw.strip().lower()
+    if value in ("", "-1", "unlimited"):
+        return -1
+    if value.isdigit():
+        return int(value)
+    raise InputError(problem("TAO_BEVFUSION_MEMLOCK", f"not a byte count: {raw[:40]!r}",
+                             "set a whole number of bytes, -1 or 'unlimited' (or unset it)"))
+
+
+def _roots(raw: str, home: Path) -> tuple[Path, ...]:
+    roots = [Path(p).expanduser().resolve() for p in raw.split(":") if p.strip()]
+    if any(r == Path("/") for r in roots):
+        raise InputError(problem("TAO_BEVFUSION_ROOTS", "'/' would allow every path on the host",
+                                 "list the folders that hold datasets and results, e.g. /srv/kitti:/srv/runs"))
+    if not roots and Path.cwd().resolve() != Path("/"):
+        roots = [Path.cwd().resolve()]  # MCP hosts often start servers in "/": that never becomes a root
+    roots.append(home)
+    return tuple(roots)
+
+
+def _positive(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise InputError(problem(name, f"not a positive whole number: {raw[:40]!r}", f"set e.g. {default}"))
+    return int(raw)
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    image: str
+    roots: tuple[Path, ...]
+    memlock: int = -1
+    stall_seconds: int = DEFAULT_STALL_SECONDS
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        home_env = os.environ.get("TAO_BEVFUSION_HOME")
+        if home_env:
+            home = Path(home_env)
+        else:
+            base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+            home = Path(base) / "tao-bevfusion"
+        home = home.expanduser().resolve()
+        return cls(home=home, image=os.environ.get("TAO_BEVFUSION_IMAGE", DEFAULT_IMAGE),
+                   roots=_roots(os.environ.get("TAO_BEVFUSION_ROOTS", ""), home),
+                   memlock=_memlock(os.environ.get("TAO_BEVFUSION_MEMLOCK", "")),
+                   stall_seconds=_positive("TAO_BEVFUSION_STALL_SECONDS", DEFAULT_STALL_SECONDS))
+
+
+@dataclass(frozen=True)
+class AppContext:
+    """What a tool call needs besides its input: settings, the job store, and the backends."""
+
+    settings: Settings
+    _backends: dict[str, "Backend"] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def store(self) -> "JobStore":
+        return _store_for(self.settings.home)
+
+    def backend(self, name: str) -> "Backend":
+        if name not in self._backends:
+            from tao_bevfusion.backends.registry import load_backend
+
+            self._backends[name] = load_backend(name)
+        return self._backends[name]
+
+
+def app_context() -> AppContext:
+    """The context of one tool call, from the current environment (tests change it between calls)."""
+    return AppContext(Settings.from_env())
+
+
+@functools.lru_cache(maxsize=8)
+def _store_for(home: Path) -> "JobStore":
+    """One store per state dir per process: the migrations run once, not on every poll."""
+    from tao_bevfusion.jobs.store import JobStore
+
+    return JobStore(home)

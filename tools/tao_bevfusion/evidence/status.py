@@ -1,0 +1,122 @@
+"""The one status.json reader (docs/container-contract.md §4): typed records, read incrementally.
+
+The file is JSON lines written by the container's logger hook. The reader starts at a byte offset, leaves
+a partial last line for the next look, re-reads from the start when the file shrank (rotated or truncated),
+and skips lines that are not JSON objects, counting them. Train iteration lines are the bulk of the file;
+unless every record is asked for, only the newest one is parsed (with every validation, failure, start and
+finished line), which keeps a 100,000-line file cheap.
+"""
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from tao_bevfusion.evidence.models import Number, Text, Tolerant, Whole
+from tao_bevfusion.evidence.safeio import read_regular, redact_bytes
+
+RARE_MARKERS = (b'"mode": "val"', b'"FAILURE"', b'"STARTED"', b"finished successfully")
+TRAIN_MARKER = b'"mode": "train"'
+MAX_READ = 32 << 20  # per look; a longer backlog is read on the next look (the offset advances)
+
+
+class StatusRecord(Tolerant):
+    mode: Text = None
+    status: Text = None
+    message: Text = None
+    epoch: Whole = None
+    cur_iter: Whole = None
+    max_iter: Whole = None
+    loss: Number = None
+    lr: Number = None
+    eta: Text = None
+    time_per_iter: Number = None
+    AP11: Number = None
+    AP40: Number = None
+
+    @property
+    def is_validation(self) -> bool:
+        return self.mode == "val"
+
+    @property
+    def is_train(self) -> bool:
+        return self.mode == "train"
+
+
+class StatusChunk(BaseModel):
+    records: list[StatusRecord] = Field(description="Parsed records in file order (see read_status).")
+    last_train: StatusRecord | None = Field(default=None, description="The newest train iteration record.")
+    lines: int = Field(default=0, description="Complete lines read.")
+    unparsed: int = Field(default=0, description="Parsed lines that were not JSON objects (skipped).")
+    offset: int = Field(default=0, description="Where the next read starts.")
+    reset: bool = Field(default=False, description="The file shrank below the offset and was read anew.")
+
+
+def parse_record(line: bytes) -> StatusRecord | None:
+    try:
+        data = json.loads(line)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    return StatusRecord.model_validate(data) if isinstance(data, dict) else None
+
+
+def _rare_spans(data: bytes) -> list[tuple[int, int]]:
+    spans: set[tuple[int, int]] = set()
+    for marker in RARE_MARKERS:
+        pos = 0
+        while (hit := data.find(marker, pos)) >= 0:
+            start = data.rfind(b"\n", 0, hit) + 1
+            end = data.find(b"\n", hit)
+            end = len(data) if end < 0 else end
+            spans.add((start, end))
+            pos = end + 1
+    return sorted(spans)
+
+
+def read_status(path: Path, offset: int = 0, *, every_record: bool = False,
+                secrets: Sequence[str] = ()) -> StatusChunk:
+    """Records appended since `offset` (everything, or the rare ones plus the newest train line)."""
+    got = read_regular(path, offset, MAX_READ)
+    if got is None:
+        return StatusChunk(records=[], offset=offset)
+    size, data = got
+    reset = size < offset
+    start = 0 if reset else offset
+    data = data[:data.rfind(b"\n") + 1]
+    chunk = StatusChunk(records=[], lines=data.count(b"\n"), offset=start + len(data), reset=reset)
+    data = redact_bytes(data, secrets)  # offsets above count the bytes on disk
+    if every_record:
+        spans = []
+        pos = 0
+        while pos < len(data):
+            end = data.index(b"\n", pos)
+            spans.append((pos, end))
+            pos = end + 1
+    else:
+        spans = _rare_spans(data)
+    for a, b in spans:
+        if not data[a:b].strip():
+            continue
+        rec = parse_record(data[a:b])
+        if rec is None:
+            chunk.unparsed += 1
+        else:
+            chunk.records.append(rec)
+    chunk.last_train = next((r for r in reversed(chunk.records) if r.is_train), None)
+    if chunk.last_train is None and not every_record:
+        chunk.last_train = _newest_train(data)
+    return chunk
+
+
+def _newest_train(data: bytes) -> StatusRecord | None:
+    hit = data.rfind(TRAIN_MARKER)
+    if hit < 0:
+        return None
+    start = data.rfind(b"\n", 0, hit) + 1
+    return parse_record(data[start:data.find(b"\n", hit)])
+
+
+def read_all(path: Path) -> list[StatusRecord]:
+    """Every record of the file (curves, checkpoint choice); bad lines skipped."""
+    return read_status(path, 0, every_record=True).records

@@ -1,0 +1,63 @@
+"""Stall detection: a running job that wrote no log line and no status record for `stall_seconds`
+(TAO_BEVFUSION_STALL_SECONDS) is reported with the likely cause and the next calls. The state stays
+'running' (a slow first epoch or a long validation may still recover); the summary says stalled.
+
+The newest output time is the later of the log's and status.json's mtimes: the container appends
+status.json itself, the local backend appends the log itself, and the docker backend stamps the synced
+log with the time of its newest line (not the time of the sync).
+"""
+
+import os
+import time
+from pathlib import Path
+
+from tao_bevfusion.core.layout import status_path
+from tao_bevfusion.jobs.store import Job
+
+
+def newest_output(job: Job, log: Path) -> float | None:
+    times = []
+    for path in (log, status_path(job.action, Path(job.results_dir), Path(job.data_root))):
+        try:
+            info = os.stat(path)
+        except OSError:
+            continue
+        if info.st_size:  # an empty file was only created (by a sync), not written
+            times.append(info.st_mtime)
+    return max(times) if times else None
+
+
+def elapsed(job: Job, now: float | None = None) -> float | None:
+    if job.started_at is None:
+        return None
+    end = job.finished_at or (now or time.time())
+    return round(max(0.0, end - job.started_at), 1)
+
+
+def _cause(job: Job) -> str:
+    gpus = len(job.plan.get("gpus") or []) if isinstance(job.plan, dict) else 0
+    if job.progress.cur_iter is None and job.progress.epoch is None:
+        if gpus > 1:
+            return ("waiting before the first iteration, most likely at the distributed (NCCL/torchrun) rendezvous "
+                    "for a GPU or node that never joined")
+        return ("stuck before the first iteration: dataloader workers (shared memory: raise backend_options "
+                "shm_size), a rendezvous, or a download with no network")
+    return "stopped mid-run: most likely a dataloader deadlock or a hung NCCL collective (or a full disk)"
+
+
+def stall_note(job: Job, stall_seconds: int | None, now: float | None = None) -> str | None:
+    """'stalled: ...' when a running job has been silent for longer than stall_seconds, else None."""
+    if job.state != "running" or not stall_seconds:
+        return None
+    now = now or time.time()
+    last = max(job.cursor.output_at or 0.0, job.started_at or 0.0)
+    if not last or now - last < stall_seconds:
+        return None
+    return (f"stalled: no new log line or status record for {int(now - last)} s (limit {stall_seconds} s, "
+            f"TAO_BEVFUSION_STALL_SECONDS); likely {_cause(job)}")
+
+
+def stall_steps(job: Job) -> list[str]:
+    return [f"get_job_logs(job_id='{job.id}', tail_lines=50) to see where it stopped",
+            f"cancel_job(job_id='{job.id}', force=true) if it stays silent, then relaunch"
+            + (" (resume=true continues from the newest checkpoint)" if job.action == "train" else "")]

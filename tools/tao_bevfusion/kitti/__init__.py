@@ -1,0 +1,1 @@
+"""KITTI on disk: the dataset preflight (`check_dataset`) and the frame readers (calib, labels, points)."""

@@ -1,0 +1,272 @@
+"""The MCP server: a thin layer over tao_bevfusion.api. Each tool's arguments come from the same pydantic model that
+validates them; results carry a short text digest plus structured content (published as outputSchema).
+
+    tao-bevfusion serve                      # stdio
+    tao-bevfusion serve --transport http --host 127.0.0.1 --port 8765
+"""
+
+import base64
+import inspect
+import logging
+from pathlib import Path
+from typing import Annotated, Any
+
+import anyio
+from mcp.server import MCPServer
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
+from mcp.server.mcpserver.tools import Tool
+from mcp.types import CallToolResult, ImageContent, TextContent, ToolAnnotations
+from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic_core import PydanticUndefined
+
+from tao_bevfusion import api
+from tao_bevfusion.core.errors import ToolError as ToolFailure
+from tao_bevfusion.core.layout import status_path
+from tao_bevfusion.core.settings import AppContext, app_context, skill_dir
+from tao_bevfusion.jobs.wait import wait_async
+from tao_bevfusion.specbuild.surface import ACTIONS
+
+log = logging.getLogger("tao_bevfusion.server")
+TEXT_LIMIT = 8000
+INSTRUCTIONS = (
+    "TAO 5.5 BEVFusion (LiDAR + camera 3D detection, KITTI person class). Usual flow: route_request -> "
+    "check_dataset -> run_action(dataset_convert) -> run_action(train): AutoML on by default returns a review, "
+    "confirm=true starts the study -> "
+    "get_job until it ends -> resolve_parent_checkpoint -> run_action(evaluate/inference, parent_job_id=...). "
+    "Launches return at once with a job_id; poll get_job (verdicts never trust the exit code alone). "
+    "get_job(frames=[...]) shows an inference job's detections as pictures; list_jobs(sort=..., compare=[...]) "
+    "compares runs; pass last_job_id to route_request for follow-ups."
+)
+
+def _result(model: BaseModel, text: str, extra: list[Any] | None = None) -> CallToolResult:
+    if len(text) > TEXT_LIMIT:
+        text = text[: TEXT_LIMIT - 40] + "\n… (truncated; see structured content)"
+    content: list[Any] = [TextContent(type="text", text=text), *(extra or [])]
+    return CallToolResult(content=content, structured_content=model.model_dump(mode="json"))
+
+
+def _signature(model: type[BaseModel], output: type[BaseModel], with_ctx: bool) -> inspect.Signature:
+    params = []
+    for name, field in model.model_fields.items():
+        default = inspect.Parameter.empty if field.default is PydanticUndefined else field.default
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                                        annotation=Annotated[field.annotation, field]))
+    if with_ctx:
+        params.append(inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context))
+    return inspect.Signature(params, return_annotation=Annotated[CallToolResult, output])
+
+
+async def _wait(t: api.ToolDef, model: Any, seconds: int, app: AppContext, ctx: Context | None) -> tuple[Any, str]:
+    """Wait for the launched job with progress notifications; the job keeps running if the client leaves."""
+    async def report(step: int, summary: Any) -> None:
+        if ctx is not None:
+            await ctx.report_progress(step, total=seconds, message=summary.digest[:200])
+
+    try:
+        await wait_async(model.job_id, seconds, app, report)
+    except anyio.get_cancelled_exc_class():
+        log.info("client went away while waiting on %s; the job keeps running", model.job_id)
+        raise
+    assert t.after_wait is not None
+    return await anyio.to_thread.run_sync(t.after_wait, model, app)
+
+
+def _images(t: api.ToolDef, inp: Any, model: Any, app: AppContext) -> list[ImageContent]:
+    if t.images is None:
+        return []
+    return [ImageContent(type="image", data=base64.b64encode(png).decode(), mime_type="image/png")
+            for _, png in t.images(inp, model, app)]
+
+
+def _build_tool(t: api.ToolDef) -> Tool:
+    async def handler(**kwargs: Any) -> CallToolResult:
+        ctx = kwargs.pop("ctx", None)
+        try:
+            inp = t.input.model_validate(kwargs)
+        except ValidationError as exc:  # rules beyond the argument schema (the SDK would say only "Error")
+            raise ToolError(f"invalid arguments: {exc}") from exc
+        wait = int(getattr(inp, "wait_seconds", 0) or 0) if t.after_wait else 0
+        if wait:
+            inp = inp.model_copy(update={"wait_seconds": 0})
+        try:
+            app = app_context()
+            model, text = await anyio.to_thread.run_sync(t.fn, inp, app)
+            if wait and getattr(model, "job_id", None):
+                model, text = await _wait(t, model, wait, app, ctx)
+            extra = await anyio.to_thread.run_sync(_images, t, inp, model, app)
+        except ToolFailure as exc:
+            raise ToolError(exc.render()) from exc
+        return _result(model, text, extra)
+
+    signature = _signature(t.input, t.output, t.after_wait is not None)
+    handler.__name__ = t.name
+    handler.__doc__ = t.doc
+    handler.__signature__ = signature  # type: ignore[attr-defined]
+    handler.__annotations__ = {**{p.name: p.annotation for p in signature.parameters.values()},
+                               "return": Annotated[CallToolResult, t.output]}
+    tool = Tool.from_function(handler, name=t.name, description=t.doc,
+                              annotations=ToolAnnotations.model_validate(t.annotations))
+    # Unknown arguments are errors (the SDK would drop them silently): the model must hear about a typo.
+    base = tool.fn_metadata.arg_model
+    # Inputs are never echoed in errors: a key or a megabyte of overrides must not come back.
+    tool.fn_metadata.arg_model = type(base.__name__, (base,), {"model_config": ConfigDict(
+        extra="forbid", arbitrary_types_allowed=True, hide_input_in_errors=True)})
+    tool.parameters["additionalProperties"] = False
+    return tool
+
+
+mcp = MCPServer("tao-bevfusion", version="0.1.0", instructions=INSTRUCTIONS,
+                tools=[_build_tool(t) for t in api.TOOLS])
+
+
+def _job(job_id: str) -> tuple[AppContext, Any]:
+    app = app_context()
+    try:
+        return app, app.store.get(job_id)
+    except ToolFailure as exc:
+        raise ResourceNotFoundError(exc.render()) from exc
+
+
+def _tail(path: Path, secrets: list[str], limit: int = 64 * 1024) -> str:
+    """The file's last `limit` bytes, secrets redacted before the cut (a key across it leaves no part)."""
+    from tao_bevfusion.evidence.safeio import read_regular, redact_bytes
+
+    probe = read_regular(path, 0, 0)
+    if probe is None:
+        raise ResourceNotFoundError(f"{path.name} does not exist yet (or is not a regular file)")
+    margin = max((len(s) * 6 for s in secrets), default=0)  # a JSON-escaped key is at most 6 bytes a char
+    got = read_regular(path, max(0, probe[0] - limit - margin), limit + margin)
+    size, data = got if got else (0, b"")
+    data = redact_bytes(data, secrets)[-limit:]
+    prefix = f"[last {len(data)} of {size} bytes; page with get_job_logs]\n" if size > limit else ""
+    return prefix + data.decode(errors="replace").replace("\r", "\n")
+
+
+def _redacted_tail(job_id: str, which: str) -> str:
+    from tao_bevfusion.present.summary import job_secrets
+
+    app, job = _job(job_id)
+    path = (job.files(app.settings.home).log if which == "log"
+            else status_path(job.action, Path(job.results_dir), Path(job.data_root)))
+    return _tail(path, job_secrets(job))
+
+
+@mcp.resource("tao-bevfusion://jobs/{job_id}/log", mime_type="text/plain", description="A job's log (tail).")
+def job_log(job_id: str) -> str:
+    return _redacted_tail(job_id, "log")
+
+
+@mcp.resource("tao-bevfusion://jobs/{job_id}/status", mime_type="application/x-ndjson",
+              description="The job's status.json records (tail).")
+def job_status(job_id: str) -> str:
+    return _redacted_tail(job_id, "status")
+
+
+@mcp.resource("tao-bevfusion://jobs/{job_id}/spec", mime_type="application/yaml",
+              description="The job's spec (encryption_key masked).")
+def job_spec(job_id: str) -> str:
+    from tao_bevfusion.core.yamlio import load_yaml_file
+    from tao_bevfusion.specbuild.build import masked
+    from tao_bevfusion.specbuild.schema import dump_yaml
+
+    _, job = _job(job_id)
+    try:
+        data = load_yaml_file(Path(job.spec_path))  # the same bounded loader as inputs (no alias bombs)
+    except ToolFailure as exc:
+        raise ResourceNotFoundError(exc.render()) from exc
+    return dump_yaml(masked(data) if isinstance(data, dict) else data)
+
+
+@mcp.resource("tao-bevfusion://jobs/{job_id}/curve.png", mime_type="image/png",
+              description="Training curve of a train job (loss, AP11/AP40 per epoch).")
+def job_curve(job_id: str) -> bytes:
+    from tao_bevfusion.present.viz.curve import training_curve_png
+
+    _, job = _job(job_id)
+    try:
+        return training_curve_png(job)
+    except ToolFailure as exc:
+        raise ResourceNotFoundError(exc.render()) from exc
+
+
+def _picture(job_id: str, draw: Any) -> bytes:
+    _, job = _job(job_id)
+    try:
+        png: bytes = draw(job)
+        return png
+    except ToolFailure as exc:
+        raise ResourceNotFoundError(exc.render()) from exc
+
+
+@mcp.resource("tao-bevfusion://jobs/{job_id}/bev/{frame}.png", mime_type="image/png",
+              description="Inference job: one frame from above (points by height, predicted and GT boxes).")
+def job_bev(job_id: str, frame: str) -> bytes:
+    from tao_bevfusion.present.viz.report import bev_png
+
+    return _picture(job_id, lambda job: bev_png(job, frame))
+
+
+@mcp.resource("tao-bevfusion://jobs/{job_id}/camera/{frame}.png", mime_type="image/png",
+              description="Inference job: one frame's camera image with the 3D boxes projected (P2, R0, Tr).")
+def job_camera(job_id: str, frame: str) -> bytes:
+    from tao_bevfusion.present.viz.report import camera_png
+
+    return _picture(job_id, lambda job: camera_png(job, frame))
+
+
+@mcp.resource("tao-bevfusion://jobs/{job_id}/sheet.png", mime_type="image/png",
+              description="Inference job: contact sheet of up to 50 frames (BEV thumbnails).")
+def job_sheet(job_id: str) -> bytes:
+    from tao_bevfusion.present.viz.report import sheet_png
+
+    return _picture(job_id, lambda job: sheet_png(job)[0])
+
+
+@mcp.resource("tao-bevfusion://skill", mime_type="text/markdown", description="The skill document (SKILL.md).")
+def skill_doc() -> str:
+    return (skill_dir() / "skill" / "SKILL.md").read_text()
+
+
+@mcp.resource("tao-bevfusion://schemas/{action}", mime_type="application/json",
+              description="The generated JSON Schema (2020-12) of an action's 5.5 spec.")
+def schema(action: str) -> str:
+    return _artifact(action, "schemas/{}.schema.json")
+
+
+@mcp.resource("tao-bevfusion://templates/{action}", mime_type="application/yaml",
+              description="The generated KITTI-correct 5.5 spec template of an action.")
+def template(action: str) -> str:
+    return _artifact(action, "references/spec_template_{}.yaml")
+
+
+def _artifact(action: str, pattern: str) -> str:
+    if action not in ACTIONS:
+        raise ResourceNotFoundError(f"unknown action {action!r}; one of {list(ACTIONS)}")
+    return (skill_dir() / pattern.format(action)).read_text()
+
+
+@mcp.prompt(description="Walk through convert -> train -> evaluate -> inference on a KITTI root.")
+def bevfusion_pipeline(data_root: str, num_epochs: str = "2") -> str:
+    return (
+        f"Run the TAO 5.5 BEVFusion pipeline on the KITTI root {data_root}:\n"
+        f"1. check_dataset(data_root='{data_root}', action='dataset_convert'); fix every error it lists.\n"
+        f"2. run_action(action='dataset_convert', data_root='{data_root}'); poll get_job until it ends.\n"
+        f"3. run_action(action='train', data_root='{data_root}', request=<the user's words>). With the AutoML "
+        "policy on (the default) it returns state 'review': show the review to the user and, once they agree, "
+        "repeat the call with confirm=true; the study runs in the background (poll get_job on its id). If the "
+        f"user asked for plain training, pass automl_policy='off' and overrides={{'num_epochs': {num_epochs}}}; "
+        "poll get_job (report epoch, loss, AP11).\n"
+        "4. resolve_parent_checkpoint(parent_job_id=<train job or study>) and tell the user which epoch and why.\n"
+        f"5. run_action(action='evaluate', data_root='{data_root}', parent_job_id=<train job>); report AP11/AP40.\n"
+        f"6. run_action(action='inference', data_root='{data_root}', parent_job_id=<train job>).\n"
+        "Never report success from an exit code; use get_job's verdict and next_steps."
+    )
+
+
+def serve(transport: str = "stdio", host: str = "127.0.0.1", port: int = 8765) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if transport == "stdio":
+        mcp.run()
+    else:
+        mcp.run("streamable-http", host=host, port=port)

@@ -1,0 +1,109 @@
+"""Resume continues the parent run; a fine-tune says what it loaded.
+
+A resume (train, parent_job_id, resume=true) starts from the parent's own spec, not from defaults:
+epochs, batch size, optimizer, schedule, data and model all come from the file the parent launched with.
+Overrides given with the resume are applied on top and listed; one that changes the model (its geometry
+or architecture, i.e. the shapes in the checkpoint) is refused, because mmengine would fail to load the
+optimizer and weights, or worse, load them into a different network. The checkpoint is the last complete
+one (the file mmengine's last_checkpoint names; it is written only after the .pth is saved), and the new
+job writes into its own results folder so the parent's status.json, logs and checkpoints stay as they were.
+"""
+
+import copy
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tao_bevfusion.core.errors import InputError, Problem, problem
+from tao_bevfusion.core.settings import Settings
+from tao_bevfusion.specbuild import rules as specrules
+from tao_bevfusion.specbuild.wiring import Change, Draft, drop_path, get_path
+
+if TYPE_CHECKING:
+    from tao_bevfusion.specbuild.build import BuildSpecInput
+
+# Keys a resume must keep: they fix the shapes of the saved tensors (or which classes the head predicts).
+FROZEN_PREFIXES = ("model.", "dataset.classes", "input_modality.")
+
+
+def leaf_paths(overrides: dict[str, Any]) -> list[str]:
+    nested, _ = specrules.nest_overrides(overrides)
+    return sorted(p for p in specrules.flat_paths(nested) if not isinstance(get_path(nested, p), dict))
+
+
+def is_resume(req: "BuildSpecInput") -> bool:
+    return req.action == "train" and req.resume and bool(req.parent_job_id)
+
+
+def parent_spec(req: "BuildSpecInput", settings: Settings, managed: dict[str, str]) -> dict[str, Any]:
+    """The parent train job's spec, minus the keys build_spec sets from its arguments (paths, weights)."""
+    from tao_bevfusion.core.yamlio import load_yaml_file
+    from tao_bevfusion.jobs.store import JobStore, check_job_id
+
+    job = JobStore(settings.home).get(check_job_id(str(req.parent_job_id), "parent_job_id"))
+    if job.action != "train":
+        raise InputError(problem("parent_job_id", f"{job.id} is a {job.action} job; only a train job can be "
+                                 "resumed", "pass a train job id (list_jobs(action='train'))"))
+    try:
+        loaded = load_yaml_file(Path(job.spec_path))
+    except InputError as exc:
+        raise InputError(problem("parent_job_id", f"the parent's spec {job.spec_path} cannot be read: "
+                                 f"{exc.problems[0].message}", "fine-tune instead (resume=false)")) from exc
+    if not isinstance(loaded, dict):
+        raise InputError(problem("parent_job_id", f"the parent's spec {job.spec_path} is not a mapping",
+                                 "fine-tune instead (resume=false)"))
+    base = copy.deepcopy(loaded)
+    for key in [k for k in managed if get_path(base, k) is not None]:
+        drop_path(base, key)
+    base.pop("encryption_key", None)  # given again by the caller if the model is encrypted
+    return base
+
+
+def frozen_override_problems(overrides: dict[str, Any] | None, base: dict[str, Any]) -> list[Problem]:
+    """Overrides that would change what the checkpoint's tensors mean; refused for a resume."""
+    if not overrides:
+        return []
+    nested, _ = specrules.nest_overrides(overrides)
+    out = []
+    for path in leaf_paths(overrides):
+        if not path.startswith(FROZEN_PREFIXES):
+            continue
+        if get_path(nested, path) != get_path(base, path):
+            out.append(problem(f"overrides.{path}", "a resume continues the parent's network; changing the model "
+                               "(geometry, architecture or classes) would not load its checkpoint",
+                               "drop this override to resume, or fine-tune with resume=false (weights only)",
+                               value=get_path(nested, path), code="RESUME_CHANGES_MODEL"))
+    return out
+
+
+def apply_parent(req: "BuildSpecInput", spec: dict[str, Any], draft: Draft, settings: Settings,
+                 managed: dict[str, str]) -> None:
+    """Merge the parent's spec into the recommended one (before the user's overrides)."""
+    base = parent_spec(req, settings, managed)
+    draft.problems += frozen_override_problems(req.overrides, base)
+    specrules.deep_merge(spec, base)
+    draft.changes.append(Change(path="<spec>", value=None, reason=f"resume: the parent {req.parent_job_id}'s spec "
+                                "is the base (epochs, batch size, optimizer, schedule, data, model)"))
+
+
+def landed_overrides(overrides: dict[str, Any] | None, spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each key the user overrode, with the value it has in the written spec (shorthands expanded)."""
+    if not overrides:
+        return []
+    return [{"path": p, "value": get_path(spec, p)} for p in leaf_paths(overrides)][:40]
+
+
+def lineage(req: "BuildSpecInput", spec: dict[str, Any], choice: dict[str, Any] | None) -> str | None:
+    """One sentence: what this train job starts from."""
+    if req.action != "train":
+        return None
+    loaded = get_path(spec, "train.resume_training_checkpoint_path")
+    where = choice.get("path") if choice else req.checkpoint
+    if not loaded:
+        return None
+    if get_path(spec, "train.resume"):
+        epoch = f" (epoch {choice['epoch']}, the last complete checkpoint: {choice.get('method')})" if choice else ""
+        total = get_path(spec, "train.num_epochs")
+        return (f"resume: continues from {where}{epoch} with its optimizer, LR schedule and epoch counter, up to "
+                f"epoch {total}; the parent's results folder is left as it was")
+    return (f"fine-tune: weights loaded from {where}; the optimizer, LR schedule and epoch counter start fresh "
+            f"(epoch 1 of {get_path(spec, 'train.num_epochs')})")

@@ -1,0 +1,149 @@
+"""A study's plan, from run_action's inputs: settings, search space, GPU slots, the review, and each trial's
+run_action inputs. Saved as `<study folder>/study.json` (0600: it may carry the model key) so the detached
+driver rebuilds every trial from it. Does not import Optuna (the review gate answers fast).
+"""
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, Field
+
+from tao_bevfusion.core.errors import InputError, problem
+from tao_bevfusion.specbuild import rules as specrules
+from tao_bevfusion.studies.review import StudyReview, review
+from tao_bevfusion.studies.settings import AutoMLSettings, parse_settings
+from tao_bevfusion.studies.space import STUDY_OWNED, SearchSpace, build_space
+
+if TYPE_CHECKING:
+    from tao_bevfusion.jobs.launch import RunActionInput
+
+SEED_ENV = "TAO_BEVFUSION_AUTOML_SEED"  # reproducible proposals (tests, benchmarks); unset = fresh randomness
+STUDY_FILE = "study.json"
+SNAPSHOT = "trials.json"  # the driver's view of the trials, read by get_job(study)
+EPOCHS_KEY = "train.num_epochs"
+VAL_KEY = "train.validation_interval"
+CKPT_KEY = "train.checkpoint_interval"
+# run_action fields a trial inherits from the study's call; the rest are the study's own.
+TRIAL_FIELDS = ("data_root", "base_spec", "pretrained_checkpoint", "swin_checkpoint", "num_gpus", "encryption_key",
+                "backend", "strict", "env", "image", "num_nodes", "backend_options")
+
+
+class StudyPlan(BaseModel):
+    """Everything a driver needs to run the study, in any process."""
+
+    study_id: str
+    folder: str
+    settings: AutoMLSettings
+    space: SearchSpace
+    trials: int
+    concurrent: int
+    gpu_slots: list[list[str]]
+    validation_interval: int
+    base: dict[str, Any] = Field(description="run_action inputs every trial shares.")
+    overrides: dict[str, Any] = Field(description="The user's overrides (dotted leaves), study-owned keys removed.")
+    seed: int | None = None
+
+    def trial_input(self, number: int, params: dict[str, Any], slot: int) -> dict[str, Any]:
+        """run_action inputs of trial `number`: its values over the user's, the budget, its own folder."""
+        overrides = {**self.overrides, **params, EPOCHS_KEY: self.settings.automl_max_epochs,
+                     CKPT_KEY: self.validation_interval}
+        return {**self.base, "action": "train", "automl_policy": "off", "overrides": overrides,
+                "results_dir": str(trial_dir(Path(self.folder), number)),
+                "gpus": self.gpu_slots[slot % len(self.gpu_slots)]}
+
+    def save(self) -> Path:
+        path = Path(self.folder) / STUDY_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(self.model_dump_json(indent=1))
+        os.replace(tmp, path)
+        return path
+
+
+def load_plan(folder: Path) -> StudyPlan:
+    return StudyPlan.model_validate(json.loads((folder / STUDY_FILE).read_text()))
+
+
+def trial_dir(folder: Path, number: int) -> Path:
+    return folder / f"trial_{number:03d}"
+
+
+def flatten(nested: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in nested.items():
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def host_gpus() -> list[str]:
+    """Host GPU indices from nvidia-smi (none when it is absent): the default GPUs of a study."""
+    exe = shutil.which("nvidia-smi")
+    if not exe:
+        return []
+    try:
+        out = subprocess.run([exe, "--query-gpu=index", "--format=csv,noheader"], capture_output=True,
+                             text=True, timeout=10, check=False).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [line.strip() for line in out.splitlines() if line.strip().isdigit()]
+
+
+def _user_overrides(inp: "RunActionInput", settings: AutoMLSettings) -> tuple[dict[str, Any], AutoMLSettings]:
+    nested, problems = specrules.nest_overrides(inp.overrides or {})
+    if problems:
+        raise InputError(problems, headline="invalid overrides")
+    flat = flatten(nested)
+    epochs = flat.pop(EPOCHS_KEY, None)
+    if epochs is not None and "automl_max_epochs" not in settings.model_fields_set:
+        if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+            raise InputError(problem("overrides.train.num_epochs", "must be a positive integer",
+                                     "give e.g. 10, or set automl_settings.automl_max_epochs", value=epochs))
+        settings = settings.model_copy(update={"automl_max_epochs": epochs})
+    if flat.pop(CKPT_KEY, None) is not None:
+        pass  # the study sets it (STUDY_OWNED): every scored epoch needs its checkpoint
+    return flat, settings
+
+
+def make_plan(inp: "RunActionInput", study_id: str, folder: Path, data_root: str,
+              base_spec: str | None) -> StudyPlan:
+    """Validate the study's inputs (every problem an InputError naming its field) and plan it."""
+    settings = parse_settings(inp.automl_settings)
+    overrides, settings = _user_overrides(inp, settings)
+    space = build_space(settings, user_values={k: v for k, v in overrides.items() if k not in STUDY_OWNED})
+    searched: list[str] = space.keys()
+    for key in searched:
+        overrides.pop(key, None)  # the trial's own value wins; the user's is the baseline
+    gpus = list(inp.gpus) if inp.gpus is not None else host_gpus()
+    per_trial = inp.num_gpus or 1
+    trials = settings.trials(len(gpus))
+    concurrent = min(settings.concurrency(len(gpus), per_trial), trials)
+    slots = [gpus[i * per_trial:(i + 1) * per_trial] for i in range(concurrent)] if gpus else \
+        [[] for _ in range(concurrent)]
+    val = overrides.get(VAL_KEY, 1)
+    base = {k: v for k, v in inp.model_dump().items() if k in TRIAL_FIELDS and v is not None}
+    base["data_root"] = data_root
+    if base_spec:
+        base["base_spec"] = base_spec
+    seed = os.environ.get(SEED_ENV, "")
+    return StudyPlan(study_id=study_id, folder=str(folder), settings=settings, space=space, trials=trials,
+                     concurrent=concurrent, gpu_slots=slots, validation_interval=int(val) if isinstance(val, int)
+                     else 1, base=base, overrides=overrides, seed=int(seed) if seed.isdigit() else None)
+
+
+def plan_review(plan: StudyPlan, confirm_call: Any) -> StudyReview:
+    gpus = [g for slot in plan.gpu_slots for g in slot]
+    per_trial = len(plan.gpu_slots[0]) if gpus else 1
+    settings = plan.settings.model_copy(update={"automl_max_recommendations": plan.trials,
+                                                "automl_max_concurrent": plan.concurrent})
+    out = review(settings, plan.space, gpus=gpus, gpus_per_trial=per_trial,
+                 validation_interval=plan.validation_interval, results_dir=plan.folder, confirm_call=confirm_call)
+    return out
