@@ -77,7 +77,8 @@ def _add_python(tar: tarfile.TarFile, extra_so: list[Path]) -> None:
 
 
 def _add_torch(tar: tarfile.TarFile, src: Path) -> None:
-    site = Path(sysconfig.get_paths()["purelib"]).relative_to("/")
+    # beside the stdlib, which the image's interpreter always searches (a venv's site-packages it never does)
+    site = Path(sysconfig.get_paths()["stdlib"]).relative_to("/")
     for top in sorted(os.listdir(src)):
         if top not in KEEP_TOP:
             continue

@@ -72,10 +72,11 @@ def _rootfs() -> bytes:
                 if not name.endswith((".pyc",)):
                     full = Path(root) / name
                     tar.add(str(full), arcname=str(full).lstrip("/"), recursive=False)
+        # PyYAML goes beside the stdlib, which every interpreter searches: the running interpreter's own
+        # site-packages may be a venv's (or Debian's dist-packages), which the image's Python never searches
         yaml_pkg = Path(yaml.__file__).parent
-        site = Path(sysconfig.get_paths()["purelib"])
         for full in yaml_pkg.rglob("*.py"):
-            tar.add(str(full), arcname=str(site / full.relative_to(yaml_pkg.parent)).lstrip("/"))
+            tar.add(str(full), arcname=str(stdlib / full.relative_to(yaml_pkg.parent)).lstrip("/"))
         for link, target in (("usr/bin/python3", str(exe)),):
             info = tarfile.TarInfo(link)
             info.type, info.linkname = tarfile.SYMTYPE, target
