@@ -9,6 +9,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from tao_bevfusion.evidence.divergence import observe_all
 from tao_bevfusion.evidence.models import Cursor, EpochAP, Findings, RunMetrics, RunProgress, StatusEvidence
 from tao_bevfusion.evidence.patterns import match_errors
 from tao_bevfusion.evidence.safeio import read_regular, redact_bytes
@@ -95,6 +96,7 @@ def fold_status(chunk: StatusChunk, findings: Findings, progress: RunProgress, m
         st.resets += 1
     st.records += chunk.lines
     st.unparsed += chunk.unparsed
+    observe_all(findings.loss_watch, ((r.cur_iter, r.loss) for r in chunk.records if r.is_train))
     for rec in chunk.records:
         if rec.status == "FAILURE":
             match_errors((rec.message or "").encode(), findings.matches)

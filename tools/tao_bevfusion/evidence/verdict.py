@@ -10,7 +10,8 @@ from pydantic import BaseModel, Field
 
 from tao_bevfusion.evidence.models import Evidence
 
-Outcome = Literal["succeeded", "succeeded_with_teardown_crash", "failed", "killed", "canceled", "pruned", "lost"]
+Outcome = Literal["succeeded", "succeeded_with_teardown_crash", "failed", "killed", "canceled", "pruned", "lost",
+                  "diverged", "limit_reached"]
 
 
 class Verdict(BaseModel):
@@ -20,6 +21,8 @@ class Verdict(BaseModel):
     missing_artifacts: list[str] = Field(default_factory=list)
     exit_code: int | None = None
     footer: str | None = None
+    next_call: str | None = Field(default=None, description="The call that addresses this outcome (diverged, "
+                                  "limit_reached).")
 
 
 def _verdict(ev: Evidence, outcome: Outcome, reason: str) -> Verdict:

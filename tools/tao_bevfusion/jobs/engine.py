@@ -17,13 +17,15 @@ from tao_bevfusion.evidence.artifacts import check_artifacts
 from tao_bevfusion.evidence.models import Evidence
 from tao_bevfusion.evidence.scan import scan_log, scan_status
 from tao_bevfusion.evidence.verdict import decide
+from tao_bevfusion.jobs import retention, retry, safety
 from tao_bevfusion.jobs.reconcile import reconcile_pending
 from tao_bevfusion.jobs.stall import newest_output
 from tao_bevfusion.jobs.store import Job, check_job_id
 from tao_bevfusion.present.summary import JobSummary, job_secrets, summarize
 
 OUTCOME_STATE = {"succeeded": "succeeded", "succeeded_with_teardown_crash": "succeeded", "failed": "failed",
-                 "killed": "failed", "canceled": "canceled", "pruned": "canceled", "lost": "unknown"}
+                 "killed": "failed", "canceled": "canceled", "pruned": "canceled", "lost": "unknown",
+                 "diverged": "failed", "limit_reached": "canceled"}
 
 
 def refresh(job: Job, ctx: AppContext) -> Job:
@@ -60,13 +62,13 @@ def refresh(job: Job, ctx: AppContext) -> Job:
     store.update(job.id, cursor=cursor, findings=findings, progress=progress, metrics=metrics, handle=handle, **state)
     job = store.get(job.id)
     if live:
-        return job
+        return safety.enforce(ctx, job, backend, handle)
     return _finish(ctx, job, status.exit_code, status.oom_killed, container_missing=status.state == "missing",
-                   handle=handle)
+                   handle=handle, backend_error=status.error)
 
 
 def _finish(ctx: AppContext, job: Job, exit_code: int | None, oom: bool, container_missing: bool,
-            handle: str | None = None) -> Job:
+            handle: str | None = None, backend_error: str | None = None) -> Job:
     present, missing = check_artifacts(job.action, Path(job.results_dir), Path(job.data_root),
                                        job.started_at or job.created_at, job.meta.num_epochs, job.findings,
                                        job.meta.convert_mode)
@@ -76,10 +78,14 @@ def _finish(ctx: AppContext, job: Job, exit_code: int | None, oom: bool, contain
     if job.meta.pruned and verdict.outcome == "canceled":
         verdict = verdict.model_copy(update={"outcome": "pruned", "reason": "pruned by its AutoML study "
                                              "(validation AP11 below the rung's cut)"})
+    verdict = safety.safety_verdict(job, verdict, backend_error)
+    if retry.wanted(job, verdict, backend_error) and (again := retry.relaunch(ctx, job, verdict, handle)):
+        return again
     ctx.store.update(job.id, state=OUTCOME_STATE[verdict.outcome], verdict=verdict.model_dump(),
                      finished_at=time.time())
     if handle:
         ctx.backend(job.backend).cleanup(handle)
+    retention.after_run(ctx, ctx.store.get(job.id))
     return ctx.store.get(job.id)
 
 
