@@ -96,7 +96,7 @@ def fold_status(chunk: StatusChunk, findings: Findings, progress: RunProgress, m
         st.resets += 1
     st.records += chunk.lines
     st.unparsed += chunk.unparsed
-    observe_all(findings.loss_watch, ((r.cur_iter, r.loss) for r in chunk.records if r.is_train))
+    observe_all(findings.loss_watch, chunk.losses)
     for rec in chunk.records:
         if rec.status == "FAILURE":
             match_errors((rec.message or "").encode(), findings.matches)

@@ -59,6 +59,8 @@ def refresh(job: Job, ctx: AppContext) -> Job:
     cursor.output_at = newest_output(job, files.log)
     live = status.state in ("running", "created", "queued")
     state = {"state": "pending" if status.state == "queued" else "running"} if live else {}  # queued: still pending
+    if status.state == "queued" and status.error and status.error != job.meta.waiting:
+        state["meta"] = job.meta.model_copy(update={"waiting": status.error[:300]})
     store.update(job.id, cursor=cursor, findings=findings, progress=progress, metrics=metrics, handle=handle, **state)
     job = store.get(job.id)
     if live:

@@ -24,7 +24,10 @@ from tao_bevfusion.core.settings import AppContext, app_context
 from tao_bevfusion.core.yamlio import load_yaml_file
 from tao_bevfusion.evidence.models import Cursor
 from tao_bevfusion.evidence.verdict import Verdict
+from tao_bevfusion.core.safety import RunSafety, SafetyInput
 from tao_bevfusion.jobs import guards
+from tao_bevfusion.jobs import launch_safety as safe
+from tao_bevfusion.jobs.projection import CostProjection
 from tao_bevfusion.jobs.engine import refresh
 from tao_bevfusion.jobs.reconcile import submitter_token
 from tao_bevfusion.jobs.store import Job, new_job_id
@@ -50,7 +53,7 @@ def _each_once(gpus: list[str]) -> list[str]:
 GpuList = Annotated[list[GpuId], AfterValidator(_each_once)]  # in the type: the MCP argument model checks it too
 
 
-class RunActionInput(BuildSpecInput):
+class RunActionInput(BuildSpecInput, SafetyInput):
     """run_action: launch an action from a spec_path written by build_spec, or from build_spec's inputs."""
 
     data_root: str | None = Field(default=None, max_length=4096, description=(  # type: ignore[assignment]
@@ -104,6 +107,9 @@ class RunActionResult(BaseModel):
         "The user's overrides as they landed in the spec launched (path, value)."))
     lineage: str | None = Field(default=None, description=(
         "train: resume (checkpoint, epoch, same run) or fine-tune (weights loaded, optimizer fresh)."))
+    projection: CostProjection | None = Field(default=None, description=(
+        "train: projected GPU-hours (measured epoch times of earlier runs of the same data and settings when "
+        "there are any, else an estimate; `source` says which)."))
 
 
 def _spec_for(inp: RunActionInput, ctx: AppContext) -> tuple[Path, LaunchSidecar]:
@@ -217,21 +223,26 @@ def run_action(inp: RunActionInput, ctx: AppContext | None = None,
     guards.refuse_dataset_in_use(ctx, inp.action, side.data_root)
     gpus_per_node = int(spec.get(inp.action, {}).get("num_gpus", 1)) if inp.action != "dataset_convert" else 0
     job_id = new_job_id()
-    req = _request(inp, job_id, spec_path, side, backend, ctx, gpus_per_node)
+    safety = safe.settings_for(inp, inp.num_nodes, gpus_per_node)
+    cost = safe.projection(inp.action, spec, side.data_root, inp.num_nodes, ctx)
+    budget = safe.budget_checks(cost, safety, inp.dry_run)  # over max_gpu_hours: refused here
+    req = safe.with_deadline(_request(inp, job_id, spec_path, side, backend, ctx, gpus_per_node), safety)
     plan = backend.plan(req)
     plan.preflight = notes.spec_preflight(_preflight(plan, backend, inp, side, ctx), spec, inp.action)
-    plan.preflight += guards.gpu_checks(inp.gpus, gpus_per_node)
+    plan.preflight += guards.gpu_checks(inp.gpus, gpus_per_node) + budget
     failed = [c for c in plan.preflight if not c.ok]
     told: dict[str, Any] = {"warnings": notes.warning_lines(side.warnings, plan.preflight),
-                            "overrides": side.overrides or [], "lineage": side.lineage}
+                            "overrides": side.overrides or [], "lineage": side.lineage, "projection": cost}
     if inp.dry_run:
         return RunActionResult(job_id=None, state="planned", plan=plan, **told, message=(
             "dry run: nothing launched" + (f"; preflight would stop it: {failed[0].message}" if failed else "")))
     if failed:
         raise InputError([problem(f"preflight.{c.name}", c.message, c.fix or "see the message") for c in failed],
                          headline="preflight failed; nothing was launched")
-    job = _record(inp, ctx, job_id, spec_path, side, spec, req, plan)
+    job = _record(inp, ctx, job_id, spec_path, side, spec, req, plan, safety)
     job = _submit(ctx, job, backend, plan)
+    if not job.terminal:
+        safe.start_watchdog(job, ctx)
     if inp.wait_seconds:
         job = wait_sync(job.id, inp.wait_seconds, ctx, on_progress)
     return RunActionResult(job_id=job.id, state=job.state, plan=plan, summary=summarize(job), **told,
@@ -239,7 +250,7 @@ def run_action(inp: RunActionInput, ctx: AppContext | None = None,
 
 
 def _record(inp: RunActionInput, ctx: AppContext, job_id: str, spec_path: Path, side: LaunchSidecar,
-            spec: dict[str, Any], req: LaunchRequest, plan: Plan) -> Job:
+            spec: dict[str, Any], req: LaunchRequest, plan: Plan, safety: RunSafety) -> Job:
     status_file = status_path(inp.action, Path(side.results_dir), Path(side.data_root))
     cursor = Cursor(status_offset=status_file.stat().st_size if status_file.exists() else 0)
     job = ctx.store.create(
@@ -252,7 +263,7 @@ def _record(inp: RunActionInput, ctx: AppContext, job_id: str, spec_path: Path, 
               "overrides": side.overrides, "lineage": side.lineage,
               "warnings": notes.warning_lines(side.warnings, plan.preflight) or None,
               "secrets": [str(spec["encryption_key"])] if spec.get("encryption_key") else [],
-              "submitter": submitter_token()})
+              "submitter": submitter_token(), **safe.record_fields(safety, req)})
     files = job.files(ctx.settings.home)
     private_dirs(files.scratch)
     Path(side.results_dir).mkdir(parents=True, exist_ok=True)

@@ -71,6 +71,7 @@ class JobMeta(Tolerant):
     stop_reason: str | None = None  # diverged | limit_reached: why the plugin stopped the run
     stopped_at: float | None = None
     freed_bytes: int | None = None  # checkpoint retention
+    waiting: str | None = None  # why a pending job waits (Slurm reason, Kueue admission, pod events)
 
 
 class Job(BaseModel):

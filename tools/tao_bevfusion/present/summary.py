@@ -61,6 +61,9 @@ class JobSummary(BaseModel):
     elapsed_seconds: float | None = Field(default=None, description="Run time so far (or in total), seconds.")
     stall: str | None = Field(default=None, description="Set when a running job has been silent too long: the "
                               "likely cause (TAO_BEVFUSION_STALL_SECONDS).")
+    safety: dict[str, Any] | None = Field(default=None, description=(
+        "Run safety: limits, on_divergence, max_retries, keep_checkpoints; attempts (earlier attempts of this "
+        "job with their causes), freed_bytes (checkpoint retention), waiting (why a pending job waits)."))
 
 
 def job_secrets(job: Job) -> list[str]:
@@ -145,11 +148,24 @@ def next_steps(job: Job, errors: list[ErrorMatch]) -> list[str]:
             steps.insert(0, "use only the exact artifacts in verdict.usable_artifacts (teardown crash)")
         return steps
     steps = [e.next_call for e in errors if e.next_call and e.severity == "error"][:2]
+    if job.verdict.get("next_call"):
+        steps.insert(0, str(job.verdict["next_call"]))
     if job.action == "train" and _checkpoints(job) and outcome in ("failed", "killed", "canceled"):
         steps.append(f"run_action(action='train', data_root='{root}', parent_job_id='{jid}', resume=true, "
                      "automl_policy='off') to continue from the newest checkpoint")
     steps.append(f"get_job_logs(job_id='{jid}', grep='Error|Traceback')")
     return steps
+
+
+def safety_view(job: Job) -> dict[str, Any] | None:
+    meta = job.meta
+    if not meta.safety:
+        return None
+    view: dict[str, Any] = {k: v for k, v in meta.safety.items() if v is not None and k != "gpus"}
+    extra = {"attempts": meta.attempts[-10:] or None, "freed_bytes": meta.freed_bytes,
+             "waiting": meta.waiting if job.state == "pending" else None}
+    view.update({k: v for k, v in extra.items() if v})
+    return view
 
 
 def _digest(job: Job, progress: Progress, metrics: dict[str, Any]) -> str:
@@ -210,7 +226,8 @@ def summarize(job: Job, stall_seconds: int | None = None) -> JobSummary:
                          digest=_digest(job, progress, metrics),
                          detections=found.model_dump() if found else None, evaluation=evaluated,
                          report=(_launch_lines(job) + found_lines + eval_lines)[:40],
-                         elapsed_seconds=stall.elapsed(job), stall=stall.stall_note(job, stall_seconds))
+                         elapsed_seconds=stall.elapsed(job), stall=stall.stall_note(job, stall_seconds),
+                         safety=safety_view(job))
     if summary.stall:
         summary.digest += f"; {summary.stall}"
         summary.next_steps = stall.stall_steps(job) + summary.next_steps[:1]
