@@ -95,7 +95,7 @@ class SlurmBackend(Backend):
         try:
             job = SlurmJob(
                 job_name=job_name, num_nodes=req.num_nodes, gpus_per_node=gpus, gpu_flag=GpuFlag(opts.gpu_flag),
-                cpus_per_task=opts.cpus_per_task, mem=opts.mem, time_limit=opts.time_limit,
+                cpus_per_task=opts.cpus_per_task, mem=opts.mem, time_limit=opts.time_limit or _minutes(req),
                 partition=opts.partition, account=opts.account, qos=opts.qos, reservation=opts.reservation,
                 log_dir=log_dir, runtime=Runtime(opts.runtime), image=req.image, env=env, command=command,
                 mounts=[Mount(host=m.host, container=m.container, read_only=m.mode == "ro") for m in req.mounts],
@@ -148,7 +148,7 @@ class SlurmBackend(Backend):
         if state is None:
             return BackendStatus(state="missing", error="Slurm no longer knows the job and it left no end record")
         if state.state in cli.QUEUED:
-            return BackendStatus(state="queued", error=state.reason or None)
+            return BackendStatus(state="queued", error=_waiting(state))
         if state.state in cli.ACTIVE:
             return BackendStatus(state="running")
         code = state.exit_code
@@ -192,6 +192,30 @@ class SlurmBackend(Backend):
         except cli.SlurmCommandError:
             return None
         return _handle(ids[0], name, str(Path(out).parent)) if ids and out else None
+
+
+WAIT_REASONS = {"PartitionTimeLimit": "its time limit is above the partition's MaxTime: lower time_limit or "
+                                      "max_hours, or use another partition",
+                "Resources": "the nodes/GPUs it asks for are busy", "Priority": "jobs of higher priority go first",
+                "QOSMaxJobsPerUserLimit": "your QOS allows no more running jobs", "ReqNodeNotAvail": "the nodes "
+                "it needs are down or drained", "PartitionDown": "the partition is down",
+                "PartitionConfig": "it asks for more than the partition allows (time, nodes or GPUs)"}
+
+
+def _waiting(state: cli.JobState) -> str | None:
+    """Why Slurm keeps the job pending: its reason code, the partition, and what the code means."""
+    if not state.reason or state.reason == "None":
+        return None
+    where = f" in partition {state.partition}" if state.partition else ""
+    meaning = WAIT_REASONS.get(state.reason)
+    return f"Slurm: pending{where}, reason {state.reason}" + (f" ({meaning})" if meaning else "")
+
+
+def _minutes(req: LaunchRequest) -> str | None:
+    """#SBATCH --time from the run's limit (max_hours / max_gpu_hours), in whole minutes, at least 1."""
+    if not req.deadline_seconds:
+        return None
+    return str(max(1, -(-req.deadline_seconds // 60)))
 
 
 def _submit_fix(stderr: str) -> str:
