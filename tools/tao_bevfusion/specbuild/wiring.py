@@ -227,6 +227,10 @@ def experiment_rules(req: "BuildSpecInput", spec: dict[str, Any], layout: MountL
         else:
             draft.set(spec, "train.lr_scheduler", specrules.rescaled_lr_schedule(epochs),
                     f"the 5.5 schedule is built for 10 epochs; rescaled to num_epochs={epochs}")
+    from tao_bevfusion.specbuild.lr_scaling import scale_learning_rate
+
+    scale_learning_rate(spec, draft, req.overrides, req.scale_lr,
+                        resuming=bool(req.resume and req.action == "train"))
     if req.encryption_key:
         spec["encryption_key"] = req.encryption_key
         draft.changes.append(Change(path="encryption_key", value=SECRET_MASK, reason="from the caller (masked)"))
