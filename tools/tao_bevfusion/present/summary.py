@@ -159,9 +159,9 @@ def next_steps(job: Job, errors: list[ErrorMatch]) -> list[str]:
 
 def safety_view(job: Job) -> dict[str, Any] | None:
     meta = job.meta
-    if not meta.safety:
+    if not meta.safety and not meta.freed_bytes:
         return None
-    view: dict[str, Any] = {k: v for k, v in meta.safety.items() if v is not None and k != "gpus"}
+    view: dict[str, Any] = {k: v for k, v in (meta.safety or {}).items() if v is not None and k != "gpus"}
     extra = {"attempts": meta.attempts[-10:] or None, "freed_bytes": meta.freed_bytes,
              "waiting": meta.waiting if job.state == "pending" else None}
     view.update({k: v for k, v in extra.items() if v})

@@ -19,6 +19,7 @@ from tao_bevfusion.jobs.store import Job, JobMeta, new_job_id
 from tao_bevfusion.kitti.preflight import check_dataset
 from tao_bevfusion.specbuild.build import BuildSpecInput, build_spec
 from tao_bevfusion.specbuild.sidecar import read_sidecar
+from tao_bevfusion.studies import budget
 from tao_bevfusion.studies.plan import StudyPlan, make_plan, plan_review
 from tao_bevfusion.studies.review import StudyReview
 
@@ -92,6 +93,9 @@ def gate(inp: "RunActionInput", ctx: AppContext) -> "RunActionResult | None":
     folder = host_path(str(folder), "results_dir", ctx.settings, must_exist=False)
     plan = make_plan(inp, study_id, folder, data_root, base_spec)
     rv = plan_review(plan, _confirm_call(inp))
+    rv.run_safety = budget.review_section(plan, ctx)
+    rv.notes.append(f"sampler: {rv.run_safety['sampler']['why']}")
+    plan.limits["trial_gpu_hours"] = rv.run_safety["gpu_hours"]["per_trial"]
     routing = decision.model_dump()
     if inp.dry_run or not inp.confirm:
         if not inp.results_dir:
@@ -104,6 +108,7 @@ def gate(inp: "RunActionInput", ctx: AppContext) -> "RunActionResult | None":
     if ctx.store.active_for_results(str(folder)):
         raise InputError(problem("results_dir", f"{folder} is in use by a running job or study",
                                  "use a fresh results_dir"))
+    budget.refuse_on_confirm(plan, rv.run_safety)
     _validate_trial(plan, ctx)
     job = start_study(plan, rv, ctx)
     return RunActionResult(job_id=job.id, state=job.state, review=rv, routing=routing, message=(
@@ -120,7 +125,8 @@ def start_study(plan: StudyPlan, rv: StudyReview, ctx: AppContext) -> Job:
     path = plan.save()
     (folder / "review.json").write_text(rv.model_dump_json(indent=1))
     cfg = optuna_study.StudyConfig(settings=plan.settings, space=plan.space, trials=plan.trials,
-                                   validation_interval=plan.validation_interval, seed=plan.seed)
+                                   validation_interval=plan.validation_interval, seed=plan.seed,
+                                   scaled_lr=budget.trial_lr(plan))
     optuna_study.create_study(folder, plan.study_id, cfg)
     job = ctx.store.create(
         job_id=plan.study_id, kind="study", action="train", backend=plan.base.get("backend", "docker"),

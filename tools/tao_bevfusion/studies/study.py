@@ -24,7 +24,8 @@ from optuna.samplers import BaseSampler, RandomSampler, TPESampler
 from optuna.trial import FrozenTrial, TrialState
 from pydantic import BaseModel, Field
 
-from tao_bevfusion.studies.review import StudyReview, review, startup_trials
+from tao_bevfusion.studies import sampler_choice
+from tao_bevfusion.studies.review import StudyReview, review
 from tao_bevfusion.studies.settings import AutoMLSettings
 from tao_bevfusion.studies.space import SearchSpace
 
@@ -55,6 +56,8 @@ class StudyConfig(BaseModel):
     validation_interval: int = 1
     seed: int | None = Field(default=None, description="Base seed; null = fresh randomness per process.")
     median_pruning: bool = Field(default=False, description="bayesian only: MedianPruner after E/3 epochs.")
+    scaled_lr: float | None = Field(default=None, description=(
+        "The linearly scaled learning rate, enqueued as a start-up trial after the baseline (when lr is searched)."))
 
 
 class TrialTicket(BaseModel):
@@ -135,7 +138,7 @@ def distributions(space: SearchSpace) -> dict[str, BaseDistribution]:
 def _build(storage: optuna.storages.RDBStorage, name: str, cfg: StudyConfig) -> optuna.Study:
     n_existing = len(storage.get_all_trials(storage.get_study_id_from_name(name), deepcopy=False))
     seed = None if cfg.seed is None else cfg.seed + SEED_STRIDE * n_existing
-    sampler = make_sampler(cfg.settings.automl_algorithm, seed=seed, n_startup=startup_trials(cfg.trials))
+    sampler = sampler_choice.build(sampler_choice.choose(cfg.settings.automl_algorithm, cfg.space, cfg.trials), seed)
     pruner = make_pruner(cfg.settings, validation_interval=cfg.validation_interval,
                          median_pruning=cfg.median_pruning)
     return optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
@@ -149,6 +152,9 @@ def create_study(folder: Path, name: str, cfg: StudyConfig) -> optuna.Study:
         if CONFIG_ATTR not in study.user_attrs:
             study.set_user_attr(CONFIG_ATTR, cfg.model_dump(mode="json"))
             study.enqueue_trial(cfg.space.baseline(), user_attrs={BASELINE_ATTR: True})
+            scaled = sampler_choice.scaled_lr_trial(cfg.space, cfg.scaled_lr)
+            if scaled is not None:
+                study.enqueue_trial(scaled, user_attrs={"scaled_lr": True})
     return _build(storage, name, study_config(study))
 
 
