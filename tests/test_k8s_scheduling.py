@@ -28,7 +28,8 @@ def _request(tmp: Path, options: dict[str, object], deadline: int | None = 7560)
     spec.parent.mkdir(exist_ok=True)
     spec.write_text("train:\n  num_epochs: 2\n")
     return LaunchRequest(job_id="j0123456789abcdef", action="train", subtask="train", spec_host_path=str(spec),
-                         spec_container_path="/specs/train.yaml", results_dir=str(tmp), results_container_dir="/results",
+                         spec_container_path="/specs/train.yaml", results_dir=str(tmp),
+                         results_container_dir="/results",
                          home_dir="/results/.home", cache_dir="/results/.cache",
                          mounts=[Mount(host=str(tmp), container="/results", mode="rw")], image="tao:5.5",
                          gpus_per_node=4, num_nodes=2, log_path=str(tmp / "log"), options=options,

@@ -42,9 +42,9 @@ class LossWatch(BaseModel):
 def _suspicious(watch: LossWatch, loss: float) -> str | None:
     if not math.isfinite(loss):
         return "non-finite"
-    if watch.finite_seen >= MIN_HISTORY and watch.recent:
-        if loss > EXPLOSION_FACTOR * statistics.median(watch.recent):
-            return "exploded"
+    history = watch.finite_seen >= MIN_HISTORY and watch.recent
+    if history and loss > EXPLOSION_FACTOR * statistics.median(watch.recent):
+        return "exploded"
     return None
 
 

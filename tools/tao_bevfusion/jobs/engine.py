@@ -58,7 +58,9 @@ def refresh(job: Job, ctx: AppContext) -> Job:
                 metrics, secrets=secrets)
     cursor.output_at = newest_output(job, files.log)
     live = status.state in ("running", "created", "queued")
-    state = {"state": "pending" if status.state == "queued" else "running"} if live else {}  # queued: still pending
+    state: dict[str, Any] = {}
+    if live:  # queued: still pending
+        state["state"] = "pending" if status.state == "queued" else "running"
     if status.state == "queued" and status.error and status.error != job.meta.waiting:
         state["meta"] = job.meta.model_copy(update={"waiting": status.error[:300]})
     store.update(job.id, cursor=cursor, findings=findings, progress=progress, metrics=metrics, handle=handle, **state)

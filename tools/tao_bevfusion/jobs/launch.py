@@ -20,15 +20,15 @@ from tao_bevfusion.backends.registry import PLANNED_MULTI_NODE, multi_node_backe
 from tao_bevfusion.core.errors import EngineError, InputError, problem
 from tao_bevfusion.core.layout import JobFiles, private_dirs, status_path
 from tao_bevfusion.core.paths import Mount, host_path
+from tao_bevfusion.core.safety import RunSafety, SafetyInput
 from tao_bevfusion.core.settings import AppContext, app_context
 from tao_bevfusion.core.yamlio import load_yaml_file
 from tao_bevfusion.evidence.models import Cursor
 from tao_bevfusion.evidence.verdict import Verdict
-from tao_bevfusion.core.safety import RunSafety, SafetyInput
 from tao_bevfusion.jobs import guards
 from tao_bevfusion.jobs import launch_safety as safe
-from tao_bevfusion.jobs.projection import CostProjection
 from tao_bevfusion.jobs.engine import refresh
+from tao_bevfusion.jobs.projection import CostProjection
 from tao_bevfusion.jobs.reconcile import submitter_token
 from tao_bevfusion.jobs.store import Job, new_job_id
 from tao_bevfusion.jobs.wait import MAX_WAIT, wait_sync

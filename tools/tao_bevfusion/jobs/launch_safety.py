@@ -44,7 +44,7 @@ def with_deadline(req: LaunchRequest, safety: RunSafety) -> LaunchRequest:
     limit = safety.limit_seconds()
     if limit is None:
         return req
-    return req.model_copy(update={"deadline_seconds": int(math.ceil(limit * DEADLINE_SLACK))})
+    return req.model_copy(update={"deadline_seconds": math.ceil(limit * DEADLINE_SLACK)})
 
 
 def record_fields(safety: RunSafety, req: LaunchRequest) -> dict[str, Any]:

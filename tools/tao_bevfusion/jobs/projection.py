@@ -76,8 +76,8 @@ def project(spec: dict[str, Any], data_root: str, nodes: int, store: JobStore, h
         source = (f"estimate ({iters} iterations/epoch x {ESTIMATE_SECONDS_PER_ITER} s/iteration; no earlier run of "
                   "the same data, batch size and GPUs)")
     hours = epochs * epoch_seconds / 3600
-    return CostProjection(gpu_hours=round(hours * gpus, 3), hours=round(hours, 3), epoch_seconds=round(epoch_seconds, 2),
-                          epochs=epochs, gpus=gpus, source=source)
+    return CostProjection(gpu_hours=round(hours * gpus, 3), hours=round(hours, 3),
+                          epoch_seconds=round(epoch_seconds, 2), epochs=epochs, gpus=gpus, source=source)
 
 
 def refuse_over_limit(cost: CostProjection, safety: RunSafety, what: str = "the run") -> None:

@@ -67,7 +67,9 @@ def enforce(ctx: AppContext, job: Job, backend: Backend, handle: str) -> Job:
         return job
     meta = job.meta.model_copy(update={"stop_reason": reason, "stopped_at": time.time()})
     ctx.store.update(job.id, meta=meta)
-    backend.cancel(handle, reason == "diverged")  # a diverged run has nothing left worth a graceful stop
+    # Killed, not stopped: an imminent checkpoint was already waited for (the grace), and a TERM to the
+    # container's PID 1 is ignored, so a graceful stop only adds docker stop's timeout.
+    backend.cancel(handle, True)
     return ctx.store.get(job.id)
 
 

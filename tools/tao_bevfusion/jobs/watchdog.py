@@ -22,9 +22,9 @@ LOCK_FILE = "watchdog.lock"
 
 def tick_seconds() -> float:
     try:
-        return max(0.2, float(os.environ.get(TICK_ENV, "5")))
+        return max(0.2, float(os.environ.get(TICK_ENV, "2")))
     except ValueError:
-        return 5.0
+        return 2.0
 
 
 def spawn_watchdog(job: Job, ctx: AppContext) -> int:

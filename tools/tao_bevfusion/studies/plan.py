@@ -55,8 +55,8 @@ class StudyPlan(BaseModel):
         overrides = {**self.overrides, **params, EPOCHS_KEY: self.settings.automl_max_epochs,
                      CKPT_KEY: self.validation_interval}
         keep = self.base.get("keep_checkpoints") or "best_and_last"  # trials keep their best and last by default
-        return {**self.base, "keep_checkpoints": keep, "action": "train", "automl_policy": "off", "overrides": overrides,
-                "results_dir": str(trial_dir(Path(self.folder), number)),
+        return {**self.base, "keep_checkpoints": keep, "action": "train", "automl_policy": "off",
+                "overrides": overrides, "results_dir": str(trial_dir(Path(self.folder), number)),
                 "gpus": self.gpu_slots[slot % len(self.gpu_slots)]}
 
     def save(self) -> Path:

@@ -12,9 +12,7 @@ RandomSampler (successive halving compares trials drawn at random).
 """
 
 import importlib.util
-from typing import Any, Literal
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 

@@ -161,7 +161,7 @@ def _pod_spec(job: K8sJob) -> dict[str, Any]:
 
 
 def job_manifest(job: K8sJob) -> dict[str, Any]:
-    manifest = {
+    manifest: dict[str, Any] = {
         "apiVersion": "batch/v1", "kind": "Job", "metadata": _meta(job, job.name),
         "spec": {
             "completions": job.num_nodes, "parallelism": job.num_nodes, "completionMode": "Indexed",
