@@ -111,7 +111,7 @@ def limit(client: Any, kitti: Path) -> dict[str, Any]:
     stopped = _stamp(state["FinishedAt"]) if state else None
     return {"outcome": s.verdict.outcome if s.verdict else None, "limit_s": round(hours * 3600, 1),
             "limit_to_stopped_s": round(stopped - limit_at, 2) if stopped else None,
-            "note": "includes the grace for an imminent checkpoint (5% of the limit) and docker stop's 5 s"}
+            "note": "includes the grace for an imminent checkpoint (5% of the limit) and the watchdog tick (2 s)"}
 
 
 def retry(client: Any, kitti: Path) -> dict[str, Any]:
