@@ -12,11 +12,13 @@ import yaml
 from tao_bevfusion.core.errors import EngineError, InputError
 from tao_bevfusion.core.layout import launch_sidecar
 from tao_bevfusion.core.settings import Settings
-from tao_bevfusion.jobs.engine import cancel_job, get_job, list_jobs
-from tao_bevfusion.jobs.launch import RunActionInput, run_action
+from tao_bevfusion.jobs.launch import RunActionInput
 from tao_bevfusion.jobs.logs import get_job_logs
 from tao_bevfusion.jobs.store import JobStore
-from tao_bevfusion.specbuild.build import BuildSpecInput, build_spec
+from tao_bevfusion.service.jobs import cancel_job, get_job, list_jobs
+from tao_bevfusion.service.run import run_action
+from tao_bevfusion.service.specs import build_spec
+from tao_bevfusion.specbuild.build import BuildSpecInput
 from tao_bevfusion.specbuild.sidecar import LaunchSidecar, sign
 
 from tests.conftest import REPO, copy_sample
@@ -229,7 +231,7 @@ def test_gpu_request_on_a_host_without_nvidia_runtime(converted: Path, engine: d
     assert len(list_jobs(action="train")) == before  # no orphan whose id was never returned
     # And the engine's own refusal, when a launch gets that far, says what to install.
     from tao_bevfusion.backends.docker import DockerBackend
-    from tao_bevfusion.core.settings import app_context
+    from tao_bevfusion.jobs.context import app_context
     from tao_bevfusion.jobs.launch import _request
     from tao_bevfusion.specbuild.sidecar import read_sidecar
 

@@ -1,6 +1,7 @@
-"""run_action: from a spec (or build_spec's inputs) to a launched job, or to the exact plan (dry run).
+"""launch: from a spec (or build_spec's inputs) to a launched run, or to the exact plan (dry run).
 
-Order: AutoML routing -> spec and its verified launch record -> backend capabilities -> the launch request
+The tool run_action (service/run.py) decides first whether a train becomes an AutoML study; what reaches
+this module is one run. Order: spec and its verified launch record -> backend capabilities -> the launch request
 -> the backend's plan -> preflight -> job record -> submit. Nothing is recorded before the preflight passes;
 a submit the engine refuses removes its record again (nothing ran and no id was returned), so the error is
 the whole story and list_jobs shows no orphan; the same call can be repeated once the cause is fixed.
@@ -8,7 +9,6 @@ the whole story and list_jobs shows no orphan; the same call can be repeated onc
 
 import shutil
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -20,23 +20,21 @@ from tao_bevfusion.backends.registry import PLANNED_MULTI_NODE, multi_node_backe
 from tao_bevfusion.core.errors import EngineError, InputError, problem
 from tao_bevfusion.core.layout import JobFiles, private_dirs, status_path
 from tao_bevfusion.core.paths import Mount, host_path
-from tao_bevfusion.core.settings import AppContext, app_context
 from tao_bevfusion.core.yamlio import load_yaml_file
 from tao_bevfusion.evidence.models import Cursor
 from tao_bevfusion.evidence.verdict import Verdict
-from tao_bevfusion.jobs import guards
+from tao_bevfusion.jobs import guards, notes
+from tao_bevfusion.jobs.context import AppContext
 from tao_bevfusion.jobs.engine import refresh
 from tao_bevfusion.jobs.reconcile import submitter_token
 from tao_bevfusion.jobs.store import Job, new_job_id
-from tao_bevfusion.jobs.wait import MAX_WAIT, wait_sync
+from tao_bevfusion.jobs.wait import MAX_WAIT
 from tao_bevfusion.kitti.preflight import check_dataset
-from tao_bevfusion.present import notes
-from tao_bevfusion.present.summary import JobSummary, summarize
 from tao_bevfusion.specbuild.build import BuildSpecInput, build_spec
+from tao_bevfusion.specbuild.parent import ParentRun
 from tao_bevfusion.specbuild.rules import pydantic_problems
 from tao_bevfusion.specbuild.sidecar import LaunchSidecar, read_sidecar
 from tao_bevfusion.specbuild.surface import CLI_SUBTASK
-from tao_bevfusion.studies.review import StudyReview
 
 GpuId = Annotated[str, StringConstraints(pattern=r"^(\d{1,3}|GPU-[0-9a-fA-F-]{8,64}|MIG-[0-9A-Za-z/-]{1,80})$")]
 
@@ -86,18 +84,13 @@ class RunActionInput(BuildSpecInput):
     wait_seconds: int = Field(default=0, ge=0, le=MAX_WAIT, description="Wait up to this long for progress.")
 
 
-class RunActionResult(BaseModel):
+class LaunchResult(BaseModel):
     job_id: str | None = Field(description="Null when nothing was launched (dry run, AutoML review).")
     state: str = Field(description="pending/running/succeeded/... or 'planned' (dry run) / 'review' (AutoML "
                        "study waiting for confirm=true).")
     plan: SerializeAsAny[Plan] | None = Field(default=None, description=(
         "The exact launch the backend makes (the dry run when dry_run=true), with its preflight checks; "
         "each backend adds its own request (docker: run_kwargs)."))
-    summary: JobSummary | None = Field(default=None, description="The job as get_job reports it.")
-    routing: dict[str, Any] | None = Field(default=None, description="The AutoML routing decision (train).")
-    review: StudyReview | None = Field(default=None, description=(
-        "train with AutoML on: the study to confirm (search space, algorithm, budget, concurrency, cost, "
-        "baseline, results folder, the exact confirming call)."))
     message: str = Field(default="", description="What happened, and the next call when nothing launched.")
     warnings: list[str] = Field(default_factory=list, description="Build, dataset and preflight warnings (capped).")
     overrides: list[dict[str, Any]] = Field(default_factory=list, description=(
@@ -106,7 +99,7 @@ class RunActionResult(BaseModel):
         "train: resume (checkpoint, epoch, same run) or fine-tune (weights loaded, optimizer fresh)."))
 
 
-def _spec_for(inp: RunActionInput, ctx: AppContext) -> tuple[Path, LaunchSidecar]:
+def _spec_for(inp: RunActionInput, ctx: AppContext, parent: ParentRun | None) -> tuple[Path, LaunchSidecar]:
     if inp.spec_path:
         spec_path = host_path(inp.spec_path, "spec_path", ctx.settings, kind="file")
         return spec_path, read_sidecar(spec_path, ctx.settings.home)
@@ -114,7 +107,7 @@ def _spec_for(inp: RunActionInput, ctx: AppContext) -> tuple[Path, LaunchSidecar
         raise InputError(problem("data_root", "give spec_path, or data_root and the build_spec inputs",
                                  "run_action(action=..., data_root='/abs/kitti', ...)"))
     fields = {k: v for k, v in inp.model_dump().items() if k in BuildSpecInput.model_fields}
-    built = build_spec(BuildSpecInput.model_validate(fields), ctx)
+    built = build_spec(BuildSpecInput.model_validate(fields), ctx, parent)
     spec_path = Path(built.spec_path)
     return spec_path, read_sidecar(spec_path, ctx.settings.home)
 
@@ -194,15 +187,9 @@ def _check_fit(inp: RunActionInput, side: LaunchSidecar, backend: Backend, spec:
     return nodes
 
 
-def run_action(inp: RunActionInput, ctx: AppContext | None = None,
-               on_progress: Callable[[JobSummary], None] | None = None) -> RunActionResult:
-    ctx = ctx or app_context()
-    from tao_bevfusion.studies.gate import gate
-
-    gated = gate(inp, ctx)  # AutoML on: the study review, or the started study (tools/automl/gate.py)
-    if gated is not None:
-        return gated
-    spec_path, side = _spec_for(inp, ctx)
+def launch(inp: RunActionInput, ctx: AppContext, parent: ParentRun | None = None) -> LaunchResult:
+    """Launch one run (or plan it, dry_run=true). `parent`: parent_job_id resolved by the caller."""
+    spec_path, side = _spec_for(inp, ctx, parent)
     if inp.spec_path and "backend" not in inp.model_fields_set:
         inp = inp.model_copy(update={"backend": side.backend})
     backend = ctx.backend(inp.backend)
@@ -225,17 +212,14 @@ def run_action(inp: RunActionInput, ctx: AppContext | None = None,
     told: dict[str, Any] = {"warnings": notes.warning_lines(side.warnings, plan.preflight),
                             "overrides": side.overrides or [], "lineage": side.lineage}
     if inp.dry_run:
-        return RunActionResult(job_id=None, state="planned", plan=plan, **told, message=(
+        return LaunchResult(job_id=None, state="planned", plan=plan, **told, message=(
             "dry run: nothing launched" + (f"; preflight would stop it: {failed[0].message}" if failed else "")))
     if failed:
         raise InputError([problem(f"preflight.{c.name}", c.message, c.fix or "see the message") for c in failed],
                          headline="preflight failed; nothing was launched")
     job = _record(inp, ctx, job_id, spec_path, side, spec, req, plan)
     job = _submit(ctx, job, backend, plan)
-    if inp.wait_seconds:
-        job = wait_sync(job.id, inp.wait_seconds, ctx, on_progress)
-    return RunActionResult(job_id=job.id, state=job.state, plan=plan, summary=summarize(job), **told,
-                           message="launched; poll with get_job")
+    return LaunchResult(job_id=job.id, state=job.state, plan=plan, **told, message="launched; poll with get_job")
 
 
 def _record(inp: RunActionInput, ctx: AppContext, job_id: str, spec_path: Path, side: LaunchSidecar,

@@ -20,10 +20,11 @@ from tao_bevfusion.backends.registry import backend_class
 from tao_bevfusion.core import layout as names
 from tao_bevfusion.core.errors import EngineError, InputError, problem
 from tao_bevfusion.core.paths import Mount, MountLayout, host_path, refuse_in_state_dir
-from tao_bevfusion.core.settings import AppContext, Settings, app_context, skill_dir
+from tao_bevfusion.core.settings import HasSettings, Settings, settings_of, skill_dir
 from tao_bevfusion.specbuild import resume
 from tao_bevfusion.specbuild import rules as specrules
 from tao_bevfusion.specbuild.limits import override_problems
+from tao_bevfusion.specbuild.parent import ParentRun
 from tao_bevfusion.specbuild.schema import action_schema, dump_yaml
 from tao_bevfusion.specbuild.sidecar import LaunchSidecar, sign
 from tao_bevfusion.specbuild.surface import ConvertConfig, ExperimentConfig
@@ -148,7 +149,8 @@ def _results_location(req: BuildSpecInput, settings: Settings, data_root: Path, 
     return settings.home / "runs" / stamp
 
 
-def _apply_user_layers(req: BuildSpecInput, spec: dict[str, Any], draft: Draft, settings: Settings) -> None:
+def _apply_user_layers(req: BuildSpecInput, spec: dict[str, Any], draft: Draft, settings: Settings,
+                       parent: ParentRun | None) -> None:
     node = ConvertConfig if req.action == "dataset_convert" else ExperimentConfig
     layers: list[tuple[str, dict[str, Any]]] = []
     if req.base_spec:
@@ -169,7 +171,7 @@ def _apply_user_layers(req: BuildSpecInput, spec: dict[str, Any], draft: Draft, 
                                       "grid_size 1440; replaced with the 5.5 sample geometry (with voxel_size)"))
         layers.append(("base_spec", base))
     if resume.is_resume(req) and not req.base_spec:
-        resume.apply_parent(req, spec, draft, settings, MANAGED)
+        resume.apply_parent(req, parent, spec, draft, MANAGED)
     if req.overrides:
         nested, probs = specrules.nest_overrides(req.overrides)
         draft.problems += probs
@@ -267,9 +269,10 @@ def _private_state(settings: Settings) -> None:
                                   code="STATE_DIR_UNWRITABLE")) from exc
 
 
-def build_spec(req: BuildSpecInput, ctx: AppContext | None = None) -> BuildSpecResult:
+def build_spec(req: BuildSpecInput, ctx: HasSettings | None = None,
+               parent: ParentRun | None = None) -> BuildSpecResult:
     """Build, validate and write a 5.5 spec. Raises InputError listing every problem (nothing written)."""
-    settings = (ctx or app_context()).settings
+    settings = settings_of(ctx)
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
     maps_paths = backend_class(req.backend).capabilities.maps_paths_into_container
     _private_state(settings)
@@ -283,11 +286,11 @@ def build_spec(req: BuildSpecInput, ctx: AppContext | None = None) -> BuildSpecR
     layout = MountLayout(maps_paths)
     spec = recommended_spec(req.action)
     result: dict[str, Any] = {}
-    _apply_user_layers(req, spec, draft, settings)
+    _apply_user_layers(req, spec, draft, settings, parent)
     if req.action == "dataset_convert":
         convert_rules(spec, layout, data_root, draft)
     else:
-        experiment_rules(req, spec, layout, data_root, results, draft, settings, result)
+        experiment_rules(req, spec, layout, data_root, results, draft, settings, result, parent)
     layout.add(spec_path.parent, "/specs", "ro")
     _validate(req.action, spec, draft)
     if draft.problems:
