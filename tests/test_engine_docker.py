@@ -193,7 +193,7 @@ def test_container_removed_behind_our_back_is_lost(converted: Path, engine: dock
 def test_reattach_from_a_fresh_process_by_label(converted: Path, docker_ws: Path):
     r = launch("train", converted, overrides={"num_epochs": 2, "batch_size": 1}, env={"FAKE_TAO_ITER_SECONDS": "0.4"})
     JobStore(Settings.from_env().home).update(r.job_id, handle=None)  # as if the server died before saving it
-    code = (f"import time\nfrom tao_bevfusion.jobs.engine import get_job\n"
+    code = (f"import time\nfrom tao_bevfusion.service.jobs import get_job\n"
             f"while get_job('{r.job_id}').state == 'running': time.sleep(0.5)\n"
             f"print(get_job('{r.job_id}').model_dump_json())")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)

@@ -171,7 +171,8 @@ def _run(inp: launch.RunActionInput, ctx: AppContext) -> tuple[run.RunActionResu
     if r.state == "planned":
         assert r.plan is not None
         failed = [c for c in r.plan.preflight if not c.ok]
-        head = f"dry run (nothing launched): {' '.join(r.plan.command)}"
+        head = (f"dry run (nothing launched or recorded): {' '.join(r.plan.command)}\nsubmit exactly this plan: "
+                f"run_action(action='{inp.action}', plan_id='{r.plan_id}')")
         return r, "\n".join([head, *told] + [f"preflight would stop it: {c.message} -> {c.fix}" for c in failed])
     assert r.summary is not None
     return r, "\n".join([r.summary.digest, *told, f"next: {'; '.join(r.summary.next_steps[:2])}"])

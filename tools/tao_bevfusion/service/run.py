@@ -6,8 +6,9 @@ from typing import Any
 
 from pydantic import Field
 
+from tao_bevfusion.core.errors import InputError, problem
 from tao_bevfusion.jobs.context import AppContext, app_context
-from tao_bevfusion.jobs.launch import LaunchResult, RunActionInput, launch
+from tao_bevfusion.jobs.launch import LaunchResult, RunActionInput, launch, submit_plan
 from tao_bevfusion.jobs.store import Job
 from tao_bevfusion.jobs.wait import wait_sync
 from tao_bevfusion.present.summary import JobSummary, summarize
@@ -33,14 +34,26 @@ def _parent(inp: RunActionInput, ctx: AppContext) -> ParentRun | None:
     return resolve_parent(BuildSpecInput.model_validate(fields), ctx)
 
 
+def _plan_only(inp: RunActionInput, ctx: AppContext) -> LaunchResult:
+    """run_action(action, plan_id): the dry run's plan, submitted as it was shown; nothing else may change it."""
+    extra = sorted(inp.model_fields_set - {"plan_id", "action", "wait_seconds"})
+    if extra:
+        raise InputError(problem(extra[0], f"plan_id submits a dry run's plan exactly as shown, so {extra} "
+                                 "cannot change it", "drop them, or make a new dry run with the new values"))
+    return submit_plan(str(inp.plan_id), inp.action, ctx)
+
+
 def run_action(inp: RunActionInput, ctx: AppContext | None = None,
                on_progress: Callable[[Job], None] | None = None) -> RunActionResult:
     ctx = ctx or app_context()
-    gated = gate(inp, ctx)  # AutoML on: the study review, or the started study (studies/gate.py)
-    if gated is not None:
-        return RunActionResult(job_id=gated.job_id, state=gated.state, review=gated.review,
-                               routing=gated.routing, message=gated.message)
-    launched = launch(inp, ctx, _parent(inp, ctx))
+    if inp.plan_id:
+        launched = _plan_only(inp, ctx)
+    else:
+        gated = gate(inp, ctx)  # AutoML on: the study review, or the started study (studies/gate.py)
+        if gated is not None:
+            return RunActionResult(job_id=gated.job_id, state=gated.state, review=gated.review,
+                                   routing=gated.routing, message=gated.message)
+        launched = launch(inp, ctx, _parent(inp, ctx))
     result = RunActionResult(**dict(launched))
     if launched.job_id is None:
         return result

@@ -5,10 +5,8 @@ and the generated JSON Schema) -> atomic write of the spec and its launch sideca
 unless every check passes.
 """
 
-import copy
 import hashlib
 import json
-import os
 import secrets
 import time
 from pathlib import Path
@@ -19,7 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tao_bevfusion.backends.registry import backend_class
 from tao_bevfusion.core import layout as names
 from tao_bevfusion.core.errors import EngineError, InputError, problem
+from tao_bevfusion.core.fsio import atomic_write
 from tao_bevfusion.core.paths import Mount, MountLayout, host_path, refuse_in_state_dir
+from tao_bevfusion.core.redact import mask_keys
 from tao_bevfusion.core.settings import HasSettings, Settings, settings_of, skill_dir
 from tao_bevfusion.specbuild import resume
 from tao_bevfusion.specbuild import rules as specrules
@@ -31,7 +31,6 @@ from tao_bevfusion.specbuild.surface import ConvertConfig, ExperimentConfig
 from tao_bevfusion.specbuild.surface.experiment import MISSING
 from tao_bevfusion.specbuild.surface.recommended import GEOMETRY, recommended_spec
 from tao_bevfusion.specbuild.wiring import (
-    SECRET_MASK,
     Change,
     Draft,
     convert_rules,
@@ -237,25 +236,16 @@ def compact(spec: dict[str, Any], action: str) -> dict[str, Any]:
 
 
 def masked(spec: dict[str, Any]) -> dict[str, Any]:
-    shown = copy.deepcopy(spec)
-    if shown.get("encryption_key"):
-        shown["encryption_key"] = SECRET_MASK
-    return shown
+    masked_spec: dict[str, Any] = mask_keys(spec)
+    return masked_spec
 
 
 def _write_atomic(path: Path, text: str, mode: int = 0o600) -> None:
     """Write via a private temp file and rename; the temp file never outlives a failure."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
         names.private_dirs(path.parent)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        atomic_write(path, text, mode)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise InputError(problem(str(path), f"cannot write the spec: {exc.strerror}",
                                  "free disk space or choose a writable output_path; nothing was written")) from exc
 

@@ -6,7 +6,6 @@ After every tick it writes `<folder>/trials.json`, the snapshot get_job(study) r
 """
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tao_bevfusion.core import layout
 from tao_bevfusion.core.errors import EngineError, InputError
+from tao_bevfusion.core.fsio import atomic_write
 from tao_bevfusion.evidence.patterns import error_matches
 from tao_bevfusion.evidence.status import read_status
 from tao_bevfusion.jobs.cancel import stop_run
@@ -254,6 +254,4 @@ class StudyLoop:
             data["best"] = {"trial": best.number, "job_id": best.user_attrs.get("job_id"), "value": best.value,
                             "epoch": best.user_attrs.get("best_epoch"), "params": best.params,
                             "checkpoint": str(self.best_checkpoint(best))}
-        tmp = self.folder / (SNAPSHOT + ".tmp")
-        tmp.write_text(json.dumps(data))
-        os.replace(tmp, self.folder / SNAPSHOT)
+        atomic_write(self.folder / SNAPSHOT, json.dumps(data))

@@ -93,6 +93,7 @@ class KubernetesBackend(Backend):
     capabilities: ClassVar[Capabilities] = Capabilities(
         maps_paths_into_container=True, multi_node=True, gpu_pinning=False, reattach_by_job_id=True)
     options_model = KubernetesOptions
+    plan_model = KubernetesPlan
 
     def plan(self, request: LaunchRequest) -> KubernetesPlan:
         req = request
