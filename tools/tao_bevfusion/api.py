@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from tao_bevfusion.core.states import JobState
 from tao_bevfusion.jobs import checkpoints, launch, logs, notes
 from tao_bevfusion.jobs.context import AppContext
 from tao_bevfusion.kitti import preflight as dataset
@@ -76,7 +77,7 @@ class LogsInput(BaseModel):
 
 
 class ListJobsInput(BaseModel):
-    state: Literal["pending", "running", "succeeded", "failed", "canceled", "unknown"] | None = Field(
+    state: JobState | None = Field(
         default=None, description="Only jobs in this state.")
     action: Action | None = Field(default=None, description="Only jobs of this action.")
     limit: int = Field(default=20, ge=1, le=100, description="At most this many (newest first unless sort).")

@@ -21,6 +21,7 @@ from tao_bevfusion.backends.registry import PLANNED_MULTI_NODE, PublishedOptions
 from tao_bevfusion.core.errors import EngineError, InputError, problem
 from tao_bevfusion.core.layout import JobFiles, private_dirs, status_path
 from tao_bevfusion.core.paths import Mount, host_path
+from tao_bevfusion.core.states import Outcome
 from tao_bevfusion.core.yamlio import load_yaml_file
 from tao_bevfusion.evidence.models import Cursor
 from tao_bevfusion.evidence.verdict import Verdict
@@ -332,7 +333,7 @@ def _submit(ctx: AppContext, job: Job, backend: Backend, plan: Plan) -> Job:
             shutil.rmtree(job.files(ctx.settings.home).dir, ignore_errors=True)
             raise type(exc)(exc.problems, headline=f"{exc.headline}; no job was recorded, repeat the call once "
                             "fixed") from exc
-        verdict = Verdict(outcome="failed", reason=f"could not start: {exc.problems[0].message}")
+        verdict = Verdict(outcome=Outcome.FAILED, reason=f"could not start: {exc.problems[0].message}")
         ctx.store.update(job.id, state="failed", verdict=verdict.model_dump(), finished_at=time.time(),
                          errors=[p.model_dump() for p in exc.problems])
         raise type(exc)(exc.problems, headline=f"{exc.headline} (job {job.id} recorded as failed)") from exc

@@ -11,6 +11,7 @@ import os
 import socket
 import time
 
+from tao_bevfusion.core.states import Outcome
 from tao_bevfusion.evidence.verdict import Verdict
 from tao_bevfusion.jobs.context import AppContext
 from tao_bevfusion.jobs.store import Job
@@ -59,10 +60,10 @@ def reconcile_pending(job: Job, ctx: AppContext) -> Job:
         store.update(job.id, state="running", handle=handle, started_at=job.started_at or time.time())
         return store.get(job.id)
     if job.cancel_requested and (gone or age > GRACE):
-        verdict = Verdict(outcome="canceled", reason="canceled before the job started; nothing ran")
+        verdict = Verdict(outcome=Outcome.CANCELED, reason="canceled before the job started; nothing ran")
     elif gone or age > PENDING_LIMIT:
         why = "the submitting process ended" if gone else f"no container after {int(age)} s"
-        verdict = Verdict(outcome="failed", reason=f"the launch was interrupted before the job started ({why}); "
+        verdict = Verdict(outcome=Outcome.FAILED, reason=f"the launch was interrupted before the job started ({why}); "
                           "nothing ran. Launch it again with the same call")
     else:
         return job
