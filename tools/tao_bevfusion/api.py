@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from tao_bevfusion.core.actions import Action
 from tao_bevfusion.core.states import JobState
 from tao_bevfusion.jobs import checkpoints, launch, logs, notes
 from tao_bevfusion.jobs.context import AppContext
@@ -23,8 +24,6 @@ from tao_bevfusion.service import jobs as service
 from tao_bevfusion.service import run, specs
 from tao_bevfusion.service.jobs import JobListItem
 from tao_bevfusion.specbuild import build
-
-Action = Literal["dataset_convert", "train", "evaluate", "inference"]
 
 
 class RouteRequestInput(BaseModel):

@@ -23,10 +23,11 @@ from pydantic import Field
 from tao_bevfusion.backends.base import Backend, BackendStatus, Capabilities, Check, LaunchRequest, Plan
 from tao_bevfusion.backends.docker_options import DockerOptions
 from tao_bevfusion.backends.environment import job_env
+from tao_bevfusion.core import layout
 from tao_bevfusion.core.errors import EngineError, InputError, problem
 from tao_bevfusion.core.fsio import atomic_write
 
-LABEL_JOB, LABEL_ACTION, LABEL_PLUGIN = "tao-bevfusion.job", "tao-bevfusion.action", "tao-bevfusion.plugin"
+LABEL_JOB, LABEL_ACTION, LABEL_PLUGIN = layout.LABEL_JOB, layout.LABEL_ACTION, layout.LABEL_PLUGIN
 NO_GPU_RUNTIME = 'could not select device driver ""'
 HARDWARE = "BEVFusion guidance: minimum 2 GPUs, 4 recommended, 24 GB+ each (A100 recommended)"
 
@@ -129,8 +130,8 @@ class DockerBackend(Backend):
         notes = [] if devices else ["no GPU device request (gpus=[]): for the test stand-in and CPU-only checks"]
         user = f"{os.getuid()}:{os.getgid()}"
         kwargs: dict[str, Any] = {
-            "image": req.image, "command": command, "name": f"tao-{req.job_id}", "detach": True,
-            "labels": {LABEL_JOB: req.job_id, LABEL_ACTION: req.action, LABEL_PLUGIN: "tao-bevfusion"},
+            "image": req.image, "command": command, "name": layout.job_name(req.job_id), "detach": True,
+            "labels": {LABEL_JOB: req.job_id, LABEL_ACTION: req.action, LABEL_PLUGIN: layout.PLUGIN},
             "volumes": {m.host: {"bind": m.container, "mode": m.mode} for m in req.mounts},
             "environment": env, "user": user, "shm_size": opts.shm_size,
             "ulimits": [{"name": "memlock", "soft": memlock, "hard": memlock},
@@ -280,7 +281,7 @@ class DockerBackend(Backend):
         except APIError:
             pass  # already stopped
 
-    def find(self, job_id: str) -> str | None:
+    def find(self, job_id: str, plan: dict[str, Any] | None = None) -> str | None:
         with _engine_errors():
             found = _client().containers.list(all=True, filters={"label": f"{LABEL_JOB}={job_id}"})
         return str(found[0].id) if found else None

@@ -33,7 +33,7 @@ def refresh(job: Job, ctx: AppContext) -> Job:
             return job
     store = ctx.store
     backend = ctx.backend(job.backend)
-    handle = job.handle or backend.find(job.id)
+    handle = job.handle or backend.find(job.id, job.plan)
     if handle is None:
         return _finish(ctx, job, None, False, container_missing=True)
     status = backend.poll(handle)

@@ -50,7 +50,7 @@ def reconcile_pending(job: Job, ctx: AppContext) -> Job:
     """Adopt the job's container if it exists; fail (or cancel) the record when no submit is coming."""
     store = ctx.store
     backend = ctx.backend(job.backend)
-    handle = backend.find(job.id)
+    handle = backend.find(job.id, job.plan)
     age = time.time() - job.created_at
     gone = submitter_gone(job.meta.submitter) and age > GRACE
     if handle and gone and backend.poll(handle).state == "created":
