@@ -48,7 +48,8 @@ def _workspace(base: Path) -> Path:
 
 
 def _train(kitti: Path, env: dict[str, str], epochs: int, **kw: Any) -> str:
-    from tao_bevfusion.jobs.launch import RunActionInput, run_action
+    from tao_bevfusion.jobs.launch import RunActionInput
+    from tao_bevfusion.service.run import run_action
 
     out = run_action(RunActionInput(action="train", data_root=str(kitti), gpus=[], automl_policy="off",
                                     overrides={"num_epochs": epochs, "batch_size": 1}, env=env, **kw))
@@ -57,7 +58,7 @@ def _train(kitti: Path, env: dict[str, str], epochs: int, **kw: Any) -> str:
 
 
 def _wait(job_id: str, timeout: float = 300) -> Any:
-    from tao_bevfusion.jobs.engine import get_job
+    from tao_bevfusion.service.jobs import get_job
 
     end = time.monotonic() + timeout
     while (s := get_job(job_id)).state in ("pending", "running") and time.monotonic() < end:
@@ -81,7 +82,7 @@ def _watch_container(client: Any, job_id: str, until: float) -> dict[str, Any] |
 
 
 def divergence(client: Any, kitti: Path) -> dict[str, Any]:
-    from tao_bevfusion.core.settings import app_context
+    from tao_bevfusion.jobs.context import app_context
 
     job_id = _train(kitti, {"FAKE_TAO_NAN_FROM_EPOCH": "2", "FAKE_TAO_ITER_SECONDS": "0.3"}, 30)
     status = Path(app_context().store.get(job_id).results_dir) / "train" / "status.json"
@@ -100,7 +101,7 @@ def divergence(client: Any, kitti: Path) -> dict[str, Any]:
 
 
 def limit(client: Any, kitti: Path) -> dict[str, Any]:
-    from tao_bevfusion.core.settings import app_context
+    from tao_bevfusion.jobs.context import app_context
 
     hours = 12 / 3600
     job_id = _train(kitti, {"FAKE_TAO_ITER_SECONDS": "1"}, 30, max_hours=hours)
@@ -138,9 +139,10 @@ def _checkpoints(folder: Path) -> tuple[int, int]:
 
 
 def retention(kitti: Path, quick: bool) -> dict[str, Any]:
-    from tao_bevfusion.jobs.engine import get_job
-    from tao_bevfusion.jobs.launch import RunActionInput, run_action
+    from tao_bevfusion.jobs.launch import RunActionInput
     from tao_bevfusion.jobs.retention import CHECKPOINT_BYTES_ESTIMATE
+    from tao_bevfusion.service.jobs import get_job
+    from tao_bevfusion.service.run import run_action
 
     os.environ["TAO_BEVFUSION_AUTOML_TICK"] = "0.5"
     epochs = 4 if quick else 6
@@ -164,8 +166,9 @@ def retention(kitti: Path, quick: bool) -> dict[str, Any]:
 
 
 def measure(client: Any, base: Path, quick: bool) -> dict[str, Any]:
-    from tao_bevfusion.jobs.engine import get_job
-    from tao_bevfusion.jobs.launch import RunActionInput, run_action
+    from tao_bevfusion.jobs.launch import RunActionInput
+    from tao_bevfusion.service.jobs import get_job
+    from tao_bevfusion.service.run import run_action
 
     from tests.standin.image import ensure_image
 

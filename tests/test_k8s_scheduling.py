@@ -37,7 +37,7 @@ def _request(tmp: Path, options: dict[str, object], deadline: int | None = 7560)
 
 
 def _plan(tmp: Path, options: dict[str, object], deadline: int | None = 7560) -> k8s.KubernetesPlan:
-    opts = k8s.KubernetesOptions.from_user(options, None)  # type: ignore[arg-type]
+    opts = k8s.KubernetesOptions.model_validate(options)
     return k8s.KubernetesBackend().plan(_request(tmp, opts.model_dump(), deadline))
 
 
@@ -67,7 +67,7 @@ def test_queue_priority_scheduler_tolerations_and_deadline_land_in_the_job(tmp_p
     ({"labels": {QUEUE_LABEL: "x"}}, "labels")])
 def test_bad_scheduling_values_name_the_field(bad: dict[str, object], field: str) -> None:
     with pytest.raises(ValidationError) as err:
-        k8s.KubernetesOptions.from_user({"namespace": NS, **bad}, None)  # type: ignore[arg-type]
+        k8s.KubernetesOptions.model_validate({"namespace": NS, **bad})
     assert err.value.errors()[0]["loc"][0] == field
 
 

@@ -13,10 +13,12 @@ from tao_bevfusion.evidence.divergence import EXPLODED_RUN, MIN_HISTORY, NONFINI
 from tao_bevfusion.evidence.models import Cursor, Findings, RunMetrics, RunProgress
 from tao_bevfusion.evidence.scan import scan_status
 from tao_bevfusion.evidence.verdict import Verdict
-from tao_bevfusion.jobs.launch import RunActionInput, run_action
+from tao_bevfusion.jobs.launch import RunActionInput
 from tao_bevfusion.jobs.projection import CostProjection, refuse_over_limit
 from tao_bevfusion.jobs.retry import infrastructure_cause
-from tao_bevfusion.specbuild.build import BuildSpecInput, build_spec
+from tao_bevfusion.service.run import run_action
+from tao_bevfusion.service.specs import build_spec
+from tao_bevfusion.specbuild.build import BuildSpecInput
 from tao_bevfusion.studies.sampler_choice import choose, scaled_lr_trial, startup_for_budget
 from tao_bevfusion.studies.settings import parse_settings
 from tao_bevfusion.studies.space import build_space

@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pytest
 from tao_bevfusion.core.errors import InputError
-from tao_bevfusion.jobs.engine import get_job, list_jobs
-from tao_bevfusion.jobs.launch import RunActionInput, run_action
+from tao_bevfusion.jobs.launch import RunActionInput
+from tao_bevfusion.service.jobs import get_job, list_jobs
+from tao_bevfusion.service.run import run_action
 
 from tests.conftest import copy_sample
 

@@ -7,8 +7,9 @@ import time
 from pathlib import Path
 
 import pytest
-from tao_bevfusion.jobs.engine import cancel_job, get_job
-from tao_bevfusion.jobs.launch import RunActionInput, run_action
+from tao_bevfusion.jobs.launch import RunActionInput
+from tao_bevfusion.service.jobs import cancel_job, get_job
+from tao_bevfusion.service.run import run_action
 
 from tests.test_slurm_backend import OPTS, cluster_ws  # noqa: F401 - the cluster workspace fixture
 from tests.test_slurm_real import slurm  # noqa: F401 - the cluster fixture

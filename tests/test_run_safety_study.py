@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from tao_bevfusion.core import layout
 from tao_bevfusion.core.errors import InputError
-from tao_bevfusion.core.settings import app_context
-from tao_bevfusion.jobs.engine import get_job
-from tao_bevfusion.jobs.launch import RunActionInput, run_action
+from tao_bevfusion.jobs.context import app_context
+from tao_bevfusion.jobs.launch import RunActionInput
+from tao_bevfusion.service.jobs import get_job
+from tao_bevfusion.service.run import run_action
 
 from tests.conftest import copy_sample
 

@@ -6,11 +6,11 @@ from typing import Any
 
 from tao_bevfusion.backends.base import Check, LaunchRequest
 from tao_bevfusion.core.safety import RunSafety, SafetyInput
-from tao_bevfusion.core.settings import AppContext
+from tao_bevfusion.jobs import notes
+from tao_bevfusion.jobs.context import AppContext
 from tao_bevfusion.jobs.projection import CostProjection, project, refuse_over_limit
 from tao_bevfusion.jobs.store import Job
 from tao_bevfusion.jobs.watchdog import spawn_watchdog
-from tao_bevfusion.present import notes
 
 DEADLINE_SLACK = 1.05  # schedulers stop hard at their limit: the plugin stops gracefully first
 
@@ -26,13 +26,17 @@ def projection(action: str, spec: dict[str, Any], data_root: str, nodes: int,
     return project(spec, data_root, nodes, ctx.store, notes.hyperparameters(spec, action))
 
 
-def budget_checks(cost: CostProjection | None, safety: RunSafety, dry_run: bool) -> list[Check]:
-    """The projection as a preflight line; over the limit: a failed check (dry run) or the refusal."""
+def refuse_over_budget(cost: CostProjection | None, safety: RunSafety) -> None:
+    """Before a launch: an InputError naming max_gpu_hours when the projection exceeds it."""
+    if cost is not None:
+        refuse_over_limit(cost, safety)
+
+
+def budget_checks(cost: CostProjection | None, safety: RunSafety) -> list[Check]:
+    """The projection as a preflight line (failed when above max_gpu_hours: a dry run shows it)."""
     if cost is None:
         return []
     over = safety.max_gpu_hours is not None and cost.gpu_hours > safety.max_gpu_hours
-    if over and not dry_run:
-        refuse_over_limit(cost, safety)
     message = f"projected {cost.gpu_hours:.2f} GPU-hours ({cost.hours:.2f} h x {cost.gpus} GPU(s)); {cost.source}"
     if over:
         return [Check(name="budget", ok=False, message=f"{message}; above max_gpu_hours={safety.max_gpu_hours:g}",

@@ -9,7 +9,7 @@ study's best checkpoint is never deleted. The bytes freed are recorded with the 
 from pathlib import Path
 
 from tao_bevfusion.core import layout
-from tao_bevfusion.core.settings import AppContext
+from tao_bevfusion.jobs.context import AppContext
 from tao_bevfusion.jobs.safety import safety_of
 from tao_bevfusion.jobs.store import Job
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from tao_bevfusion.backends.base import LaunchRequest
 from tao_bevfusion.core.errors import EngineError, InputError
-from tao_bevfusion.core.settings import AppContext
 from tao_bevfusion.core.yamlio import load_yaml_file
 from tao_bevfusion.evidence.verdict import Verdict
+from tao_bevfusion.jobs.context import AppContext
 from tao_bevfusion.jobs.safety import last_checkpoint, safety_of
 from tao_bevfusion.jobs.store import Job
 from tao_bevfusion.specbuild.schema import dump_yaml

@@ -14,9 +14,9 @@ from pathlib import Path
 from tao_bevfusion.backends.base import Backend
 from tao_bevfusion.core import layout
 from tao_bevfusion.core.safety import RunSafety
-from tao_bevfusion.core.settings import AppContext
 from tao_bevfusion.evidence.divergence import epoch_of
 from tao_bevfusion.evidence.verdict import Verdict
+from tao_bevfusion.jobs.context import AppContext
 from tao_bevfusion.jobs.store import Job
 
 GRACE_FRACTION = 0.05  # wait at most 5% of the limit (and at most GRACE_CAP s) for a checkpoint that is due

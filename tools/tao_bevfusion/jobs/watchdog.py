@@ -13,7 +13,8 @@ import sys
 import threading
 import time
 
-from tao_bevfusion.core.settings import AppContext, Settings, with_package_on_pythonpath
+from tao_bevfusion.core.settings import Settings, with_package_on_pythonpath
+from tao_bevfusion.jobs.context import AppContext
 from tao_bevfusion.jobs.store import Job
 
 TICK_ENV = "TAO_BEVFUSION_WATCHDOG_TICK"

@@ -11,12 +11,20 @@ scale_lr=false.
 from typing import Any
 
 from tao_bevfusion.specbuild import rules as specrules
-from tao_bevfusion.specbuild.wiring import Draft, get_path
 
 REFERENCE_LR = 2e-4
 REFERENCE_BATCH_PER_GPU = 4
 REFERENCE_GLOBAL_BATCH = REFERENCE_BATCH_PER_GPU * 1 * 1
 LR_KEY = "train.optimizer.lr"
+
+
+def get_path(spec: dict[str, Any], path: str, default: Any = None) -> Any:
+    cur: Any = spec
+    for part in path.split("."):
+        if not isinstance(cur, dict) or part not in cur:
+            return default
+        cur = cur[part]
+    return cur
 
 
 def global_batch(spec: dict[str, Any]) -> int | None:
@@ -39,15 +47,15 @@ def scaled_lr(spec: dict[str, Any]) -> float | None:
     return float(f"{REFERENCE_LR * batch / REFERENCE_GLOBAL_BATCH:.6g}")
 
 
-def scale_learning_rate(spec: dict[str, Any], draft: Draft, overrides: dict[str, Any] | None, enabled: bool,
-                        resuming: bool) -> None:
-    """Set train.optimizer.lr from the global batch (see the module docstring for when it does not)."""
+def scaled_for(spec: dict[str, Any], overrides: dict[str, Any] | None, enabled: bool,
+               resuming: bool) -> tuple[float, str] | None:
+    """(lr, reason) for train.optimizer.lr from the global batch, or None (see the module docstring)."""
     if not enabled or resuming or user_set_lr(overrides) or get_path(spec, LR_KEY) != REFERENCE_LR:
-        return
+        return None
     lr = scaled_lr(spec)
     if lr is None:
-        return
+        return None
     batch = global_batch(spec)
-    draft.set(spec, LR_KEY, lr, f"linear scaling: global batch {batch} (batch_size x num_gpus x num_nodes) vs "
-              f"the 5.5 reference {REFERENCE_GLOBAL_BATCH} (4 x 1 GPU x 1 node) at lr {REFERENCE_LR:g}; "
-              "scale_lr=false or an lr override keeps your own")
+    return lr, (f"linear scaling: global batch {batch} (batch_size x num_gpus x num_nodes) vs the 5.5 "
+                f"reference {REFERENCE_GLOBAL_BATCH} (4 x 1 GPU x 1 node) at lr {REFERENCE_LR:g}; "
+                "scale_lr=false or an lr override keeps your own")

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from tao_bevfusion.core.errors import InputError, problem
 from tao_bevfusion.core.safety import RunSafety
-from tao_bevfusion.core.settings import AppContext
 from tao_bevfusion.jobs import retention
+from tao_bevfusion.jobs.context import AppContext
 from tao_bevfusion.jobs.projection import CostProjection, project
 from tao_bevfusion.jobs.store import Job
 from tao_bevfusion.specbuild.lr_scaling import REFERENCE_BATCH_PER_GPU, scaled_lr
