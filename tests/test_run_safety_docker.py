@@ -43,8 +43,9 @@ def test_nan_loss_stops_the_run_with_the_last_good_checkpoint_and_a_remedy(conve
     assert s.state == "failed" and s.verdict and s.verdict.outcome == "diverged", s.verdict
     assert "epoch 2" in s.verdict.reason and "epoch_1.pth" in s.verdict.reason and "stopped" in s.verdict.reason
     assert s.progress.epoch is not None and s.progress.epoch < 6  # stopped, not trained to the end
-    assert s.next_steps[0].startswith("run_action(action='train'") and "'train.optimizer.lr': 0.0001" in \
-        s.next_steps[0] and "resume=true" in s.next_steps[0]
+    # half the spec's lr (5e-5: batch 1 scaled from the 5.5 reference), from the last good checkpoint
+    assert s.next_steps[0].startswith("run_action(action='train'") and "'train.optimizer.lr': 2.5e-05" in \
+        s.next_steps[0] and "resume=true" in s.next_steps[0] and "'max_norm': 10" in s.next_steps[0]
 
 
 def test_warn_only_reports_divergence_and_runs_to_the_end(converted: Path):
@@ -56,14 +57,14 @@ def test_warn_only_reports_divergence_and_runs_to_the_end(converted: Path):
 
 
 def test_wall_clock_limit_stops_keeps_checkpoints_and_names_the_last(converted: Path):
-    r = train(converted, {"FAKE_TAO_ITER_SECONDS": "1.5"}, epochs=8, max_hours=0.0025)  # 9 s; epoch = 3 s
+    r = train(converted, {"FAKE_TAO_ITER_SECONDS": "1.5"}, epochs=12, max_hours=0.005)  # 18 s; epoch = 3 s
     assert r.job_id
     s = finish(r.job_id)
     assert s.state == "canceled" and s.verdict and s.verdict.outcome == "limit_reached", s.verdict
     kept = s.artifacts["checkpoints"]
-    assert kept and len(kept) < 8 and kept[-1] in s.verdict.reason
+    assert kept and len(kept) < 12 and kept[-1] in s.verdict.reason
     assert s.verdict.next_call and "resume=true" in s.verdict.next_call
-    assert s.safety and s.safety["max_hours"] == 0.0025
+    assert s.safety and s.safety["max_hours"] == 0.005
 
 
 def test_killed_container_resumes_as_a_second_attempt_of_the_same_job(converted: Path):

@@ -14,6 +14,7 @@ from pathlib import Path
 from tao_bevfusion.backends.base import Backend
 from tao_bevfusion.core import layout
 from tao_bevfusion.core.safety import RunSafety
+from tao_bevfusion.core.states import Outcome
 from tao_bevfusion.evidence.divergence import epoch_of
 from tao_bevfusion.evidence.verdict import Verdict
 from tao_bevfusion.jobs.context import AppContext
@@ -95,7 +96,7 @@ def _diverged_verdict(job: Job, verdict: Verdict, stopped: bool) -> Verdict:
     action = "stopped" if stopped else "ran on (on_divergence='warn')"
     reason = (f"diverged: the train loss became {what} from {where} (loss {watch.loss}); {action}; {named}; "
               "remedy: half the learning rate and clip gradients harder (max_norm 35 -> 10)")
-    return verdict.model_copy(update={"outcome": "diverged", "reason": reason, "next_call": call})
+    return verdict.model_copy(update={"outcome": Outcome.DIVERGED, "reason": reason, "next_call": call})
 
 
 def _limit_verdict(job: Job, verdict: Verdict, safety: RunSafety, via: str) -> Verdict:
@@ -108,7 +109,7 @@ def _limit_verdict(job: Job, verdict: Verdict, safety: RunSafety, via: str) -> V
             "automl_policy='off', max_hours=<a new budget>)") if last else None
     reason = (f"limit reached: stopped {via} after {hours:.2f} h x {safety.gpus} GPU(s) ({bound.strip()}); "
               f"checkpoints kept; {named}")
-    return verdict.model_copy(update={"outcome": "limit_reached", "reason": reason, "next_call": call})
+    return verdict.model_copy(update={"outcome": Outcome.LIMIT_REACHED, "reason": reason, "next_call": call})
 
 
 def safety_verdict(job: Job, verdict: Verdict, backend_error: str | None) -> Verdict:
