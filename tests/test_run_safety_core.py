@@ -95,6 +95,8 @@ def test_infrastructure_causes_and_program_failures() -> None:
     assert infrastructure_cause(job, killed, None)
     assert infrastructure_cause(job, Verdict(outcome="failed", reason="x"), "Slurm NODE_FAIL (sacct)")
     assert infrastructure_cause(job, Verdict(outcome="lost", reason="gone"), None)
+    evicted = "Job failed: PodFailurePolicy Pod perception/x has condition DisruptionTarget matching FailJob rule"
+    assert infrastructure_cause(job, Verdict(outcome="failed", reason="x"), evicted)
     oom = Verdict(outcome="killed", reason="killed by the out-of-memory killer (OOMKilled)")
     assert infrastructure_cause(job, oom, None) is None
     assert infrastructure_cause(job, Verdict(outcome="failed", reason="CUDA out of memory"), None) is None

@@ -21,7 +21,8 @@ from tao_bevfusion.jobs.safety import last_checkpoint, safety_of
 from tao_bevfusion.jobs.store import Job
 from tao_bevfusion.specbuild.schema import dump_yaml
 
-SCHEDULER_CAUSES = ("NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "Evicted", "evicted", "NodeLost")
+# Slurm states, and Kubernetes words for a pod taken away (eviction, preemption, node lost: DisruptionTarget).
+SCHEDULER_CAUSES = ("NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "Evicted", "evicted", "NodeLost", "DisruptionTarget")
 
 
 def infrastructure_cause(job: Job, verdict: Verdict, backend_error: str | None) -> str | None:
