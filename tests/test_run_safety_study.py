@@ -85,3 +85,21 @@ def test_study_under_a_gpu_hour_limit_ends_with_its_best_so_far(converted: Path)
     s = until(lambda: (x := get_job(started.job_id)).state not in ("pending", "running") and x, 240, "study")
     assert s.state == "succeeded" and s.verdict and "limit reached" in s.verdict.reason, s.verdict
     assert s.study and s.study.best and 1 <= len(s.study.trials) < 8
+
+
+def test_a_diverging_trial_is_stopped_at_once_and_reported_as_diverged(converted: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TAO_BEVFUSION_AUTOML_SEED", "7")
+    args = study(converted, {"automl_algorithm": "random", "automl_max_recommendations": 4, "automl_max_epochs": 6,
+                             "custom_param_ranges": {LR: {"min": 1e-3, "max": 1e-2}}},
+                 env={"FAKE_TAO_ITER_SECONDS": "0.3", "FAKE_TAO_NAN_FROM_EPOCH": "1", "FAKE_TAO_NAN_LR_ABOVE": "9e-4"},
+                 confirm=True)
+    started = run_action(RunActionInput(**args))
+    assert started.job_id
+    s = until(lambda: (x := get_job(started.job_id)).state not in ("pending", "running") and x, 240, "study")
+    trials = app_context().store.query(owner_id=started.job_id, limit=100)
+    diverged = [j for j in trials if (j.meta.hyper or {}).get("lr", 0) > 9e-4]
+    assert diverged, [j.meta.hyper for j in trials]
+    for job in diverged:
+        assert job.verdict.get("outcome") == "diverged" and (job.progress.epoch or 0) < 6, job.verdict
+    assert s.study and any("diverged" in (t.reason or "") for t in s.study.trials)

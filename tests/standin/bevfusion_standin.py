@@ -10,7 +10,8 @@ results_dir == root_dir quirk, and 5.5's spec-surface errors. It trains nothing.
 Fault injection (env FAKE_TAO_FAULT): fail_at_iter | post_eval_segv | worker_sigkill | interrupt |
 no_mmdet3d | oom. FAKE_TAO_ITER_SECONDS sets the time per iteration (default 0.02). FAKE_TAO_FAIL_LR_ABOVE=x
 makes train fail like fail_at_iter (CUDA out of memory) only when train.optimizer.lr > x.
-FAKE_TAO_NAN_FROM_EPOCH=N makes the train loss NaN from epoch N on (a diverging run; it trains on, as 5.5 does).
+FAKE_TAO_NAN_FROM_EPOCH=N makes the train loss NaN from epoch N on (a diverging run; it trains on, as 5.5 does);
+with FAKE_TAO_NAN_LR_ABOVE=x only when train.optimizer.lr > x (one diverging trial among healthy ones).
 FAKE_TAO_KILL_ONCE_AT_EPOCH=N kills the whole container (exit 137, no footer, as a lost node or an engine
 restart would) right after the epoch-N checkpoint, but only on a fresh start: a resumed run trains to the end.
 
@@ -330,6 +331,9 @@ def _train_loop(spec, st, train, frames, start, epochs, work, log):
             time.sleep(step)
             loss = round(6.5 / math.sqrt(cur), 4)
             nan_from = int(os.environ.get("FAKE_TAO_NAN_FROM_EPOCH", "0") or 0)
+            nan_lr = os.environ.get("FAKE_TAO_NAN_LR_ABOVE")
+            if nan_lr and float(get(spec, "train.optimizer.lr", 0)) <= float(nan_lr):
+                nan_from = 0
             if nan_from and epoch >= nan_from:
                 loss = float("nan")
             lr = round(2e-4 * (0.5 + 0.5 * math.cos(math.pi * (epoch - 1) / epochs)), 10)
