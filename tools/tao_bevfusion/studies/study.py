@@ -192,13 +192,19 @@ def ask_next(study: optuna.Study, cfg: StudyConfig | None = None) -> TrialTicket
     continuous = any(p.kind != "categorical" for p in cfg.space.params)
     seen = [t.params for t in previous if _counted(t) and not t.user_attrs.get(BASELINE_ATTR)]
     dists = distributions(cfg.space)
-    for _ in range(3):
-        trial = study.ask(dists)
-        baseline = bool(trial.user_attrs.get(BASELINE_ATTR))
-        if baseline or not continuous or not any(_same(trial.params, s) for s in seen):
-            break
-        trial.set_user_attr(DUPLICATE_ATTR, True)
-        study.tell(trial, state=TrialState.FAIL)
+    model = study.sampler
+    try:
+        for _ in range(3):
+            trial = study.ask(dists)
+            baseline = bool(trial.user_attrs.get(BASELINE_ATTR))
+            if baseline or not continuous or not any(_same(trial.params, s) for s in seen):
+                break
+            trial.set_user_attr(DUPLICATE_ATTR, True)
+            study.tell(trial, state=TrialState.FAIL)
+            # A model (GPSampler) repeats its proposal: the retry is a fresh random point instead.
+            study.sampler = RandomSampler()
+    finally:
+        study.sampler = model
     return TrialTicket(number=trial.number, params=dict(trial.params), baseline=baseline)
 
 
