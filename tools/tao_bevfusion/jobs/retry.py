@@ -47,6 +47,8 @@ def wanted(job: Job, verdict: Verdict, backend_error: str | None) -> bool:
         return False
     if len(job.meta.attempts) >= safety.max_retries:
         return False
+    if job.owner_id and verdict.outcome == "lost":
+        return False  # a study relaunches its vanished trials itself, into a fresh folder (studies/loop.py)
     return infrastructure_cause(job, verdict, backend_error) is not None
 
 
