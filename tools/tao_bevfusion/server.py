@@ -2,7 +2,7 @@
 validates them; results carry a short text digest plus structured content (published as outputSchema).
 
     tao-bevfusion serve                      # stdio
-    tao-bevfusion serve --transport http --host 127.0.0.1 --port 8765
+    tao-bevfusion serve --transport http --host 127.0.0.1 --port 8765   # Authorization: Bearer <token>
 """
 
 import base64
@@ -264,9 +264,15 @@ def bevfusion_pipeline(data_root: str, num_epochs: str = "2") -> str:
     )
 
 
-def serve(transport: str = "stdio", host: str = "127.0.0.1", port: int = 8765) -> None:
+def serve(transport: str = "stdio", host: str = "127.0.0.1", port: int = 8765, *,
+          token_file: Path | None = None, allow_remote: bool = False, allowed_hosts: list[str] | None = None) -> None:
+    """stdio, or streamable HTTP behind a bearer token (tao_bevfusion.httpauth)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if transport == "stdio":
         mcp.run()
-    else:
-        mcp.run("streamable-http", host=host, port=port)
+        return
+    from tao_bevfusion.core.settings import Settings
+    from tao_bevfusion.httpauth import serve_http
+
+    serve_http(mcp, Settings.from_env().home, host, port, token_file=token_file, allow_remote=allow_remote,
+               extra_hosts=allowed_hosts)
