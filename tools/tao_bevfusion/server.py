@@ -164,10 +164,10 @@ def job_status(job_id: str) -> str:
 
 
 @mcp.resource("tao-bevfusion://jobs/{job_id}/spec", mime_type="application/yaml",
-              description="The job's spec (encryption_key masked).")
+              description="The job's spec (every secret-named key masked).")
 def job_spec(job_id: str) -> str:
+    from tao_bevfusion.core.secretkeys import mask_secrets
     from tao_bevfusion.core.yamlio import load_yaml_file
-    from tao_bevfusion.specbuild.build import masked
     from tao_bevfusion.specbuild.schema import dump_yaml
 
     _, job = _job(job_id)
@@ -175,7 +175,7 @@ def job_spec(job_id: str) -> str:
         data = load_yaml_file(Path(job.spec_path))  # the same bounded loader as inputs (no alias bombs)
     except ToolFailure as exc:
         raise ResourceNotFoundError(exc.render()) from exc
-    return dump_yaml(masked(data) if isinstance(data, dict) else data)
+    return dump_yaml(mask_secrets(data))  # a study's spec is its study.json: the key sits under `base`
 
 
 @mcp.resource("tao-bevfusion://jobs/{job_id}/curve.png", mime_type="image/png",

@@ -24,7 +24,7 @@ from tao_bevfusion.core.settings import AppContext, app_context
 from tao_bevfusion.core.yamlio import load_yaml_file
 from tao_bevfusion.evidence.models import Cursor
 from tao_bevfusion.evidence.verdict import Verdict
-from tao_bevfusion.jobs import guards
+from tao_bevfusion.jobs import guards, inputs
 from tao_bevfusion.jobs.engine import refresh
 from tao_bevfusion.jobs.reconcile import submitter_token
 from tao_bevfusion.jobs.store import Job, new_job_id
@@ -131,9 +131,9 @@ def _home_and_cache(inp: RunActionInput, files: JobFiles, results_container: str
 
 
 def _request(inp: RunActionInput, job_id: str, spec_path: Path, side: LaunchSidecar, backend: Backend,
-             ctx: AppContext, gpus_per_node: int) -> LaunchRequest:
+             ctx: AppContext, gpus_per_node: int, mounts: list[Mount] | None = None) -> LaunchRequest:
     maps_paths = backend.capabilities.maps_paths_into_container
-    mounts = list(side.mounts)
+    mounts = list(side.mounts if mounts is None else mounts)
     files = JobFiles(ctx.settings.home, job_id)
     results_container = next((m.container for m in mounts if m.host == side.results_dir), side.results_dir)
     home, cache = _home_and_cache(inp, files, results_container, mounts, maps_paths)
@@ -217,11 +217,23 @@ def run_action(inp: RunActionInput, ctx: AppContext | None = None,
     guards.refuse_dataset_in_use(ctx, inp.action, side.data_root)
     gpus_per_node = int(spec.get(inp.action, {}).get("num_gpus", 1)) if inp.action != "dataset_convert" else 0
     job_id = new_job_id()
-    req = _request(inp, job_id, spec_path, side, backend, ctx, gpus_per_node)
+    mounts: list[Mount] = list(side.mounts)  # a container reads its inputs from a private folder (jobs/inputs.py)
+    staged: list[inputs.StagedInput] = []
+    if backend.capabilities.maps_paths_into_container:
+        mounts, staged = inputs.plan_inputs(mounts, spec, JobFiles(ctx.settings.home, job_id))
+    req = _request(inp, job_id, spec_path, side, backend, ctx, gpus_per_node, mounts)
     plan = backend.plan(req)
-    plan.preflight = notes.spec_preflight(_preflight(plan, backend, inp, side, ctx), spec, inp.action)
+    job_dir = JobFiles(ctx.settings.home, job_id).dir
+    _stage_inputs(job_dir, staged, ctx)
+    try:
+        plan.preflight = notes.spec_preflight(_preflight(plan, backend, inp, side, ctx), spec, inp.action)
+    except BaseException:
+        shutil.rmtree(job_dir, ignore_errors=True)
+        raise
     plan.preflight += guards.gpu_checks(inp.gpus, gpus_per_node)
     failed = [c for c in plan.preflight if not c.ok]
+    if inp.dry_run or failed:
+        shutil.rmtree(job_dir, ignore_errors=True)  # the staged inputs of a launch that will not happen
     told: dict[str, Any] = {"warnings": notes.warning_lines(side.warnings, plan.preflight),
                             "overrides": side.overrides or [], "lineage": side.lineage}
     if inp.dry_run:
@@ -255,12 +267,28 @@ def _record(inp: RunActionInput, ctx: AppContext, job_id: str, spec_path: Path, 
               "submitter": submitter_token()})
     files = job.files(ctx.settings.home)
     private_dirs(files.scratch)
+    try:
+        inputs.refuse_links(Path(side.results_dir), "results_dir")  # mkdir must not follow a planted link
+    except InputError:
+        ctx.store.discard_unstarted(job.id)
+        shutil.rmtree(files.dir, ignore_errors=True)
+        raise
     Path(side.results_dir).mkdir(parents=True, exist_ok=True)
     return job
 
 
+def _stage_inputs(job_dir: Path, staged: list[inputs.StagedInput], ctx: AppContext) -> None:
+    """Fill the private input folders (no link followed); nothing is recorded on refusal."""
+    try:
+        inputs.materialize(staged, ctx.settings)
+    except InputError:
+        shutil.rmtree(job_dir, ignore_errors=True)
+        raise
+
+
 def _submit(ctx: AppContext, job: Job, backend: Backend, plan: Plan) -> Job:
     try:
+        inputs.verify_mounts(plan.mounts, ctx.settings, job.files(ctx.settings.home).dir)  # last look
         handle = backend.submit(plan)
     except (InputError, EngineError) as exc:
         if ctx.store.discard_unstarted(job.id):

@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from tao_bevfusion.core import layout
+from tao_bevfusion.core.secretkeys import secret_values
 from tao_bevfusion.core.yamlio import read_mapping
 from tao_bevfusion.evidence.patterns import ErrorMatch, error_matches
 from tao_bevfusion.evidence.verdict import Verdict
@@ -72,8 +73,7 @@ def job_secrets(job: Job) -> list[str]:
         return list(job.meta.secrets)
     if not job.meta.has_secret:
         return []
-    key = read_mapping(Path(job.spec_path)).get("encryption_key")
-    return [str(key)] if key else []
+    return secret_values(read_mapping(Path(job.spec_path)))
 
 
 def redact(text: str, secrets: list[str]) -> str:

@@ -5,7 +5,6 @@ and the generated JSON Schema) -> atomic write of the spec and its launch sideca
 unless every check passes.
 """
 
-import copy
 import hashlib
 import json
 import os
@@ -20,6 +19,7 @@ from tao_bevfusion.backends.registry import backend_class
 from tao_bevfusion.core import layout as names
 from tao_bevfusion.core.errors import EngineError, InputError, problem
 from tao_bevfusion.core.paths import Mount, MountLayout, host_path, refuse_in_state_dir
+from tao_bevfusion.core.secretkeys import mask_secrets
 from tao_bevfusion.core.settings import AppContext, Settings, app_context, skill_dir
 from tao_bevfusion.specbuild import resume
 from tao_bevfusion.specbuild import rules as specrules
@@ -30,7 +30,6 @@ from tao_bevfusion.specbuild.surface import ConvertConfig, ExperimentConfig
 from tao_bevfusion.specbuild.surface.experiment import MISSING
 from tao_bevfusion.specbuild.surface.recommended import GEOMETRY, recommended_spec
 from tao_bevfusion.specbuild.wiring import (
-    SECRET_MASK,
     Change,
     Draft,
     convert_rules,
@@ -235,9 +234,8 @@ def compact(spec: dict[str, Any], action: str) -> dict[str, Any]:
 
 
 def masked(spec: dict[str, Any]) -> dict[str, Any]:
-    shown = copy.deepcopy(spec)
-    if shown.get("encryption_key"):
-        shown["encryption_key"] = SECRET_MASK
+    """The spec as it may be shown: every secret-named key masked, at any depth."""
+    shown: dict[str, Any] = mask_secrets(spec)
     return shown
 
 

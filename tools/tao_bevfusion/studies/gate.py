@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from tao_bevfusion.core.errors import InputError, problem
 from tao_bevfusion.core.paths import host_path
+from tao_bevfusion.core.secretkeys import secret_values
 from tao_bevfusion.core.settings import AppContext
 from tao_bevfusion.jobs.store import Job, JobMeta, new_job_id
 from tao_bevfusion.kitti.preflight import check_dataset
@@ -122,10 +123,13 @@ def start_study(plan: StudyPlan, rv: StudyReview, ctx: AppContext) -> Job:
     cfg = optuna_study.StudyConfig(settings=plan.settings, space=plan.space, trials=plan.trials,
                                    validation_interval=plan.validation_interval, seed=plan.seed)
     optuna_study.create_study(folder, plan.study_id, cfg)
+    study_secrets = secret_values(plan.base)  # the study's own log and resources redact the trials' key
     job = ctx.store.create(
         job_id=plan.study_id, kind="study", action="train", backend=plan.base.get("backend", "docker"),
         spec_path=str(path), spec_sha256=hashlib.sha256(path.read_bytes()).hexdigest(), results_dir=str(folder),
-        data_root=plan.base["data_root"], plan={}, meta=JobMeta(num_epochs=plan.settings.automl_max_epochs))
+        data_root=plan.base["data_root"], plan={}, meta=JobMeta(
+            num_epochs=plan.settings.automl_max_epochs, has_secret=bool(study_secrets),
+            secrets=study_secrets))
     ctx.store.update(job.id, state="running", started_at=time.time())
     spawn_driver(job.id, folder, ctx)
     return ctx.store.get(job.id)
