@@ -214,6 +214,7 @@ def run_action(inp: RunActionInput, ctx: AppContext | None = None,
         raise InputError(problem("results_dir", f"{side.results_dir} is in use by running job {busy[0].id}",
                                  "wait for it, cancel it, or use a fresh results_dir"))
     guards.refuse_reused_results(ctx, inp.action, side.results_dir)
+    guards.refuse_other_jobs_folders(ctx, inp.action, side.results_dir, side.data_root)
     guards.refuse_dataset_in_use(ctx, inp.action, side.data_root)
     gpus_per_node = int(spec.get(inp.action, {}).get("num_gpus", 1)) if inp.action != "dataset_convert" else 0
     job_id = new_job_id()

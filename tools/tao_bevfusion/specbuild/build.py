@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tao_bevfusion.backends.registry import backend_class
 from tao_bevfusion.core import layout as names
 from tao_bevfusion.core.errors import EngineError, InputError, problem
-from tao_bevfusion.core.paths import Mount, MountLayout, host_path, refuse_in_state_dir
+from tao_bevfusion.core.paths import Mount, MountLayout, host_path, refuse_in_state_dir, refuse_results_overlap
 from tao_bevfusion.core.secretkeys import mask_secrets
 from tao_bevfusion.core.settings import AppContext, Settings, app_context, skill_dir
 from tao_bevfusion.specbuild import resume
@@ -143,6 +143,7 @@ def _results_location(req: BuildSpecInput, settings: Settings, data_root: Path, 
         return data_root
     if req.results_dir:
         results = host_path(req.results_dir, "results_dir", settings, must_exist=False)
+        refuse_results_overlap(results, data_root, settings)
         return refuse_in_state_dir(results, "results_dir", settings, allowed="runs")
     return settings.home / "runs" / stamp
 

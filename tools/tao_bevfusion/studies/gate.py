@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tao_bevfusion.core.errors import InputError, problem
-from tao_bevfusion.core.paths import host_path
+from tao_bevfusion.core.paths import host_path, refuse_in_state_dir, refuse_results_overlap
 from tao_bevfusion.core.secretkeys import secret_values
 from tao_bevfusion.core.settings import AppContext
+from tao_bevfusion.jobs import guards
 from tao_bevfusion.jobs.store import Job, JobMeta, new_job_id
 from tao_bevfusion.kitti.preflight import check_dataset
 from tao_bevfusion.specbuild.build import BuildSpecInput, build_spec
@@ -91,6 +92,8 @@ def gate(inp: "RunActionInput", ctx: AppContext) -> "RunActionResult | None":
     study_id = new_job_id()
     folder = Path(inp.results_dir) if inp.results_dir else ctx.settings.home / "runs" / f"study-{study_id}"
     folder = host_path(str(folder), "results_dir", ctx.settings, must_exist=False)
+    refuse_results_overlap(folder, host_path(data_root, "data_root", ctx.settings), ctx.settings)
+    refuse_in_state_dir(folder, "results_dir", ctx.settings, allowed="runs")
     plan = make_plan(inp, study_id, folder, data_root, base_spec)
     rv = plan_review(plan, _confirm_call(inp))
     routing = decision.model_dump()
@@ -105,6 +108,8 @@ def gate(inp: "RunActionInput", ctx: AppContext) -> "RunActionResult | None":
     if ctx.store.active_for_results(str(folder)):
         raise InputError(problem("results_dir", f"{folder} is in use by a running job or study",
                                  "use a fresh results_dir"))
+    guards.refuse_used_study_folder(ctx, folder)
+    guards.refuse_other_jobs_folders(ctx, "train", str(folder), plan.base["data_root"])
     _validate_trial(plan, ctx)
     job = start_study(plan, rv, ctx)
     return RunActionResult(job_id=job.id, state=job.state, review=rv, routing=routing, message=(
