@@ -167,12 +167,12 @@ def job_status(job_id: str) -> str:
               description="The job's spec (every secret-named key masked).")
 def job_spec(job_id: str) -> str:
     from tao_bevfusion.core.secretkeys import mask_secrets
-    from tao_bevfusion.core.yamlio import load_yaml_file
+    from tao_bevfusion.core.yamlio import load_recorded
     from tao_bevfusion.specbuild.schema import dump_yaml
 
     _, job = _job(job_id)
     try:
-        data = load_yaml_file(Path(job.spec_path))  # the same bounded loader as inputs (no alias bombs)
+        data = load_recorded(Path(job.spec_path), job.spec_sha256)  # bounded, and the file launched (hash)
     except ToolFailure as exc:
         raise ResourceNotFoundError(exc.render()) from exc
     return dump_yaml(mask_secrets(data))  # a study's spec is its study.json: the key sits under `base`

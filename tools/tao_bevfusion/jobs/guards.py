@@ -35,7 +35,7 @@ def refuse_reused_results(ctx: AppContext, action: str, results_dir: str) -> Non
 
 
 STUDY_MARKERS = ("study.json", "trials.json", "best_rec.json", "study.db", "review.json")
-TRIAL_FOLDER = re.compile(r"^trial_\d{3,}$")
+TRIAL_FOLDER = re.compile(r"^trial_\d{3,}(_relaunch\d+)?$")
 
 
 def _overlaps(a: Path, b: Path) -> bool:

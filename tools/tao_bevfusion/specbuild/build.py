@@ -122,6 +122,12 @@ class BuildSpecResult(BaseModel):
         "train: what the job starts from (resume: checkpoint and epoch; fine-tune: weights, fresh optimizer)."))
 
 
+def _exists(path: Path) -> InputError:
+    return InputError(problem("output_path", f"{path} already exists (it may be another job's recorded spec); "
+                              "build_spec never overwrites a file", "give a new file name, or leave output_path out "
+                              "(a fresh folder under the state dir)", code="OUTPUT_EXISTS"))
+
+
 def _spec_location(req: BuildSpecInput, settings: Settings, stamp: str) -> Path:
     if req.output_path:
         out = host_path(req.output_path, "output_path", settings, kind="file", must_exist=False)
@@ -130,6 +136,8 @@ def _spec_location(req: BuildSpecInput, settings: Settings, stamp: str) -> Path:
                                          f"use {out.with_suffix('.yaml')}", value=req.output_path))
         if out.exists() and out.is_dir():
             raise InputError(problem("output_path", "is a directory", "give a file path ending in .yaml"))
+        if out.exists() or out.is_symlink() or names.launch_sidecar(out).exists():
+            raise _exists(out)
         refuse_in_state_dir(out.parent, "output_path", settings, allowed="specs")
         return out
     return settings.home / "specs" / stamp / f"{req.action}.yaml"
@@ -240,8 +248,9 @@ def masked(spec: dict[str, Any]) -> dict[str, Any]:
     return shown
 
 
-def _write_atomic(path: Path, text: str, mode: int = 0o600) -> None:
-    """Write via a private temp file and rename; the temp file never outlives a failure."""
+def _write_atomic(path: Path, text: str, mode: int = 0o600, exclusive: bool = False) -> None:
+    """Write via a private temp file and rename (exclusive: link, so an existing file is never replaced); the
+    temp file never outlives a failure."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
         names.private_dirs(path.parent)
@@ -250,7 +259,14 @@ def _write_atomic(path: Path, text: str, mode: int = 0o600) -> None:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        if exclusive:
+            os.link(tmp, path)  # FileExistsError when something appeared there meanwhile
+            tmp.unlink()
+        else:
+            os.replace(tmp, path)
+    except FileExistsError as exc:
+        tmp.unlink(missing_ok=True)
+        raise _exists(path) from exc
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise InputError(problem(str(path), f"cannot write the spec: {exc.strerror}",
@@ -292,7 +308,7 @@ def build_spec(req: BuildSpecInput, ctx: AppContext | None = None) -> BuildSpecR
     if draft.problems:
         raise InputError(draft.problems, headline=f"cannot build a valid 5.5 {req.action} spec")
     text = dump_yaml(spec)
-    _write_atomic(spec_path, text)
+    _write_atomic(spec_path, text, exclusive=bool(req.output_path))
     landed = resume.landed_overrides(req.overrides, spec)
     story = resume.lineage(req, spec, result.get("checkpoint_choice"))
     sidecar = LaunchSidecar(action=req.action, backend=req.backend, data_root=str(data_root),
@@ -302,7 +318,8 @@ def build_spec(req: BuildSpecInput, ctx: AppContext | None = None) -> BuildSpecR
                             checkpoint_choice=result.get("checkpoint_choice"),
                             num_epochs=get_path(spec, "train.num_epochs"), parent_job_id=req.parent_job_id,
                             overrides=landed or None, lineage=story, warnings=draft.warnings or None)
-    _write_atomic(names.launch_sidecar(spec_path), sign(sidecar, settings.home).model_dump_json(indent=2))
+    _write_atomic(names.launch_sidecar(spec_path), sign(sidecar, settings.home).model_dump_json(indent=2),
+                  exclusive=bool(req.output_path))
     return BuildSpecResult(action=req.action, spec_path=str(spec_path), spec=compact(masked(spec), req.action),
                            mounts=layout.mounts,
                            results_dir=str(results), data_root=str(data_root), changes=draft.changes,

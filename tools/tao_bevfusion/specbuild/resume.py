@@ -36,7 +36,7 @@ def is_resume(req: "BuildSpecInput") -> bool:
 
 def parent_spec(req: "BuildSpecInput", settings: Settings, managed: dict[str, str]) -> dict[str, Any]:
     """The parent train job's spec, minus the keys build_spec sets from its arguments (paths, weights)."""
-    from tao_bevfusion.core.yamlio import load_yaml_file
+    from tao_bevfusion.core.yamlio import load_recorded
     from tao_bevfusion.jobs.store import JobStore, check_job_id
 
     job = JobStore(settings.home).get(check_job_id(str(req.parent_job_id), "parent_job_id"))
@@ -44,7 +44,7 @@ def parent_spec(req: "BuildSpecInput", settings: Settings, managed: dict[str, st
         raise InputError(problem("parent_job_id", f"{job.id} is a {job.action} job; only a train job can be "
                                  "resumed", "pass a train job id (list_jobs(action='train'))"))
     try:
-        loaded = load_yaml_file(Path(job.spec_path))
+        loaded = load_recorded(Path(job.spec_path), job.spec_sha256)
     except InputError as exc:
         raise InputError(problem("parent_job_id", f"the parent's spec {job.spec_path} cannot be read: "
                                  f"{exc.problems[0].message}", "fine-tune instead (resume=false)")) from exc
