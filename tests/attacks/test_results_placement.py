@@ -26,8 +26,8 @@ def test_results_dir_may_not_be_a_home_dot_folder_or_hold_the_home(raw_root: Pat
     (user_home / ".ssh").mkdir(parents=True)
     monkeypatch.setenv("HOME", str(user_home))
     for results in (user_home / ".ssh", user_home / ".aws" / "run", user_home):
-        rc, out, err = cli("build-spec", "--action", "train", "--data-root", str(raw_root),
-                           "--results-dir", str(results))
+        rc, _, err = cli("build-spec", "--action", "train", "--data-root", str(raw_root),
+                         "--results-dir", str(results))
         assert rc == 2 and "results_dir" in err and ("dot-folder" in err or "home directory" in err), err
     assert sorted(p.name for p in user_home.iterdir()) == [".ssh"]
     ok = call("build_spec", action="train", data_root=str(raw_root), results_dir=str(user_home / "runs" / "a"))

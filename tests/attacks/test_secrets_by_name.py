@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from mcp import Client, StdioServerParameters
 from tao_bevfusion.core.secretkeys import SECRET_MASK, is_secret_name, mask_secrets, secret_values
+from tao_bevfusion.core.settings import Settings
 
 from tests.attacks.helpers import call
 from tests.conftest import REPO, SERVE_ARGS
@@ -48,9 +49,9 @@ def test_study_spec_resource_masks_the_encryption_key(converted: Path, monkeypat
     spec_text, job_text, study = anyio.run(go)
     assert KEY not in spec_text and "encryption_key: '***'" in spec_text, spec_text[:400]
     assert KEY not in job_text
-    study_json = Path(json.loads(job_text)["results_dir"] if "results_dir" in job_text else "") / "study.json"
-    if study_json.is_file():  # the owner's file keeps the key (the driver needs it) but nobody else reads it
-        assert oct(study_json.stat().st_mode & 0o777) == "0o600"
+    study_json = Settings.from_env().home / "runs" / f"study-{study}" / "study.json"
+    assert KEY in study_json.read_text()  # the driver needs it, so the owner's file keeps it, 0600
+    assert oct(study_json.stat().st_mode & 0o777) == "0o600"
 
 
 def test_build_spec_result_masks_every_secret_named_key(raw_root: Path):

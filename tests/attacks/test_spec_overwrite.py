@@ -40,7 +40,7 @@ def test_another_jobs_recorded_spec_is_not_overwritten_and_a_replaced_one_is_not
     Path(spec_path).write_text(recorded.decode().replace("num_epochs: 2", "num_epochs: 9"))  # replaced by hand
     text = refused("build_spec", action="train", data_root=str(converted), parent_job_id=job.job_id, resume=True)
     assert "changed after the job was launched" in text
-    with pytest.raises(Exception) as failed:  # noqa: PT011 - the SDK wraps the server's error in a group
+    with pytest.raises(Exception) as failed:  # the SDK wraps the server's error in a group
         mcp_resource(f"tao-bevfusion://jobs/{job.job_id}/spec")
     assert "changed after the job was launched" in _messages(failed.value)
 

@@ -16,6 +16,7 @@ from pydantic import AfterValidator, BaseModel, Field, SerializeAsAny, StringCon
 
 from tao_bevfusion.backends.base import Backend, Check, LaunchRequest, Plan
 from tao_bevfusion.backends.environment import validate_env
+from tao_bevfusion.backends.images import check_image
 from tao_bevfusion.backends.registry import PLANNED_MULTI_NODE, multi_node_backends
 from tao_bevfusion.core.errors import EngineError, InputError, problem
 from tao_bevfusion.core.layout import JobFiles, private_dirs, status_path
@@ -149,7 +150,7 @@ def _request(inp: RunActionInput, job_id: str, spec_path: Path, side: LaunchSide
         job_id=job_id, action=inp.action, subtask=CLI_SUBTASK[inp.action], spec_host_path=str(spec_path),
         spec_container_path=side.spec_container_path if maps_paths and side.spec_container_path else str(spec_path),
         results_dir=side.results_dir, results_container_dir=results_container, home_dir=home, cache_dir=cache,
-        mounts=mounts, image=inp.image or ctx.settings.image, gpus=list(gpus) if gpus is not None else None,
+        mounts=mounts, image=check_image(inp.image, ctx.settings), gpus=list(gpus) if gpus is not None else None,
         gpus_per_node=gpus_per_node, num_nodes=inp.num_nodes, env=validate_env(inp.env),
         log_path=str(files.log), options=options.model_dump())
 
