@@ -209,7 +209,7 @@ def test_log_dir_is_confined_and_a_shared_one_is_untrusted(cluster_ws: Path, tmp
     outside = tmp_path / "elsewhere" / "logs"
     home = app_context().settings.home
     for bad in (str(outside), str(home / "jobs"), str(home)):
-        with pytest.raises(InputError, match="backend_options.log_dir"):
+        with pytest.raises(InputError, match=r"backend_options\.log_dir"):
             _train(cluster_ws, backend_options={**OPTS, "log_dir": bad})
     assert not outside.parent.exists()
     shared = cluster_ws.parent / "shared-logs"
