@@ -100,3 +100,16 @@ def test_a_validly_signed_record_mounting_root_is_still_refused(converted: Path,
         text = refused("run_action", action="train", spec_path=built.spec_path, automl_policy="off", gpus=[])
         assert "outside the allowed roots" in text or "state dir" in text, text
     assert _containers(engine) == [] or all("convert" in json.dumps(c.labels) for c in _containers(engine))
+
+
+def test_dataset_root_swapped_for_a_link_after_build_is_refused_at_submit(converted: Path, docker_ws: Path,
+                                                                          engine: docker.DockerClient):
+    """Even a link that stays inside the roots is refused: the engine would resolve it at start, not the plugin."""
+    built = call("build_spec", action="train", data_root=str(converted), overrides=FAST)
+    real = converted.with_name("kitti.real")
+    converted.rename(real)
+    converted.symlink_to(real)
+    text = refused("run_action", action="train", spec_path=built.spec_path, automl_policy="off", gpus=[])
+    assert "a link was put on its path" in text and "/data" in text
+    assert [c for c in _containers(engine) if "train" in json.dumps(c.labels)] == []
+    assert app_context().store.query(action="train", limit=10) == []

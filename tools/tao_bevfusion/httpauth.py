@@ -118,14 +118,16 @@ class BearerAuth:
 
     def __init__(self, app: App, token: str) -> None:
         self.app = app
-        self.expected = ("Bearer " + token).encode()
+        self.expected = token.encode()
 
     def allowed(self, scope: Scope) -> bool:
         given = b""
         for name, value in scope.get("headers", []):
             if name.lower() == b"authorization":
                 given = value
-        return hmac.compare_digest(given, self.expected)
+        scheme, _, credentials = given.partition(b" ")
+        ok = hmac.compare_digest(credentials.strip(), self.expected)  # constant time, whatever the scheme
+        return ok and scheme.lower() == b"bearer"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket") or self.allowed(scope):
