@@ -11,7 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from mcp import Client, StdioServerParameters
-from tao_bevfusion.core.secretkeys import SECRET_MASK, is_secret_name, mask_secrets, secret_values
+from tao_bevfusion.core.redact import MASK as SECRET_MASK
+from tao_bevfusion.core.redact import mask_keys as mask_secrets
+from tao_bevfusion.core.secretkeys import is_secret_name, secret_values
 from tao_bevfusion.core.settings import Settings
 
 from tests.attacks.helpers import call

@@ -1,10 +1,9 @@
-"""Secrets by name: any mapping key that names a secret (encryption_key, key, password, token, api_key, ...)
-has its value masked, at any depth, before a spec, a study record or any other stored mapping is shown."""
+"""Secrets by name: which mapping keys name a secret (encryption_key, key, password, token, api_key, ...), so
+core/redact.mask_keys masks their values at any depth, and the values they hold can be redacted from text."""
 
 import re
 from typing import Any
 
-SECRET_MASK = "***"
 # Decided on whole name parts: `default_cam_key` names a camera, `encryption_key` and `aws_secret_access_key`
 # name secrets. A bare `key` is TAO's model key.
 _SECRET_PARTS = {"password", "passwd", "secret", "secrets", "token", "tokens", "credential", "credentials",
@@ -21,19 +20,6 @@ def is_secret_name(name: object) -> bool:
     if _SECRET_PARTS.intersection(parts):
         return True
     return parts[-1] == "key" and (len(parts) == 1 or parts[-2] in _KEY_KINDS)
-
-
-def mask_secrets(value: Any, depth: int = 0) -> Any:
-    """A copy of `value` with every secret-named key's value masked, through dicts and lists at any depth
-    (beyond MAX_DEPTH the rest is cut rather than shown)."""
-    if depth > MAX_DEPTH:
-        return SECRET_MASK
-    if isinstance(value, dict):
-        return {k: (SECRET_MASK if is_secret_name(k) and v not in (None, "") else mask_secrets(v, depth + 1))
-                for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [mask_secrets(v, depth + 1) for v in value]
-    return value
 
 
 def secret_values(value: Any, depth: int = 0) -> list[str]:

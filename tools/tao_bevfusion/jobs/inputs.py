@@ -58,19 +58,20 @@ def _referenced(spec: Any, container: str, out: set[str]) -> set[str]:
     return out
 
 
-def plan_inputs(mounts: list[Mount], spec: dict[str, Any], files: JobFiles) -> tuple[list[Mount], list[StagedInput]]:
-    """The mounts with each `/inputs/*` folder replaced by the job's private copy (nothing written yet)."""
-    out: list[Mount] = []
-    staged: list[StagedInput] = []
-    for m in mounts:
-        if not m.container.startswith(INPUTS_PREFIX):
-            out.append(m)
-            continue
-        private = files.dir / "inputs" / Path(m.container).name
-        staged.append(StagedInput(source=m.host, private=str(private), container=m.container,
-                                  names=sorted(_referenced(spec, m.container, set()))))
-        out.append(Mount(host=str(private), container=m.container, mode="ro"))
-    return out, staged
+def private_mounts(mounts: list[Mount], files: JobFiles) -> list[Mount]:
+    """The mounts with each `/inputs/*` folder replaced by the job's private one (nothing written yet)."""
+    return [Mount(host=str(files.dir / "inputs" / Path(m.container).name), container=m.container, mode="ro")
+            if m.container.startswith(INPUTS_PREFIX) else m for m in mounts]
+
+
+def staging(planned: list[Mount], sources: list[Mount], spec: dict[str, Any]) -> list[StagedInput]:
+    """What to put in each private input folder of a plan: the files the spec names, from the launch record's
+    folder of the same container path."""
+    by_container = {m.container: m.host for m in sources}
+    return [StagedInput(source=by_container[m.container], private=m.host, container=m.container,
+                        names=sorted(_referenced(spec, m.container, set())))
+            for m in planned if m.container.startswith(INPUTS_PREFIX) and m.container in by_container
+            and m.host != by_container[m.container]]
 
 
 def open_without_links(path: Path, field: str) -> int:
@@ -110,9 +111,11 @@ def _place(fd: int, target: Path) -> None:
 
 
 def materialize(staged: list[StagedInput], settings: Settings) -> None:
-    """Fill each private input folder from its source, never following a link on the way."""
+    """Fill each private input folder afresh from its source, never following a link on the way."""
     for item in staged:
         private = Path(item.private)
+        with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(private)
         private_dirs(private)
         for name in item.names:
             source = Path(item.source) / name
