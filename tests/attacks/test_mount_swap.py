@@ -7,7 +7,8 @@ from pathlib import Path
 
 import docker
 import pytest
-from tao_bevfusion.core.settings import Settings, app_context
+from tao_bevfusion.core.settings import Settings
+from tao_bevfusion.jobs.context import app_context
 from tao_bevfusion.specbuild.sidecar import LaunchSidecar, sign
 
 from tests.attacks.helpers import FAST, call, finish, launch, mcp_call, refused
@@ -113,3 +114,16 @@ def test_dataset_root_swapped_for_a_link_after_build_is_refused_at_submit(conver
     assert "a link was put on its path" in text and "/data" in text
     assert [c for c in _containers(engine) if "train" in json.dumps(c.labels)] == []
     assert app_context().store.query(action="train", limit=10) == []
+
+
+def test_a_dry_run_leaves_no_inputs_and_its_plan_submits_with_private_inputs(converted: Path, trained: str,
+                                                                              engine: docker.DockerClient):
+    dry = call("run_action", action="evaluate", data_root=str(converted), parent_job_id=trained, gpus=[],
+               dry_run=True)
+    jobs_dir = Settings.from_env().home / "jobs"
+    planned = next(m for m in dry.plan.mounts if m.container == "/inputs/model")
+    assert Path(planned.host).parent.parent.parent == jobs_dir and not Path(planned.host).exists()
+    job = call("run_action", action="evaluate", plan_id=dry.plan_id)
+    sources = {m["Destination"]: m["Source"] for m in engine.containers.get(f"tao-{job.job_id}").attrs["Mounts"]}
+    assert sources["/inputs/model"] == planned.host and os.listdir(planned.host)
+    assert finish(job.job_id).state == "succeeded"

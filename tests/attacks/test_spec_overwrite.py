@@ -4,7 +4,7 @@ still the one recorded at launch (a resume never uses a replaced spec)."""
 from pathlib import Path
 
 import pytest
-from tao_bevfusion.core.settings import app_context
+from tao_bevfusion.jobs.context import app_context
 
 from tests.attacks.helpers import FAST, cli, finish, launch, mcp_call, mcp_resource, refused
 
