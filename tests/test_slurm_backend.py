@@ -51,7 +51,7 @@ def _train(root: Path, **kw: object):
 
 def _containers(engine: docker.DockerClient, job_id: str) -> list[str]:
     # The low-level list: containers.list() inspects each one and races with their removal.
-    found = engine.api.containers(all=True, filters={"label": f"tao-bevfusion.job=tao-{job_id}"})
+    found = engine.api.containers(all=True, filters={"label": f"tao-bevfusion.job={job_id}"})  # as on docker
     return [c["Names"][0] for c in found]
 
 
