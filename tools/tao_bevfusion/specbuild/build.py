@@ -131,9 +131,9 @@ def _spec_location(req: BuildSpecInput, settings: Settings, stamp: str) -> Path:
                                          f"use {out.with_suffix('.yaml')}", value=req.output_path))
         if out.exists() and out.is_dir():
             raise InputError(problem("output_path", "is a directory", "give a file path ending in .yaml"))
-        refuse_in_state_dir(out.parent, "output_path", settings, allowed="specs")
+        refuse_in_state_dir(out.parent, "output_path", settings, allowed=names.SPECS_DIR)
         return out
-    return settings.home / "specs" / stamp / f"{req.action}.yaml"
+    return settings.home / names.SPECS_DIR / stamp / f"{req.action}.yaml"
 
 
 def _results_location(req: BuildSpecInput, settings: Settings, data_root: Path, stamp: str, draft: Draft) -> Path:
@@ -144,8 +144,8 @@ def _results_location(req: BuildSpecInput, settings: Settings, data_root: Path, 
         return data_root
     if req.results_dir:
         results = host_path(req.results_dir, "results_dir", settings, must_exist=False)
-        return refuse_in_state_dir(results, "results_dir", settings, allowed="runs")
-    return settings.home / "runs" / stamp
+        return refuse_in_state_dir(results, "results_dir", settings, allowed=names.RUNS_DIR)
+    return settings.home / names.RUNS_DIR / stamp
 
 
 def _apply_user_layers(req: BuildSpecInput, spec: dict[str, Any], draft: Draft, settings: Settings,

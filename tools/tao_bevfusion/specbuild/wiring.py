@@ -65,7 +65,7 @@ def drop_path(data: dict[str, Any], path: str) -> None:
 
 def checkpoint_file(raw: str, field: str, settings: Settings) -> Path:
     path = host_path(raw, field, settings, kind="file")
-    refuse_in_state_dir(path.parent, field, settings, allowed="runs")  # its folder is mounted into the job
+    refuse_in_state_dir(path.parent, field, settings, allowed=names.RUNS_DIR)  # its folder is mounted into the job
     if path.suffix != ".pth":
         raise InputError(problem(field, f"{path.name} is not a .pth checkpoint (5.5 loads PyTorch .pth only)",
                                      "pass an epoch_<N>.pth file", value=raw))
