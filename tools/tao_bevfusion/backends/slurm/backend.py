@@ -175,7 +175,7 @@ class SlurmBackend(Backend):
         sources = [(p, b"" if n == 0 else f"[node {n}] ".encode()) for n, p in nodes]
         sources.append((log_dir / f"{prefix}.batch.log", b"[batch] "))
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(log_path.with_suffix(".lock"), "w") as lock, open(log_path, "ab") as out:
+        with open(layout.log_lock(log_path), "w") as lock, open(log_path, "ab") as out:
             fcntl.flock(lock, fcntl.LOCK_EX)
             offsets_file = log_path.with_suffix(".offsets")
             offsets = _read_offsets(offsets_file)
