@@ -55,7 +55,9 @@ def refresh(job: Job, ctx: AppContext) -> Job:
         state["state"] = "pending" if status.state == "queued" else "running"
     if status.state == "queued" and status.error and status.error != job.meta.waiting:
         state["meta"] = job.meta.model_copy(update={"waiting": status.error[:300]})
-    store.update(job.id, cursor=cursor, findings=findings, progress=progress, metrics=metrics, handle=handle, **state)
+    if not job.handle:
+        state["handle"] = handle  # found by label; a stored handle is never rewritten (a retry may have replaced it)
+    store.update(job.id, cursor=cursor, findings=findings, progress=progress, metrics=metrics, **state)
     job = store.get(job.id)
     if live:
         return safety.enforce(ctx, job, backend, handle)
