@@ -62,7 +62,7 @@ def _attempt_spec(job: Job, req: LaunchRequest, number: int) -> tuple[LaunchRequ
     spec = load_yaml_file(Path(job.spec_path))
     found = last_checkpoint(job)
     if not isinstance(spec, dict) or found is None:
-        return req, None  # nothing saved yet: the same spec from the start
+        return req.model_copy(update={"attempt": number}), None  # nothing saved yet: the same spec again
     train = spec.setdefault("train", {})
     train["resume"] = True
     train["resume_training_checkpoint_path"] = _container_path(found[1], req)
@@ -70,7 +70,8 @@ def _attempt_spec(job: Job, req: LaunchRequest, number: int) -> tuple[LaunchRequ
     host.write_text(dump_yaml(spec))
     host.chmod(0o644)
     container = str(Path(req.spec_container_path).with_name(host.name))
-    return req.model_copy(update={"spec_host_path": str(host), "spec_container_path": container}), str(found[1])
+    update = {"spec_host_path": str(host), "spec_container_path": container, "attempt": number}
+    return req.model_copy(update=update), str(found[1])
 
 
 def relaunch(ctx: AppContext, job: Job, verdict: Verdict, handle: str | None) -> Job | None:

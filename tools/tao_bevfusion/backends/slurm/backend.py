@@ -96,6 +96,8 @@ class SlurmBackend(Backend):
         job_name = layout.job_name(req.job_id)
         # A shared log folder gets one private subfolder per job: no job reads or removes another's files.
         log_dir = f"{opts.log_dir.rstrip('/')}/{job_name}" if opts.log_dir else str(Path(req.log_path).parent / "slurm")
+        if req.attempt > 1:  # an infrastructure retry: a fresh folder of its own (submit refuses a used one)
+            log_dir = f"{log_dir}-attempt{req.attempt}"
         gpus = 0 if req.gpus == [] else req.gpus_per_node
         env = job_env(req.home_dir, req.cache_dir, req.env)
         command = ["bevfusion", req.subtask, "-e", req.spec_container_path]
