@@ -29,6 +29,8 @@ class RouteRequestInput(BaseModel):
     last_job_id: str | None = Field(default=None, max_length=64, description=(
         "Follow-ups: the job the conversation was last about ('resume it', 'evaluate epoch 2 of that run')."))
     in_skill: bool = Field(default=False, description="Follow-ups: the conversation is already in this skill.")
+    data_root: str | None = Field(default=None, max_length=4096, description=(
+        "The KITTI root, when known: the suggested calls then carry it (else the last job's root is used)."))
 
 
 class PolicyInput(BaseModel):
@@ -97,12 +99,14 @@ class JobList(BaseModel):
 
 def _route(inp: RouteRequestInput, ctx: AppContext) -> tuple[routing.RouteResult, str]:
     context = routing.RouteContext(last_job_id=inp.last_job_id, in_skill=inp.in_skill)
-    r = _train_parents(routing.route_request(inp.request, context), ctx)
+    r = _train_parents(routing.route_request(inp.request, context), ctx, inp.data_root)
     if r.matched and r.steps:
         extra = f", AutoML {r.automl_policy}" if r.automl_policy else ""
         head = (f"tao-train-bevfusion -> {' then '.join(st.action for st in r.steps)}{extra} "
                 f"(confidence {r.confidence}{', follow-up' if r.follow_up else ''})")
         return r, "\n".join([head] + [f"{i + 1}. {c}" for i, c in enumerate(r.suggested_calls)])
+    if r.read:
+        return r, f"tao-train-bevfusion -> {r.read} (read, nothing launched): {r.suggested_calls[0]}"
     if not r.matched:
         return r, f"not a BEVFusion request ({r.ambiguity})"
     if r.unsupported:
@@ -113,21 +117,48 @@ def _route(inp: RouteRequestInput, ctx: AppContext) -> tuple[routing.RouteResult
     return r, f"tao-train-bevfusion -> {r.action}{extra} (confidence {r.confidence})"
 
 
-def _train_parents(r: routing.RouteResult, ctx: AppContext) -> routing.RouteResult:
-    """'evaluate epoch 2 of that run' after an evaluate job: the run is the evaluate job's parent train job."""
-    from tao_bevfusion.core.errors import ToolError
+def _train_parents(r: routing.RouteResult, ctx: AppContext, data_root: str | None = None) -> routing.RouteResult:
+    """Suggested calls that can be made as written: the right parent for each action ('evaluate epoch 2 of that
+    run' after an evaluate job is its train job; a convert job is no parent), the data root, and 'N more
+    epochs' as the checkpoint's epoch + N."""
     from tao_bevfusion.policy.followup import suggested_call
 
     for st in r.steps:
-        jid = st.hints.get("parent_job_id")
-        try:
-            job = ctx.store.get(jid) if jid else None
-        except ToolError:
-            continue
-        if job is not None and job.action != "train" and job.parent_job_id:
+        job = _job_or_none(st.hints.get("parent_job_id"), ctx)
+        if job is not None and job.action != "train" and job.parent_job_id and job.action != "dataset_convert":
             st.hints["parent_job_id"] = job.parent_job_id
-    r.suggested_calls = [suggested_call(st, r.automl_policy) for st in r.steps]
+        elif job is not None and job.action == "dataset_convert":
+            st.hints.pop("parent_job_id")  # a convert job has no checkpoint: never a parent
+        data_root = data_root or (job.data_root if job is not None else None)
+        if "more_epochs" in st.hints:
+            _more_epochs(st.hints, ctx)
+    r.suggested_calls = [suggested_call(st, r.automl_policy, data_root) for st in r.steps] or r.suggested_calls
     return r
+
+
+def _job_or_none(job_id: str | None, ctx: AppContext) -> Any:
+    from tao_bevfusion.core.errors import ToolError
+
+    try:
+        return ctx.store.get(job_id) if job_id else None
+    except ToolError:
+        return None
+
+
+def _more_epochs(hints: dict[str, Any], ctx: AppContext) -> None:
+    """'continue for 3 more epochs': num_epochs = the newest checkpoint's epoch + 3 (a resume of that run)."""
+    from tao_bevfusion.core.errors import ToolError
+
+    more = hints.pop("more_epochs")
+    parent = hints.get("parent_job_id")
+    try:
+        done = checkpoints.resolve_parent_checkpoint(parent_job_id=parent, choose="latest", ctx=ctx).epoch
+    except ToolError:
+        done = None
+    if parent and done is not None:
+        hints.update(num_epochs=done + more, resume=True)
+    else:
+        hints["num_epochs"] = more  # no run to continue: N epochs from the start
 
 
 def _policy(inp: PolicyInput, ctx: AppContext) -> tuple[automl.AutoMLDecision, str]:

@@ -11,6 +11,7 @@ import os
 import time
 from pathlib import Path
 
+from tao_bevfusion.core.calls import call_text
 from tao_bevfusion.core.layout import status_path
 from tao_bevfusion.jobs.store import Job
 
@@ -58,6 +59,6 @@ def stall_note(job: Job, stall_seconds: int | None, now: float | None = None) ->
 
 
 def stall_steps(job: Job) -> list[str]:
-    return [f"get_job_logs(job_id='{job.id}', tail_lines=50) to see where it stopped",
-            f"cancel_job(job_id='{job.id}', force=true) if it stays silent, then relaunch"
-            + (" (resume=true continues from the newest checkpoint)" if job.action == "train" else "")]
+    """See where it stopped; stop it if it stays silent (a train job then resumes from its newest checkpoint)."""
+    return [call_text("get_job_logs", {"job_id": job.id, "tail_lines": 50}),
+            call_text("cancel_job", {"job_id": job.id, "force": True})]
