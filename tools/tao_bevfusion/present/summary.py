@@ -117,7 +117,7 @@ def _launch_lines(job: Job) -> list[str]:
     return [line[:400] for line in lines]
 
 
-def _evaluated_path(job: Job) -> str:
+def _evaluated_path(job: Job) -> str | None:
     from tao_bevfusion.present.viz.report import evaluated_checkpoint
 
     found = evaluated_checkpoint(job)
