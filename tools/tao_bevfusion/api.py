@@ -18,6 +18,7 @@ from tao_bevfusion.jobs.engine import JobListItem
 from tao_bevfusion.kitti import preflight as dataset
 from tao_bevfusion.policy import automl, routing
 from tao_bevfusion.present import compare, notes
+from tao_bevfusion.present.plan_text import plan_lines
 from tao_bevfusion.present.summary import JobSummary
 from tao_bevfusion.specbuild import build
 
@@ -201,7 +202,8 @@ def _run(inp: launch.RunActionInput, ctx: AppContext) -> tuple[launch.RunActionR
         assert r.plan is not None
         failed = [c for c in r.plan.preflight if not c.ok]
         head = f"dry run (nothing launched): {' '.join(r.plan.command)}"
-        return r, "\n".join([head, *told] + [f"preflight would stop it: {c.message} -> {c.fix}" for c in failed])
+        stops = [f"preflight would stop it: {c.message} -> {c.fix}" for c in failed]
+        return r, "\n".join([head, *told, *stops, *plan_lines(r.plan)])
     assert r.summary is not None
     return r, "\n".join([r.summary.digest, *told, f"next: {'; '.join(r.summary.next_steps[:2])}"])
 

@@ -36,6 +36,7 @@ from tao_bevfusion.specbuild.build import BuildSpecInput, build_spec
 from tao_bevfusion.specbuild.rules import pydantic_problems
 from tao_bevfusion.specbuild.sidecar import LaunchSidecar, read_sidecar
 from tao_bevfusion.specbuild.surface import CLI_SUBTASK
+from tao_bevfusion.specbuild.wiring import get_path
 from tao_bevfusion.studies.review import StudyReview
 
 GpuId = Annotated[str, StringConstraints(pattern=r"^(\d{1,3}|GPU-[0-9a-fA-F-]{8,64}|MIG-[0-9A-Za-z/-]{1,80})$")]
@@ -155,9 +156,13 @@ def _request(inp: RunActionInput, job_id: str, spec_path: Path, side: LaunchSide
 
 
 def _preflight(plan: Plan, backend: Backend, inp: RunActionInput, side: LaunchSidecar,
-               ctx: AppContext) -> list[Check]:
+               ctx: AppContext, spec: dict[str, Any]) -> list[Check]:
     checks = backend.preflight(plan)
-    report = check_dataset(side.data_root, inp.action, ctx=ctx)
+    # The split-size check in the figures of the spec and plan that will run (batch per GPU x GPUs x nodes).
+    batch = get_path(spec, "dataset.train_dataset.batch_size")
+    gpus = get_path(spec, f"{inp.action}.num_gpus") or get_path(spec, "train.num_gpus") or 1
+    report = check_dataset(side.data_root, inp.action, ctx=ctx, batch_size=batch if isinstance(batch, int) else 4,
+                           num_gpus=int(gpus) * max(1, inp.num_nodes))
     for p in report.problems:
         checks.append(Check(name=f"dataset:{p.code}", ok=p.severity != "error", severity=p.severity,
                             message=f"{p.path}: {p.message}", fix=p.fix))
@@ -219,7 +224,7 @@ def run_action(inp: RunActionInput, ctx: AppContext | None = None,
     job_id = new_job_id()
     req = _request(inp, job_id, spec_path, side, backend, ctx, gpus_per_node)
     plan = backend.plan(req)
-    plan.preflight = notes.spec_preflight(_preflight(plan, backend, inp, side, ctx), spec, inp.action)
+    plan.preflight = notes.spec_preflight(_preflight(plan, backend, inp, side, ctx, spec), spec, inp.action)
     plan.preflight += guards.gpu_checks(inp.gpus, gpus_per_node)
     failed = [c for c in plan.preflight if not c.ok]
     told: dict[str, Any] = {"warnings": notes.warning_lines(side.warnings, plan.preflight),

@@ -290,6 +290,7 @@ def build_spec(req: BuildSpecInput, ctx: AppContext | None = None) -> BuildSpecR
         experiment_rules(req, spec, layout, data_root, results, draft, settings, result)
     layout.add(spec_path.parent, "/specs", "ro")
     _validate(req.action, spec, draft)
+    draft.problems += resume.epoch_problems(req, spec, result.get("checkpoint_choice"))
     if draft.problems:
         raise InputError(draft.problems, headline=f"cannot build a valid 5.5 {req.action} spec")
     text = dump_yaml(spec)

@@ -106,7 +106,11 @@ def gate(inp: "RunActionInput", ctx: AppContext) -> "RunActionResult | None":
                                  "use a fresh results_dir"))
     _validate_trial(plan, ctx)
     job = start_study(plan, rv, ctx)
-    return RunActionResult(job_id=job.id, state=job.state, review=rv, routing=routing, message=(
+    from tao_bevfusion.studies.status import study_summary
+
+    # The study as get_job shows it: its next_steps are the calls to poll and to stop it.
+    return RunActionResult(job_id=job.id, state=job.state, review=rv, routing=routing,
+                           summary=study_summary(job, ctx), message=(
         f"study {job.id} started ({plan.trials} trials, {plan.concurrent} at a time); poll "
         f"get_job(job_id='{job.id}'), stop with cancel_job(job_id='{job.id}')"))
 
