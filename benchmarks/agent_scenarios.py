@@ -23,8 +23,8 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.agent_policies import run_suite  # noqa: E402
-from tests.agent_scenarios import World  # noqa: E402
+from tests.agent_policies import run_suite
+from tests.agent_scenarios import World
 
 
 def _environment(base: Path) -> None:
