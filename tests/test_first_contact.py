@@ -99,3 +99,39 @@ def test_every_knowledge_base_next_call_is_one_call():
     for p, _, _ in patterns():
         if p.next_call:
             parse_call(p.next_call)
+
+
+@pytest.mark.parametrize(("request_text", "want"), [
+    ("plain train BEVFusion, 3 epochs, batch size 1, GPU 0",
+     {"gpus": ["0"], "overrides": {"num_epochs": 3, "batch_size": 1}, "automl_policy": "off"}),
+    ("train bevfusion with lr 2e-4 for 5 epochs on 2 GPUs, no HPO",
+     {"num_gpus": 2, "overrides": {"num_epochs": 5, "learning_rate": 0.0002}}),
+])
+def test_suggested_call_carries_the_users_values(workspace, request_text: str, want: dict):
+    from tao_bevfusion import api
+
+    r, _ = api.call("route_request", {"request": request_text, "data_root": "/data/kitti"})
+    tool, args = parse_call(r.suggested_calls[0])
+    assert tool == "run_action" and args["data_root"] == "/data/kitti"
+    assert {k: args.get(k) for k in want} == want
+
+
+@pytest.mark.parametrize(("request_text", "tool"), [
+    ("what's the mAP of my last BEVFusion run", "list_jobs"),
+    ("which BEVFusion run was best", "list_jobs"),
+    ("stop the BEVFusion study", "list_jobs"),
+    ("show the detections of my BEVFusion inference", "list_jobs"),
+])
+def test_reading_and_stopping_are_routed_not_launched(workspace, request_text: str, tool: str):
+    from tao_bevfusion import api
+
+    r, text = api.call("route_request", {"request": request_text})
+    assert r.read and parse_call(r.suggested_calls[0])[0] == tool and "run_action" not in text
+
+
+@pytest.mark.parametrize("request_text", ["start an HPO search for BEVFusion", "get my KITTI data ready for BEVFusion"])
+def test_hpo_and_data_prep_are_routed(request_text: str):
+    from tao_bevfusion.policy.routing import route_request
+
+    r = route_request(request_text)
+    assert r.action in ("train", "dataset_convert") and (r.action != "train" or r.automl_policy == "on")
