@@ -20,7 +20,7 @@ def test_pictures_need_no_extra():
 
 
 def test_tool_crash_names_type_cause_and_next_call(workspace, monkeypatch: pytest.MonkeyPatch):
-    from tao_bevfusion.jobs import engine
+    from tao_bevfusion.service import jobs as engine
 
     def boom(*_a, **_k):
         raise KeyError("per_epoch\nsecond line with a traceback-ish detail")
