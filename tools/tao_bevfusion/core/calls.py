@@ -42,6 +42,15 @@ def clean(text: str, limit: int = 300) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
+ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07?")
+LINE_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def clean_lines(text: str) -> str:
+    """Many lines of foreign text: newlines and tabs kept, escape sequences and other control characters gone."""
+    return LINE_CONTROL.sub("", ANSI.sub("", text.replace("\r\n", "\n").replace("\r", "\n")))
+
+
 def quoted(text: str, limit: int = 300, source: str = "job") -> str:
     """Foreign text as data: `<source> said: "..."` (JSON string, capped, control-free)."""
     return f"{source} said: {json.dumps(clean(text, limit), ensure_ascii=True)}"
