@@ -145,7 +145,7 @@ async def best_listed(agent: Agent, r: dict[str, Any], world: World) -> bool:
 
 
 async def running_with_progress(agent: Agent, r: dict[str, Any], world: World) -> bool:
-    return r.get("state") == "running" and r.get("elapsed_seconds") is not None
+    return r.get("state") == "running" and r.get("elapsed_seconds") is not None and "left" in r["_text"]
 
 
 async def unsupported(agent: Agent, r: dict[str, Any], world: World) -> bool:

@@ -165,3 +165,36 @@ def test_log_page_is_marked_and_control_free(workspace):
     from tao_bevfusion.core.calls import clean_lines
 
     assert clean_lines("a\x1b[31mred\x1b[0m\r\nb\x07") == "ared\nb"
+
+
+def _running_job(**fields):
+    from tao_bevfusion.evidence.models import Cursor, RunProgress
+    from tao_bevfusion.jobs.store import Job
+
+    base = {"id": "j0123456789abcdef", "action": "train", "backend": "docker", "state": "running",
+            "spec_path": "/s.yaml", "spec_sha256": "-", "results_dir": "/r", "data_root": "/d",
+            "created_at": 0.0, "updated_at": 0.0}
+    progress = RunProgress(cur_iter=fields.pop("cur_iter", None), iters_per_epoch=fields.pop("per_epoch", None))
+    cursor = Cursor(output_at=fields.pop("output_at", None))
+    return Job.model_validate({**base, **fields, "progress": progress, "cursor": cursor})
+
+
+def test_iterations_stopping_for_10x_their_pace_is_possibly_hung():
+    from tao_bevfusion.jobs.stall import stall_note
+
+    # 100 iterations in 100 s (1 s each), then 150 s of silence: hung long before the 900 s limit
+    job = _running_job(started_at=1000.0, output_at=1100.0, cur_iter=100)
+    note = stall_note(job, 900, now=1250.0)
+    assert note and note.startswith("possibly hung") and "1.0 s per iteration" in note
+    assert stall_note(job, 900, now=1200.0) is None  # 100 s: under the 2-minute floor
+
+
+def test_running_digest_gives_time_left():
+    from tao_bevfusion.present.summary import Progress, _digest
+
+    job = _running_job(started_at=0.0, output_at=50.0, cur_iter=50)
+    import time as _time
+
+    job = job.model_copy(update={"started_at": _time.time() - 50})
+    text = _digest(job, Progress(epoch=1, max_epochs=4, iteration=50, iters_per_epoch=50), {})
+    assert "left" in text and "about" in text

@@ -46,15 +46,34 @@ def _cause(job: Job) -> str:
     return "stopped mid-run: most likely a dataloader deadlock or a hung NCCL collective (or a full disk)"
 
 
+HUNG_FACTOR = 10  # silent this many times its own seconds per iteration ...
+HUNG_FLOOR = 120  # ... and at least this long: possibly hung
+
+
+def own_pace(job: Job) -> float | None:
+    """Seconds per iteration this job has shown so far (start to its newest output, over iterations done)."""
+    done, start, last = job.progress.cur_iter, job.started_at, job.cursor.output_at
+    if not done or not start or not last or last <= start:
+        return None
+    return (last - start) / done
+
+
 def stall_note(job: Job, stall_seconds: int | None, now: float | None = None) -> str | None:
-    """'stalled: ...' when a running job has been silent for longer than stall_seconds, else None."""
+    """'stalled: ...' when a running job has been silent for longer than stall_seconds, or 'possibly hung: ...'
+    when its iterations stopped for 10x its own pace (at least 2 minutes), long before the global limit."""
     if job.state != "running" or not stall_seconds:
         return None
     now = now or time.time()
     last = max(job.cursor.output_at or 0.0, job.started_at or 0.0)
-    if not last or now - last < stall_seconds:
+    silent = now - last if last else 0.0
+    pace = own_pace(job)
+    hung_after = max(HUNG_FLOOR, HUNG_FACTOR * pace) if pace else None
+    if hung_after is not None and hung_after <= silent < stall_seconds:
+        return (f"possibly hung: no new output for {int(silent)} s, {silent / pace:.0f}x its own pace "
+                f"({pace:.1f} s per iteration over {job.progress.cur_iter} iterations); likely {_cause(job)}")
+    if not last or silent < stall_seconds:
         return None
-    return (f"stalled: no new log line or status record for {int(now - last)} s (limit {stall_seconds} s, "
+    return (f"stalled: no new log line or status record for {int(silent)} s (limit {stall_seconds} s, "
             f"TAO_BEVFUSION_STALL_SECONDS); likely {_cause(job)}")
 
 

@@ -4,6 +4,7 @@ Everything here is bounded (lists capped, strings trimmed) so a summary stays un
 """
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -172,7 +173,7 @@ def _digest(job: Job, progress: Progress, metrics: dict[str, Any]) -> str:
     head = f"{job.id} {job.action} {job.state}"
     if job.verdict:
         outcome = job.verdict.get("outcome")
-        head += (f" [{outcome}]" if outcome != job.state else "") + f" - {str(job.verdict.get('reason'))[:160]}"
+        head += (f" [{outcome}]" if outcome != job.state else "") + f" - {str(job.verdict.get('reason'))[:240]}"
     parts = [head]
     if progress.epoch is not None:
         parts.append(f"epoch {progress.epoch}/{progress.max_epochs or '?'}")
@@ -184,7 +185,30 @@ def _digest(job: Job, progress: Progress, metrics: dict[str, Any]) -> str:
         parts.append(f"AP11 {metrics['AP11']}")
     if metrics.get("best_AP11") is not None:
         parts.append(f"(best {metrics['best_AP11']} @ epoch {metrics.get('best_epoch')})")
+    left = time_left(job, progress)
+    if left is not None:
+        parts.append(f"about {_duration(left)} left")
     return ", ".join(parts)
+
+
+def time_left(job: Job, progress: Progress) -> int | None:
+    """A running job's remaining seconds: from its own pace (elapsed / iterations done), else the log's eta."""
+    if job.state != "running":
+        return None
+    elapsed = stall.elapsed(job)
+    total = (progress.max_epochs or 0) * (progress.iters_per_epoch or 0)
+    if progress.iteration and total and elapsed:
+        return max(0, int(elapsed * (total - progress.iteration) / progress.iteration))
+    if progress.eta and (m := re.fullmatch(r"(?:(\d+) days?, )?(\d+):(\d\d):(\d\d)", progress.eta.strip())):
+        days, h, mi, sec = (int(g or 0) for g in m.groups())
+        return ((days * 24 + h) * 60 + mi) * 60 + sec
+    return None
+
+
+def _duration(seconds: int) -> str:
+    if seconds < 120:
+        return f"{seconds} s"
+    return f"{seconds // 60} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
 def summarize(job: Job, stall_seconds: int | None = None) -> JobSummary:
