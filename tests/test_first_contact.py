@@ -198,3 +198,15 @@ def test_running_digest_gives_time_left():
     job = job.model_copy(update={"started_at": _time.time() - 50})
     text = _digest(job, Progress(epoch=1, max_epochs=4, iteration=50, iters_per_epoch=50), {})
     assert "left" in text and "about" in text
+
+
+@pytest.mark.parametrize(("image", "want"), [
+    ("nvcr.io/nvidia/tao/tao-toolkit:5.5.0-pyt", "nvcr.io#nvidia/tao/tao-toolkit:5.5.0-pyt"),
+    ("localhost:5000/tao:5.5", "localhost:5000#tao:5.5"),
+    ("ubuntu:22.04", "ubuntu:22.04"),
+    ("nvcr.io#nvidia/tao/tao-toolkit:5.5.0-pyt", "nvcr.io#nvidia/tao/tao-toolkit:5.5.0-pyt"),
+])
+def test_pyxis_image_reference_uses_registry_hash(image: str, want: str):
+    from tao_bevfusion.backends.slurm.script import pyxis_image
+
+    assert pyxis_image(image) == want

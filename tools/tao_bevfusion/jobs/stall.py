@@ -68,7 +68,7 @@ def stall_note(job: Job, stall_seconds: int | None, now: float | None = None) ->
     silent = now - last if last else 0.0
     pace = own_pace(job)
     hung_after = max(HUNG_FLOOR, HUNG_FACTOR * pace) if pace else None
-    if hung_after is not None and hung_after <= silent < stall_seconds:
+    if pace and hung_after is not None and hung_after <= silent < stall_seconds:
         return (f"possibly hung: no new output for {int(silent)} s, {silent / pace:.0f}x its own pace "
                 f"({pace:.1f} s per iteration over {job.progress.cur_iter} iterations); likely {_cause(job)}")
     if not last or silent < stall_seconds:

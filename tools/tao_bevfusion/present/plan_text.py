@@ -13,6 +13,7 @@ def plan_lines(plan: Any) -> list[str]:
     lines = [f"{plan.backend}: {cli}" if cli else f"{plan.backend}: {' '.join(plan.command)}"]
     devices = getattr(plan, "devices", None)
     lines.append(f"GPUs requested: {', '.join(devices)}" if devices else "GPUs requested: none")
+    lines += [note for note in plan.notes if note.startswith("warning:")][:4]
     body = getattr(plan, "script", None) or getattr(plan, "yaml", None)
     if body:
         kind = "sbatch script" if getattr(plan, "script", None) else "manifests"
