@@ -210,3 +210,29 @@ def test_pyxis_image_reference_uses_registry_hash(image: str, want: str):
     from tao_bevfusion.backends.slurm.script import pyxis_image
 
     assert pyxis_image(image) == want
+
+
+def _review(tmp_path, **fields):
+    from tao_bevfusion.jobs.launch import RunActionInput
+    from tao_bevfusion.studies.plan import make_plan, plan_review
+
+    inp = RunActionInput.model_validate({"action": "train", "data_root": "/d", **fields})
+    plan = make_plan(inp, "j0123456789abcdef", tmp_path / "study", "/d", None)
+    return plan, plan_review(plan, {"tool": "run_action", "arguments": {}})
+
+
+def test_a_value_the_user_fixed_is_not_searched_and_the_review_says_so(tmp_path):
+    plan, rv = _review(tmp_path, gpus=[], overrides={"learning_rate": 0.0003})
+    assert "train.optimizer.lr" not in [p.key for p in rv.search_space]
+    assert plan.overrides["train.optimizer.lr"] == 0.0003
+    assert any("kept fixed" in n and "train.optimizer.lr" in n for n in rv.notes)
+
+
+def test_cluster_study_counts_nodes_x_gpus_not_the_submit_host(tmp_path):
+    plan, rv = _review(tmp_path, backend="slurm", num_nodes=2, num_gpus=4,
+                       automl_settings={"automl_max_recommendations": 4, "automl_max_epochs": 2})
+    assert rv.concurrency.gpus_per_trial == 8 and rv.concurrency.nodes_per_trial == 2
+    assert not any("no GPUs requested" in n for n in rv.notes)
+    assert rv.max_cost_gpu_epochs == 4 * 2 * 8
+    assert "gpus" not in plan.trial_input(1, {}, 0)  # the scheduler allocates them
+    assert "GPU-hours" in rv.digest()
