@@ -1,10 +1,11 @@
-"""The suite's user requests (issue 16): 34 scenarios, each a request, what the user told the agent, the
+"""The suite's user requests (issue 16): 35 scenarios, each a request, what the user told the agent, the
 policy the agent follows and the goal the user had. Later scenarios follow up earlier ones ("that run")."""
 
 import json
 import shutil
 from typing import Any
 
+import anyio
 from tao_bevfusion.core.calls import call_text as json_call
 from tao_bevfusion.core.calls import parse_call
 
@@ -72,6 +73,29 @@ async def recover(agent: Agent, sc: Scenario, world: World) -> dict[str, Any]:
     if fixed.get("job_id"):
         fixed = await agent.until_done(fixed)
     return fixed
+
+
+async def stop_once_validated(agent: Agent, sc: Scenario, world: World) -> dict[str, Any]:
+    """'Start a search, and stop it once a trial has a validation score': poll the study, look at its trials
+    (get_job on trials[].job_id), then route the user's stop request and make its call."""
+    study = await launch_only(agent, sc, world)
+    study_id = study["job_id"]
+    for _ in range(120):
+        await anyio.sleep(0.5)
+        st = await agent.make(study["summary"]["next_steps"][0])
+        trial_ids = [t["job_id"] for t in (st.get("study") or {}).get("trials", []) if t.get("job_id")]
+        scored = [await agent.call("get_job", {"job_id": t}) for t in trial_ids[:1]]
+        if any(r.get("metrics", {}).get("best_AP11") is not None and r.get("state") == "running" for r in scored):
+            break
+    routed = await agent.route("stop that BEVFusion study, keep what it found", study_id)
+    stopped = await agent.make(routed["suggested_calls"][0])
+    after = await agent.call("get_job", {"job_id": study_id})
+    return {**after, "_cancel": stopped.get("_text", "")}
+
+
+async def kept_best(agent: Agent, r: dict[str, Any], world: World) -> bool:
+    return (r.get("state") == "canceled" and "best_rec.json written" in r["_cancel"]
+            and bool((r.get("artifacts") or {}).get("best_rec")) and r["metrics"].get("best_AP11") is not None)
 
 
 async def stop_or_read(agent: Agent, sc: Scenario, world: World) -> dict[str, Any]:
@@ -256,6 +280,9 @@ def scenarios(world: World) -> list[Scenario]:
         Scenario("hpo_start", "start an HPO search for BEVFusion", state_is("running"),
                  u(env=SLOW, extra=BUDGET)),
         Scenario("stop_study", "stop the BEVFusion study", state_is("canceled"), u(), after="hpo_start"),
+        Scenario("stop_keeps_best", "search BEVFusion hyperparameters with batch size 1", kept_best,
+                 u(env=SLOW, extra={"automl_settings": {**BUDGET["automl_settings"], "automl_max_epochs": 8}}),
+                 quick=True),
         Scenario("export", "export my BEVFusion model to TensorRT", unsupported, u()),
         Scenario("other_model", "train a YOLO detector on my images", not_ours, u()),
         Scenario("oom", "plain train BEVFusion for 2 epochs, batch size 1", recovered("cuda_oom"),
@@ -274,7 +301,7 @@ POLICIES = {"convert": careful, "prepare": careful, "get_ready": careful, "empty
             "resume_too_few": refused, "show_detections": stop_or_read, "read_map": stop_or_read,
             "which_best": stop_or_read, "how_going": stop_or_read, "stop_run": stop_or_read,
             "stop_study": stop_or_read, "export": stop_or_read, "other_model": stop_or_read,
-            "long_run": launch_only, "hpo_start": launch_only, "oom": recover, "sigkill": recover}
+            "long_run": launch_only, "stop_keeps_best": stop_once_validated, "hpo_start": launch_only, "oom": recover, "sigkill": recover}
 
 
 def policy_for(name: str):

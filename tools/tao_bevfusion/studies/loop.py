@@ -203,15 +203,43 @@ class StudyLoop:
         return True
 
     def _wind_down(self, why: str) -> None:
+        """Stop the running trials; one already validated keeps its best AP11 (and its checkpoints)."""
         for trial in self.running():
             job_id = trial.user_attrs.get("job_id")
+            kept = False
             if job_id:
                 job = self.ctx.store.get(job_id)
                 if not job.terminal:
                     stop_run(job, False, self.ctx)
-                    refresh(self.ctx.store.get(job.id), self.ctx)
-            S.finish(self.study, trial.number, "failed", reason=why)
+                    job = refresh(self.ctx.store.get(job.id), self.ctx)
+                self._feed(trial, job)  # the validations it wrote before the stop
+                kept = self._validated_checkpoint(trial.number, job)
+            S.finish(self.study, trial.number, "complete" if kept else "failed",
+                     reason=f"{why}; stopped after its validated epochs (AP kept)" if kept else why)
+        if self.job.cancel_requested:
+            self._keep_best_on_cancel()
         self.snapshot()
+
+    def _validated_checkpoint(self, number: int, job: Job) -> bool:
+        curve = self.study.get_trials(deepcopy=False)[number].intermediate_values
+        if not curve:
+            return False
+        best_epoch = max(curve, key=lambda e: (curve[e], -e))
+        return (layout.train_dir(Path(job.results_dir)) / f"epoch_{best_epoch}.pth").is_file()
+
+    def _keep_best_on_cancel(self) -> None:
+        """A canceled study still names its best trial and writes best_rec.json (its verdict says so)."""
+        best = S.best_trial(self.study)
+        if best is None:
+            return
+        ckpt = self.best_checkpoint(best)
+        S.write_best_rec(self.folder, S.best_rec(self.study, experiment_id=self.id, checkpoint_uri=str(ckpt)))
+        kept = len(self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+        reason = (f"canceled on request; kept the validated AP11 of {kept} trial(s); best trial {best.number}: "
+                  f"AP11 {best.value} at epoch {best.user_attrs.get('best_epoch')} ({best.user_attrs.get('job_id')}), "
+                  f"checkpoint {ckpt}; best_rec.json written")
+        self.ctx.store.update(self.id, verdict={"outcome": "canceled", "reason": reason})
+        self.log(reason)
 
     def _finalize(self) -> None:
         best = S.best_trial(self.study)
