@@ -236,3 +236,13 @@ def test_cluster_study_counts_nodes_x_gpus_not_the_submit_host(tmp_path):
     assert rv.max_cost_gpu_epochs == 4 * 2 * 8
     assert "gpus" not in plan.trial_input(1, {}, 0)  # the scheduler allocates them
     assert "GPU-hours" in rv.digest()
+
+
+def test_fine_tune_from_a_pretrained_file_names_it():
+    from tao_bevfusion.specbuild.build import BuildSpecInput
+    from tao_bevfusion.specbuild.resume import lineage
+
+    req = BuildSpecInput(action="train", data_root="/d", pretrained_checkpoint="/srv/ptm/bevfusion.pth")
+    spec = {"train": {"resume_training_checkpoint_path": "/ptm/bevfusion.pth", "resume": False, "num_epochs": 3}}
+    said = lineage(req, spec, None)
+    assert said and "weights loaded from /srv/ptm/bevfusion.pth" in said and "None" not in said

@@ -116,7 +116,9 @@ def next_steps(job: Job, errors: list[ErrorMatch]) -> list[str]:
             steps.insert(0, call_text("get_job", {"job_id": jid}))  # verdict.usable_artifacts: the exact files
         return steps
     steps = [e.next_call for e in errors if e.next_call and e.severity == "error"][:2]
-    if job.action == "train" and _checkpoints(job) and outcome in ("failed", "killed", "canceled"):
+    # A resume would crash the same way when the data is the cause (an empty val split).
+    data_cause = any(e.pattern == "class_not_person" for e in errors)
+    if job.action == "train" and _checkpoints(job) and outcome in ("failed", "killed", "canceled") and not data_cause:
         steps.append(call_text("run_action", {"action": "train", "data_root": root, "parent_job_id": jid,
                                               "resume": True, "automl_policy": "off"}))
     steps.append(call_text("get_job_logs", {"job_id": jid, "grep": "Error|Traceback"}))

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
+from tao_bevfusion.core.calls import call_text
 from tao_bevfusion.core.errors import InputError, problem
 from tao_bevfusion.core.paths import host_path
 from tao_bevfusion.jobs.context import AppContext
@@ -120,7 +121,7 @@ def gate(inp: "RunActionInput", ctx: AppContext) -> GateResult | None:
     job = start_study(plan, rv, ctx)
     return GateResult(job_id=job.id, state=job.state, review=rv, routing=routing, message=(
         f"study {job.id} started ({plan.trials} trials, {plan.concurrent} at a time); poll "
-        f"get_job(job_id='{job.id}'), stop with cancel_job(job_id='{job.id}')"))
+        f"{call_text('get_job', {'job_id': job.id})}, stop with {call_text('cancel_job', {'job_id': job.id})}"))
 
 
 def _gpu_hours(rv: StudyReview, data_root: str, ctx: AppContext) -> None:
