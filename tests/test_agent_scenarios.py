@@ -15,5 +15,6 @@ pytestmark = pytest.mark.docker
 def test_every_scenario_reaches_its_goal_at_the_first_try(docker_ws: Path):
     outcomes = anyio.run(run_suite, World(base=docker_ws))
     assert len(outcomes) >= 30
-    failed = {o.name: (o.errors, o.log[-4:]) for o in outcomes if not o.ok}
-    assert not failed, failed
+    failed = [f"{o.name}: {o.errors}\n  " + "\n  ".join(o.log[-6:]) for o in outcomes if not o.ok]
+    if failed:
+        pytest.fail("\n".join(failed), pytrace=False)
