@@ -245,6 +245,8 @@ class DockerBackend(Backend):
             except OSError as exc:
                 with contextlib.suppress(OSError):
                     out.truncate(start)  # all or nothing: a failed sync leaves no half of itself behind
+                if exc.errno is None:  # the engine's log stream broke (container stopping): the next sync retries
+                    return
                 raise EngineError(problem(str(log_path), f"cannot write the job log: {exc.strerror}",
                                           "free disk space under the state dir, then call get_job again (the job "
                                           "keeps running; its log is synced from the engine)",

@@ -190,7 +190,7 @@ def _digest(job: Job, progress: Progress, metrics: dict[str, Any]) -> str:
     left = time_left(job, progress)
     if left is not None:
         parts.append(f"about {_duration(left)} left")
-    elif job.state == "running":
+    elif job.state == "running" and job.action == "train":
         parts.append("time left unknown until the first iterations are logged")
     return ", ".join(parts)
 
