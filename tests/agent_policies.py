@@ -301,7 +301,8 @@ POLICIES = {"convert": careful, "prepare": careful, "get_ready": careful, "empty
             "resume_too_few": refused, "show_detections": stop_or_read, "read_map": stop_or_read,
             "which_best": stop_or_read, "how_going": stop_or_read, "stop_run": stop_or_read,
             "stop_study": stop_or_read, "export": stop_or_read, "other_model": stop_or_read,
-            "long_run": launch_only, "stop_keeps_best": stop_once_validated, "hpo_start": launch_only, "oom": recover, "sigkill": recover}
+            "long_run": launch_only, "stop_keeps_best": stop_once_validated, "hpo_start": launch_only,
+            "oom": recover, "sigkill": recover}
 
 
 def policy_for(name: str):

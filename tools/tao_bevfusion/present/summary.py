@@ -12,18 +12,20 @@ from pydantic import BaseModel, Field
 
 from tao_bevfusion.core import layout
 from tao_bevfusion.core.calls import call_text, parse_call
+from tao_bevfusion.core.limits import RESULT_LIMIT
 from tao_bevfusion.core.redact import redact
+from tao_bevfusion.core.states import ACTIVE_STATES, SUCCEEDED_OUTCOMES, JobState
 from tao_bevfusion.evidence.patterns import ErrorMatch, error_matches
 from tao_bevfusion.evidence.verdict import Verdict
 from tao_bevfusion.jobs import stall
 from tao_bevfusion.jobs.secrets import job_secrets
-from tao_bevfusion.jobs.store import Job, JobState
+from tao_bevfusion.jobs.store import Job
 from tao_bevfusion.studies.models import StudyStatus
 
 SUMMARY_METRICS = ("3D_AP11_moderate_strict", "3D_AP40_moderate_strict", "BEV_AP11_moderate_strict",
                    "BEV_AP40_moderate_strict")
 
-SUMMARY_LIMIT = 8 * 1024
+SUMMARY_LIMIT = RESULT_LIMIT
 
 
 class Progress(BaseModel):
@@ -107,10 +109,10 @@ def _evaluated_path(job: Job) -> str | None:
 def next_steps(job: Job, errors: list[ErrorMatch]) -> list[str]:
     """Calls that can be made as written: `tool({json arguments})`, one call per entry."""
     jid, root = job.id, job.data_root
-    if job.state in ("pending", "running"):
+    if job.state in ACTIVE_STATES:
         return [call_text("get_job", {"job_id": jid}), call_text("cancel_job", {"job_id": jid})]
     outcome = job.verdict.get("outcome")
-    if outcome in ("succeeded", "succeeded_with_teardown_crash"):
+    if outcome in SUCCEEDED_OUTCOMES:
         steps = _success_steps(job)
         if outcome == "succeeded_with_teardown_crash":
             steps.insert(0, call_text("get_job", {"job_id": jid}))  # verdict.usable_artifacts: the exact files
