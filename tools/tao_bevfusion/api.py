@@ -187,8 +187,8 @@ def _build(inp: build.BuildSpecInput, ctx: AppContext) -> tuple[build.BuildSpecR
     r = specs.build_spec(inp, ctx)
     text = [f"wrote {r.action} spec {r.spec_path} (results -> {r.results_dir}); {len(r.changes)} keys set"]
     text += notes.override_lines(r.overrides, r.lineage) + notes.warning_lines(r.warnings, [])
-    text.append(f"next: run_action(action='{r.action}', spec_path='{r.spec_path}'"
-                + (", automl_policy='off')" if r.action == "train" else ")"))
+    launch = {"action": r.action, "spec_path": r.spec_path, "automl_policy": "off" if r.action == "train" else None}
+    text.append(f"next: {call_text('run_action', launch)}")
     return r, "\n".join(text)
 
 

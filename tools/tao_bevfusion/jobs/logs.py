@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
+from tao_bevfusion.core.calls import call_text
 from tao_bevfusion.core.errors import InputError, problem
 from tao_bevfusion.core.limits import TEXT_LIMIT
 from tao_bevfusion.core.redact import redact
@@ -155,7 +156,8 @@ def get_job_logs(job_id: str, tail_lines: int | None = None, offset: int | None 
         data = _read(path, start, max_bytes)
         text, _ = _page([ln for ln in LINES.split(data) if ln.strip()], secrets, max_bytes, newest=False)
         next_offset = start + len(data)
-        hint = (f"more: get_job_logs(job_id='{job_id}', offset={next_offset})" if next_offset < size
+        more = call_text("get_job_logs", {"job_id": job_id, "offset": next_offset})
+        hint = (f"more: {more}" if next_offset < size
                 else "end of log" + running)
         return LogPage(text="\n".join(text), offset=start, next_offset=next_offset, size=size,
                        truncated=next_offset < size, hint=hint)
