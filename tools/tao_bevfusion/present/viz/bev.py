@@ -79,9 +79,12 @@ def draw_boxes(ax: Any, boxes: np.ndarray, color: str, scores: np.ndarray | None
 def _legend(ax: Any, scene: Scene) -> None:
     from matplotlib.lines import Line2D
 
-    n_pred, n_hidden = int(scene.shown.sum()), int((~scene.shown).sum())
-    handles = [Line2D([], [], color=PRED_COLOR, lw=2,
-                      label=f"predicted person >= {scene.threshold:g} ({n_pred}; {n_hidden} below not drawn)")]
+    n_pred, n_hidden = int(scene.shown.sum()), int((~scene.above).sum())
+    more = int(scene.above.sum()) - n_pred
+    label = f"predicted person >= {scene.threshold:g} ({n_pred}; {n_hidden} below not drawn)"
+    if more:
+        label = f"predicted person >= {scene.threshold:g} (best {n_pred}; {more} more and {n_hidden} below not drawn)"
+    handles = [Line2D([], [], color=PRED_COLOR, lw=2, label=label)]
     if len(scene.gt_person) or len(scene.gt_other):
         handles.append(Line2D([], [], color=GT_COLOR, lw=2, ls="--",
                               label=f"ground truth person ({len(scene.gt_person)})"))
