@@ -55,7 +55,7 @@ def test_a_40mb_status_record_is_skipped_not_the_end_of_reading(converted: Path)
     job = launch("train", converted, overrides={"num_epochs": 2, "batch_size": 1},
                  env={"FAKE_TAO_FAULT": "long_status_record"})
     s = finish(job.job_id, timeout=240)
-    assert s.state == "succeeded", (s.outcome, s.reason)
+    assert s.state == "succeeded", s.verdict
     choice = call("resolve_parent_checkpoint", parent_job_id=job.job_id, choose="best")
     assert choice.epoch == 2, choice
     from tao_bevfusion.core.settings import app_context

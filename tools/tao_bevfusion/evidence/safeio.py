@@ -4,6 +4,7 @@ a FIFO, a link to /dev/zero or to a host file must neither hang a poll, nor grow
 
 import json
 import os
+import re
 import stat
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,6 +32,6 @@ def redact_bytes(data: bytes, secrets: Sequence[str]) -> bytes:
     for value in secrets:
         if not value:
             continue
-        for form in {value, json.dumps(value)[1:-1]}:
-            data = data.replace(form.encode(), b"***")
+        for form in {value, json.dumps(value)[1:-1]}:  # whole tokens only: a key never eats part of a word
+            data = re.sub(rb"(?<![A-Za-z0-9])" + re.escape(form.encode()) + rb"(?![A-Za-z0-9])", b"***", data)
     return data

@@ -4,6 +4,7 @@ Everything here is bounded (lists capped, strings trimmed) so a summary stays un
 """
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -77,11 +78,13 @@ def job_secrets(job: Job) -> list[str]:
 
 
 def redact(text: str, secrets: list[str]) -> str:
+    """Mask each secret where it stands as a whole token (a key 'abc' must not eat 'abcdef' or 'fabc')."""
     for value in secrets:
-        text = text.replace(value, "***")
+        if not value:
+            continue
         escaped = json.dumps(value)[1:-1]  # the form a JSON writer (status.json) gives it
-        if escaped != value:
-            text = text.replace(escaped, "***")
+        for form in {value, escaped}:
+            text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(form)}(?![A-Za-z0-9])", "***", text)
     return text
 
 

@@ -95,8 +95,8 @@ class BuildSpecInput(BaseModel):
     num_gpus: int | None = Field(default=None, ge=1, le=16, description="GPUs for the running action.")
     num_nodes: int | None = Field(default=None, ge=1, le=64, description=(
         "train only: nodes for the job (num_gpus is then per node, at least 2); needs a multi-node backend."))
-    encryption_key: str | None = Field(default=None, max_length=512, description=(
-        "Model key, written to the spec file only; never shown back."))
+    encryption_key: str | None = Field(default=None, min_length=8, max_length=512, description=(
+        "Model key (at least 8 characters), written to the spec file only; never shown back."))
     output_path: str | None = Field(default=None, max_length=4096, description=(
         "Absolute host path for the spec (.yaml). Default: a new folder under the state dir."))
     backend: str = Field(default="docker", max_length=64, description=(
