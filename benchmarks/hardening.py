@@ -21,7 +21,7 @@ sys.path.insert(0, str(REPO))
 
 
 def _finished_job(home: Path, log_mb: int) -> str:
-    from tao_bevfusion.core.settings import app_context
+    from tao_bevfusion.jobs.context import app_context
 
     ctx = app_context()
     job = ctx.store.create(action="train", backend="local", spec_path=str(home / "s.yaml"), spec_sha256="0",
@@ -49,7 +49,7 @@ def _one_long_line_job(home: Path, mb: int) -> str:
     from tao_bevfusion.backends.logsync import LogWindow, RecordCap
 
     job_id = _finished_job(home, 1)
-    from tao_bevfusion.core.settings import app_context
+    from tao_bevfusion.jobs.context import app_context
 
     log = app_context().store.get(job_id).files(home).log
     stamp = b"2026-12-01T10:00:00.5Z "
@@ -72,9 +72,9 @@ _BENCH: dict[str, object] = {}
 
 
 def _bounded_readers(home: Path, quick: bool) -> dict[str, object]:
-    from tao_bevfusion.core.settings import app_context
     from tao_bevfusion.evidence.models import Cursor, Findings, RunProgress
     from tao_bevfusion.evidence.scan import scan_log
+    from tao_bevfusion.jobs.context import app_context
     from tao_bevfusion.jobs.logs import get_job_logs
 
     mb = 16 if quick else 64

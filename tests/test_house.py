@@ -11,9 +11,10 @@ import pytest
 from tao_bevfusion.backends import registry
 from tao_bevfusion.backends.base import Backend, BackendStatus, Capabilities, Check, LaunchRequest, Plan
 from tao_bevfusion.core.errors import InputError
-from tao_bevfusion.jobs.engine import get_job, list_jobs
-from tao_bevfusion.jobs.launch import RunActionInput, run_action
+from tao_bevfusion.jobs.launch import RunActionInput
 from tao_bevfusion.jobs.store import MIGRATIONS, JobStore
+from tao_bevfusion.service.jobs import get_job, list_jobs
+from tao_bevfusion.service.run import run_action
 
 from tests.conftest import DATA, REPO, copy_sample
 

@@ -58,6 +58,6 @@ def test_a_40mb_status_record_is_skipped_not_the_end_of_reading(converted: Path)
     assert s.state == "succeeded", s.verdict
     choice = call("resolve_parent_checkpoint", parent_job_id=job.job_id, choose="best")
     assert choice.epoch == 2, choice
-    from tao_bevfusion.core.settings import app_context
+    from tao_bevfusion.jobs.context import app_context
 
     assert app_context().store.get(job.job_id).findings.status.overlong == 2

@@ -14,7 +14,7 @@ CONTROLS = ("\x1b", "\x07", "\x9b", "\u202e")
 
 
 def _finished_job(workspace: Path) -> str:
-    from tao_bevfusion.core.settings import app_context
+    from tao_bevfusion.jobs.context import app_context
 
     ctx = app_context()
     home = workspace / "home"

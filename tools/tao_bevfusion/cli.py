@@ -21,8 +21,9 @@ from pydantic_core import PydanticUndefined
 
 from tao_bevfusion import api
 from tao_bevfusion.core.errors import InputError, ToolError, problem
-from tao_bevfusion.core.settings import AppContext, app_context
+from tao_bevfusion.jobs.context import AppContext, app_context
 from tao_bevfusion.jobs.wait import wait_sync
+from tao_bevfusion.present.summary import summarize
 
 
 def _scalar(ann: Any) -> tuple[Any, list[Any] | None]:
@@ -98,8 +99,8 @@ def _progress_bar(summary: Any) -> str:
 
 def follow(job_id: str, ctx: AppContext, interval: float = 2.0) -> Any:
     """Wait until the job ends, drawing a one-line progress bar on stderr (the CLI has no 60 s limit)."""
-    def draw(summary: Any) -> None:
-        sys.stderr.write("\r" + terminal_safe(_progress_bar(summary)).ljust(130))
+    def draw(job: Any) -> None:
+        sys.stderr.write("\r" + terminal_safe(_progress_bar(summarize(job))).ljust(130))
         sys.stderr.flush()
 
     wait_sync(job_id, None, ctx, on_progress=draw, interval=interval)

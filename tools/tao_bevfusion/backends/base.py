@@ -101,6 +101,7 @@ class Backend(ABC):
     name: ClassVar[str]
     capabilities: ClassVar[Capabilities]
     options_model: ClassVar[type[BackendOptions]] = BackendOptions
+    plan_model: ClassVar[type["Plan"]] = Plan  # what plan() returns; a saved plan is read back as this
 
     @abstractmethod
     def plan(self, request: LaunchRequest) -> Plan:

@@ -11,7 +11,7 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import docker
 import requests
@@ -19,11 +19,12 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import DeviceRequest, Ulimit
 from pydantic import Field
 
-from tao_bevfusion.backends.base import Backend, BackendOptions, BackendStatus, Capabilities, Check, LaunchRequest, Plan
+from tao_bevfusion.backends.base import Backend, BackendStatus, Capabilities, Check, LaunchRequest, Plan
+from tao_bevfusion.backends.docker_options import DockerOptions
 from tao_bevfusion.backends.environment import job_env
 from tao_bevfusion.backends.logsync import Key, LogWindow, RecordCap, open_record_length, stored_keys
 from tao_bevfusion.core.errors import EngineError, InputError, problem
-from tao_bevfusion.core.settings import Settings
+from tao_bevfusion.core.fsio import atomic_write
 
 LABEL_JOB, LABEL_ACTION, LABEL_PLUGIN = "tao-bevfusion.job", "tao-bevfusion.action", "tao-bevfusion.plugin"
 NO_GPU_RUNTIME = 'could not select device driver ""'
@@ -83,19 +84,6 @@ def _nvidia_gpus() -> list[tuple[str, int]] | None:
     return gpus
 
 
-class DockerOptions(BackendOptions):
-    network: Literal["none", "host", "bridge"] = Field(default="none", description="Container network mode.")
-    shm_size: str = Field(default="16G", pattern=r"^\d+[kKmMgG]?$", description="/dev/shm size.")
-    mem_limit: str | None = Field(default=None, pattern=r"^\d+[kKmMgG]?$", description="Container memory limit.")
-    memlock: int | None = Field(default=None, ge=-1, description=(
-        "Container RLIMIT_MEMLOCK in bytes; default TAO_BEVFUSION_MEMLOCK or -1 = unlimited (NVIDIA's "
-        "recommendation). Lower it only when the engine may not raise it."))
-
-
-    @classmethod
-    def from_user(cls, raw: dict[str, Any], settings: Settings) -> "DockerOptions":
-        opts = cls.model_validate(raw)
-        return opts if opts.memlock is not None else opts.model_copy(update={"memlock": settings.memlock})
 
 
 class DockerPlan(Plan):
@@ -124,6 +112,7 @@ class DockerBackend(Backend):
     capabilities: ClassVar[Capabilities] = Capabilities(
         maps_paths_into_container=True, multi_node=False, gpu_pinning=True, reattach_by_job_id=True)
     options_model = DockerOptions
+    plan_model = DockerPlan
 
     def plan(self, request: LaunchRequest) -> DockerPlan:
         req = request
@@ -303,13 +292,7 @@ def _read_cursor(path: Path) -> tuple[int, set[Key], int | None]:
 
 def _write_state(path: Path, state: dict[str, Any]) -> None:
     """Atomically (a torn state file would re-append the whole log)."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(json.dumps(state))
-        os.replace(tmp, path)
-    except OSError:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write(path, json.dumps(state))
 
 
 def _gpu_checks(devices: list[str]) -> list[Check]:

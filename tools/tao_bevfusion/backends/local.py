@@ -54,6 +54,7 @@ class LocalPlan(Plan):
 
 class LocalBackend(Backend):
     name = "local"
+    plan_model = LocalPlan
     capabilities: ClassVar[Capabilities] = Capabilities(
         maps_paths_into_container=False, multi_node=False, gpu_pinning=True, reattach_by_job_id=False)
 

@@ -18,6 +18,13 @@ INFO_SPLITS = {"training": ("train", "val", "trainval"), "validation": ("val",),
 SPEC_SPLIT_PICKLES = (("train_dataset", "train"), ("val_dataset", "val"), ("test_dataset", "val"))
 PREDICTIONS_DIR = ("inference", "preds")
 
+# The state dir (TAO_BEVFUSION_HOME): private to the user, 0700.
+JOBS_DB = "jobs.db"
+RUNS_DIR = "runs"  # default results folders (the one part of the state dir a job may write)
+SPECS_DIR = "specs"  # specs build_spec writes (mounted read-only into their job)
+PLANS_DIR = "plans"  # dry-run plans, submittable by plan_id for a day
+SIDECAR_KEY = "sidecar.key"  # the HMAC key of launch records: never under runs/ or specs/
+
 
 def info_pickle_name(split: str) -> str:
     return f"kitti_person_infos_{split}.pkl"
@@ -88,6 +95,10 @@ class JobFiles:
     @property
     def scratch(self) -> Path:
         return self.dir / "scratch"
+
+
+def plan_record(home: Path, plan_id: str) -> Path:
+    return home / PLANS_DIR / f"{plan_id}.json"
 
 
 def launch_sidecar(spec_path: Path) -> Path:

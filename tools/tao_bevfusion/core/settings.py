@@ -1,17 +1,14 @@
-"""Environment -> Settings (documented in the README), and the AppContext every tool call passes down."""
+"""Environment -> Settings (documented in the README): every variable the plugin reads, read here.
 
-import functools
+The AppContext a tool call passes down (settings + job store + backends) is built on this, in jobs/context.py."""
+
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from tao_bevfusion.core.errors import InputError, problem
-
-if TYPE_CHECKING:
-    from tao_bevfusion.backends.base import Backend
-    from tao_bevfusion.jobs.store import JobStore
 
 DEFAULT_IMAGE = "nvcr.io/nvidia/tao/tao-toolkit:5.5.0-pyt"
 DEFAULT_STALL_SECONDS = 900
@@ -90,33 +87,13 @@ class Settings:
                    stall_seconds=_positive("TAO_BEVFUSION_STALL_SECONDS", DEFAULT_STALL_SECONDS))
 
 
-@dataclass(frozen=True)
-class AppContext:
-    """What a tool call needs besides its input: settings, the job store, and the backends."""
-
-    settings: Settings
-    _backends: dict[str, "Backend"] = field(default_factory=dict, compare=False, repr=False)
+class HasSettings(Protocol):
+    """Anything that carries Settings (an AppContext does): what the lower layers take from a tool call."""
 
     @property
-    def store(self) -> "JobStore":
-        return _store_for(self.settings.home)
-
-    def backend(self, name: str) -> "Backend":
-        if name not in self._backends:
-            from tao_bevfusion.backends.registry import load_backend
-
-            self._backends[name] = load_backend(name)
-        return self._backends[name]
+    def settings(self) -> Settings: ...
 
 
-def app_context() -> AppContext:
-    """The context of one tool call, from the current environment (tests change it between calls)."""
-    return AppContext(Settings.from_env())
-
-
-@functools.lru_cache(maxsize=8)
-def _store_for(home: Path) -> "JobStore":
-    """One store per state dir per process: the migrations run once, not on every poll."""
-    from tao_bevfusion.jobs.store import JobStore
-
-    return JobStore(home)
+def settings_of(ctx: HasSettings | None) -> Settings:
+    """The call's settings, or the environment's when no context was passed."""
+    return ctx.settings if ctx is not None else Settings.from_env()

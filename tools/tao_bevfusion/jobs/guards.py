@@ -5,7 +5,7 @@ and the GPU list matches the GPUs the spec runs on.
 
 from tao_bevfusion.backends.base import Check
 from tao_bevfusion.core.errors import InputError, problem
-from tao_bevfusion.core.settings import AppContext
+from tao_bevfusion.jobs.context import AppContext
 from tao_bevfusion.jobs.store import Job
 
 ACTIVE = ("pending", "running")

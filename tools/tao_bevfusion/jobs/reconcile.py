@@ -11,8 +11,8 @@ import os
 import socket
 import time
 
-from tao_bevfusion.core.settings import AppContext
 from tao_bevfusion.evidence.verdict import Verdict
+from tao_bevfusion.jobs.context import AppContext
 from tao_bevfusion.jobs.store import Job
 
 PENDING_LIMIT = 600.0  # a submit that takes longer than this is not coming back

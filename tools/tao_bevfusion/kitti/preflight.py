@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 
 from tao_bevfusion.core import layout
 from tao_bevfusion.core.paths import host_path, inside
-from tao_bevfusion.core.settings import AppContext, app_context
+from tao_bevfusion.core.settings import HasSettings, settings_of
 
 SPLITS = ("train", "val", "test")
 MODALITIES = {"calib": ".txt", "image_2": ".png", "label_2": ".txt", "velodyne": ".bin"}
@@ -229,10 +229,10 @@ def _converted(rep: _Report, root: Path, action: str, ids: dict[str, list[str]])
                     f"frame {fid} has no reduced cloud (ImageSets changed after convert?)", "re-run dataset_convert")
 
 
-def check_dataset(data_root: str, action: str, ctx: AppContext | None = None, batch_size: int = 4,
+def check_dataset(data_root: str, action: str, ctx: HasSettings | None = None, batch_size: int = 4,
                   num_gpus: int = 1) -> DatasetReport:
     """Check a KITTI root for `action`. Every problem carries a stable code, the path and the fix."""
-    root = host_path(data_root, "data_root", (ctx or app_context()).settings)
+    root = host_path(data_root, "data_root", settings_of(ctx))
     rep = _Report(root)
     ids = _read_ids(rep, root)
     listings = {m: _listing(root / "training" / m) if inside(root / "training" / m, root) else {}

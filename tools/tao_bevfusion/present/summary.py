@@ -3,18 +3,17 @@
 Everything here is bounded (lists capped, strings trimmed) so a summary stays under 8 KB whatever the log.
 """
 
-import json
-import re
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from tao_bevfusion.core import layout
-from tao_bevfusion.core.yamlio import read_mapping
+from tao_bevfusion.core.redact import redact
 from tao_bevfusion.evidence.patterns import ErrorMatch, error_matches
 from tao_bevfusion.evidence.verdict import Verdict
 from tao_bevfusion.jobs import stall
+from tao_bevfusion.jobs.secrets import job_secrets
 from tao_bevfusion.jobs.store import Job, JobState
 from tao_bevfusion.studies.models import StudyStatus
 
@@ -62,30 +61,6 @@ class JobSummary(BaseModel):
     elapsed_seconds: float | None = Field(default=None, description="Run time so far (or in total), seconds.")
     stall: str | None = Field(default=None, description="Set when a running job has been silent too long: the "
                               "likely cause (TAO_BEVFUSION_STALL_SECONDS).")
-
-
-def job_secrets(job: Job) -> list[str]:
-    """Secret values this job's spec carried at launch (the encryption key), to redact from anything shown.
-
-    They are recorded with the job (a later edit of the spec file must not un-redact older logs); the spec is
-    read only for records made before that, and only when they were launched with a key."""
-    if job.meta.secrets:
-        return list(job.meta.secrets)
-    if not job.meta.has_secret:
-        return []
-    key = read_mapping(Path(job.spec_path)).get("encryption_key")
-    return [str(key)] if key else []
-
-
-def redact(text: str, secrets: list[str]) -> str:
-    """Mask each secret where it stands as a whole token (a key 'abc' must not eat 'abcdef' or 'fabc')."""
-    for value in secrets:
-        if not value:
-            continue
-        escaped = json.dumps(value)[1:-1]  # the form a JSON writer (status.json) gives it
-        for form in {value, escaped}:
-            text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(form)}(?![A-Za-z0-9])", "***", text)
-    return text
 
 
 def _checkpoints(job: Job) -> list[str]:

@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tao_bevfusion.core.settings import AppContext, Settings, with_package_on_pythonpath
+from tao_bevfusion.core.settings import Settings, with_package_on_pythonpath
+from tao_bevfusion.jobs.context import AppContext
 from tao_bevfusion.jobs.store import Job
 
 LOCK_FILE = "driver.lock"

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, Field
 
 from tao_bevfusion.core.errors import InputError, problem
+from tao_bevfusion.core.fsio import atomic_write
 from tao_bevfusion.specbuild import rules as specrules
 from tao_bevfusion.studies.review import StudyReview, review
 from tao_bevfusion.studies.settings import AutoMLSettings, parse_settings
@@ -58,11 +59,7 @@ class StudyPlan(BaseModel):
     def save(self) -> Path:
         path = Path(self.folder) / STUDY_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(self.model_dump_json(indent=1))
-        os.replace(tmp, path)
+        atomic_write(path, self.model_dump_json(indent=1))
         return path
 
 

@@ -7,7 +7,6 @@ client's API objects and by running the rendered pod specs on Docker, never agai
 """
 
 import fcntl
-import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +17,7 @@ from pydantic import Field, ValidationError
 
 from tao_bevfusion.backends.base import Backend, BackendOptions, BackendStatus, Capabilities, Check, LaunchRequest, Plan
 from tao_bevfusion.backends.environment import job_env
+from tao_bevfusion.backends.kubernetes.client import Api, api_error, connect
 from tao_bevfusion.backends.kubernetes.manifests import (
     DNS_LABEL,
     JOB_LABEL,
@@ -29,8 +29,6 @@ from tao_bevfusion.backends.kubernetes.manifests import (
 )
 from tao_bevfusion.core.errors import EngineError, InputError, problem
 from tao_bevfusion.core.settings import Settings
-
-INDEX_KEY = "batch.kubernetes.io/job-completion-index"
 
 
 class KubernetesOptions(BackendOptions):
@@ -67,43 +65,7 @@ class KubernetesPlan(Plan):
     spec_name: str
 
 
-class Api:
-    """The three client APIs the backend uses (tests pass a recording double with the same methods)."""
-
-    def __init__(self, core: Any, batch: Any, auth: Any) -> None:
-        self.core, self.batch, self.auth = core, batch, auth
-
-
-def _client_api(context: str | None) -> Api:
-    try:
-        from kubernetes import client, config
-    except ImportError as exc:
-        raise InputError(problem("backend", "the kubernetes Python client is not installed",
-                                 "pip install kubernetes (a dependency of tao-bevfusion)")) from exc
-    try:
-        config.load_kube_config(context=context)
-    except Exception:
-        try:
-            config.load_incluster_config()
-        except Exception as exc:
-            raise InputError(problem("backend", f"no kubeconfig or in-cluster config ({exc.__class__.__name__})",
-                                     "set KUBECONFIG (and backend_options.context), or run the server in a pod "
-                                     "with a service account", code="K8S_UNREACHABLE")) from exc
-    return Api(client.CoreV1Api(), client.BatchV1Api(), client.AuthorizationV1Api())
-
-
-API_FACTORY: Callable[[str | None], Api] = _client_api
-
-
-def api_error(exc: Exception) -> tuple[int, str]:
-    """(HTTP status, the API server's own message) from an ApiException (or anything else)."""
-    status = int(getattr(exc, "status", 0) or 0)
-    body = getattr(exc, "body", None)
-    try:
-        message = json.loads(body).get("message", "") if body else ""
-    except (ValueError, AttributeError):
-        message = str(body)[:300]
-    return status, message or str(getattr(exc, "reason", "") or exc)[:300]
+API_FACTORY: Callable[[str | None], Api] = connect  # tests swap in a recording double
 
 
 def _handle(namespace: str, name: str, context: str | None) -> str:
@@ -131,6 +93,7 @@ class KubernetesBackend(Backend):
     capabilities: ClassVar[Capabilities] = Capabilities(
         maps_paths_into_container=True, multi_node=True, gpu_pinning=False, reattach_by_job_id=True)
     options_model = KubernetesOptions
+    plan_model = KubernetesPlan
 
     def plan(self, request: LaunchRequest) -> KubernetesPlan:
         req = request
@@ -260,14 +223,14 @@ class KubernetesBackend(Backend):
 
 def _spec_text(path: Path) -> tuple[str, bool]:
     """The spec as the plan may show it (encryption_key masked), and whether it has a key."""
+    from tao_bevfusion.core.redact import mask_keys
     from tao_bevfusion.core.yamlio import load_yaml_file
-    from tao_bevfusion.specbuild.wiring import SECRET_MASK
 
     text = path.read_text()
     loaded = load_yaml_file(path)
     if not (isinstance(loaded, dict) and loaded.get("encryption_key")):
         return text, False
-    return yaml.safe_dump({**loaded, "encryption_key": SECRET_MASK}, sort_keys=False), True
+    return yaml.safe_dump(mask_keys(loaded), sort_keys=False), True
 
 
 def _fix(status: int) -> str:

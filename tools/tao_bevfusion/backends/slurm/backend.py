@@ -82,6 +82,7 @@ class SlurmBackend(Backend):
     capabilities: ClassVar[Capabilities] = Capabilities(
         maps_paths_into_container=True, multi_node=True, gpu_pinning=False, reattach_by_job_id=True)
     options_model = SlurmOptions
+    plan_model = SlurmPlan
 
     def plan(self, request: LaunchRequest) -> SlurmPlan:
         req = request
