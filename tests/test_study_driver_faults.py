@@ -14,6 +14,7 @@ from tao_bevfusion.jobs.launch import RunActionInput
 from tao_bevfusion.service.jobs import get_job
 from tao_bevfusion.service.run import run_action
 from tao_bevfusion.studies import study as S
+from tao_bevfusion.studies.driver import driver_alive
 
 from tests.test_automl_study import converted, finished, running_trials, study_args, until  # noqa: F401
 
@@ -48,3 +49,27 @@ def test_a_launch_interrupted_by_a_killed_driver_is_relaunched_not_failed(conver
     first = next(t for t in s.study.trials if t.number == 0)
     assert first.state == "complete" and first.baseline and first.job_id != job.id, first
     assert store.get(job.id).state == "failed"  # the interrupted record says so; the trial ran again
+
+
+def test_a_study_whose_study_db_is_lost_ends_failed_with_the_cause_in_two_polls(converted: Path):
+    """study.db deleted after the first trial finished: the first poll starts a driver that cannot open the
+    study, the second poll reports the study failed with that cause (old code: "running" for ever, a driver
+    respawned and dead on every poll); the finished trial keeps its result."""
+    r = run_action(RunActionInput(**study_args(converted, iter_seconds=0.5,
+                                               automl={"automl_max_recommendations": 2, "automl_max_concurrent": 1}),
+                                  confirm=True))
+    until(lambda: get_job(r.job_id).study.progress.completed >= 1, 120, "the first trial to complete")
+    _kill_driver(r.job_id)
+    folder = Path(app_context().store.get(r.job_id).results_dir)
+    for name in ("study.db", "study.db-wal", "study.db-shm"):
+        (folder / name).unlink(missing_ok=True)
+    first = get_job(r.job_id)  # poll 1: starts a driver, which cannot work
+    assert first.state == "running"
+    until(lambda: "error" in (folder / "driver.json").read_text() and not driver_alive(folder), 30,
+          "the new driver to give up", 0.3)  # no poll meanwhile
+    s = get_job(r.job_id)  # poll 2
+    log = app_context().store.get(r.job_id).files(app_context().settings.home).log
+    assert s.state == "failed" and "cannot work" in s.verdict.reason, log.read_text()[-3000:]
+    assert "Record does not exist" in s.verdict.reason or "study" in s.verdict.reason
+    done = [t for t in s.study.trials if t.state == "complete"]
+    assert done and done[0].value is not None, s.study.trials
