@@ -16,9 +16,19 @@ from tao_bevfusion.service.run import run_action
 from tao_bevfusion.studies import study as S
 from tao_bevfusion.studies.driver import driver_alive
 
-from tests.test_automl_study import converted, finished, running_trials, study_args, until  # noqa: F401
+from tests.conftest import copy_sample
+from tests.test_automl_study import finished, running_trials, study_args, until
 
 pytestmark = pytest.mark.docker
+
+
+@pytest.fixture
+def converted(docker_ws: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("TAO_BEVFUSION_AUTOML_TICK", "0.3")
+    root = copy_sample(docker_ws / "kitti")
+    job = run_action(RunActionInput(action="dataset_convert", data_root=str(root), gpus=[]))
+    assert until(lambda: get_job(job.job_id).state == "succeeded", 60, "convert")
+    return root
 
 
 def _kill_driver(study_id: str) -> None:
