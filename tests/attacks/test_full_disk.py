@@ -61,3 +61,14 @@ def test_a_full_state_disk_is_an_engine_error_and_the_log_stays_whole(docker_ws:
     log = (small_home / "home" / "jobs" / job.job_id / "job.log").read_text()
     head = log.splitlines()[0]
     assert log.count(head) == 1, log[:600]
+
+
+def test_a_spec_that_cannot_be_written_for_a_full_disk_is_an_engine_error(docker_ws: Path, small_home: Path):
+    """build_spec on a full state disk: an engine error (retry once there is space), not an input error."""
+    root = copy_sample(docker_ws / "kitti")
+    mcp_call("list_jobs", {})
+    filler = _fill(small_home, 0)
+    r = mcp_call("build_spec", {"action": "train", "data_root": str(root)})
+    filler.unlink()
+    text = r.content[0].text
+    assert r.is_error and "engine error (job records kept)" in text and "disk space" in text, text

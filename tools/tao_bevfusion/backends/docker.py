@@ -44,8 +44,8 @@ def _client() -> docker.DockerClient:
         client.ping()
         _CLIENTS[key] = client
         return client
-    except DockerException as exc:
-        raise InputError(problem(
+    except DockerException as exc:  # the engine's trouble, not the input's: the same call works once it is up
+        raise EngineError(problem(
             "backend", f"the Docker engine is not reachable ({exc.__class__.__name__}: {str(exc)[:160]})",
             "start dockerd (or set DOCKER_HOST to a running engine), or use backend='local' inside a TAO container",
             code="ENGINE_UNREACHABLE")) from exc
@@ -145,7 +145,7 @@ class DockerBackend(Backend):
         image = plan.run_kwargs["image"]
         try:
             client = _client()
-        except InputError as exc:
+        except EngineError as exc:
             return [Check(name="engine", ok=False, message=exc.problems[0].message, fix=exc.problems[0].fix)]
         checks = [Check(name="engine", ok=True, severity="info", message="Docker engine reachable")]
         try:

@@ -5,6 +5,7 @@ and the generated JSON Schema) -> atomic write of the spec and its launch sideca
 unless every check passes.
 """
 
+import errno
 import hashlib
 import json
 import secrets
@@ -246,8 +247,12 @@ def _write_atomic(path: Path, text: str, mode: int = 0o600) -> None:
         names.private_dirs(path.parent)
         atomic_write(path, text, mode)
     except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO):  # the disk's trouble: the same call works later
+            raise EngineError(problem(str(path), f"cannot write the spec: {exc.strerror}",
+                                      "free disk space, then repeat the call; nothing was written",
+                                      code="DISK_FULL")) from exc
         raise InputError(problem(str(path), f"cannot write the spec: {exc.strerror}",
-                                 "free disk space or choose a writable output_path; nothing was written")) from exc
+                                 "choose a writable output_path; nothing was written")) from exc
 
 
 def _private_state(settings: Settings) -> None:
