@@ -139,3 +139,12 @@ def test_the_checker_sees_function_local_imports_and_cycles(tmp_path: Path):
     node = next(n for n in ast.walk(tree) if isinstance(n, ast.ImportFrom))
     assert _targets(node, "tao_bevfusion.x", False, modules) == {"tao_bevfusion.core.errors"}
     assert layer_of("tao_bevfusion.studies.loop") > layer_of("tao_bevfusion.jobs.launch")
+
+
+def test_every_package_folder_is_described_in_the_readme_and_the_architecture_doc():
+    readme = (REPO / "README.md").read_text()
+    architecture = (REPO / "docs" / "architecture.md").read_text()
+    folders = sorted({p.parent.name for p in PACKAGE.rglob("__init__.py") if p.parent != PACKAGE})
+    missing = [f"{name}/" for name in folders
+               if f"{name}/" not in readme or f"{name}/" not in architecture]
+    assert folders and missing == []

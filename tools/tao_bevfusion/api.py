@@ -12,6 +12,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from tao_bevfusion.core.actions import Action
+from tao_bevfusion.core.limits import TEXT_LIMIT
+from tao_bevfusion.core.states import JobState
 from tao_bevfusion.jobs import checkpoints, launch, logs, notes
 from tao_bevfusion.jobs.context import AppContext
 from tao_bevfusion.kitti import preflight as dataset
@@ -22,8 +25,6 @@ from tao_bevfusion.service import jobs as service
 from tao_bevfusion.service import run, specs
 from tao_bevfusion.service.jobs import JobListItem
 from tao_bevfusion.specbuild import build
-
-Action = Literal["dataset_convert", "train", "evaluate", "inference"]
 
 
 class RouteRequestInput(BaseModel):
@@ -72,11 +73,12 @@ class LogsInput(BaseModel):
     tail_lines: int | None = Field(default=None, ge=1, le=500, description="Last N lines (default 50).")
     offset: int | None = Field(default=None, ge=0, description="Read forward from this byte offset (next_offset).")
     grep: str | None = Field(default=None, max_length=200, description="Only lines matching this regex.")
-    max_bytes: int = Field(default=4096, ge=256, le=6000, description="Cap on returned text (results stay under 8 KB).")
+    max_bytes: int = Field(default=4096, ge=256, le=TEXT_LIMIT, description=(
+        "Cap on returned text (results stay under 8 KB)."))
 
 
 class ListJobsInput(BaseModel):
-    state: Literal["pending", "running", "succeeded", "failed", "canceled", "unknown"] | None = Field(
+    state: JobState | None = Field(
         default=None, description="Only jobs in this state.")
     action: Action | None = Field(default=None, description="Only jobs of this action.")
     limit: int = Field(default=20, ge=1, le=100, description="At most this many (newest first unless sort).")

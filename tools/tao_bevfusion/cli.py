@@ -21,6 +21,7 @@ from pydantic_core import PydanticUndefined
 
 from tao_bevfusion import api
 from tao_bevfusion.core.errors import InputError, ToolError, problem
+from tao_bevfusion.core.states import ACTIVE_STATES
 from tao_bevfusion.jobs.context import AppContext, app_context
 from tao_bevfusion.jobs.wait import wait_sync
 from tao_bevfusion.present.summary import summarize
@@ -166,7 +167,7 @@ def _run_tool(t: api.ToolDef, args: argparse.Namespace) -> int:
         inp = t.input.model_validate(fields)
         model, text = t.fn(inp, ctx)
         job_id = getattr(model, "job_id", None)
-        if getattr(args, "follow", False) and job_id and getattr(model, "state", "") in ("pending", "running"):
+        if getattr(args, "follow", False) and job_id and getattr(model, "state", "") in ACTIVE_STATES:
             model, text = follow(job_id, ctx)
         if image_out and t.images:
             pictures = t.images(inp, model, ctx)

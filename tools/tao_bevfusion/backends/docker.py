@@ -7,8 +7,6 @@ import fcntl
 import json
 import os
 import resource
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -22,11 +20,13 @@ from pydantic import Field
 from tao_bevfusion.backends.base import Backend, BackendStatus, Capabilities, Check, LaunchRequest, Plan
 from tao_bevfusion.backends.docker_options import DockerOptions
 from tao_bevfusion.backends.environment import job_env
+from tao_bevfusion.backends.gpus import host_gpus
 from tao_bevfusion.backends.logsync import Key, LogWindow, RecordCap, open_record_length, stored_keys
+from tao_bevfusion.core import layout
 from tao_bevfusion.core.errors import EngineError, InputError, problem
 from tao_bevfusion.core.fsio import atomic_write
 
-LABEL_JOB, LABEL_ACTION, LABEL_PLUGIN = "tao-bevfusion.job", "tao-bevfusion.action", "tao-bevfusion.plugin"
+LABEL_JOB, LABEL_ACTION, LABEL_PLUGIN = layout.LABEL_JOB, layout.LABEL_ACTION, layout.LABEL_PLUGIN
 NO_GPU_RUNTIME = 'could not select device driver ""'
 HARDWARE = "BEVFusion guidance: minimum 2 GPUs, 4 recommended, 24 GB+ each (A100 recommended)"
 
@@ -64,24 +64,6 @@ def _engine_errors() -> Iterator[None]:
             "backend", f"lost contact with the Docker engine ({exc.__class__.__name__}); the job record is kept",
             "check that dockerd is running (and DOCKER_HOST), then call get_job again: the job re-attaches by label",
             code="ENGINE_UNREACHABLE")) from exc
-
-
-def _nvidia_gpus() -> list[tuple[str, int]] | None:
-    """(host id, MiB) per GPU via nvidia-smi, or None when it cannot be asked."""
-    exe = shutil.which("nvidia-smi")
-    if not exe:
-        return None
-    try:
-        out = subprocess.run([exe, "--query-gpu=index,memory.total", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=10, check=True).stdout
-    except (subprocess.SubprocessError, OSError):
-        return None
-    gpus = []
-    for line in out.splitlines():
-        idx, _, mem = line.partition(",")
-        if idx.strip().isdigit():
-            gpus.append((idx.strip(), int(float(mem.strip() or 0))))
-    return gpus
 
 
 
@@ -124,8 +106,8 @@ class DockerBackend(Backend):
         notes = [] if devices else ["no GPU device request (gpus=[]): for the test stand-in and CPU-only checks"]
         user = f"{os.getuid()}:{os.getgid()}"
         kwargs: dict[str, Any] = {
-            "image": req.image, "command": command, "name": f"tao-{req.job_id}", "detach": True,
-            "labels": {LABEL_JOB: req.job_id, LABEL_ACTION: req.action, LABEL_PLUGIN: "tao-bevfusion"},
+            "image": req.image, "command": command, "name": layout.job_name(req.job_id), "detach": True,
+            "labels": {LABEL_JOB: req.job_id, LABEL_ACTION: req.action, LABEL_PLUGIN: layout.PLUGIN},
             "volumes": {m.host: {"bind": m.container, "mode": m.mode} for m in req.mounts},
             "environment": env, "user": user, "shm_size": opts.shm_size,
             "ulimits": [{"name": "memlock", "soft": memlock, "hard": memlock},
@@ -269,7 +251,7 @@ class DockerBackend(Backend):
         except APIError:
             pass  # already stopped
 
-    def find(self, job_id: str) -> str | None:
+    def find(self, job_id: str, plan: dict[str, Any] | None = None) -> str | None:
         with _engine_errors():
             found = _client().containers.list(all=True, filters={"label": f"{LABEL_JOB}={job_id}"})
         return str(found[0].id) if found else None
@@ -296,7 +278,7 @@ def _write_state(path: Path, state: dict[str, Any]) -> None:
 
 
 def _gpu_checks(devices: list[str]) -> list[Check]:
-    gpus = _nvidia_gpus()
+    gpus = host_gpus()
     if gpus is None:
         return [Check(name="gpus", ok=True, severity="warning", message="cannot verify the requested GPUs (no "
                       "nvidia-smi on this host)", fix="install the NVIDIA driver utilities")]

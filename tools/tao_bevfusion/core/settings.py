@@ -4,7 +4,7 @@ The AppContext a tool call passes down (settings + job store + backends) is buil
 
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -64,6 +64,31 @@ def _positive(name: str, default: int) -> int:
     return int(raw)
 
 
+# Site defaults of backend options: option -> variable, per backend (an explicit backend_options value wins).
+BACKEND_DEFAULT_ENV = {
+    "slurm": {"partition": "TAO_BEVFUSION_SLURM_PARTITION", "account": "TAO_BEVFUSION_SLURM_ACCOUNT",
+              "qos": "TAO_BEVFUSION_SLURM_QOS", "reservation": "TAO_BEVFUSION_SLURM_RESERVATION",
+              "runtime": "TAO_BEVFUSION_SLURM_RUNTIME", "log_dir": "TAO_BEVFUSION_SLURM_LOG_DIR"},
+    "kubernetes": {"namespace": "TAO_BEVFUSION_K8S_NAMESPACE", "context": "TAO_BEVFUSION_K8S_CONTEXT"},
+}
+
+
+def _backend_defaults() -> dict[str, dict[str, str]]:
+    return {backend: {opt: os.environ[var] for opt, var in names.items() if os.environ.get(var)}
+            for backend, names in BACKEND_DEFAULT_ENV.items()}
+
+
+def _seed(raw: str) -> int | None:
+    return int(raw) if raw.strip().isdigit() else None
+
+
+def _tick(raw: str) -> float:
+    try:
+        return max(0.1, float(raw)) if raw.strip() else 2.0
+    except ValueError:
+        return 2.0
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
@@ -71,6 +96,10 @@ class Settings:
     roots: tuple[Path, ...]
     memlock: int = -1
     stall_seconds: int = DEFAULT_STALL_SECONDS
+    backend_defaults: dict[str, dict[str, str]] = field(default_factory=dict)
+    local_cli: str = "bevfusion"  # TAO_BEVFUSION_LOCAL_CLI: a command, or a JSON list
+    automl_seed: int | None = None  # TAO_BEVFUSION_AUTOML_SEED: reproducible proposals (tests, benchmarks)
+    automl_tick: float = 2.0  # TAO_BEVFUSION_AUTOML_TICK: seconds between a study driver's rounds
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -84,7 +113,11 @@ class Settings:
         return cls(home=home, image=os.environ.get("TAO_BEVFUSION_IMAGE", DEFAULT_IMAGE),
                    roots=_roots(os.environ.get("TAO_BEVFUSION_ROOTS", ""), home),
                    memlock=_memlock(os.environ.get("TAO_BEVFUSION_MEMLOCK", "")),
-                   stall_seconds=_positive("TAO_BEVFUSION_STALL_SECONDS", DEFAULT_STALL_SECONDS))
+                   stall_seconds=_positive("TAO_BEVFUSION_STALL_SECONDS", DEFAULT_STALL_SECONDS),
+                   backend_defaults=_backend_defaults(),
+                   local_cli=os.environ.get("TAO_BEVFUSION_LOCAL_CLI", "bevfusion"),
+                   automl_seed=_seed(os.environ.get("TAO_BEVFUSION_AUTOML_SEED", "")),
+                   automl_tick=_tick(os.environ.get("TAO_BEVFUSION_AUTOML_TICK", "")))
 
 
 class HasSettings(Protocol):

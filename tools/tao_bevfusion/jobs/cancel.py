@@ -15,7 +15,7 @@ def stop_run(job: Job, force: bool, ctx: AppContext) -> str | None:
     """Ask the backend to stop a run (force: kill at once). Returns the handle stopped, if one was found."""
     ctx.store.update(job.id, cancel_requested=True)
     backend = ctx.backend(job.backend)
-    handle = job.handle or backend.find(job.id)
+    handle = job.handle or backend.find(job.id, job.plan)
     if handle:
         backend.cancel(handle, force)
     return handle

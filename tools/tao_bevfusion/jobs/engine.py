@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from tao_bevfusion.core.layout import status_path
+from tao_bevfusion.core.states import Outcome
 from tao_bevfusion.evidence.artifacts import check_artifacts
 from tao_bevfusion.evidence.models import Evidence
 from tao_bevfusion.evidence.scan import scan_log, scan_status
@@ -17,9 +18,6 @@ from tao_bevfusion.jobs.reconcile import reconcile_pending
 from tao_bevfusion.jobs.secrets import job_secrets
 from tao_bevfusion.jobs.stall import newest_output
 from tao_bevfusion.jobs.store import Job
-
-OUTCOME_STATE = {"succeeded": "succeeded", "succeeded_with_teardown_crash": "succeeded", "failed": "failed",
-                 "killed": "failed", "canceled": "canceled", "pruned": "canceled", "lost": "unknown"}
 
 
 def refresh(job: Job, ctx: AppContext) -> Job:
@@ -35,7 +33,7 @@ def refresh(job: Job, ctx: AppContext) -> Job:
             return job
     store = ctx.store
     backend = ctx.backend(job.backend)
-    handle = job.handle or backend.find(job.id)
+    handle = job.handle or backend.find(job.id, job.plan)
     if handle is None:
         return _finish(ctx, job, None, False, container_missing=True)
     status = backend.poll(handle)
@@ -70,7 +68,7 @@ def _finish(ctx: AppContext, job: Job, exit_code: int | None, oom: bool, contain
     if job.meta.pruned and verdict.outcome == "canceled":
         verdict = verdict.model_copy(update={"outcome": "pruned", "reason": "pruned by its AutoML study "
                                              "(validation AP11 below the rung's cut)"})
-    ctx.store.update(job.id, state=OUTCOME_STATE[verdict.outcome], verdict=verdict.model_dump(),
+    ctx.store.update(job.id, state=Outcome(verdict.outcome).job_state, verdict=verdict.model_dump(),
                      finished_at=time.time())
     if handle:
         ctx.backend(job.backend).cleanup(handle)

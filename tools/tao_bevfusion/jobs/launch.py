@@ -18,9 +18,11 @@ from pydantic import AfterValidator, BaseModel, Field, SerializeAsAny, StringCon
 from tao_bevfusion.backends.base import Backend, Check, LaunchRequest, Plan
 from tao_bevfusion.backends.environment import validate_env
 from tao_bevfusion.backends.registry import PLANNED_MULTI_NODE, PublishedOptions, multi_node_backends
+from tao_bevfusion.core.actions import ACTION_SPECS
 from tao_bevfusion.core.errors import EngineError, InputError, problem
-from tao_bevfusion.core.layout import JobFiles, private_dirs, status_path
+from tao_bevfusion.core.layout import SCRATCH_MOUNT, JobFiles, private_dirs, status_path
 from tao_bevfusion.core.paths import Mount, host_path
+from tao_bevfusion.core.states import Outcome
 from tao_bevfusion.core.yamlio import load_yaml_file
 from tao_bevfusion.evidence.models import Cursor
 from tao_bevfusion.evidence.verdict import Verdict
@@ -118,10 +120,10 @@ def _spec_for(inp: RunActionInput, ctx: AppContext, parent: ParentRun | None) ->
 
 def _home_and_cache(inp: RunActionInput, files: JobFiles, results_container: str, mounts: list[Mount],
                     maps_paths: bool) -> tuple[str, str]:
-    if inp.action != "dataset_convert":
+    if not ACTION_SPECS[inp.action].writes_data_root:
         return f"{results_container}/.home", f"{results_container}/.cache"  # docs/container-contract.md §8.3
     # Convert's results dir is the dataset root: keep HOME and caches out of it, in a per-job scratch.
-    base = "/tao-scratch" if maps_paths else str(files.scratch)
+    base = SCRATCH_MOUNT if maps_paths else str(files.scratch)
     if maps_paths:
         mounts.append(Mount(host=str(files.scratch), container=base, mode="rw"))
     return f"{base}/home", f"{base}/cache"
@@ -134,7 +136,7 @@ def _request(inp: RunActionInput, job_id: str, spec_path: Path, side: LaunchSide
     files = JobFiles(ctx.settings.home, job_id)
     results_container = next((m.container for m in mounts if m.host == side.results_dir), side.results_dir)
     home, cache = _home_and_cache(inp, files, results_container, mounts, maps_paths)
-    gpus = inp.gpus if inp.gpus is not None else ([] if inp.action == "dataset_convert" else None)
+    gpus = inp.gpus if inp.gpus is not None else (None if ACTION_SPECS[inp.action].needs_gpus else [])
     try:
         options = backend.options_model.from_user(inp.backend_options or {}, ctx.settings)
     except ValidationError as exc:
@@ -177,7 +179,8 @@ def _check_fit(inp: RunActionInput, side: LaunchSidecar, backend: Backend, spec:
     if side.backend != inp.backend:
         raise InputError(problem("backend", f"the spec was built for the {side.backend} backend (its paths "
                                  "differ)", f"use backend='{side.backend}' or rebuild the spec"))
-    section = spec.get(inp.action, {}) if inp.action != "dataset_convert" else {}
+    node = ACTION_SPECS[inp.action].config_node
+    section = spec.get(node, {}) if node else {}
     spec_nodes = int(section.get("num_nodes", 1) or 1) if isinstance(section, dict) else 1
     nodes = max(inp.num_nodes, spec_nodes)
     if inp.spec_path and "num_nodes" in inp.model_fields_set and inp.num_nodes != spec_nodes:
@@ -218,7 +221,8 @@ def _guards(inp: RunActionInput, side: LaunchSidecar, ctx: AppContext) -> None:
 
 
 def _gpus_per_node(action: str, spec: dict[str, Any]) -> int:
-    return int(spec.get(action, {}).get("num_gpus", 1)) if action != "dataset_convert" else 0
+    node = ACTION_SPECS[action].config_node
+    return int(spec.get(node, {}).get("num_gpus", 1)) if node else 0
 
 
 def _checks(p: Prepared, ctx: AppContext) -> list[Check]:
@@ -332,7 +336,7 @@ def _submit(ctx: AppContext, job: Job, backend: Backend, plan: Plan) -> Job:
             shutil.rmtree(job.files(ctx.settings.home).dir, ignore_errors=True)
             raise type(exc)(exc.problems, headline=f"{exc.headline}; no job was recorded, repeat the call once "
                             "fixed") from exc
-        verdict = Verdict(outcome="failed", reason=f"could not start: {exc.problems[0].message}")
+        verdict = Verdict(outcome=Outcome.FAILED, reason=f"could not start: {exc.problems[0].message}")
         ctx.store.update(job.id, state="failed", verdict=verdict.model_dump(), finished_at=time.time(),
                          errors=[p.model_dump() for p in exc.problems])
         raise type(exc)(exc.problems, headline=f"{exc.headline} (job {job.id} recorded as failed)") from exc

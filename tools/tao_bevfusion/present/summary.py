@@ -9,18 +9,20 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from tao_bevfusion.core import layout
+from tao_bevfusion.core.limits import RESULT_LIMIT
 from tao_bevfusion.core.redact import redact
+from tao_bevfusion.core.states import ACTIVE_STATES, SUCCEEDED_OUTCOMES, JobState
 from tao_bevfusion.evidence.patterns import ErrorMatch, error_matches
 from tao_bevfusion.evidence.verdict import Verdict
 from tao_bevfusion.jobs import stall
 from tao_bevfusion.jobs.secrets import job_secrets
-from tao_bevfusion.jobs.store import Job, JobState
+from tao_bevfusion.jobs.store import Job
 from tao_bevfusion.studies.models import StudyStatus
 
 SUMMARY_METRICS = ("3D_AP11_moderate_strict", "3D_AP40_moderate_strict", "BEV_AP11_moderate_strict",
                    "BEV_AP40_moderate_strict")
 
-SUMMARY_LIMIT = 8 * 1024
+SUMMARY_LIMIT = RESULT_LIMIT
 
 
 class Progress(BaseModel):
@@ -103,10 +105,10 @@ def _evaluated_path(job: Job) -> str:
 
 def next_steps(job: Job, errors: list[ErrorMatch]) -> list[str]:
     jid, root = job.id, job.data_root
-    if job.state in ("pending", "running"):
+    if job.state in ACTIVE_STATES:
         return [f"get_job(job_id='{jid}') in ~30 s for progress", f"cancel_job(job_id='{jid}') to stop it"]
     outcome = job.verdict.get("outcome")
-    if outcome in ("succeeded", "succeeded_with_teardown_crash"):
+    if outcome in SUCCEEDED_OUTCOMES:
         steps = {
             "dataset_convert": [f"check_dataset(data_root='{root}', action='train')",
                                 f"run_action(action='train', data_root='{root}') for the AutoML study review "

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tao_bevfusion.backends.registry import backend_class
 from tao_bevfusion.core import layout as names
+from tao_bevfusion.core.actions import Action
 from tao_bevfusion.core.errors import EngineError, InputError, problem
 from tao_bevfusion.core.fsio import atomic_write
 from tao_bevfusion.core.paths import Mount, MountLayout, host_path, refuse_in_state_dir
@@ -40,7 +41,6 @@ from tao_bevfusion.specbuild.wiring import (
     get_path,
 )
 
-Action = Literal["dataset_convert", "train", "evaluate", "inference"]
 # Keys whose values are host paths or job wiring: set through arguments, never through overrides.
 MANAGED = {
     "results_dir": "results_dir", "root_dir": "data_root", "dataset.root_dir": "data_root",
@@ -286,7 +286,7 @@ def build_spec(req: BuildSpecInput, ctx: HasSettings | None = None,
         convert_rules(spec, layout, data_root, draft)
     else:
         experiment_rules(req, spec, layout, data_root, results, draft, settings, result, parent)
-    layout.add(spec_path.parent, "/specs", "ro")
+    layout.add(spec_path.parent, names.SPECS_MOUNT, "ro")
     _validate(req.action, spec, draft)
     if draft.problems:
         raise InputError(draft.problems, headline=f"cannot build a valid 5.5 {req.action} spec")

@@ -80,7 +80,7 @@ def _parent_checkpoint(parent: ParentRun | None) -> tuple[Path, dict[str, Any]]:
 
 
 def convert_rules(spec: dict[str, Any], layout: MountLayout, data_root: Path, draft: Draft) -> None:
-    root = layout.add(data_root, "/data", "rw")
+    root = layout.add(data_root, names.DATA_MOUNT, "rw")
     draft.set(spec, "root_dir", root, "dataset root (container path)")
     draft.set(spec, "results_dir", root, "5.5 convert writes the pickles to results_dir and reads them back from "
             "root_dir, so they must be equal")
@@ -107,7 +107,7 @@ def _weights(req: "BuildSpecInput", spec: dict[str, Any], layout: MountLayout, d
             draft.problems.append(problem(f"{req.action}.checkpoint", "no model to load",
                                         "pass checkpoint=<host .pth> or parent_job_id=<train job>"))
             return
-        draft.set(spec, f"{req.action}.checkpoint", layout.file(ckpt, "/inputs/model"), "model to load")
+        draft.set(spec, f"{req.action}.checkpoint", layout.file(ckpt, names.INPUT_MOUNTS["model"]), "model to load")
         return
     for action in ("evaluate", "inference"):
         draft.set(spec, f"{action}.checkpoint", "", "5.5 materialises every action: the idle stub must be ''")
@@ -122,7 +122,7 @@ def _weights(req: "BuildSpecInput", spec: dict[str, Any], layout: MountLayout, d
     if req.resume and ckpt is None:
         draft.problems.append(problem("resume", "resume=true needs the checkpoint to continue",
                                     "pass checkpoint=<host epoch_N.pth> or parent_job_id=<train job>"))
-    path = layout.file(load, "/inputs/weights") if load else None
+    path = layout.file(load, names.INPUT_MOUNTS["weights"]) if load else None
     why = ("resume: restores weights, optimizer and epoch" if resume else
            "fine-tune: 5.5 loads weights only through this key (train.pretrained_checkpoint is ignored)"
            if load else "train from scratch: null, never ''")
@@ -133,7 +133,7 @@ def _weights(req: "BuildSpecInput", spec: dict[str, Any], layout: MountLayout, d
 def _swin(req: "BuildSpecInput", spec: dict[str, Any], layout: MountLayout, draft: Draft, settings: Settings) -> None:
     if req.swin_checkpoint:
         swin = checkpoint_file(req.swin_checkpoint, "swin_checkpoint", settings)
-        cfg = {"type": "Pretrained", "checkpoint": layout.file(swin, "/inputs/swin")}
+        cfg = {"type": "Pretrained", "checkpoint": layout.file(swin, names.INPUT_MOUNTS["swin"])}
         draft.set(spec, "model.img_backbone.init_cfg", cfg, "local Swin weights: no download")
         return
     draft.set(spec, "model.img_backbone.init_cfg", None, "null stops the GitHub download ({} does not)")
@@ -192,8 +192,8 @@ def _nodes(req: "BuildSpecInput", spec: dict[str, Any], gpus: int, draft: Draft)
 def experiment_rules(req: "BuildSpecInput", spec: dict[str, Any], layout: MountLayout, data_root: Path,
                       results: Path, draft: Draft, settings: Settings, result: dict[str, Any],
                       parent: ParentRun | None) -> None:
-    root = layout.add(data_root, "/data", "ro")
-    draft.set(spec, "results_dir", layout.add(results, f"/results/{container_name(results)}", "rw"),
+    root = layout.add(data_root, names.DATA_MOUNT, "ro")
+    draft.set(spec, "results_dir", layout.add(results, f"{names.RESULTS_MOUNT}/{container_name(results)}", "rw"),
             "fresh per-job results folder")
     draft.set(spec, "dataset.root_dir", root, "dataset root (container path)")
     for split, pkl in names.SPEC_SPLIT_PICKLES:

@@ -15,6 +15,7 @@ from optuna.trial import FrozenTrial, TrialState
 from tao_bevfusion.core import layout
 from tao_bevfusion.core.errors import EngineError, InputError
 from tao_bevfusion.core.fsio import atomic_write
+from tao_bevfusion.core.states import SUCCEEDED_OUTCOMES
 from tao_bevfusion.evidence.patterns import error_matches
 from tao_bevfusion.evidence.status import read_status
 from tao_bevfusion.jobs.cancel import stop_run
@@ -26,7 +27,6 @@ from tao_bevfusion.studies.failures import classify, should_stop
 from tao_bevfusion.studies.plan import SNAPSHOT, load_plan
 
 MAX_RELAUNCHES = 2
-SUCCEEDED = ("succeeded", "succeeded_with_teardown_crash")
 
 
 def last_checkpoint(results_dir: Path) -> Path | None:
@@ -125,7 +125,7 @@ class StudyLoop:
         reason = str(job.verdict.get("reason", ""))
         if job.meta.pruned:  # the stop may land after the last epoch: Optuna's decision stands
             S.finish(self.study, trial.number, "pruned", reason=reason)
-        elif outcome in SUCCEEDED:
+        elif outcome in SUCCEEDED_OUTCOMES:
             S.finish(self.study, trial.number, "complete")
         elif outcome == "pruned":
             S.finish(self.study, trial.number, "pruned", reason=reason)

@@ -41,7 +41,7 @@ METRIC = "AP11"
 # A restarted process must not replay the sampler's random stream (a fixed seed re-proposed trial 1 as
 # trial 6 in the research): each process offsets the seed by the trials already in storage.
 SEED_STRIDE = 1_000_003
-Outcome = Literal["complete", "pruned", "failed"]
+TrialOutcome = Literal["complete", "pruned", "failed"]  # an Optuna trial's end (not a job's Outcome)
 
 optuna.logging.set_verbosity(logging.WARNING)
 
@@ -223,7 +223,7 @@ def report(study: optuna.Study, number: int, epoch: int, value: float) -> bool:
     return bool(live.should_prune())
 
 
-def finish(study: optuna.Study, number: int, outcome: Outcome, *, reason: str | None = None) -> FrozenTrial:
+def finish(study: optuna.Study, number: int, outcome: TrialOutcome, *, reason: str | None = None) -> FrozenTrial:
     """End trial `number`. Its value is the BEST reported AP11 (not the last), with the epoch it came from;
     a trial that completed without any validation is recorded as failed."""
     frozen = _frozen(study, number)

@@ -16,6 +16,7 @@ import yaml
 from pydantic import Field, ValidationError
 
 from tao_bevfusion.backends.base import Backend, BackendOptions, BackendStatus, Capabilities, Check, LaunchRequest, Plan
+from tao_bevfusion.backends.distenv import DEFAULT_MASTER_PORT
 from tao_bevfusion.backends.environment import job_env
 from tao_bevfusion.backends.kubernetes.client import Api, api_error, connect
 from tao_bevfusion.backends.kubernetes.manifests import (
@@ -27,6 +28,7 @@ from tao_bevfusion.backends.kubernetes.manifests import (
     render,
     render_yaml,
 )
+from tao_bevfusion.core import layout
 from tao_bevfusion.core.errors import EngineError, InputError, problem
 from tao_bevfusion.core.settings import Settings
 
@@ -42,14 +44,11 @@ class KubernetesOptions(BackendOptions):
     shm_size: str = Field(default="16Gi", pattern=QUANTITY, description="/dev/shm emptyDir (medium Memory) size.")
     node_selector: dict[str, str] = Field(default_factory=dict, description="Pod nodeSelector.")
     image_pull_secret: str | None = Field(default=None, pattern=DNS_LABEL, description="imagePullSecrets entry.")
-    master_port: int = Field(default=29500, ge=1024, le=65535, description="Rendezvous port on pod 0.")
+    master_port: int = Field(default=DEFAULT_MASTER_PORT, ge=1024, le=65535, description="Rendezvous port on pod 0.")
 
     @classmethod
     def from_user(cls, raw: dict[str, Any], settings: Settings) -> "KubernetesOptions":
-        filled = {k: os.environ[v] for k, v in (("namespace", "TAO_BEVFUSION_K8S_NAMESPACE"),
-                                                ("context", "TAO_BEVFUSION_K8S_CONTEXT"))
-                  if os.environ.get(v) and k not in raw}
-        return cls.model_validate({**filled, **raw})
+        return cls.model_validate({**settings.backend_defaults.get("kubernetes", {}), **raw})
 
 
 class KubernetesPlan(Plan):
@@ -104,7 +103,7 @@ class KubernetesBackend(Backend):
         gpus = 0 if req.gpus == [] else req.gpus_per_node
         try:
             spec_text, has_key = _spec_text(Path(req.spec_host_path))
-            job = K8sJob(name=f"tao-{req.job_id}", namespace=opts.namespace, num_nodes=req.num_nodes,
+            job = K8sJob(name=layout.job_name(req.job_id), namespace=opts.namespace, num_nodes=req.num_nodes,
                          gpus_per_node=gpus, image=req.image, command=command, env=env, cpu=opts.cpu,
                          memory=opts.memory, shm_size=opts.shm_size, volumes=_volumes(req, opts, spec_dir),
                          spec_files={spec_name: spec_text}, spec_mount=spec_dir or "/", spec_secret=has_key,
@@ -206,15 +205,19 @@ class KubernetesBackend(Backend):
                     raise EngineError(problem("backend", f"could not delete {kind} {obj}: HTTP {status} {message}",
                                               f"kubectl delete {kind.lower()} -n {namespace} {obj}")) from exc
 
-    def find(self, job_id: str) -> str | None:
-        namespace = os.environ.get("TAO_BEVFUSION_K8S_NAMESPACE", "default")
-        context = os.environ.get("TAO_BEVFUSION_K8S_CONTEXT") or None
+    def find(self, job_id: str, plan: dict[str, Any] | None = None) -> str | None:
+        """Where the job was submitted (its recorded plan), else the site default namespace/context."""
+        if plan and plan.get("namespace"):
+            namespace, context = str(plan["namespace"]), plan.get("context") or None
+        else:
+            opts = KubernetesOptions.from_user({}, Settings.from_env())
+            namespace, context = opts.namespace, opts.context
         try:
             found = API_FACTORY(context).batch.list_namespaced_job(namespace=namespace,
-                                                                   label_selector=f"{JOB_LABEL}=tao-{job_id}")
+                                                                   label_selector=f"{JOB_LABEL}={layout.job_name(job_id)}")
         except Exception:
             return None
-        return _handle(namespace, f"tao-{job_id}", context) if found.items else None
+        return _handle(namespace, layout.job_name(job_id), context) if found.items else None
 
     def cleanup(self, handle: str) -> None:
         namespace, name, context = _parse(handle)
