@@ -1,5 +1,6 @@
-"""Issue 17 item 16: an encryption key is masked as a whole token only (a key that is part of an ordinary
-word must not eat the evidence), and a key too short to be a key is refused."""
+"""Issue 17 item 16: a key of letters only is masked as a whole word (a key that is part of an ordinary word
+must not eat the evidence; a key with digits or symbols is masked everywhere, see test_small_gaps), and a
+key too short to be a key is refused."""
 
 from pathlib import Path
 

@@ -17,17 +17,21 @@ def _forms(value: str) -> set[str]:
     return {value, json.dumps(value)[1:-1]}
 
 
-def _token(form: str) -> "re.Pattern[str]":
-    """`form` as a whole token: a key never eats part of a word ('successf' leaves 'successfully' whole)."""
-    return re.compile(rf"(?<![A-Za-z0-9]){re.escape(form)}(?![A-Za-z0-9])")
+def _pattern(form: str) -> str:
+    """Where `form` is masked. A key of letters only can be part of an ordinary word ('successf' in
+    'successfully', which the verdict reads): it is masked as a whole word. A key with a digit or a symbol
+    cannot be, and is masked wherever it stands, even glued to other text (no prefix or suffix leaks)."""
+    if form.isalpha():
+        return rf"(?<![A-Za-z0-9]){re.escape(form)}(?![A-Za-z0-9])"
+    return re.escape(form)
 
 
 def redact(text: str, secrets: Sequence[str]) -> str:
-    """`text` with every secret value (raw and JSON-escaped) masked where it stands as a whole token."""
+    """`text` with every secret value (raw and JSON-escaped) masked (see _pattern)."""
     for value in secrets:
         if value:
             for form in _forms(value):
-                text = _token(form).sub(MASK, text)
+                text = re.sub(_pattern(form), MASK, text)
     return text
 
 
@@ -36,8 +40,7 @@ def redact_bytes(data: bytes, secrets: Sequence[str]) -> bytes:
     for value in secrets:
         if value:
             for form in _forms(value):
-                token = rb"(?<![A-Za-z0-9])" + re.escape(form.encode()) + rb"(?![A-Za-z0-9])"
-                data = re.sub(token, MASK.encode(), data)
+                data = re.sub(_pattern(form).encode(), MASK.encode(), data)
     return data
 
 
