@@ -204,11 +204,11 @@ class DockerBackend(Backend):
                 container = _client().containers.get(handle)
         except NotFound:
             return
-        lock_path = log_path.with_suffix(".lock")
+        lock_path = layout.log_lock(log_path)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(lock_path, "w") as lock, open(log_path, "ab") as out:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            state_file = lock_path.with_suffix(".ts")
+            state_file = layout.log_sync_state(log_path)
             boundary, prior, synced = _read_cursor(state_file)
             if synced is not None and os.fstat(out.fileno()).st_size > synced:
                 out.truncate(synced)  # lines of a sync whose state was never saved (full disk): written again below

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from tao_bevfusion.backends.gpus import host_gpu_ids
 from tao_bevfusion.core.errors import InputError, problem
 from tao_bevfusion.core.fsio import atomic_write
+from tao_bevfusion.core.layout import StudyFiles
 from tao_bevfusion.core.settings import Settings
 from tao_bevfusion.specbuild import rules as specrules
 from tao_bevfusion.studies.review import StudyReview, review
@@ -21,8 +22,8 @@ from tao_bevfusion.studies.space import STUDY_OWNED, SearchSpace, build_space
 if TYPE_CHECKING:
     from tao_bevfusion.jobs.launch import RunActionInput
 
-STUDY_FILE = "study.json"
-SNAPSHOT = "trials.json"  # the driver's view of the trials, read by get_job(study)
+STUDY_FILE = StudyFiles.PLAN
+SNAPSHOT = StudyFiles.SNAPSHOT
 EPOCHS_KEY = "train.num_epochs"
 VAL_KEY = "train.validation_interval"
 CKPT_KEY = "train.checkpoint_interval"
@@ -66,7 +67,7 @@ def load_plan(folder: Path) -> StudyPlan:
 
 
 def trial_dir(folder: Path, number: int) -> Path:
-    return folder / f"trial_{number:03d}"
+    return StudyFiles(folder).trial_dir(number)
 
 
 def flatten(nested: dict[str, Any], prefix: str = "") -> dict[str, Any]:

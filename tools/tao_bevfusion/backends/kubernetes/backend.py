@@ -171,7 +171,7 @@ class KubernetesBackend(Backend):
             return  # not started yet, or gone: the next sync tries again
         data = text.encode() if isinstance(text, str) else bytes(text)
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(log_path.with_suffix(".lock"), "w") as lock, open(log_path, "ab") as out:
+        with open(layout.log_lock(log_path), "w") as lock, open(log_path, "ab") as out:
             fcntl.flock(lock, fcntl.LOCK_EX)
             mark = log_path.with_suffix(".k8s-offset")
             done = int(mark.read_text()) if mark.exists() else 0
