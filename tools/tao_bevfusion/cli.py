@@ -10,6 +10,7 @@
 import argparse
 import json
 import os
+import re
 import sys
 import types
 from pathlib import Path
@@ -100,7 +101,7 @@ def _progress_bar(summary: Any) -> str:
 def follow(job_id: str, ctx: AppContext, interval: float = 2.0) -> Any:
     """Wait until the job ends, drawing a one-line progress bar on stderr (the CLI has no 60 s limit)."""
     def draw(job: Any) -> None:
-        sys.stderr.write("\r" + _progress_bar(summarize(job)).ljust(130))
+        sys.stderr.write("\r" + terminal_safe(_progress_bar(summarize(job))).ljust(130))
         sys.stderr.flush()
 
     wait_sync(job_id, None, ctx, on_progress=draw, interval=interval)
@@ -115,6 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--transport", choices=["stdio", "http"], default="stdio")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8765)
+    serve.add_argument("--token-file", type=Path, help="http: file (mode 0600) holding the bearer token; default "
+                       "TAO_BEVFUSION_HTTP_TOKEN, else one generated into the state dir and printed once")
+    serve.add_argument("--allow-remote", action="store_true", help="http: allow a non-loopback --host (needs "
+                       "TAO_BEVFUSION_HTTP_TOKEN or --token-file)")
+    serve.add_argument("--allowed-host", dest="allowed_hosts", action="append", default=[], metavar="NAME",
+                       help="http: another Host name clients use to reach the server (repeatable)")
     sub.add_parser("generate", help="regenerate schemas/ and references/ (--check: fail when stale)").add_argument(
         "--check", action="store_true")
     for t in api.TOOLS:
@@ -136,7 +143,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         from tao_bevfusion.server import serve
 
-        serve(args.transport, args.host, args.port)
+        try:
+            serve(args.transport, args.host, args.port, token_file=args.token_file,
+                  allow_remote=args.allow_remote, allowed_hosts=args.allowed_hosts)
+        except ToolError as exc:
+            print(exc.render(), file=sys.stderr)
+            return 2
         return 0
     if args.command == "generate":
         from tao_bevfusion.generate import main as generate
@@ -176,13 +188,23 @@ def _run_tool(t: api.ToolDef, args: argparse.Namespace) -> int:
         if images_dir and t.images:
             text += "\n" + _write_pictures(images_dir, t.images(inp, model, ctx))
     except ToolError as exc:
-        print(exc.render(), file=sys.stderr)
+        print(terminal_safe(exc.render()), file=sys.stderr)
         return 2
     except ValidationError as exc:
-        print(f"invalid arguments: {exc}", file=sys.stderr)
+        print(terminal_safe(f"invalid arguments: {exc}"), file=sys.stderr)
         return 2
-    print(api.dumps(model) if args.json else text)
+    print(terminal_safe(api.dumps(model) if args.json else text))
     return 0
+
+
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def terminal_safe(text: str) -> str:
+    """Text from jobs (status messages, log lines, file names) shown on a terminal: every control character
+    but newline and tab written as a visible escape, so no OSC 52 clipboard write, title change, screen
+    clear or bidi reordering reaches the terminal."""
+    return CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode(), text)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ and the generated JSON Schema) -> atomic write of the spec and its launch sideca
 unless every check passes.
 """
 
+import errno
 import hashlib
 import json
 import secrets
@@ -24,7 +25,7 @@ from tao_bevfusion.core.redact import mask_keys
 from tao_bevfusion.core.settings import HasSettings, Settings, settings_of, skill_dir
 from tao_bevfusion.specbuild import resume
 from tao_bevfusion.specbuild import rules as specrules
-from tao_bevfusion.specbuild.inputs import HostInputs, resolve_inputs
+from tao_bevfusion.specbuild.inputs import HostInputs, output_exists, resolve_inputs
 from tao_bevfusion.specbuild.limits import override_problems
 from tao_bevfusion.specbuild.parent import ParentRun
 from tao_bevfusion.specbuild.schema import action_schema, dump_yaml
@@ -96,8 +97,8 @@ class BuildSpecInput(BaseModel):
     num_gpus: int | None = Field(default=None, ge=1, le=16, description="GPUs for the running action.")
     num_nodes: int | None = Field(default=None, ge=1, le=64, description=(
         "train only: nodes for the job (num_gpus is then per node, at least 2); needs a multi-node backend."))
-    encryption_key: str | None = Field(default=None, max_length=512, description=(
-        "Model key, written to the spec file only; never shown back."))
+    encryption_key: str | None = Field(default=None, min_length=8, max_length=512, description=(
+        "Model key (at least 8 characters), written to the spec file only; never shown back."))
     output_path: str | None = Field(default=None, max_length=4096, description=(
         "Absolute host path for the spec (.yaml). Default: a new folder under the state dir."))
     backend: str = Field(default="docker", max_length=64, description=(
@@ -221,14 +222,20 @@ def masked(spec: dict[str, Any]) -> dict[str, Any]:
     return masked_spec
 
 
-def _write_atomic(path: Path, text: str, mode: int = 0o600) -> None:
-    """Write via a private temp file and rename; the temp file never outlives a failure."""
+def _write_atomic(path: Path, text: str, mode: int = 0o600, exclusive: bool = False) -> None:
+    """Write via a private temp file and rename (exclusive: an existing file is never replaced)."""
     try:
         names.private_dirs(path.parent)
-        atomic_write(path, text, mode)
+        atomic_write(path, text, mode, exclusive=exclusive)
+    except FileExistsError as exc:
+        raise output_exists(path) from exc
     except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO):  # the disk's trouble: the same call works later
+            raise EngineError(problem(str(path), f"cannot write the spec: {exc.strerror}",
+                                      "free disk space, then repeat the call; nothing was written",
+                                      code="DISK_FULL")) from exc
         raise InputError(problem(str(path), f"cannot write the spec: {exc.strerror}",
-                                 "free disk space or choose a writable output_path; nothing was written")) from exc
+                                 "choose a writable output_path; nothing was written")) from exc
 
 
 def _private_state(settings: Settings) -> None:
@@ -268,7 +275,7 @@ def build_spec(req: BuildSpecInput, ctx: HasSettings | None = None,
     if draft.problems:
         raise InputError(draft.problems, headline=f"cannot build a valid 5.5 {req.action} spec")
     text = dump_yaml(spec)
-    _write_atomic(spec_path, text)
+    _write_atomic(spec_path, text, exclusive=bool(req.output_path))
     landed = resume.landed_overrides(req.overrides, spec)
     story = resume.lineage(req, spec, result.get("checkpoint_choice"))
     sidecar = LaunchSidecar(action=req.action, backend=req.backend, data_root=str(data_root),
@@ -278,7 +285,8 @@ def build_spec(req: BuildSpecInput, ctx: HasSettings | None = None,
                             checkpoint_choice=result.get("checkpoint_choice"),
                             num_epochs=get_path(spec, "train.num_epochs"), parent_job_id=req.parent_job_id,
                             overrides=landed or None, lineage=story, warnings=draft.warnings or None)
-    _write_atomic(names.launch_sidecar(spec_path), sign(sidecar, settings.home).model_dump_json(indent=2))
+    _write_atomic(names.launch_sidecar(spec_path), sign(sidecar, settings.home).model_dump_json(indent=2),
+                  exclusive=bool(req.output_path))
     return BuildSpecResult(action=req.action, spec_path=str(spec_path), spec=compact(masked(spec), req.action),
                            mounts=layout.mounts,
                            results_dir=str(results), data_root=str(data_root), changes=draft.changes,

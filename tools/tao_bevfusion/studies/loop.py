@@ -34,6 +34,12 @@ def last_checkpoint(results_dir: Path) -> Path | None:
     return found[max(found)] if found else None
 
 
+def never_started(job: Job) -> bool:
+    """A trial job whose launch was interrupted before any container existed (its submitter died)."""
+    return not job.handle and not job.started_at and job.state in ("failed", "canceled") \
+        and not job.cancel_requested
+
+
 class StudyLoop:
     def __init__(self, study_id: str, ctx: AppContext) -> None:
         self.ctx, self.id = ctx, study_id
@@ -83,7 +89,7 @@ class StudyLoop:
             results = trial.user_attrs.get("results_dir")
             adopted = self.ctx.store.active_for_results(str(results)) if results else []
             if not adopted:
-                self._launch(trial.number, dict(trial.params), int(trial.user_attrs.get("slot", self._free_slot())))
+                self._launch_again(trial, results)
                 return
             job_id = adopted[0].id
             self.ctx.store.update(job_id, owner_id=self.id)
@@ -126,6 +132,10 @@ class StudyLoop:
         elif outcome == "lost" and int(trial.user_attrs.get("relaunches", 0)) < MAX_RELAUNCHES:
             self._relaunch(trial, job)
             return
+        elif never_started(job):  # the driver died inside the launch: the trial itself did not fail
+            self.log(f"trial {trial.number}: the launch of {job.id} was interrupted; launching it again")
+            self._launch_again(trial, job.results_dir)
+            return
         else:
             errors = "; ".join(str(e.get("message", ""))[:120] for e in job.errors[:2])
             patterns = "; ".join(f"{m.pattern}: {m.evidence[:160]}"
@@ -140,6 +150,15 @@ class StudyLoop:
                  + (f"from {ckpt.name}" if ckpt else "from scratch"))
         self._launch(trial.number, dict(trial.params), int(trial.user_attrs.get("slot", 0)), resume_from=ckpt,
                      relaunches=int(trial.user_attrs.get("relaunches", 0)) + 1)
+
+    def _launch_again(self, trial: FrozenTrial, results: object) -> None:
+        """Launch a trial whose launch was interrupted; a folder the interrupted launch already wrote into is
+        left as it is (a launch never reuses a folder) and the trial gets the next one."""
+        relaunches = int(trial.user_attrs.get("relaunches", 0))
+        if results and Path(str(results)).exists():
+            relaunches += 1
+        slot = int(trial.user_attrs.get("slot", self._free_slot()))
+        self._launch(trial.number, dict(trial.params), slot, relaunches=relaunches)
 
     def _launch(self, number: int, params: dict[str, Any], slot: int, resume_from: Path | None = None,
                 relaunches: int = 0) -> None:
