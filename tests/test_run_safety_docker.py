@@ -4,6 +4,7 @@ import time
 from pathlib import Path
 
 import pytest
+from tao_bevfusion.core.calls import parse_call
 from tao_bevfusion.core.errors import InputError
 from tao_bevfusion.jobs.launch import RunActionInput
 from tao_bevfusion.service.jobs import get_job, list_jobs
@@ -44,8 +45,10 @@ def test_nan_loss_stops_the_run_with_the_last_good_checkpoint_and_a_remedy(conve
     assert "epoch 2" in s.verdict.reason and "epoch_1.pth" in s.verdict.reason and "stopped" in s.verdict.reason
     assert s.progress.epoch is not None and s.progress.epoch < 6  # stopped, not trained to the end
     # half the spec's lr (5e-5: batch 1 scaled from the 5.5 reference), from the last good checkpoint
-    assert s.next_steps[0].startswith("run_action(action='train'") and "'train.optimizer.lr': 2.5e-05" in \
-        s.next_steps[0] and "resume=true" in s.next_steps[0] and "'max_norm': 10" in s.next_steps[0]
+    tool, args = parse_call(s.next_steps[0])
+    assert tool == "run_action" and args["resume"] is True and args["parent_job_id"] == r.job_id
+    assert args["overrides"] == {"train.optimizer.lr": 2.5e-05,
+                                 "train.optimizer.clip_grad": {"max_norm": 10, "norm_type": 2}}
 
 
 def test_warn_only_reports_divergence_and_runs_to_the_end(converted: Path):
@@ -63,7 +66,7 @@ def test_wall_clock_limit_stops_keeps_checkpoints_and_names_the_last(converted: 
     assert s.state == "canceled" and s.verdict and s.verdict.outcome == "limit_reached", s.verdict
     kept = s.artifacts["checkpoints"]
     assert kept and len(kept) < 12 and kept[-1] in s.verdict.reason
-    assert s.verdict.next_call and "resume=true" in s.verdict.next_call
+    assert s.verdict.next_call and parse_call(s.verdict.next_call)[1]["resume"] is True
     assert s.safety and s.safety["max_hours"] == 0.005
 
 

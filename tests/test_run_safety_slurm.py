@@ -40,7 +40,7 @@ def test_diverged_run_is_stopped_on_slurm(cluster_ws: Path) -> None:  # noqa: F8
     s = _finish(out.job_id)
     assert s.state == "failed" and s.verdict and s.verdict.outcome == "diverged", s.verdict
     assert "epoch_1.pth" in s.verdict.reason and s.progress.epoch is not None and s.progress.epoch < 8
-    assert s.next_steps[0].startswith("run_action(action='train'")
+    assert s.next_steps[0].startswith("run_action(") and "resume" in s.next_steps[0]
 
 
 def test_limit_is_in_the_sbatch_script_and_the_run_stops_at_it(cluster_ws: Path) -> None:  # noqa: F811

@@ -10,9 +10,11 @@ limit in #SBATCH --time and Kubernetes in activeDeadlineSeconds (LaunchRequest.d
 
 import time
 from pathlib import Path
+from typing import Any
 
 from tao_bevfusion.backends.base import Backend
 from tao_bevfusion.core import layout
+from tao_bevfusion.core.calls import call_text
 from tao_bevfusion.core.safety import RunSafety
 from tao_bevfusion.core.states import Outcome
 from tao_bevfusion.evidence.divergence import epoch_of
@@ -88,10 +90,12 @@ def _diverged_verdict(job: Job, verdict: Verdict, stopped: bool) -> Verdict:
     where = f"epoch {epoch}, iteration {watch.iteration}" if epoch else f"iteration {watch.iteration}"
     what = "NaN/inf for several consecutive logs" if watch.kind == "non-finite" else "far above its median"
     lr = (job.meta.hyper or {}).get("lr") or 2e-4
-    resume = (f"parent_job_id='{job.id}', resume=true, " if good else "")
-    call = (f"run_action(action='train', data_root='{job.data_root}', {resume}automl_policy='off', "
-            f"overrides={{'train.optimizer.lr': {float(lr) / 2:.3g}, 'train.optimizer.clip_grad': "
-            "{'max_norm': 10, 'norm_type': 2}})")
+    args: dict[str, Any] = {"action": "train", "data_root": job.data_root}
+    if good:
+        args.update(parent_job_id=job.id, resume=True)
+    args.update(automl_policy="off", overrides={"train.optimizer.lr": float(f"{float(lr) / 2:.3g}"),
+                                                "train.optimizer.clip_grad": {"max_norm": 10, "norm_type": 2}})
+    call = call_text("run_action", args)
     named = f"last good checkpoint: {good[1]}" if good else "no checkpoint before the divergence"
     action = "stopped" if stopped else "ran on (on_divergence='warn')"
     reason = (f"diverged: the train loss became {what} from {where} (loss {watch.loss}); {action}; {named}; "
@@ -105,8 +109,8 @@ def _limit_verdict(job: Job, verdict: Verdict, safety: RunSafety, via: str) -> V
     bound = (f"max_hours={safety.max_hours}" if safety.max_hours else "") + (
         f" max_gpu_hours={safety.max_gpu_hours}" if safety.max_gpu_hours else "")
     named = f"last checkpoint: {last[1]} (epoch {last[0]})" if last else "no checkpoint was written yet"
-    call = (f"run_action(action='train', data_root='{job.data_root}', parent_job_id='{job.id}', resume=true, "
-            "automl_policy='off', max_hours=<a new budget>)") if last else None
+    call = call_text("run_action", {"action": "train", "data_root": job.data_root, "parent_job_id": job.id,
+                                    "resume": True, "automl_policy": "off"}) if last else None
     reason = (f"limit reached: stopped {via} after {hours:.2f} h x {safety.gpus} GPU(s) ({bound.strip()}); "
               f"checkpoints kept; {named}")
     return verdict.model_copy(update={"outcome": Outcome.LIMIT_REACHED, "reason": reason, "next_call": call})
