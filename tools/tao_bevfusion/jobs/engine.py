@@ -17,6 +17,7 @@ from tao_bevfusion.evidence.artifacts import check_artifacts
 from tao_bevfusion.evidence.models import Evidence
 from tao_bevfusion.evidence.scan import scan_log, scan_status
 from tao_bevfusion.evidence.verdict import decide
+from tao_bevfusion.jobs import hooks
 from tao_bevfusion.jobs.reconcile import reconcile_pending
 from tao_bevfusion.jobs.stall import newest_output
 from tao_bevfusion.jobs.store import Job, check_job_id
@@ -27,7 +28,14 @@ OUTCOME_STATE = {"succeeded": "succeeded", "succeeded_with_teardown_crash": "suc
 
 
 def refresh(job: Job, ctx: AppContext) -> Job:
-    """Poll the backend, sync and scan new output, and finish the record when the job has ended."""
+    """Poll the backend, sync and scan new output, and finish the record when the job has ended; then
+    the after-refresh hooks (jobs/hooks.py: e.g. the tracker export) see the job as it now is."""
+    job = _refresh(job, ctx)
+    hooks.refreshed(job, ctx)
+    return job
+
+
+def _refresh(job: Job, ctx: AppContext) -> Job:
     if job.terminal:
         return job
     if job.kind == "study":  # a study has no container: its detached driver runs it (started when missing)
@@ -89,8 +97,9 @@ def get_job(job_id: str, ctx: AppContext | None = None) -> JobSummary:
     if job.kind == "study":
         from tao_bevfusion.studies.status import study_summary
 
-        return study_summary(job, ctx)
-    return summarize(refresh(job, ctx), ctx.settings.stall_seconds)
+        return hooks.decorated(study_summary(job, ctx), job, ctx)
+    job = refresh(job, ctx)
+    return hooks.decorated(summarize(job, ctx.settings.stall_seconds), job, ctx)
 
 
 class CancelResult(BaseModel):

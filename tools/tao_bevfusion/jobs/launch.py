@@ -24,7 +24,7 @@ from tao_bevfusion.core.settings import AppContext, app_context
 from tao_bevfusion.core.yamlio import load_yaml_file
 from tao_bevfusion.evidence.models import Cursor
 from tao_bevfusion.evidence.verdict import Verdict
-from tao_bevfusion.jobs import guards
+from tao_bevfusion.jobs import guards, hooks
 from tao_bevfusion.jobs.engine import refresh
 from tao_bevfusion.jobs.reconcile import submitter_token
 from tao_bevfusion.jobs.store import Job, new_job_id
@@ -84,6 +84,12 @@ class RunActionInput(BuildSpecInput):
                                 "policy (e.g. 'plain training, no HPO').")
     dry_run: bool = Field(default=False, description="Return the exact launch plan and preflight; launch nothing.")
     wait_seconds: int = Field(default=0, ge=0, le=MAX_WAIT, description="Wait up to this long for progress.")
+    tracking: dict[str, Any] | None = Field(default=None, description=(
+        "Mirror this job (or study) to an experiment tracker: {'mlflow': '<tracking URI>', 'experiment': "
+        "'<name>', 'register_best': false, 'model_name': '<registered model>'}. Default: the "
+        "TAO_BEVFUSION_MLFLOW_URI environment (and TAO_BEVFUSION_MLFLOW_EXPERIMENT); {} turns it off. "
+        "Credentials come only from MLflow's own environment variables. A tracker that is down or refuses "
+        "never stops the job: get_job shows a warning."))
 
 
 class RunActionResult(BaseModel):
@@ -201,6 +207,8 @@ def run_action(inp: RunActionInput, ctx: AppContext | None = None,
 
     gated = gate(inp, ctx)  # AutoML on: the study review, or the started study (tools/automl/gate.py)
     if gated is not None:
+        if gated.job_id:  # a started study: the launch hooks (tracking) see it like any job
+            gated.warnings += hooks.launched(ctx.store.get(gated.job_id), inp.tracking, ctx)
         return gated
     spec_path, side = _spec_for(inp, ctx)
     if inp.spec_path and "backend" not in inp.model_fields_set:
@@ -232,6 +240,7 @@ def run_action(inp: RunActionInput, ctx: AppContext | None = None,
                          headline="preflight failed; nothing was launched")
     job = _record(inp, ctx, job_id, spec_path, side, spec, req, plan)
     job = _submit(ctx, job, backend, plan)
+    told["warnings"] = told["warnings"] + hooks.launched(job, inp.tracking, ctx)
     if inp.wait_seconds:
         job = wait_sync(job.id, inp.wait_seconds, ctx, on_progress)
     return RunActionResult(job_id=job.id, state=job.state, plan=plan, summary=summarize(job), **told,

@@ -61,6 +61,9 @@ class JobSummary(BaseModel):
     elapsed_seconds: float | None = Field(default=None, description="Run time so far (or in total), seconds.")
     stall: str | None = Field(default=None, description="Set when a running job has been silent too long: the "
                               "likely cause (TAO_BEVFUSION_STALL_SECONDS).")
+    tracking: dict[str, Any] | None = Field(default=None, description=(
+        "When the job is mirrored to MLflow: uri, experiment, run_id, run_url (open it in a browser), "
+        "writes_queued, and warning (the tracker is down or refused; the job itself is not affected)."))
 
 
 def job_secrets(job: Job) -> list[str]:
