@@ -42,6 +42,7 @@ def client_for(uri: str) -> Any:
     if uri not in _clients:
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", REQUEST_TIMEOUT)
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"  # stdout is the MCP stdio channel
         from mlflow.tracking import MlflowClient
 
         _clients[uri] = MlflowClient(tracking_uri=uri, registry_uri=uri)
