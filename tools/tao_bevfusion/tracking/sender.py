@@ -162,13 +162,14 @@ class Sender:
                     if self.pending.get(job_id) == home:
                         del self.pending[job_id]
 
-    def flush(self, seconds: float) -> bool:
-        """Drain for at most `seconds` (tests, benchmarks, process exit). True when all was sent."""
+    def flush(self, seconds: float, only: set[str] | None = None) -> bool:
+        """Drain for at most `seconds` (tests, benchmarks, process exit). True when all was sent (of the
+        jobs `only` names, when given)."""
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             self._pass()
             with self.lock:
-                if not self.pending:
+                if not (set(self.pending) & only if only is not None else self.pending):
                     return True
             time.sleep(0.05)
         return False
