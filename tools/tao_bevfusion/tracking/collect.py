@@ -8,6 +8,7 @@ tracker: the sender does, later.
 """
 
 import datetime
+import functools
 import json
 import math
 from pathlib import Path
@@ -70,13 +71,21 @@ def start_op(job: Job, cfg: TrackingConfig) -> dict[str, Any]:
             "tags": run_tags(job), "params": run_params(job), "parent": cfg.parent_job_id}
 
 
+@functools.lru_cache(maxsize=256)
+def _parse_stamp(date: str, clock: str) -> int | None:
+    try:
+        return int(datetime.datetime.strptime(f"{date} {clock}", "%m/%d/%Y %H:%M:%S").timestamp() * 1000)
+    except (ValueError, OverflowError):
+        return None
+
+
 def _stamp(raw: dict[str, Any], fallback: int) -> int:
     """The record's own date/time (local, as 5.5 writes it), so a re-read gives the same timestamp."""
-    try:
-        when = datetime.datetime.strptime(f"{raw['date']} {raw['time']}", "%m/%d/%Y %H:%M:%S")
-        return int(when.timestamp() * 1000)
-    except (KeyError, ValueError, TypeError, OverflowError):
+    date, clock = raw.get("date"), raw.get("time")
+    if not isinstance(date, str) or not isinstance(clock, str):
         return fallback
+    parsed = _parse_stamp(date[:20], clock[:20])
+    return fallback if parsed is None else parsed
 
 
 def _finite(value: float | None) -> bool:

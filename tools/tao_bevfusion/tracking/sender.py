@@ -101,11 +101,24 @@ def _deliver(box: Outbox, state: SendState, cfg: C.TrackingConfig, ctx: AppConte
     box.save_state(state)
 
 
+def _outage(exc: Exception) -> bool:
+    """The tracker could not be reached or failed on its side (as opposed to refusing, or a local bug)."""
+    if isinstance(exc, OSError):  # requests' ConnectionError and Timeout are OSErrors too
+        return True
+    return _from_mlflow(exc) and not _refused(exc)
+
+
+def _from_mlflow(exc: Exception) -> bool:
+    return any(c.__name__ == "MlflowException" for c in type(exc).__mro__)
+
+
 def _failed(state: SendState, exc: Exception, cfg: C.TrackingConfig, box: Outbox) -> None:
     setting = exc.setting if isinstance(exc, Refused) else cfg.setting
     where = f"MLflow {C.redacted_uri(cfg.uri)}"
-    refused = isinstance(exc, Refused) or _refused(exc)
-    if refused:
+    refused = not _outage(exc)
+    if refused and not isinstance(exc, Refused) and not _from_mlflow(exc):
+        message = f"{setting}: could not prepare a write for {where}: {describe(exc, cfg)}"
+    elif refused:
         message = f"{setting}: {where} refused: {describe(exc, cfg)}"
     else:
         message = f"{setting}: {where} unreachable: {describe(exc, cfg)}; writes are queued and retried"
