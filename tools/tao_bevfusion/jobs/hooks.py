@@ -16,12 +16,11 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from tao_bevfusion.core.settings import AppContext
     from tao_bevfusion.jobs.store import Job
-    from tao_bevfusion.present.summary import JobSummary
 
 ENTRY_POINT_GROUP = "tao_bevfusion.hooks"
 OnLaunch = Callable[["Job", "dict[str, Any] | None", "AppContext"], list[str]]
 AfterRefresh = Callable[["Job", "AppContext"], None]
-Decorate = Callable[["JobSummary", "Job", "AppContext"], "JobSummary"]
+Decorate = Callable[[Any, "Job", "AppContext"], Any]  # (summary, job, ctx) -> summary (present/ sits above)
 
 _on_launch: list[OnLaunch] = []
 _after_refresh: list[AfterRefresh] = []
@@ -72,7 +71,7 @@ def refreshed(job: "Job", ctx: "AppContext") -> None:
             log.warning("after_refresh hook failed for %s: %s", job.id, exc)
 
 
-def decorated(summary: "JobSummary", job: "Job", ctx: "AppContext") -> "JobSummary":
+def decorated(summary: Any, job: "Job", ctx: "AppContext") -> Any:
     _load()
     for hook in _decorate:
         try:

@@ -7,8 +7,10 @@
 """
 
 import json
+import os
 from typing import Any
 
+from tao_bevfusion.core.layout import private_dirs
 from tao_bevfusion.core.settings import AppContext
 from tao_bevfusion.jobs import hooks
 from tao_bevfusion.jobs.store import Job
@@ -37,8 +39,10 @@ def on_launch(job: Job, tracking: dict[str, Any] | None, ctx: AppContext) -> lis
         if job.kind == "study":
             (folder / STUDY_MARK).touch(mode=0o600)
     if warnings:
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        (folder / WARNINGS_FILE).write_text(json.dumps(warnings))
+        private_dirs(folder)
+        fd = os.open(folder / WARNINGS_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(json.dumps(warnings))
     return [f"tracking: {w}" for w in warnings]
 
 

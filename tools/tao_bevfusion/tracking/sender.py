@@ -21,7 +21,7 @@ from tao_bevfusion.tracking.outbox import Outbox, SendState
 MAX_BACKOFF = 60.0
 MAX_REFUSALS = 3
 MAX_FAILURES = 2000  # about 33 h of a tracker that stays down at the capped back-off
-EXIT_FLUSH_SECONDS = 5.0
+EXIT_FLUSH_SECONDS = 3.0
 REQUEST_TIMEOUT = "5"
 _clients: dict[str, Any] = {}
 
@@ -137,6 +137,10 @@ def _failed(state: SendState, exc: Exception, cfg: C.TrackingConfig, box: Outbox
         state.gave_up = f"{message} (gave up after {state.failures} attempts)"
 
 
+def _backing_off(home: Path, job_id: str) -> bool:
+    return Outbox(C.export_dir(home, job_id)).state().next_try > time.time()
+
+
 class Sender:
     """One background thread per process draining every job it was told about."""
 
@@ -152,7 +156,7 @@ class Sender:
             if self.thread is None or not self.thread.is_alive():
                 self.thread = threading.Thread(target=self._run, name="tao-bevfusion-mlflow", daemon=True)
                 self.thread.start()
-                atexit.register(self.flush, EXIT_FLUSH_SECONDS)
+                atexit.register(self.flush, EXIT_FLUSH_SECONDS, None, True)
         self.wake.set()
 
     def _run(self) -> None:
@@ -175,15 +179,19 @@ class Sender:
                     if self.pending.get(job_id) == home:
                         del self.pending[job_id]
 
-    def flush(self, seconds: float, only: set[str] | None = None) -> bool:
+    def flush(self, seconds: float, only: set[str] | None = None, skip_backoff: bool = False) -> bool:
         """Drain for at most `seconds` (tests, benchmarks, process exit). True when all was sent (of the
-        jobs `only` names, when given)."""
+        jobs `only` names, when given). With skip_backoff (process exit), a job waiting out a tracker
+        outage is left to the next process instead of being waited for."""
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             self._pass()
             with self.lock:
-                if not (set(self.pending) & only if only is not None else self.pending):
-                    return True
+                left = {k: v for k, v in self.pending.items() if only is None or k in only}
+            if skip_backoff:
+                left = {k: v for k, v in left.items() if not _backing_off(v, k)}
+            if not left:
+                return True
             time.sleep(0.05)
         return False
 
