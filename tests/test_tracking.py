@@ -11,7 +11,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
+from mcp import Client, StdioServerParameters
 from mlflow.tracking import MlflowClient
 from tao_bevfusion.core import layout
 from tao_bevfusion.evidence.status import read_all
@@ -20,7 +22,7 @@ from tao_bevfusion.jobs.launch import RunActionInput, run_action
 from tao_bevfusion.present.summary import JobSummary
 from tao_bevfusion.tracking.sender import SENDER
 
-from tests.conftest import REPO, copy_sample
+from tests.conftest import REPO, SERVE_ARGS, copy_sample
 from tests.mlflowfix import MlflowServer, free_port
 
 KEY = "tlt-s3cr3t-Key-77"
@@ -243,3 +245,29 @@ def test_study_is_a_parent_run_with_nested_trials_pruned_ones_and_the_best_regis
         assert steps == sorted(set(steps)) and max(steps) < 4  # stopped at its rung, no repeats
     version = client.get_model_version("bevfusion-test", "1")
     assert version.run_id == best.info.run_id
+
+
+def test_through_the_mcp_server_get_job_shows_the_run_url(kitti_converted: Path, mlflow_server: MlflowServer):
+    """The stdio server (its stdout is the protocol: MLflow must print nothing there) tracks from the env."""
+    env = {k: v for k, v in os.environ.items() if k.startswith(("TAO_BEVFUSION_", "PATH", "HOME"))}
+    env.update(TAO_BEVFUSION_MLFLOW_URI=mlflow_server.uri, TAO_BEVFUSION_MLFLOW_EXPERIMENT="via-mcp")
+    params = StdioServerParameters(command=sys.executable, args=SERVE_ARGS, env=env, cwd=str(REPO))
+    args = {"action": "train", "data_root": str(kitti_converted), "backend": "local", "automl_policy": "off",
+            "overrides": {"num_epochs": 2, "batch_size": 1}, "env": {"FAKE_TAO_ITER_SECONDS": "0.05"}}
+
+    async def go() -> dict[str, Any]:
+        async with Client(params) as c:
+            job_id = (await c.call_tool("run_action", args)).structured_content["job_id"]
+            deadline = time.monotonic() + 180
+            while True:
+                r = await c.call_tool("get_job", {"job_id": job_id})
+                s = r.structured_content
+                if s["state"] == "succeeded" and (s.get("tracking") or {}).get("run_url"):
+                    assert "MLflow run: " in r.content[0].text
+                    return dict(s)
+                assert time.monotonic() < deadline and s["state"] in ("pending", "running", "succeeded"), s
+                await anyio.sleep(0.5)
+
+    s = anyio.run(go)
+    run = the_run(MlflowClient(mlflow_server.uri), "via-mcp", s["job_id"])
+    assert s["tracking"]["run_id"] == run.info.run_id and run.data.params["epochs"] == "2"
