@@ -24,8 +24,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tao_bevfusion.core.layout import status_path
-from tao_bevfusion.core.settings import AppContext, Settings
+from tao_bevfusion.core.settings import Settings
 from tao_bevfusion.jobs import hooks
+from tao_bevfusion.jobs.context import AppContext
 from tao_bevfusion.jobs.store import Job
 from tao_bevfusion.present.summary import summarize
 from tao_bevfusion.tracking import config as C

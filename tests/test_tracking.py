@@ -17,9 +17,10 @@ from mcp import Client, StdioServerParameters
 from mlflow.tracking import MlflowClient
 from tao_bevfusion.core import layout
 from tao_bevfusion.evidence.status import read_all
-from tao_bevfusion.jobs.engine import get_job
-from tao_bevfusion.jobs.launch import RunActionInput, run_action
+from tao_bevfusion.jobs.launch import RunActionInput
 from tao_bevfusion.present.summary import JobSummary
+from tao_bevfusion.service.jobs import get_job
+from tao_bevfusion.service.run import run_action
 from tao_bevfusion.tracking.sender import SENDER
 
 from tests.conftest import REPO, SERVE_ARGS, copy_sample
@@ -115,7 +116,7 @@ def test_plain_run_params_metrics_artifacts_and_no_repeats(kitti_converted: Path
     # Re-polls here and a fresh process (a restarted server) add nothing.
     for _ in range(3):
         get_job(job_id)
-    code = "import sys; from tao_bevfusion.jobs.engine import get_job; get_job(sys.argv[1])"
+    code = "import sys; from tao_bevfusion.service.jobs import get_job; get_job(sys.argv[1])"
     subprocess.run([sys.executable, "-c", code, job_id], check=True, env=os.environ.copy(), timeout=120)
     assert SENDER.flush(30, {job_id})
     assert history(client, run.info.run_id, "train/loss") == sorted(iters)

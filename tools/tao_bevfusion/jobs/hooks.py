@@ -14,7 +14,7 @@ from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from tao_bevfusion.core.settings import AppContext
+    from tao_bevfusion.jobs.context import AppContext
     from tao_bevfusion.jobs.store import Job
 
 ENTRY_POINT_GROUP = "tao_bevfusion.hooks"

@@ -10,7 +10,6 @@ whether a trial is alive is decided by the job engine (its container), not by Op
 import fcntl
 import json
 import logging
-import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
@@ -24,6 +23,8 @@ from optuna.samplers import BaseSampler, RandomSampler, TPESampler
 from optuna.trial import FrozenTrial, TrialState
 from pydantic import BaseModel, Field
 
+from tao_bevfusion.core.fsio import atomic_write
+from tao_bevfusion.core.layout import StudyFiles
 from tao_bevfusion.studies.review import StudyReview, review, startup_trials
 from tao_bevfusion.studies.settings import AutoMLSettings
 from tao_bevfusion.studies.space import SearchSpace
@@ -32,7 +33,7 @@ __all__ = ["StudyConfig", "StudyReview", "TrialTicket", "ask_next", "best_rec", 
            "finish", "load_study", "make_pruner", "make_sampler", "open_storage", "report", "requeue_baseline",
            "review", "set_job", "write_best_rec"]
 
-DB_NAME = "study.db"
+DB_NAME = StudyFiles.OPTUNA_DB
 LOCK_NAME = ".study.lock"
 CONFIG_ATTR = "tao_bevfusion_config"
 BASELINE_ATTR = "baseline"
@@ -41,7 +42,7 @@ METRIC = "AP11"
 # A restarted process must not replay the sampler's random stream (a fixed seed re-proposed trial 1 as
 # trial 6 in the research): each process offsets the seed by the trials already in storage.
 SEED_STRIDE = 1_000_003
-Outcome = Literal["complete", "pruned", "failed"]
+TrialOutcome = Literal["complete", "pruned", "failed"]  # an Optuna trial's end (not a job's Outcome)
 
 optuna.logging.set_verbosity(logging.WARNING)
 
@@ -167,10 +168,6 @@ def _counted(t: FrozenTrial) -> bool:
     return t.state != TrialState.WAITING and not t.user_attrs.get(DUPLICATE_ATTR)
 
 
-def trials_used(study: optuna.Study) -> int:
-    return sum(1 for t in study.get_trials(deepcopy=False) if _counted(t))
-
-
 def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return a.keys() == b.keys() and all(a[k] == b[k] for k in a)
 
@@ -223,7 +220,7 @@ def report(study: optuna.Study, number: int, epoch: int, value: float) -> bool:
     return bool(live.should_prune())
 
 
-def finish(study: optuna.Study, number: int, outcome: Outcome, *, reason: str | None = None) -> FrozenTrial:
+def finish(study: optuna.Study, number: int, outcome: TrialOutcome, *, reason: str | None = None) -> FrozenTrial:
     """End trial `number`. Its value is the BEST reported AP11 (not the last), with the epoch it came from;
     a trial that completed without any validation is recorded as failed."""
     frozen = _frozen(study, number)
@@ -308,8 +305,6 @@ def best_rec(study: optuna.Study, *, experiment_id: str, checkpoint_uri: str) ->
 
 def write_best_rec(folder: Path, rec: dict[str, Any]) -> Path:
     """Write `<folder>/best_rec.json` atomically."""
-    path = folder / "best_rec.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(rec, indent=2) + "\n")
-    os.replace(tmp, path)
+    path = folder / StudyFiles.BEST_REC
+    atomic_write(path, json.dumps(rec, indent=2) + "\n")
     return path

@@ -12,10 +12,12 @@ from typing import Any
 
 import yaml
 
-from tao_bevfusion.core.settings import AppContext
+from tao_bevfusion.core.redact import redact
 from tao_bevfusion.core.yamlio import read_mapping
+from tao_bevfusion.jobs.context import AppContext
+from tao_bevfusion.jobs.secrets import job_secrets
 from tao_bevfusion.jobs.store import Job
-from tao_bevfusion.present.summary import job_secrets, redact, summarize
+from tao_bevfusion.present.summary import summarize
 from tao_bevfusion.tracking.studyrun import dumps, study_files
 
 SECRET_KEY = re.compile(r"(encryption_key|api_key|secret|password|token|credential)", re.IGNORECASE)

@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from tao_bevfusion.core import layout
+from tao_bevfusion.core.redact import redact_bytes
 from tao_bevfusion.core.yamlio import read_mapping
-from tao_bevfusion.evidence.safeio import read_regular, redact_bytes
+from tao_bevfusion.evidence.safeio import read_regular
 from tao_bevfusion.evidence.status import MAX_READ, StatusRecord
+from tao_bevfusion.jobs.secrets import job_secrets
 from tao_bevfusion.jobs.store import Job
-from tao_bevfusion.present.summary import job_secrets
 from tao_bevfusion.present.viz.aptable import KEY as AP_KEY
 from tao_bevfusion.tracking.config import TrackingConfig
 from tao_bevfusion.tracking.outbox import ExportCursor

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, Field
 
 from tao_bevfusion.core.layout import JobFiles, private_dirs
+from tao_bevfusion.core.settings import Settings
 
 URI_ENV = "TAO_BEVFUSION_MLFLOW_URI"
 EXPERIMENT_ENV = "TAO_BEVFUSION_MLFLOW_EXPERIMENT"
@@ -86,9 +87,9 @@ def _experiment_problem(name: Any) -> str | None:
     return None
 
 
-def resolve(tracking: dict[str, Any] | None) -> tuple[TrackingConfig | None, list[str]]:
+def resolve(tracking: dict[str, Any] | None, settings: Settings) -> tuple[TrackingConfig | None, list[str]]:
     """The job's tracking config (None = untracked) and warnings naming each bad setting."""
-    env_uri = os.environ.get(URI_ENV, "").strip()
+    env_uri = settings.mlflow_uri
     if tracking is None and not env_uri:
         return None, []
     if tracking is not None and not tracking:
@@ -104,7 +105,7 @@ def resolve(tracking: dict[str, Any] | None) -> tuple[TrackingConfig | None, lis
         return None, [*warnings, f"{setting}: the MLflow URI {redacted_uri(uri)} {bad}; the job runs untracked "
                       "(fix: e.g. http://mlflow.example:5000)"]
     exp_setting = "tracking.experiment" if "experiment" in given else EXPERIMENT_ENV
-    experiment = given.get("experiment", os.environ.get(EXPERIMENT_ENV) or DEFAULT_EXPERIMENT)
+    experiment = given.get("experiment", settings.mlflow_experiment or DEFAULT_EXPERIMENT)
     bad = _experiment_problem(experiment)
     if bad:
         return None, [*warnings, f"{exp_setting}: the MLflow experiment name {bad}; the job runs untracked"]

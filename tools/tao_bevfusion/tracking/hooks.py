@@ -11,8 +11,8 @@ import os
 from typing import Any
 
 from tao_bevfusion.core.layout import private_dirs
-from tao_bevfusion.core.settings import AppContext
 from tao_bevfusion.jobs import hooks
+from tao_bevfusion.jobs.context import AppContext
 from tao_bevfusion.jobs.store import Job
 from tao_bevfusion.present.summary import JobSummary
 from tao_bevfusion.tracking import config as C
@@ -31,7 +31,7 @@ def install() -> None:
 
 
 def on_launch(job: Job, tracking: dict[str, Any] | None, ctx: AppContext) -> list[str]:
-    cfg, warnings = C.resolve(tracking)
+    cfg, warnings = C.resolve(tracking, ctx.settings)
     home = ctx.settings.home
     folder = C.export_dir(home, job.id)
     if cfg is not None:

@@ -4,16 +4,29 @@ params are written once with the same values, tags and artifacts overwrite."""
 
 import json
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tao_bevfusion.core.settings import AppContext
+from tao_bevfusion.jobs.context import AppContext
 from tao_bevfusion.tracking import config as C
 from tao_bevfusion.tracking.outbox import Outbox, SendState
-from tao_bevfusion.tracking.sender import Deferred, Refused, drain
 
 BATCH_METRICS = 1000
 BATCH_PARAMS = 100
+Drain = Callable[[Path, str, AppContext], object]  # the sender's drain of another job (a parent first)
+
+
+class Deferred(Exception):
+    """The op needs another run first (a trial's study run, the best trial's run): try again soon."""
+
+
+class Refused(Exception):
+    """The tracker answered with an error about this op (not an outage)."""
+
+    def __init__(self, setting: str, message: str) -> None:
+        super().__init__(message)
+        self.setting = setting
 
 
 def _experiment(client: Any, cfg: C.TrackingConfig) -> str:
@@ -32,20 +45,19 @@ def _experiment(client: Any, cfg: C.TrackingConfig) -> str:
         raise
 
 
-def run_of(home: Path, job_id: str, ctx: AppContext, drain_first: bool = True) -> SendState:
+def run_of(home: Path, job_id: str, ctx: AppContext, drain: Drain) -> SendState:
     """The send state (run id) of another job, draining it first so a parent exists before its child."""
-    if drain_first:
-        drain(home, job_id, ctx)
+    drain(home, job_id, ctx)
     return Outbox(C.export_dir(home, job_id)).state()
 
 
 def _start(client: Any, op: dict[str, Any], state: SendState, cfg: C.TrackingConfig, ctx: AppContext,
-           home: Path) -> None:
+           home: Path, drain: Drain) -> None:
     from mlflow.entities import Param
 
     tags = dict(op["tags"])
     if op.get("parent"):
-        parent = run_of(home, op["parent"], ctx)
+        parent = run_of(home, op["parent"], ctx, drain)
         if parent.run_id:
             tags["mlflow.parentRunId"] = parent.run_id
         elif not parent.gave_up:
@@ -87,8 +99,8 @@ def _artifacts(client: Any, op: dict[str, Any], state: SendState, ctx: AppContex
         client.log_artifacts(state.run_id, str(folder))
 
 
-def _other_run(op: dict[str, Any], home: Path, ctx: AppContext) -> str:
-    other = run_of(home, op["job_id"], ctx)
+def _other_run(op: dict[str, Any], home: Path, ctx: AppContext, drain: Drain) -> str:
+    other = run_of(home, op["job_id"], ctx, drain)
     if not other.run_id:
         if other.gave_up:
             raise Refused("tracking", f"the run of {op['job_id']} was never created: {other.gave_up}")
@@ -96,8 +108,9 @@ def _other_run(op: dict[str, Any], home: Path, ctx: AppContext) -> str:
     return other.run_id
 
 
-def _register(client: Any, op: dict[str, Any], state: SendState, home: Path, ctx: AppContext) -> None:
-    trial_run = _other_run(op, home, ctx)
+def _register(client: Any, op: dict[str, Any], state: SendState, home: Path, ctx: AppContext,
+              drain: Drain) -> None:
+    trial_run = _other_run(op, home, ctx, drain)
     pointer = {"checkpoint": op.get("checkpoint"), "epoch": op.get("epoch"), "AP11": op.get("value"),
                "job_id": op["job_id"]}
     with tempfile.TemporaryDirectory(prefix="tao-mlflow-") as tmp:
@@ -118,10 +131,10 @@ def _register(client: Any, op: dict[str, Any], state: SendState, home: Path, ctx
 
 
 def apply(client: Any, op: dict[str, Any], state: SendState, cfg: C.TrackingConfig, ctx: AppContext,
-          home: Path, job_id: str) -> None:
+          home: Path, drain: Drain) -> None:
     kind = op.get("op")
     if kind == "start":
-        _start(client, op, state, cfg, ctx, home)
+        _start(client, op, state, cfg, ctx, home, drain)
         return
     if kind == "skip":
         return
@@ -132,10 +145,10 @@ def apply(client: Any, op: dict[str, Any], state: SendState, cfg: C.TrackingConf
     elif kind == "tags":
         _tags(client, state.run_id, op["tags"])
     elif kind == "tag_run":
-        _tags(client, _other_run(op, home, ctx), op["tags"])
+        _tags(client, _other_run(op, home, ctx, drain), op["tags"])
     elif kind == "artifacts":
         _artifacts(client, op, state, ctx)
     elif kind == "register":
-        _register(client, op, state, home, ctx)
+        _register(client, op, state, home, ctx, drain)
     elif kind == "end":
         client.set_terminated(state.run_id, op["status"], end_time=op["end_ms"])

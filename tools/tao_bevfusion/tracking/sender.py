@@ -14,8 +14,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tao_bevfusion.core.settings import AppContext, Settings
+from tao_bevfusion.core.settings import Settings
+from tao_bevfusion.jobs.context import AppContext
 from tao_bevfusion.tracking import config as C
+from tao_bevfusion.tracking.ops import Deferred, Refused, apply
 from tao_bevfusion.tracking.outbox import Outbox, SendState
 
 MAX_BACKOFF = 60.0
@@ -24,18 +26,6 @@ MAX_FAILURES = 2000  # about 33 h of a tracker that stays down at the capped bac
 EXIT_FLUSH_SECONDS = 3.0
 REQUEST_TIMEOUT = "5"
 _clients: dict[str, Any] = {}
-
-
-class Deferred(Exception):
-    """The op needs another run first (a trial's study run, the best trial's run): try again soon."""
-
-
-class Refused(Exception):
-    """The tracker answered with an error about this op (not an outage)."""
-
-    def __init__(self, setting: str, message: str) -> None:
-        super().__init__(message)
-        self.setting = setting
 
 
 def client_for(uri: str) -> Any:
@@ -84,13 +74,11 @@ def drain(home: Path, job_id: str, ctx: AppContext | None = None) -> bool:
 
 def _deliver(box: Outbox, state: SendState, cfg: C.TrackingConfig, ctx: AppContext, home: Path,
              job_id: str) -> None:
-    from tao_bevfusion.tracking.ops import apply
-
     try:
         client = client_for(cfg.uri)
         while batch := box.pending(state.offset):
             for end, op in batch:
-                apply(client, op, state, cfg, ctx, home, job_id)
+                apply(client, op, state, cfg, ctx, home, drain)
                 state.offset, state.sent_ops, state.failures = end, state.sent_ops + 1, 0
                 box.save_state(state)
         state.last_error = None
