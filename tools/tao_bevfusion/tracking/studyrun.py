@@ -64,7 +64,10 @@ def end_ops(job: Job, cfg: TrackingConfig, snap: dict[str, Any]) -> list[dict[st
     verdict = job.verdict or {}
     tags = {"tao.state": job.state, "tao.verdict": str(verdict.get("outcome", job.state)),
             "tao.verdict_reason": str(verdict.get("reason", ""))[:1000]}
-    ops: list[dict[str, Any]] = []
+    ops: list[dict[str, Any]] = [  # the study's word on each trial (a pruned trial may have run to its end)
+        {"op": "tag_run", "job_id": t["job_id"], "tags": {"tao.trial_number": str(t.get("number")),
+                                                          "tao.trial_state": str(t.get("state"))}}
+        for t in snap.get("trials", []) if t.get("job_id")]
     best = snap.get("best")
     if best and best.get("job_id"):
         tags.update({"tao.best_trial": str(best["trial"]), "tao.best_job_id": str(best["job_id"]),
