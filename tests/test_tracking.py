@@ -275,3 +275,12 @@ def test_through_the_mcp_server_get_job_shows_the_run_url(kitti_converted: Path,
     s = anyio.run(go)
     run = the_run(MlflowClient(mlflow_server.uri), "via-mcp", s["job_id"])
     assert s["tracking"]["run_id"] == run.info.run_id and run.data.params["epochs"] == "2"
+
+
+def test_without_the_mlflow_client_the_warning_says_what_to_install(monkeypatch: pytest.MonkeyPatch):
+    from tao_bevfusion.tracking import sender
+
+    monkeypatch.setitem(sys.modules, "mlflow.tracking", None)  # import fails as when the extra is missing
+    monkeypatch.setattr(sender, "_clients", {})
+    with pytest.raises(sender.Refused, match=r"pip install 'tao-bevfusion\[mlflow\]'"):
+        sender.client_for("http://127.0.0.1:1")

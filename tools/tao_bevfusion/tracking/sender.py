@@ -33,8 +33,11 @@ def client_for(uri: str) -> Any:
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", REQUEST_TIMEOUT)
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
         os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"  # stdout is the MCP stdio channel
-        from mlflow.tracking import MlflowClient
-
+        try:
+            from mlflow.tracking import MlflowClient
+        except ImportError as exc:
+            raise Refused("tracking", "the MLflow client is not installed here: pip install "
+                          "'tao-bevfusion[mlflow]' (mlflow-skinny) where the server runs") from exc
         _clients[uri] = MlflowClient(tracking_uri=uri, registry_uri=uri)
     return _clients[uri]
 
