@@ -12,8 +12,8 @@ from typing import Any
 
 import yaml
 
-from tao_bevfusion.core.redact import redact
-from tao_bevfusion.core.yamlio import read_mapping
+from tao_bevfusion.core.redact import mask_keys, redact
+from tao_bevfusion.core.yamlio import read_recorded_mapping
 from tao_bevfusion.jobs.context import AppContext
 from tao_bevfusion.jobs.secrets import job_secrets
 from tao_bevfusion.jobs.store import Job
@@ -63,7 +63,7 @@ def _texts(job: Job, ctx: AppContext) -> dict[str, str]:
     if job.kind == "study":
         texts = {f"study/{p.name}": redact(p.read_text(), secrets) for p in study_files(Path(job.results_dir))}
         return texts
-    spec = masked(read_mapping(Path(job.spec_path)), secrets)
+    spec = masked(mask_keys(read_recorded_mapping(Path(job.spec_path), job.spec_sha256)), secrets)
     texts = {"spec.yaml": redact(yaml.safe_dump(spec, sort_keys=False), secrets),
              "summary.json": summarize(job).model_dump_json(indent=1)}
     if job.action == "evaluate":

@@ -16,7 +16,7 @@ from typing import Any
 
 from tao_bevfusion.core import layout
 from tao_bevfusion.core.redact import redact_bytes
-from tao_bevfusion.core.yamlio import read_mapping
+from tao_bevfusion.core.yamlio import read_recorded_mapping
 from tao_bevfusion.evidence.safeio import read_regular
 from tao_bevfusion.evidence.status import MAX_READ, StatusRecord
 from tao_bevfusion.jobs.secrets import job_secrets
@@ -38,7 +38,7 @@ def _param(value: Any) -> str:
 
 def run_params(job: Job) -> dict[str, str]:
     """The settings of the spec that ran: lr, weight decay, batch size, epochs, nodes x GPUs, image, data."""
-    spec = read_mapping(Path(job.spec_path)) if job.kind == "run" else {}
+    spec = read_recorded_mapping(Path(job.spec_path), job.spec_sha256) if job.kind == "run" else {}
     section = spec.get(job.action) if isinstance(spec.get(job.action), dict) else {}
     hyper = dict(job.meta.hyper or {})
     nodes = int(section.get("num_nodes", 1) or 1) if isinstance(section, dict) else 1
