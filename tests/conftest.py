@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from tao_bevfusion.core.settings import Settings
 
-pytest_plugins = ["tests.dockerfix", "tests.result_sizes"]
+pytest_plugins = ["tests.dockerfix", "tests.result_sizes", "tests.mlflowfix"]
 
 REPO = Path(__file__).resolve().parents[1]
 SERVE_ARGS = ["-m", "tao_bevfusion.cli", "serve"]  # the MCP server, as a client starts it

@@ -100,6 +100,8 @@ class Settings:
     local_cli: str = "bevfusion"  # TAO_BEVFUSION_LOCAL_CLI: a command, or a JSON list
     automl_seed: int | None = None  # TAO_BEVFUSION_AUTOML_SEED: reproducible proposals (tests, benchmarks)
     automl_tick: float = 2.0  # TAO_BEVFUSION_AUTOML_TICK: seconds between a study driver's rounds
+    mlflow_uri: str = ""  # TAO_BEVFUSION_MLFLOW_URI: track every job there (tracking/config.py checks it)
+    mlflow_experiment: str = ""  # TAO_BEVFUSION_MLFLOW_EXPERIMENT: the MLflow experiment (default tao-bevfusion)
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -117,7 +119,9 @@ class Settings:
                    backend_defaults=_backend_defaults(),
                    local_cli=os.environ.get("TAO_BEVFUSION_LOCAL_CLI", "bevfusion"),
                    automl_seed=_seed(os.environ.get("TAO_BEVFUSION_AUTOML_SEED", "")),
-                   automl_tick=_tick(os.environ.get("TAO_BEVFUSION_AUTOML_TICK", "")))
+                   automl_tick=_tick(os.environ.get("TAO_BEVFUSION_AUTOML_TICK", "")),
+                   mlflow_uri=os.environ.get("TAO_BEVFUSION_MLFLOW_URI", "").strip(),
+                   mlflow_experiment=os.environ.get("TAO_BEVFUSION_MLFLOW_EXPERIMENT", ""))
 
 
 class HasSettings(Protocol):

@@ -14,7 +14,7 @@ from tao_bevfusion.evidence.artifacts import check_artifacts
 from tao_bevfusion.evidence.models import Evidence
 from tao_bevfusion.evidence.scan import scan_log, scan_status
 from tao_bevfusion.evidence.verdict import decide
-from tao_bevfusion.jobs import retention, retry, safety
+from tao_bevfusion.jobs import hooks, retention, retry, safety
 from tao_bevfusion.jobs.context import AppContext
 from tao_bevfusion.jobs.reconcile import reconcile_pending
 from tao_bevfusion.jobs.secrets import job_secrets
@@ -23,10 +23,18 @@ from tao_bevfusion.jobs.store import Job
 
 
 def refresh(job: Job, ctx: AppContext) -> Job:
-    """Poll the backend, sync and scan new output, and finish the record when the run has ended.
+    """Poll the backend, sync and scan new output, and finish the record when the run has ended; then the
+    after-refresh hooks (jobs/hooks.py: e.g. the tracker export) see the job as it now is.
 
     Runs only: a job of another kind (a study) has no container of its own and is returned as it is; its own
     layer refreshes it (the tool layer dispatches by kind)."""
+    job = _refresh(job, ctx)
+    if job.kind == "run":
+        hooks.refreshed(job, ctx)
+    return job
+
+
+def _refresh(job: Job, ctx: AppContext) -> Job:
     if job.terminal or job.kind != "run":
         return job
     if job.state == "pending" and not job.handle:

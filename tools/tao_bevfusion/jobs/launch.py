@@ -9,7 +9,7 @@ the whole story and list_jobs shows no orphan; the same call can be repeated onc
 
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -28,7 +28,7 @@ from tao_bevfusion.core.states import Outcome
 from tao_bevfusion.core.yamlio import load_yaml_file
 from tao_bevfusion.evidence.models import Cursor
 from tao_bevfusion.evidence.verdict import Verdict
-from tao_bevfusion.jobs import guards, inputs, notes, plans
+from tao_bevfusion.jobs import guards, hooks, inputs, notes, plans
 from tao_bevfusion.jobs import launch_safety as safe
 from tao_bevfusion.jobs.context import AppContext
 from tao_bevfusion.jobs.engine import refresh
@@ -91,6 +91,12 @@ class RunActionInput(BuildSpecInput, SafetyInput):
         "Submit a dry run's plan exactly as shown (the same spec and request), once. Pass nothing else "
         "(wait_seconds aside)."))
     wait_seconds: int = Field(default=0, ge=0, le=MAX_WAIT, description="Wait up to this long for progress.")
+    tracking: dict[str, Any] | None = Field(default=None, description=(
+        "Mirror this job (or study) to an experiment tracker: {'mlflow': '<tracking URI>', 'experiment': "
+        "'<name>', 'register_best': false, 'model_name': '<registered model>'}. Default: the "
+        "TAO_BEVFUSION_MLFLOW_URI environment (and TAO_BEVFUSION_MLFLOW_EXPERIMENT); {} turns it off. "
+        "Credentials come only from MLflow's own environment variables. A tracker that is down or refuses "
+        "never stops the job: get_job shows a warning."))
 
 
 class LaunchResult(BaseModel):
@@ -220,9 +226,10 @@ class Prepared:
     plan: Plan
     safety: RunSafety
     cost: CostProjection | None
+    launch_warnings: list[str] = field(default_factory=list)  # from the launch hooks (e.g. tracking)
 
     def told(self) -> dict[str, Any]:
-        return {"warnings": notes.warning_lines(self.side.warnings, self.plan.preflight),
+        return {"warnings": notes.warning_lines(self.side.warnings, self.plan.preflight) + self.launch_warnings,
                 "overrides": self.side.overrides or [], "lineage": self.side.lineage, "projection": self.cost}
 
 
@@ -296,6 +303,7 @@ def _start(p: Prepared, ctx: AppContext) -> Job:
     job = _submit(ctx, job, p.backend, p.plan)
     if not job.terminal:
         safe.start_watchdog(job, ctx)
+    p.launch_warnings += hooks.launched(job, p.inp.tracking, ctx)
     return job
 
 

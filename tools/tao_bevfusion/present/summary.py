@@ -69,6 +69,9 @@ class JobSummary(BaseModel):
     safety: dict[str, Any] | None = Field(default=None, description=(
         "Run safety: limits, on_divergence, max_retries, keep_checkpoints; attempts (earlier attempts of this "
         "job with their causes), freed_bytes (checkpoint retention), waiting (why a pending job waits)."))
+    tracking: dict[str, Any] | None = Field(default=None, description=(
+        "When the job is mirrored to MLflow: uri, experiment, run_id, run_url (open it in a browser), "
+        "writes_queued, and warning (the tracker is down or refused; the job itself is not affected)."))
 
 
 def _checkpoints(job: Job) -> list[str]:

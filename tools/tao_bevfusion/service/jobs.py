@@ -5,6 +5,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from tao_bevfusion.core.errors import EngineError
+from tao_bevfusion.jobs import hooks
 from tao_bevfusion.jobs.context import AppContext, app_context
 from tao_bevfusion.jobs.store import Job, check_job_id
 from tao_bevfusion.present.compare import row_fields, sort_key
@@ -15,7 +16,8 @@ from tao_bevfusion.service.kinds import kind_of
 def get_job(job_id: str, ctx: AppContext | None = None) -> JobSummary:
     ctx = ctx or app_context()
     job = ctx.store.get(check_job_id(job_id))
-    return kind_of(job).summary(job, ctx)
+    summary = kind_of(job).summary(job, ctx)
+    return hooks.decorated(summary, ctx.store.get(job.id), ctx)  # e.g. the tracker's run URL
 
 
 class CancelResult(BaseModel):

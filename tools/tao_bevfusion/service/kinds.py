@@ -7,7 +7,7 @@ A new kind is one class here and a line in KINDS.
 from typing import Protocol
 
 from tao_bevfusion.core.errors import EngineError, problem
-from tao_bevfusion.jobs import checkpoints
+from tao_bevfusion.jobs import checkpoints, hooks
 from tao_bevfusion.jobs.cancel import cancel_run
 from tao_bevfusion.jobs.checkpoints import CheckpointChoice, Choice
 from tao_bevfusion.jobs.context import AppContext
@@ -53,7 +53,9 @@ class RunKind:
 class StudyKind:
     def refresh(self, job: Job, ctx: AppContext) -> Job:
         ensure_driver(job, ctx)  # a study has no container: its driver runs it (started when missing)
-        return ctx.store.get(job.id)
+        job = ctx.store.get(job.id)
+        hooks.refreshed(job, ctx)  # e.g. the study's progress to its tracker run
+        return job
 
     def summary(self, job: Job, ctx: AppContext) -> JobSummary:
         return study_summary(job, ctx)

@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import Field
 
 from tao_bevfusion.core.errors import InputError, problem
+from tao_bevfusion.jobs import hooks
 from tao_bevfusion.jobs.context import AppContext, app_context
 from tao_bevfusion.jobs.launch import LaunchResult, RunActionInput, launch, submit_plan
 from tao_bevfusion.jobs.store import Job
@@ -52,10 +53,12 @@ def run_action(inp: RunActionInput, ctx: AppContext | None = None,
     else:
         gated = gate(inp, ctx)  # AutoML on: the study review, or the started study (studies/gate.py)
         if gated is not None:
+            told = hooks.launched(ctx.store.get(gated.job_id), inp.tracking, ctx) if gated.job_id else []
             # A started study comes back as get_job shows it: its next_steps poll and stop it.
             started = study_summary(ctx.store.get(gated.job_id), ctx) if gated.job_id else None
             return RunActionResult(job_id=gated.job_id, state=gated.state, review=gated.review,
-                                   routing=gated.routing, message=gated.message, summary=started)
+                                   routing=gated.routing, message=gated.message, summary=started,
+                                   warnings=told)
         launched = launch(inp, ctx, _parent(inp, ctx))
     result = RunActionResult(**dict(launched))
     if launched.job_id is None:

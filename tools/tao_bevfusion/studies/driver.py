@@ -140,6 +140,9 @@ def main(argv: list[str]) -> int:
                 return 1  # the next tool call starts a fresh driver
         time.sleep(tick_seconds() * (1 if errors == 0 else min(errors, 5)))
     loop.log("driver finished")
+    from tao_bevfusion.jobs import hooks
+
+    hooks.refreshed(ctx.store.get(study_id), ctx)  # the study's end reaches the hooks (e.g. its tracker run)
     return 0
 
 
