@@ -25,6 +25,7 @@ from tao_bevfusion.core.errors import ToolError as ToolFailure
 from tao_bevfusion.core.layout import status_path
 from tao_bevfusion.core.settings import AppContext, app_context, skill_dir
 from tao_bevfusion.jobs.wait import wait_async
+from tao_bevfusion.mcpext import apps, consent
 from tao_bevfusion.specbuild.surface import ACTIONS
 
 log = logging.getLogger("tao_bevfusion.server")
@@ -91,21 +92,27 @@ def _build_tool(t: api.ToolDef) -> Tool:
             inp = inp.model_copy(update={"wait_seconds": 0})
         try:
             app = app_context()
+            if (answered := await consent.ask_first(t, inp, app, ctx)) is not None:
+                return answered  # type: ignore[return-value]  # a question, or "nothing was launched"
             model, text = await anyio.to_thread.run_sync(t.fn, inp, app)
             if wait and getattr(model, "job_id", None):
                 model, text = await _wait(t, model, wait, app, ctx)
             extra = await anyio.to_thread.run_sync(_images, t, inp, model, app)
+            view = await anyio.to_thread.run_sync(apps.view_meta, t, inp, model, app, ctx)
         except ToolFailure as exc:
             raise ToolError(exc.render()) from exc
-        return _result(model, text, extra)
+        result = _result(model, text, extra)
+        result.meta = view  # dashboard data for clients that render MCP Apps; None for everyone else
+        return result
 
-    signature = _signature(t.input, t.output, t.after_wait is not None)
+    with_ctx = t.after_wait is not None or t.view is not None or t.launch_cost is not None
+    signature = _signature(t.input, t.output, with_ctx)
     handler.__name__ = t.name
     handler.__doc__ = t.doc
     handler.__signature__ = signature  # type: ignore[attr-defined]
     handler.__annotations__ = {**{p.name: p.annotation for p in signature.parameters.values()},
                                "return": Annotated[CallToolResult, t.output]}
-    tool = Tool.from_function(handler, name=t.name, description=t.doc,
+    tool = Tool.from_function(handler, name=t.name, description=t.doc, meta=apps.tool_meta(t),
                               annotations=ToolAnnotations.model_validate(t.annotations))
     # Unknown arguments are errors (the SDK would drop them silently): the model must hear about a typo.
     base = tool.fn_metadata.arg_model
@@ -117,7 +124,7 @@ def _build_tool(t: api.ToolDef) -> Tool:
 
 
 mcp = MCPServer("tao-bevfusion", version="0.1.0", instructions=INSTRUCTIONS,
-                tools=[_build_tool(t) for t in api.TOOLS])
+                tools=[_build_tool(t) for t in api.TOOLS], extensions=[apps.apps_extension()])
 
 
 def _job(job_id: str) -> tuple[AppContext, Any]:
