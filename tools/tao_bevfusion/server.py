@@ -25,7 +25,7 @@ from tao_bevfusion.core.errors import ToolError as ToolFailure
 from tao_bevfusion.core.layout import status_path
 from tao_bevfusion.core.settings import AppContext, app_context, skill_dir
 from tao_bevfusion.jobs.wait import wait_async
-from tao_bevfusion.mcpext import apps, consent
+from tao_bevfusion.mcpext import apps, consent, updates
 from tao_bevfusion.specbuild.surface import ACTIONS
 
 log = logging.getLogger("tao_bevfusion.server")
@@ -123,8 +123,10 @@ def _build_tool(t: api.ToolDef) -> Tool:
     return tool
 
 
-mcp = MCPServer("tao-bevfusion", version="0.1.0", instructions=INSTRUCTIONS,
-                tools=[_build_tool(t) for t in api.TOOLS], extensions=[apps.apps_extension()])
+mcp: MCPServer = MCPServer("tao-bevfusion", version="0.1.0", instructions=INSTRUCTIONS,
+                           tools=[_build_tool(t) for t in api.TOOLS], extensions=[apps.apps_extension()],
+                           lifespan=updates.lifespan(lambda: mcp._subscriptions))
+updates.install(mcp)  # status subscriptions on both protocol eras
 
 
 def _job(job_id: str) -> tuple[AppContext, Any]:
@@ -165,9 +167,11 @@ def job_log(job_id: str) -> str:
 
 
 @mcp.resource("tao-bevfusion://jobs/{job_id}/status", mime_type="application/x-ndjson",
-              description="The job's status.json records (tail).")
+              description="A run's status.json records (tail); a study's trials, one JSON line each. "
+                          "Subscribable: notifications/resources/updated on a change of state, epoch, best "
+                          "trial or verdict.")
 def job_status(job_id: str) -> str:
-    return _redacted_tail(job_id, "status")
+    return updates.study_status_lines(_job(job_id)[1]) or _redacted_tail(job_id, "status")
 
 
 @mcp.resource("tao-bevfusion://jobs/{job_id}/spec", mime_type="application/yaml",

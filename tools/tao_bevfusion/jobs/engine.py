@@ -17,6 +17,7 @@ from tao_bevfusion.evidence.artifacts import check_artifacts
 from tao_bevfusion.evidence.models import Evidence
 from tao_bevfusion.evidence.scan import scan_log, scan_status
 from tao_bevfusion.evidence.verdict import decide
+from tao_bevfusion.jobs import notify
 from tao_bevfusion.jobs.reconcile import reconcile_pending
 from tao_bevfusion.jobs.stall import newest_output
 from tao_bevfusion.jobs.store import Job, check_job_id
@@ -76,11 +77,14 @@ def _finish(ctx: AppContext, job: Job, exit_code: int | None, oom: bool, contain
     if job.meta.pruned and verdict.outcome == "canceled":
         verdict = verdict.model_copy(update={"outcome": "pruned", "reason": "pruned by its AutoML study "
                                              "(validation AP11 below the rung's cut)"})
-    ctx.store.update(job.id, state=OUTCOME_STATE[verdict.outcome], verdict=verdict.model_dump(),
-                     finished_at=time.time())
+    ended = ctx.store.update(job.id, state=OUTCOME_STATE[verdict.outcome], verdict=verdict.model_dump(),
+                             finished_at=time.time())
     if handle:
         ctx.backend(job.backend).cleanup(handle)
-    return ctx.store.get(job.id)
+    job = ctx.store.get(job.id)
+    if ended:  # this process recorded the end: it tells the webhook (if any), once
+        notify.job_ended(job)
+    return job
 
 
 def get_job(job_id: str, ctx: AppContext | None = None) -> JobSummary:

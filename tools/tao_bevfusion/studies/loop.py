@@ -20,6 +20,7 @@ from tao_bevfusion.evidence.patterns import error_matches
 from tao_bevfusion.evidence.status import read_status
 from tao_bevfusion.jobs.engine import refresh
 from tao_bevfusion.jobs.store import Job
+from tao_bevfusion.studies import milestones
 from tao_bevfusion.studies import study as S
 from tao_bevfusion.studies.failures import classify, should_stop
 from tao_bevfusion.studies.plan import SNAPSHOT, load_plan
@@ -239,6 +240,7 @@ class StudyLoop:
         self.ctx.store.update(self.id, state=state, verdict={"outcome": outcome, "reason": reason},
                               finished_at=time.time())
         self.log(f"study {state}: {reason}")
+        milestones.ended(self.id, state, reason, self.stopped)
 
     def snapshot(self) -> None:
         """trials.json: what get_job(study) shows, written atomically."""
@@ -262,3 +264,4 @@ class StudyLoop:
         tmp = self.folder / (SNAPSHOT + ".tmp")
         tmp.write_text(json.dumps(data))
         os.replace(tmp, self.folder / SNAPSHOT)
+        milestones.after_snapshot(self.id, self.folder, data, self.plan.trials)

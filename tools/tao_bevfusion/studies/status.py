@@ -14,6 +14,7 @@ from tao_bevfusion.core.settings import AppContext
 from tao_bevfusion.evidence.verdict import Verdict
 from tao_bevfusion.jobs.store import Job
 from tao_bevfusion.present.summary import SUMMARY_LIMIT, JobSummary, Progress
+from tao_bevfusion.studies import milestones
 from tao_bevfusion.studies.driver import driver_info, ensure_driver
 from tao_bevfusion.studies.models import StudyBest, StudyProgress, StudyStatus, TrialRow
 from tao_bevfusion.studies.plan import SNAPSHOT
@@ -155,6 +156,7 @@ def cancel_study(job: Job, force: bool, ctx: AppContext) -> tuple[str, str]:
     store.update(job.id, state="canceled", finished_at=time.time(),
                  verdict={"outcome": "canceled", "reason": f"canceled on request ({len(trials)} running trials "
                           "stopped)"})
+    milestones.ended(job.id, "canceled", "canceled on request", None)
     ensure_driver(store.get(job.id), ctx)
     left = f"; {len(pending)} trial(s) still stopping" if pending else ""
     return store.get(job.id).state, f"study canceled, {len(trials) - len(pending)} trial(s) stopped{left}"
