@@ -2,6 +2,7 @@
 (subscriptions/listen on 2026-07-28, resources/subscribe on 2025-era) and hears the job's end without
 polling; bad URIs are protocol errors. The webhook posts to a local HTTP receiver on 127.0.0.1."""
 
+import itertools
 import json
 import sys
 import threading
@@ -65,7 +66,7 @@ def test_listen_on_2026_hears_the_end_coalesced(local_kitti: Path):
                         if get_job(job_id).state in TERMINAL:
                             break
             assert len(stamps) >= 2  # epochs moved, then the end
-            assert all(b - a >= 0.9 for a, b in zip(stamps, stamps[1:], strict=False))  # at most one per gap
+            assert all(b - a >= 0.9 for a, b in itertools.pairwise(stamps))  # at most one per gap
             text = (await c.read_resource(uri)).contents[0].text
             assert '"Train finished successfully."' in text or "finished" in text.lower()
     anyio.run(go)
@@ -123,7 +124,7 @@ class Receiver:
         got = self.got = []
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            def do_POST(self) -> None:
                 got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
                 self.send_response(204)
                 self.end_headers()

@@ -24,8 +24,14 @@ from mcp.server.connection import Connection
 from mcp.server.context import ServerRequestContext
 from mcp.server.subscriptions import ListenHandler, ResourceUpdated, SubscriptionBus
 from mcp.shared.exceptions import MCPError
-from mcp.types import (INVALID_PARAMS, EmptyResult, SubscribeRequestParams, SubscriptionsListenRequestParams,
-                       SubscriptionsListenResult, UnsubscribeRequestParams)
+from mcp.types import (
+    INVALID_PARAMS,
+    EmptyResult,
+    SubscribeRequestParams,
+    SubscriptionsListenRequestParams,
+    SubscriptionsListenResult,
+    UnsubscribeRequestParams,
+)
 
 from tao_bevfusion.core.errors import ToolError as ToolFailure
 from tao_bevfusion.core.settings import AppContext, app_context
