@@ -101,7 +101,8 @@ class Host:
 
     async def shot(self, name: str) -> None:
         if SHOTS is not None:
-            await self.page.locator("#view").screenshot(path=str(SHOTS / f"dashboard_{name}.png"))
+            app = self.page.frame_locator("#view").locator("#app")
+            await app.screenshot(path=str(SHOTS / f"dashboard_{name}.png"))
 
 
 async def check_run(host: Host, ids: dict[str, str]) -> None:
