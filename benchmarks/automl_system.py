@@ -37,10 +37,12 @@ def _study_inputs(kitti: Path, trials: int, **settings: Any) -> dict[str, Any]:
 
 
 def launch_overhead(base: Path, trials: int) -> dict[str, Any]:
-    from tao_bevfusion.core.settings import app_context
-    from tao_bevfusion.jobs.launch import RunActionInput, run_action
+    from tao_bevfusion.jobs.context import app_context
+    from tao_bevfusion.jobs.launch import RunActionInput
     from tao_bevfusion.jobs.store import new_job_id
-    from tao_bevfusion.specbuild.build import BuildSpecInput, build_spec
+    from tao_bevfusion.service.run import run_action
+    from tao_bevfusion.service.specs import build_spec
+    from tao_bevfusion.specbuild.build import BuildSpecInput
     from tao_bevfusion.studies import study as S
     from tao_bevfusion.studies.plan import make_plan
 
@@ -97,9 +99,9 @@ def _fake_study(ctx: Any, kitti: Path, trials: int) -> str:
 
 
 def store_latency(base: Path, jobs: int) -> dict[str, Any]:
-    from tao_bevfusion.core.settings import app_context
-    from tao_bevfusion.jobs.engine import get_job, list_jobs
+    from tao_bevfusion.jobs.context import app_context
     from tao_bevfusion.jobs.store import new_job_id
+    from tao_bevfusion.service.jobs import get_job, list_jobs
 
     kitti = _workspace(base)
     ctx = app_context()
@@ -136,9 +138,10 @@ def _cpu_seconds(pid: int) -> float:
 def real_study(base: Path) -> dict[str, Any]:
     """Two trials, one at a time, on the stand-in; the driver at its default tick."""
     import docker
-    from tao_bevfusion.core.settings import app_context
-    from tao_bevfusion.jobs.engine import get_job
-    from tao_bevfusion.jobs.launch import RunActionInput, run_action
+    from tao_bevfusion.jobs.context import app_context
+    from tao_bevfusion.jobs.launch import RunActionInput
+    from tao_bevfusion.service.jobs import get_job
+    from tao_bevfusion.service.run import run_action
 
     from tests.standin.image import ensure_image
 

@@ -19,7 +19,7 @@ sys.path.insert(0, str(REPO))
 
 
 def _finished_job(home: Path, log_mb: int) -> str:
-    from tao_bevfusion.core.settings import app_context
+    from tao_bevfusion.jobs.context import app_context
 
     ctx = app_context()
     job = ctx.store.create(action="train", backend="local", spec_path=str(home / "s.yaml"), spec_sha256="0",

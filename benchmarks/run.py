@@ -41,7 +41,8 @@ def child_peak_mb(code: str, env: dict[str, str]) -> tuple[float, float, str]:
 
 
 def bench_build_spec(ws: Path, n: int) -> None:
-    from tao_bevfusion.specbuild.build import BuildSpecInput, build_spec
+    from tao_bevfusion.service.specs import build_spec
+    from tao_bevfusion.specbuild.build import BuildSpecInput
 
     kitti = ws / "kitti"
     (ws / "ckpt").mkdir()
@@ -127,7 +128,7 @@ def bench_summary(ws: Path, log_bytes: int, status_lines: int, env: dict[str, st
     log.parent.joinpath("exit.json")
     code = (f"import time, json\nfrom tao_bevfusion.jobs.engine import refresh\n"
             f"from tao_bevfusion.present.summary import summarize\n"
-            f"from tao_bevfusion.core.settings import app_context\ns=app_context()\nt=time.perf_counter()\n"
+            f"from tao_bevfusion.jobs.context import app_context\ns=app_context()\nt=time.perf_counter()\n"
             f"job=refresh(s.store.get({job_id!r}), s)\nsm=summarize(job)\nd=time.perf_counter()-t\n"
             f"print(json.dumps({{'seconds': d, 'summary_bytes': len(sm.model_dump_json()), "
             f"'errors': [e.pattern for e in sm.errors], 'state': job.state}}))")
@@ -148,7 +149,7 @@ def bench_repoll(ws: Path, env: dict[str, str]) -> None:
     log, job_id = make_big_job(ws / "repoll", 64 * 1024 * 1024, 20000)
     env = {**env, "TAO_BEVFUSION_HOME": str(ws / "repoll" / "home")}
     code = (f"import time, json\nfrom tao_bevfusion.jobs.engine import refresh\n"
-            f"from tao_bevfusion.core.settings import app_context\n"
+            f"from tao_bevfusion.jobs.context import app_context\n"
             f"s=app_context()\nrefresh(s.store.get({job_id!r}), s)\n"
             f"a=s.store.get({job_id!r}).cursor\n"
             f"open({str(log)!r},'ab').write(b'Epoch(train) [4][1/9] loss: 1.0\\n'*1000)\n"
@@ -243,8 +244,9 @@ def bench_launch(ws: Path) -> None:
     except Exception as exc:
         RESULTS["launch_overhead"] = f"skipped: no Docker engine reachable ({exc.__class__.__name__})"
         return
-    from tao_bevfusion.jobs.engine import cancel_job
-    from tao_bevfusion.jobs.launch import RunActionInput, run_action
+    from tao_bevfusion.jobs.launch import RunActionInput
+    from tao_bevfusion.service.jobs import cancel_job
+    from tao_bevfusion.service.run import run_action
 
     from tests.standin.image import ensure_image
 

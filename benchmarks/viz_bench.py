@@ -81,8 +81,9 @@ def list_jobs_bench(repeat: int) -> dict[str, float]:
     """p50 of list_jobs (limit 100) over 1,000 finished train jobs with metrics and hyperparameters."""
     import os
 
-    from tao_bevfusion.core.settings import AppContext, Settings
-    from tao_bevfusion.jobs.engine import list_jobs
+    from tao_bevfusion.core.settings import Settings
+    from tao_bevfusion.jobs.context import AppContext
+    from tao_bevfusion.service.jobs import list_jobs
 
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["TAO_BEVFUSION_HOME"] = tmp

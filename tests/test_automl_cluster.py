@@ -7,9 +7,10 @@ import time
 from pathlib import Path
 
 import pytest
-from tao_bevfusion.core.settings import app_context
-from tao_bevfusion.jobs.engine import get_job
-from tao_bevfusion.jobs.launch import RunActionInput, run_action
+from tao_bevfusion.jobs.context import app_context
+from tao_bevfusion.jobs.launch import RunActionInput
+from tao_bevfusion.service.jobs import get_job
+from tao_bevfusion.service.run import run_action
 
 from tests.test_automl_study import finished, settings, until
 from tests.test_slurm_backend import OPTS, cluster_ws  # noqa: F401 - fixtures

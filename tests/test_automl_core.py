@@ -331,7 +331,7 @@ def test_one_driver_per_study_the_second_exits_at_the_lock(settings, tmp_path: P
     with open(folder / LOCK_FILE, "a") as held:
         fcntl.flock(held, fcntl.LOCK_EX)  # a live driver holds this
         assert driver_alive(folder)
-        from tao_bevfusion.core.settings import AppContext
+        from tao_bevfusion.jobs.context import AppContext
 
         assert ensure_driver(store.get(job.id), AppContext(settings)) is False  # one is alive: none started
         second = subprocess.run([sys.executable, "-m", "tao_bevfusion.studies.driver", job.id], capture_output=True,

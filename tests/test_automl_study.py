@@ -17,10 +17,11 @@ import yaml
 from mcp import Client, StdioServerParameters
 from tao_bevfusion.api import tool
 from tao_bevfusion.core.errors import InputError
-from tao_bevfusion.core.settings import app_context
-from tao_bevfusion.jobs.checkpoints import resolve_parent_checkpoint
-from tao_bevfusion.jobs.engine import cancel_job, get_job, list_jobs
-from tao_bevfusion.jobs.launch import RunActionInput, run_action
+from tao_bevfusion.jobs.context import app_context
+from tao_bevfusion.jobs.launch import RunActionInput
+from tao_bevfusion.service.jobs import cancel_job, get_job, list_jobs
+from tao_bevfusion.service.run import run_action
+from tao_bevfusion.service.specs import resolve_parent_checkpoint
 
 from tests.conftest import REPO, SERVE_ARGS, copy_sample
 from tests.standin.bevfusion_standin import hp_factor

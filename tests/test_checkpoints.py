@@ -7,9 +7,9 @@ import pytest
 import yaml
 from tao_bevfusion.core.errors import InputError
 from tao_bevfusion.core.settings import Settings
-from tao_bevfusion.jobs.checkpoints import resolve_parent_checkpoint
 from tao_bevfusion.jobs.store import JobStore
-from tao_bevfusion.specbuild.build import BuildSpecInput, build_spec
+from tao_bevfusion.service.specs import build_spec, resolve_parent_checkpoint
+from tao_bevfusion.specbuild.build import BuildSpecInput
 
 from tests.conftest import copy_sample
 

@@ -14,7 +14,8 @@ from tao_bevfusion.core.errors import InputError
 from tao_bevfusion.core.paths import Mount
 from tao_bevfusion.core.settings import Settings
 from tao_bevfusion.jobs.launch import RunActionInput
-from tao_bevfusion.specbuild.build import BuildSpecInput, build_spec
+from tao_bevfusion.service.specs import build_spec
+from tao_bevfusion.specbuild.build import BuildSpecInput
 
 
 def _request(tmp: Path, **over: object) -> LaunchRequest:

@@ -6,8 +6,8 @@ from pathlib import Path
 from tao_bevfusion import api
 from tao_bevfusion.backends.base import Check
 from tao_bevfusion.core.settings import Settings
+from tao_bevfusion.jobs.notes import spec_preflight, warning_lines
 from tao_bevfusion.jobs.store import JobStore
-from tao_bevfusion.present.notes import spec_preflight, warning_lines
 from tao_bevfusion.present.summary import summarize
 
 from tests.conftest import copy_sample

@@ -12,11 +12,13 @@ import yaml
 from tao_bevfusion.core.errors import EngineError, InputError
 from tao_bevfusion.core.layout import launch_sidecar
 from tao_bevfusion.core.settings import Settings
-from tao_bevfusion.jobs.engine import cancel_job, get_job, list_jobs
-from tao_bevfusion.jobs.launch import RunActionInput, run_action
+from tao_bevfusion.jobs.launch import RunActionInput
 from tao_bevfusion.jobs.logs import get_job_logs
 from tao_bevfusion.jobs.store import JobStore
-from tao_bevfusion.specbuild.build import BuildSpecInput, build_spec
+from tao_bevfusion.service.jobs import cancel_job, get_job, list_jobs
+from tao_bevfusion.service.run import run_action
+from tao_bevfusion.service.specs import build_spec
+from tao_bevfusion.specbuild.build import BuildSpecInput
 from tao_bevfusion.specbuild.sidecar import LaunchSidecar, sign
 
 from tests.conftest import REPO, copy_sample
@@ -191,7 +193,7 @@ def test_container_removed_behind_our_back_is_lost(converted: Path, engine: dock
 def test_reattach_from_a_fresh_process_by_label(converted: Path, docker_ws: Path):
     r = launch("train", converted, overrides={"num_epochs": 2, "batch_size": 1}, env={"FAKE_TAO_ITER_SECONDS": "0.4"})
     JobStore(Settings.from_env().home).update(r.job_id, handle=None)  # as if the server died before saving it
-    code = (f"import time\nfrom tao_bevfusion.jobs.engine import get_job\n"
+    code = (f"import time\nfrom tao_bevfusion.service.jobs import get_job\n"
             f"while get_job('{r.job_id}').state == 'running': time.sleep(0.5)\n"
             f"print(get_job('{r.job_id}').model_dump_json())")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
@@ -229,7 +231,7 @@ def test_gpu_request_on_a_host_without_nvidia_runtime(converted: Path, engine: d
     assert len(list_jobs(action="train")) == before  # no orphan whose id was never returned
     # And the engine's own refusal, when a launch gets that far, says what to install.
     from tao_bevfusion.backends.docker import DockerBackend
-    from tao_bevfusion.core.settings import app_context
+    from tao_bevfusion.jobs.context import app_context
     from tao_bevfusion.jobs.launch import _request
     from tao_bevfusion.specbuild.sidecar import read_sidecar
 

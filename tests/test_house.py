@@ -2,6 +2,7 @@
 what they can do, multi-node requests are refused where no backend can serve them, and adapters never
 branch on a tool's or a backend's name."""
 
+import json
 import re
 import sqlite3
 from pathlib import Path
@@ -11,9 +12,10 @@ import pytest
 from tao_bevfusion.backends import registry
 from tao_bevfusion.backends.base import Backend, BackendStatus, Capabilities, Check, LaunchRequest, Plan
 from tao_bevfusion.core.errors import InputError
-from tao_bevfusion.jobs.engine import get_job, list_jobs
-from tao_bevfusion.jobs.launch import RunActionInput, run_action
+from tao_bevfusion.jobs.launch import RunActionInput
 from tao_bevfusion.jobs.store import MIGRATIONS, JobStore
+from tao_bevfusion.service.jobs import get_job, list_jobs
+from tao_bevfusion.service.run import run_action
 
 from tests.conftest import DATA, REPO, copy_sample
 
@@ -43,6 +45,42 @@ def test_a_database_of_the_previous_release_is_migrated_with_nothing_lost(worksp
     assert evaluate.parent_job_id == train.job_id and get_job(evaluate.job_id).metrics["AP11"] == 25.0
     JobStore(home)  # a second open (another process) applies nothing twice
     assert JobStore(home).applied_migrations() == [name for name, _ in MIGRATIONS]
+
+
+def _fd7cc36_state(ws: Path) -> Path:
+    """The state dir fd7cc36 left (a convert, a train, an evaluate and a 2-trial study, all on the local
+    backend), moved from where it was recorded to `ws`."""
+    recorded = json.loads((DATA / "study_fd7cc36.json").read_text())
+    old = recorded["recorded_under"]
+    home = ws / "home"
+    home.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(home / "jobs.db")
+    conn.executescript((DATA / "jobs_db_fd7cc36.sql").read_text().replace(old, str(ws)))
+    conn.close()
+    for rel, text in recorded["files"].items():
+        (ws / rel).parent.mkdir(parents=True, exist_ok=True)
+        (ws / rel).write_text(text.replace(old, str(ws)))
+    return home
+
+
+def test_a_database_of_fd7cc36_with_a_run_and_a_study_opens_with_every_job_readable(workspace: Path):
+    home = _fd7cc36_state(workspace)
+    before = sqlite3.connect(home / "jobs.db").execute("SELECT id, kind, state FROM jobs ORDER BY id").fetchall()
+    assert len(before) == 6 and {k for _, k, _ in before} == {"run", "study"}
+    store = JobStore(home)
+    assert store.applied_migrations() == [name for name, _ in MIGRATIONS]
+    listed = {j.job_id: j for j in list_jobs(limit=20)}
+    assert sorted((k, v.kind, v.state) for k, v in listed.items()) == sorted(before)
+    for job_id in listed:
+        summary = get_job(job_id)
+        assert summary.job_id == job_id and summary.verdict and summary.verdict.outcome == "succeeded"
+    study = next(j for j in listed.values() if j.kind == "study")
+    status = get_job(study.job_id).study
+    assert status is not None and status.progress.completed == 2 and status.best is not None
+    trials = [j for j in listed.values() if j.owner_id == study.job_id]
+    assert len(trials) == 2 and status.best.job_id in {t.job_id for t in trials}
+    evaluate = next(j for j in listed.values() if j.action == "evaluate")
+    assert get_job(evaluate.job_id).metrics["AP11"] > 0
 
 
 class _FakeCluster(Backend):

@@ -11,9 +11,10 @@ import docker
 import pytest
 from tao_bevfusion.backends.slurm.backend import SlurmBackend
 from tao_bevfusion.core.errors import InputError
-from tao_bevfusion.core.settings import app_context
-from tao_bevfusion.jobs.engine import cancel_job, get_job
-from tao_bevfusion.jobs.launch import RunActionInput, run_action
+from tao_bevfusion.jobs.context import app_context
+from tao_bevfusion.jobs.launch import RunActionInput
+from tao_bevfusion.service.jobs import cancel_job, get_job
+from tao_bevfusion.service.run import run_action
 
 from tests.conftest import copy_sample
 from tests.test_slurm_real import slurm  # noqa: F401 - the cluster fixture

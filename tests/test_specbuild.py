@@ -9,7 +9,8 @@ import pytest
 import yaml
 from tao_bevfusion.core.errors import InputError
 from tao_bevfusion.core.layout import launch_sidecar
-from tao_bevfusion.specbuild.build import BuildSpecInput, build_spec
+from tao_bevfusion.service.specs import build_spec
+from tao_bevfusion.specbuild.build import BuildSpecInput
 from tao_bevfusion.specbuild.rules import rescaled_lr_schedule
 from tao_bevfusion.specbuild.surface import ExperimentConfig
 from tao_bevfusion.specbuild.surface.experiment import DEFAULT_LR_SCHEDULER

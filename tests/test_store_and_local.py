@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from tao_bevfusion.backends.environment import validate_env
 from tao_bevfusion.core.errors import InputError
-from tao_bevfusion.jobs.engine import cancel_job, get_job
-from tao_bevfusion.jobs.launch import RunActionInput, run_action
+from tao_bevfusion.jobs.launch import RunActionInput
 from tao_bevfusion.jobs.store import JobStore
+from tao_bevfusion.service.jobs import cancel_job, get_job
+from tao_bevfusion.service.run import run_action
 
 from tests.conftest import REPO, copy_sample
 
@@ -143,7 +144,8 @@ def test_encryption_key_is_redacted_from_logs_and_summaries(workspace: Path, loc
     r = run_action(RunActionInput(action="dataset_convert", data_root=str(root), backend="local"))
     _finish(r.job_id)
     from tao_bevfusion.jobs.logs import get_job_logs
-    from tao_bevfusion.specbuild.build import BuildSpecInput, build_spec
+    from tao_bevfusion.service.specs import build_spec
+    from tao_bevfusion.specbuild.build import BuildSpecInput
 
     built = build_spec(BuildSpecInput(action="train", data_root=str(root), backend="local", encryption_key="s3cr3t",
                                       overrides={"num_epochs": 1, "batch_size": 1}))

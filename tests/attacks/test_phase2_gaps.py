@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
-from tao_bevfusion.core.settings import app_context
+from tao_bevfusion.jobs.context import app_context
 from tao_bevfusion.jobs.reconcile import submitter_token
 
 from tests.attacks.helpers import call, cli, mcp_call, refused

@@ -12,16 +12,18 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from tao_bevfusion.core.settings import AppContext
-from tao_bevfusion.jobs import checkpoints, engine, launch, logs
-from tao_bevfusion.jobs.engine import JobListItem
+from tao_bevfusion.core.actions import Action
+from tao_bevfusion.core.states import JobState
+from tao_bevfusion.jobs import checkpoints, launch, logs, notes
+from tao_bevfusion.jobs.context import AppContext
 from tao_bevfusion.kitti import preflight as dataset
 from tao_bevfusion.policy import automl, routing
-from tao_bevfusion.present import compare, notes
+from tao_bevfusion.present import compare
 from tao_bevfusion.present.summary import JobSummary
+from tao_bevfusion.service import jobs as service
+from tao_bevfusion.service import run, specs
+from tao_bevfusion.service.jobs import JobListItem
 from tao_bevfusion.specbuild import build
-
-Action = Literal["dataset_convert", "train", "evaluate", "inference"]
 
 
 class RouteRequestInput(BaseModel):
@@ -74,7 +76,7 @@ class LogsInput(BaseModel):
 
 
 class ListJobsInput(BaseModel):
-    state: Literal["pending", "running", "succeeded", "failed", "canceled", "unknown"] | None = Field(
+    state: JobState | None = Field(
         default=None, description="Only jobs in this state.")
     action: Action | None = Field(default=None, description="Only jobs of this action.")
     limit: int = Field(default=20, ge=1, le=100, description="At most this many (newest first unless sort).")
@@ -147,7 +149,7 @@ def _check(inp: CheckDatasetInput, ctx: AppContext) -> tuple[dataset.DatasetRepo
 
 
 def _build(inp: build.BuildSpecInput, ctx: AppContext) -> tuple[build.BuildSpecResult, str]:
-    r = build.build_spec(inp, ctx)
+    r = specs.build_spec(inp, ctx)
     text = [f"wrote {r.action} spec {r.spec_path} (results -> {r.results_dir}); {len(r.changes)} keys set"]
     text += notes.override_lines(r.overrides, r.lineage) + notes.warning_lines(r.warnings, [])
     text.append(f"next: run_action(action='{r.action}', spec_path='{r.spec_path}'"
@@ -156,29 +158,30 @@ def _build(inp: build.BuildSpecInput, ctx: AppContext) -> tuple[build.BuildSpecR
 
 
 def _resolve(inp: ResolveCheckpointInput, ctx: AppContext) -> tuple[checkpoints.CheckpointChoice, str]:
-    c = checkpoints.resolve_parent_checkpoint(parent_job_id=inp.parent_job_id, results_dir=inp.results_dir,
-                                              choose=inp.choose, epoch=inp.epoch, metric=inp.metric, ctx=ctx)
+    c = specs.resolve_parent_checkpoint(parent_job_id=inp.parent_job_id, results_dir=inp.results_dir,
+                                        choose=inp.choose, epoch=inp.epoch, metric=inp.metric, ctx=ctx)
     return c, f"epoch {c.epoch}: {c.path} ({c.method}); {len(c.candidates)} checkpoints found"
 
 
-def _run(inp: launch.RunActionInput, ctx: AppContext) -> tuple[launch.RunActionResult, str]:
-    r = launch.run_action(inp, ctx)
+def _run(inp: launch.RunActionInput, ctx: AppContext) -> tuple[run.RunActionResult, str]:
+    r = run.run_action(inp, ctx)
     if r.state == "review" or (r.review is not None and r.summary is None):
         return r, r.message
     told = notes.override_lines(r.overrides, r.lineage) + r.warnings
     if r.state == "planned":
         assert r.plan is not None
         failed = [c for c in r.plan.preflight if not c.ok]
-        head = f"dry run (nothing launched): {' '.join(r.plan.command)}"
+        head = (f"dry run (nothing launched or recorded): {' '.join(r.plan.command)}\nsubmit exactly this plan: "
+                f"run_action(action='{inp.action}', plan_id='{r.plan_id}')")
         return r, "\n".join([head, *told] + [f"preflight would stop it: {c.message} -> {c.fix}" for c in failed])
     assert r.summary is not None
     return r, "\n".join([r.summary.digest, *told, f"next: {'; '.join(r.summary.next_steps[:2])}"])
 
 
-def _after_wait(result: launch.RunActionResult, ctx: AppContext) -> tuple[launch.RunActionResult, str]:
+def _after_wait(result: run.RunActionResult, ctx: AppContext) -> tuple[run.RunActionResult, str]:
     """run_action's result once the server has waited: the job as it is now."""
     assert result.job_id is not None
-    summary = engine.get_job(result.job_id, ctx)
+    summary = service.get_job(result.job_id, ctx)
     told = notes.override_lines(result.overrides, result.lineage) + result.warnings
     # The job's own launch lines (lineage, first warning) are already in `told`: said once.
     shown = [line for line in summary.report if line != result.lineage and not line.startswith("warning: ")]
@@ -197,7 +200,7 @@ def job_digest(s: JobSummary) -> str:
 
 
 def _get(inp: JobIdInput, ctx: AppContext) -> tuple[JobSummary, str]:
-    s = engine.get_job(inp.job_id, ctx)
+    s = service.get_job(inp.job_id, ctx)
     return s, job_digest(s)
 
 
@@ -227,7 +230,7 @@ def _list(inp: ListJobsInput, ctx: AppContext) -> tuple[JobList, str]:
     if inp.compare:
         rows = compare.comparison(inp.compare, ctx)
         return JobList(jobs=[], comparison=rows), compare.table_text(rows) + "\n(curves overlaid in the picture)"
-    items = engine.list_jobs(state=inp.state, action=inp.action, limit=inp.limit, ctx=ctx, sort=inp.sort)
+    items = service.list_jobs(state=inp.state, action=inp.action, limit=inp.limit, ctx=ctx, sort=inp.sort)
     return JobList(jobs=items), "\n".join(_list_line(j) for j in items) or "no jobs"
 
 
@@ -266,13 +269,13 @@ def _list_view(inp: ListJobsInput, result: JobList, ctx: AppContext) -> dict[str
 
 
 def _launch_cost(inp: launch.RunActionInput, ctx: AppContext) -> Any:
-    from tao_bevfusion.studies.cost import launch_cost
+    from tao_bevfusion.service.cost import launch_cost
 
     return launch_cost(inp, ctx)
 
 
-def _cancel(inp: CancelInput, ctx: AppContext) -> tuple[engine.CancelResult, str]:
-    r = engine.cancel_job(inp.job_id, force=inp.force, ctx=ctx)
+def _cancel(inp: CancelInput, ctx: AppContext) -> tuple[service.CancelResult, str]:
+    r = service.cancel_job(inp.job_id, force=inp.force, ctx=ctx)
     return r, f"{r.job_id}: {r.state} ({r.message})"
 
 
@@ -325,7 +328,7 @@ TOOLS: list[ToolDef] = [
     ToolDef("resolve_parent_checkpoint", ResolveCheckpointInput, checkpoints.CheckpointChoice, _resolve,
             "Pick the checkpoint of a train job for evaluate/inference/resume, explained: exact epoch, best "
             "(highest val AP11 that has a .pth), final, or latest (only on request). Never guesses a neighbour."),
-    ToolDef("run_action", launch.RunActionInput, launch.RunActionResult, _run,
+    ToolDef("run_action", launch.RunActionInput, run.RunActionResult, _run,
             "Launch dataset_convert/train/evaluate/inference in the TAO 5.5 container (docker) or on the host "
             "(local), from a build_spec spec_path or the build_spec inputs. Returns a job_id within seconds; poll "
             "get_job. dry_run=true returns the exact plan and preflight. Train with the AutoML policy on (default) "
@@ -349,7 +352,7 @@ TOOLS: list[ToolDef] = [
             "best AP11 and epoch, parent. sort='best_AP11' answers 'which run was best'; compare=[train job ids] "
             "gives a side-by-side table and one picture with their curves overlaid.",
             images=_compare_images, image_flag="compare-png", image_request_field=None, view=_list_view),
-    ToolDef("cancel_job", CancelInput, engine.CancelResult, _cancel,
+    ToolDef("cancel_job", CancelInput, service.CancelResult, _cancel,
             "Stop a running job and record it as canceled. Idempotent: a finished job is reported unchanged.",
             annotations={**WRITES, "destructive_hint": True, "idempotent_hint": True}),
 ]
@@ -361,7 +364,7 @@ def tool(name: str) -> ToolDef:
 
 def call(name: str, args: dict[str, Any], ctx: AppContext | None = None) -> tuple[Any, str]:
     """Validate `args` with the tool's own model and run it (used by the CLI and tests)."""
-    from tao_bevfusion.core.settings import app_context
+    from tao_bevfusion.jobs.context import app_context
 
     t = tool(name)
     return t.fn(t.input.model_validate(args), ctx or app_context())

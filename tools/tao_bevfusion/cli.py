@@ -20,8 +20,10 @@ from pydantic_core import PydanticUndefined
 
 from tao_bevfusion import api
 from tao_bevfusion.core.errors import InputError, ToolError, problem
-from tao_bevfusion.core.settings import AppContext, app_context
+from tao_bevfusion.core.states import ACTIVE_STATES
+from tao_bevfusion.jobs.context import AppContext, app_context
 from tao_bevfusion.jobs.wait import wait_sync
+from tao_bevfusion.present.summary import summarize
 
 
 def _scalar(ann: Any) -> tuple[Any, list[Any] | None]:
@@ -97,8 +99,8 @@ def _progress_bar(summary: Any) -> str:
 
 def follow(job_id: str, ctx: AppContext, interval: float = 2.0) -> Any:
     """Wait until the job ends, drawing a one-line progress bar on stderr (the CLI has no 60 s limit)."""
-    def draw(summary: Any) -> None:
-        sys.stderr.write("\r" + _progress_bar(summary).ljust(130))
+    def draw(job: Any) -> None:
+        sys.stderr.write("\r" + _progress_bar(summarize(job)).ljust(130))
         sys.stderr.flush()
 
     wait_sync(job_id, None, ctx, on_progress=draw, interval=interval)
@@ -164,7 +166,7 @@ def _run_tool(t: api.ToolDef, args: argparse.Namespace) -> int:
         inp = t.input.model_validate(fields)
         model, text = t.fn(inp, ctx)
         job_id = getattr(model, "job_id", None)
-        if getattr(args, "follow", False) and job_id and getattr(model, "state", "") in ("pending", "running"):
+        if getattr(args, "follow", False) and job_id and getattr(model, "state", "") in ACTIVE_STATES:
             model, text = follow(job_id, ctx)
         if image_out and t.images:
             pictures = t.images(inp, model, ctx)

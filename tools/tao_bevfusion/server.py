@@ -23,9 +23,11 @@ from pydantic_core import PydanticUndefined
 from tao_bevfusion import api
 from tao_bevfusion.core.errors import ToolError as ToolFailure
 from tao_bevfusion.core.layout import status_path
-from tao_bevfusion.core.settings import AppContext, app_context, skill_dir
+from tao_bevfusion.core.settings import skill_dir
+from tao_bevfusion.jobs.context import AppContext, app_context
 from tao_bevfusion.jobs.wait import wait_async
 from tao_bevfusion.mcpext import apps, consent, updates
+from tao_bevfusion.present.summary import summarize
 from tao_bevfusion.specbuild.surface import ACTIONS
 
 log = logging.getLogger("tao_bevfusion.server")
@@ -60,7 +62,8 @@ def _signature(model: type[BaseModel], output: type[BaseModel], with_ctx: bool) 
 
 async def _wait(t: api.ToolDef, model: Any, seconds: int, app: AppContext, ctx: Context | None) -> tuple[Any, str]:
     """Wait for the launched job with progress notifications; the job keeps running if the client leaves."""
-    async def report(step: int, summary: Any) -> None:
+    async def report(step: int, job: Any) -> None:
+        summary = summarize(job)
         if ctx is not None:
             await ctx.report_progress(step, total=seconds, message=summary.digest[:200])
 
@@ -139,7 +142,8 @@ def _job(job_id: str) -> tuple[AppContext, Any]:
 
 def _tail(path: Path, secrets: list[str], limit: int = 64 * 1024) -> str:
     """The file's last `limit` bytes, secrets redacted before the cut (a key across it leaves no part)."""
-    from tao_bevfusion.evidence.safeio import read_regular, redact_bytes
+    from tao_bevfusion.core.redact import redact_bytes
+    from tao_bevfusion.evidence.safeio import read_regular
 
     probe = read_regular(path, 0, 0)
     if probe is None:
@@ -153,7 +157,7 @@ def _tail(path: Path, secrets: list[str], limit: int = 64 * 1024) -> str:
 
 
 def _redacted_tail(job_id: str, which: str) -> str:
-    from tao_bevfusion.present.summary import job_secrets
+    from tao_bevfusion.jobs.secrets import job_secrets
 
     app, job = _job(job_id)
     path = (job.files(app.settings.home).log if which == "log"

@@ -101,6 +101,7 @@ class Backend(ABC):
     name: ClassVar[str]
     capabilities: ClassVar[Capabilities]
     options_model: ClassVar[type[BackendOptions]] = BackendOptions
+    plan_model: ClassVar[type["Plan"]] = Plan  # what plan() returns; a saved plan is read back as this
 
     @abstractmethod
     def plan(self, request: LaunchRequest) -> Plan:
@@ -125,8 +126,9 @@ class Backend(ABC):
     def cancel(self, handle: str, force: bool) -> None:
         """Stop the job (graceful, or at once with force). Idempotent."""
 
-    def find(self, job_id: str) -> str | None:
-        """Recover a handle from the job id (when capabilities.reattach_by_job_id)."""
+    def find(self, job_id: str, plan: dict[str, Any] | None = None) -> str | None:
+        """Recover a handle from the job id (when capabilities.reattach_by_job_id); `plan`: the job's
+        recorded plan (where it was submitted), when there is one."""
         return None
 
     def cleanup(self, handle: str) -> None:  # noqa: B027 - optional hook

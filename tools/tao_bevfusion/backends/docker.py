@@ -12,7 +12,7 @@ import subprocess
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import docker
 import requests
@@ -20,12 +20,14 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import DeviceRequest, Ulimit
 from pydantic import Field
 
-from tao_bevfusion.backends.base import Backend, BackendOptions, BackendStatus, Capabilities, Check, LaunchRequest, Plan
+from tao_bevfusion.backends.base import Backend, BackendStatus, Capabilities, Check, LaunchRequest, Plan
+from tao_bevfusion.backends.docker_options import DockerOptions
 from tao_bevfusion.backends.environment import job_env
+from tao_bevfusion.core import layout
 from tao_bevfusion.core.errors import EngineError, InputError, problem
-from tao_bevfusion.core.settings import Settings
+from tao_bevfusion.core.fsio import atomic_write
 
-LABEL_JOB, LABEL_ACTION, LABEL_PLUGIN = "tao-bevfusion.job", "tao-bevfusion.action", "tao-bevfusion.plugin"
+LABEL_JOB, LABEL_ACTION, LABEL_PLUGIN = layout.LABEL_JOB, layout.LABEL_ACTION, layout.LABEL_PLUGIN
 NO_GPU_RUNTIME = 'could not select device driver ""'
 HARDWARE = "BEVFusion guidance: minimum 2 GPUs, 4 recommended, 24 GB+ each (A100 recommended)"
 
@@ -90,21 +92,6 @@ def _parse_ts(stamp: str) -> tuple[int, int]:
     return secs, int((frac or "0").ljust(9, "0")[:9])
 
 
-class DockerOptions(BackendOptions):
-    network: Literal["none", "host", "bridge"] = Field(default="none", description="Container network mode.")
-    shm_size: str = Field(default="16G", pattern=r"^\d+[kKmMgG]?$", description="/dev/shm size.")
-    mem_limit: str | None = Field(default=None, pattern=r"^\d+[kKmMgG]?$", description="Container memory limit.")
-    memlock: int | None = Field(default=None, ge=-1, description=(
-        "Container RLIMIT_MEMLOCK in bytes; default TAO_BEVFUSION_MEMLOCK or -1 = unlimited (NVIDIA's "
-        "recommendation). Lower it only when the engine may not raise it."))
-
-
-    @classmethod
-    def from_user(cls, raw: dict[str, Any], settings: Settings) -> "DockerOptions":
-        opts = cls.model_validate(raw)
-        return opts if opts.memlock is not None else opts.model_copy(update={"memlock": settings.memlock})
-
-
 class DockerPlan(Plan):
     run_kwargs: dict[str, Any] = Field(description="The exact keyword arguments of docker containers.run.")
 
@@ -131,6 +118,7 @@ class DockerBackend(Backend):
     capabilities: ClassVar[Capabilities] = Capabilities(
         maps_paths_into_container=True, multi_node=False, gpu_pinning=True, reattach_by_job_id=True)
     options_model = DockerOptions
+    plan_model = DockerPlan
 
     def plan(self, request: LaunchRequest) -> DockerPlan:
         req = request
@@ -142,8 +130,8 @@ class DockerBackend(Backend):
         notes = [] if devices else ["no GPU device request (gpus=[]): for the test stand-in and CPU-only checks"]
         user = f"{os.getuid()}:{os.getgid()}"
         kwargs: dict[str, Any] = {
-            "image": req.image, "command": command, "name": f"tao-{req.job_id}", "detach": True,
-            "labels": {LABEL_JOB: req.job_id, LABEL_ACTION: req.action, LABEL_PLUGIN: "tao-bevfusion"},
+            "image": req.image, "command": command, "name": layout.job_name(req.job_id), "detach": True,
+            "labels": {LABEL_JOB: req.job_id, LABEL_ACTION: req.action, LABEL_PLUGIN: layout.PLUGIN},
             "volumes": {m.host: {"bind": m.container, "mode": m.mode} for m in req.mounts},
             "environment": env, "user": user, "shm_size": opts.shm_size,
             "ulimits": [{"name": "memlock", "soft": memlock, "hard": memlock},
@@ -293,7 +281,7 @@ class DockerBackend(Backend):
         except APIError:
             pass  # already stopped
 
-    def find(self, job_id: str) -> str | None:
+    def find(self, job_id: str, plan: dict[str, Any] | None = None) -> str | None:
         with _engine_errors():
             found = _client().containers.list(all=True, filters={"label": f"{LABEL_JOB}={job_id}"})
         return str(found[0].id) if found else None
@@ -316,13 +304,7 @@ def _read_cursor(path: Path) -> tuple[int, set[tuple[int, int]], int | None]:
 
 def _write_state(path: Path, state: dict[str, Any]) -> None:
     """Atomically (a torn state file would re-append the whole log)."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(json.dumps(state))
-        os.replace(tmp, path)
-    except OSError:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write(path, json.dumps(state))
 
 
 class _Window:

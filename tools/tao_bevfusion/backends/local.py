@@ -16,11 +16,11 @@ from pydantic import Field
 from tao_bevfusion.backends.base import Backend, BackendStatus, Capabilities, Check, LaunchRequest, Plan
 from tao_bevfusion.backends.environment import job_env
 from tao_bevfusion.core.errors import EngineError, InputError, problem
-from tao_bevfusion.core.settings import with_package_on_pythonpath
+from tao_bevfusion.core.settings import Settings, with_package_on_pythonpath
 
 
-def cli_prefix() -> list[str]:
-    raw = os.environ.get("TAO_BEVFUSION_LOCAL_CLI", "bevfusion")
+def cli_prefix(settings: Settings | None = None) -> list[str]:
+    raw = (settings or Settings.from_env()).local_cli
     if raw.strip().startswith("["):
         value = json.loads(raw)
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value) or not value:
@@ -54,6 +54,7 @@ class LocalPlan(Plan):
 
 class LocalBackend(Backend):
     name = "local"
+    plan_model = LocalPlan
     capabilities: ClassVar[Capabilities] = Capabilities(
         maps_paths_into_container=False, multi_node=False, gpu_pinning=True, reattach_by_job_id=False)
 

@@ -4,10 +4,12 @@
 """
 
 import json
-import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
+
+from tao_bevfusion.core.fsio import atomic_write
 
 
 def main(argv: list[str]) -> int:
@@ -21,10 +23,7 @@ def main(argv: list[str]) -> int:
     proc = subprocess.Popen(command)
     code = proc.wait()
     result = {"exit_code": code if code >= 0 else 128 - code, "signal": -code if code < 0 else None}
-    tmp = exit_file + ".tmp"
-    with open(tmp, "w") as fh:
-        json.dump(result, fh)
-    os.replace(tmp, exit_file)
+    atomic_write(Path(exit_file), json.dumps(result))
     return 0
 
 

@@ -10,6 +10,8 @@ import os
 import re
 from pathlib import Path
 
+from tao_bevfusion.core.actions import ACTION_SPECS
+
 EPOCH_FILE = re.compile(r"^epoch_(\d+)\.pth$")  # 1-based, padded or not; nothing else counts (§10.1)
 LAST_CHECKPOINT = "last_checkpoint"
 STATUS_FILE = "status.json"
@@ -17,6 +19,33 @@ REDUCED_DIR = "velodyne_reduced"
 INFO_SPLITS = {"training": ("train", "val", "trainval"), "validation": ("val",), "testing": ("test",)}
 SPEC_SPLIT_PICKLES = (("train_dataset", "train"), ("val_dataset", "val"), ("test_dataset", "val"))
 PREDICTIONS_DIR = ("inference", "preds")
+
+# Container mount points (backends that map paths into a container; docs/container-contract.md §8).
+DATA_MOUNT = "/data"  # the dataset root
+RESULTS_MOUNT = "/results"  # each results folder at /results/<name>
+SPECS_MOUNT = "/specs"  # the spec's folder, read-only
+INPUT_MOUNTS = {"model": "/inputs/model", "weights": "/inputs/weights", "swin": "/inputs/swin"}
+SCRATCH_MOUNT = "/tao-scratch"  # convert's HOME and caches, outside the dataset root
+
+# Names a backend gives a job: docker labels, the Slurm job and container, Kubernetes objects.
+PLUGIN = "tao-bevfusion"
+LABEL_PLUGIN = "tao-bevfusion.plugin"  # value: PLUGIN
+LABEL_JOB = "tao-bevfusion.job"  # value: the job id, on every backend
+LABEL_ACTION = "tao-bevfusion.action"
+K8S_JOB_LABEL = "tao-bevfusion/job"  # value: job_name(job id)
+
+
+def job_name(job_id: str) -> str:
+    """The name of a job's container, Slurm job and Kubernetes objects."""
+    return f"tao-{job_id}"
+
+
+# The state dir (TAO_BEVFUSION_HOME): private to the user, 0700.
+JOBS_DB = "jobs.db"
+RUNS_DIR = "runs"  # default results folders (the one part of the state dir a job may write)
+SPECS_DIR = "specs"  # specs build_spec writes (mounted read-only into their job)
+PLANS_DIR = "plans"  # dry-run plans, submittable by plan_id for a day
+SIDECAR_KEY = "sidecar.key"  # the HMAC key of launch records: never under runs/ or specs/
 
 
 def info_pickle_name(split: str) -> str:
@@ -54,7 +83,8 @@ def epoch_checkpoints(work: Path) -> dict[int, Path]:
 
 
 def status_path(action: str, results_dir: Path, data_root: Path) -> Path:
-    if action == "dataset_convert":
+    """Where the 5.5 action writes status.json (convert: the data root; the others: <results>/<action>/)."""
+    if ACTION_SPECS[action].writes_data_root:
         return data_root / STATUS_FILE
     return results_dir / action / STATUS_FILE
 
@@ -88,6 +118,10 @@ class JobFiles:
     @property
     def scratch(self) -> Path:
         return self.dir / "scratch"
+
+
+def plan_record(home: Path, plan_id: str) -> Path:
+    return home / PLANS_DIR / f"{plan_id}.json"
 
 
 def launch_sidecar(spec_path: Path) -> Path:

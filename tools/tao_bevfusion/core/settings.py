@@ -1,17 +1,14 @@
-"""Environment -> Settings (documented in the README), and the AppContext every tool call passes down."""
+"""Environment -> Settings (documented in the README): every variable the plugin reads, read here.
 
-import functools
+The AppContext a tool call passes down (settings + job store + backends) is built on this, in jobs/context.py."""
+
 import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from tao_bevfusion.core.errors import InputError, problem
-
-if TYPE_CHECKING:
-    from tao_bevfusion.backends.base import Backend
-    from tao_bevfusion.jobs.store import JobStore
 
 DEFAULT_IMAGE = "nvcr.io/nvidia/tao/tao-toolkit:5.5.0-pyt"
 DEFAULT_STALL_SECONDS = 900
@@ -67,6 +64,31 @@ def _positive(name: str, default: int) -> int:
     return int(raw)
 
 
+# Site defaults of backend options: option -> variable, per backend (an explicit backend_options value wins).
+BACKEND_DEFAULT_ENV = {
+    "slurm": {"partition": "TAO_BEVFUSION_SLURM_PARTITION", "account": "TAO_BEVFUSION_SLURM_ACCOUNT",
+              "qos": "TAO_BEVFUSION_SLURM_QOS", "reservation": "TAO_BEVFUSION_SLURM_RESERVATION",
+              "runtime": "TAO_BEVFUSION_SLURM_RUNTIME", "log_dir": "TAO_BEVFUSION_SLURM_LOG_DIR"},
+    "kubernetes": {"namespace": "TAO_BEVFUSION_K8S_NAMESPACE", "context": "TAO_BEVFUSION_K8S_CONTEXT"},
+}
+
+
+def _backend_defaults() -> dict[str, dict[str, str]]:
+    return {backend: {opt: os.environ[var] for opt, var in names.items() if os.environ.get(var)}
+            for backend, names in BACKEND_DEFAULT_ENV.items()}
+
+
+def _seed(raw: str) -> int | None:
+    return int(raw) if raw.strip().isdigit() else None
+
+
+def _tick(raw: str) -> float:
+    try:
+        return max(0.1, float(raw)) if raw.strip() else 2.0
+    except ValueError:
+        return 2.0
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
@@ -74,6 +96,10 @@ class Settings:
     roots: tuple[Path, ...]
     memlock: int = -1
     stall_seconds: int = DEFAULT_STALL_SECONDS
+    backend_defaults: dict[str, dict[str, str]] = field(default_factory=dict)
+    local_cli: str = "bevfusion"  # TAO_BEVFUSION_LOCAL_CLI: a command, or a JSON list
+    automl_seed: int | None = None  # TAO_BEVFUSION_AUTOML_SEED: reproducible proposals (tests, benchmarks)
+    automl_tick: float = 2.0  # TAO_BEVFUSION_AUTOML_TICK: seconds between a study driver's rounds
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -87,36 +113,20 @@ class Settings:
         return cls(home=home, image=os.environ.get("TAO_BEVFUSION_IMAGE", DEFAULT_IMAGE),
                    roots=_roots(os.environ.get("TAO_BEVFUSION_ROOTS", ""), home),
                    memlock=_memlock(os.environ.get("TAO_BEVFUSION_MEMLOCK", "")),
-                   stall_seconds=_positive("TAO_BEVFUSION_STALL_SECONDS", DEFAULT_STALL_SECONDS))
+                   stall_seconds=_positive("TAO_BEVFUSION_STALL_SECONDS", DEFAULT_STALL_SECONDS),
+                   backend_defaults=_backend_defaults(),
+                   local_cli=os.environ.get("TAO_BEVFUSION_LOCAL_CLI", "bevfusion"),
+                   automl_seed=_seed(os.environ.get("TAO_BEVFUSION_AUTOML_SEED", "")),
+                   automl_tick=_tick(os.environ.get("TAO_BEVFUSION_AUTOML_TICK", "")))
 
 
-@dataclass(frozen=True)
-class AppContext:
-    """What a tool call needs besides its input: settings, the job store, and the backends."""
-
-    settings: Settings
-    _backends: dict[str, "Backend"] = field(default_factory=dict, compare=False, repr=False)
+class HasSettings(Protocol):
+    """Anything that carries Settings (an AppContext does): what the lower layers take from a tool call."""
 
     @property
-    def store(self) -> "JobStore":
-        return _store_for(self.settings.home)
-
-    def backend(self, name: str) -> "Backend":
-        if name not in self._backends:
-            from tao_bevfusion.backends.registry import load_backend
-
-            self._backends[name] = load_backend(name)
-        return self._backends[name]
+    def settings(self) -> Settings: ...
 
 
-def app_context() -> AppContext:
-    """The context of one tool call, from the current environment (tests change it between calls)."""
-    return AppContext(Settings.from_env())
-
-
-@functools.lru_cache(maxsize=8)
-def _store_for(home: Path) -> "JobStore":
-    """One store per state dir per process: the migrations run once, not on every poll."""
-    from tao_bevfusion.jobs.store import JobStore
-
-    return JobStore(home)
+def settings_of(ctx: HasSettings | None) -> Settings:
+    """The call's settings, or the environment's when no context was passed."""
+    return ctx.settings if ctx is not None else Settings.from_env()

@@ -2,10 +2,8 @@
 a FIFO, a link to /dev/zero or to a host file must neither hang a poll, nor grow without bound, nor be read.
 """
 
-import json
 import os
 import stat
-from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -23,14 +21,3 @@ def read_regular(path: Path, start: int, limit: int) -> tuple[int, bytes] | None
         size = info.st_size
         fh.seek(start if start <= size else 0)
         return size, fh.read(max(0, min(limit, size - fh.tell())))
-
-
-def redact_bytes(data: bytes, secrets: Sequence[str]) -> bytes:
-    """Replace each secret (raw, and as a JSON writer escapes it) before anything parses or cuts the text:
-    cutting first would leave a secret's prefix behind."""
-    for value in secrets:
-        if not value:
-            continue
-        for form in {value, json.dumps(value)[1:-1]}:
-            data = data.replace(form.encode(), b"***")
-    return data

@@ -9,9 +9,10 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from tao_bevfusion.core.redact import redact_bytes
 from tao_bevfusion.evidence.models import Cursor, EpochAP, Findings, RunMetrics, RunProgress, StatusEvidence
 from tao_bevfusion.evidence.patterns import match_errors
-from tao_bevfusion.evidence.safeio import read_regular, redact_bytes
+from tao_bevfusion.evidence.safeio import read_regular
 from tao_bevfusion.evidence.status import StatusChunk, StatusRecord, read_status
 
 MAX_SCAN = 2 * 1024 * 1024  # first look at a big log: its last 2 MB (tail -n 2000 sees a few hundred KB)

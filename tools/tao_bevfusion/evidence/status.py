@@ -13,8 +13,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from tao_bevfusion.core.redact import redact_bytes
 from tao_bevfusion.evidence.models import Number, Text, Tolerant, Whole
-from tao_bevfusion.evidence.safeio import read_regular, redact_bytes
+from tao_bevfusion.evidence.safeio import read_regular
 
 RARE_MARKERS = (b'"mode": "val"', b'"FAILURE"', b'"STARTED"', b"finished successfully")
 TRAIN_MARKER = b'"mode": "train"'

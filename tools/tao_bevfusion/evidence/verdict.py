@@ -4,13 +4,11 @@
 the rules below matters: each row is checked only when none above it applied.
 """
 
-from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from tao_bevfusion.core.states import Outcome
 from tao_bevfusion.evidence.models import Evidence
-
-Outcome = Literal["succeeded", "succeeded_with_teardown_crash", "failed", "killed", "canceled", "pruned", "lost"]
 
 
 class Verdict(BaseModel):
@@ -32,38 +30,38 @@ def _abnormal_end(ev: Evidence) -> Verdict | None:
     st, code = ev.findings.status, ev.exit_code
     if ev.container_missing and code is None:
         if ev.cancel_requested:
-            return _verdict(ev, "canceled", "canceled; the process is gone")
-        return _verdict(ev, "lost", "the container/process is gone and left no exit code; outcome unknown "
+            return _verdict(ev, Outcome.CANCELED, "canceled; the process is gone")
+        return _verdict(ev, Outcome.LOST, "the container/process is gone and left no exit code; outcome unknown "
                         "(check the results folder)")
     if code in (125, 126, 127) and not st.records:
-        return _verdict(ev, "failed", f"the container could not start (exit {code})")
+        return _verdict(ev, Outcome.FAILED, f"the container could not start (exit {code})")
     killed = code == 137 or (code is not None and code > 128 and not st.finished)
     if killed or (ev.oom_killed and not st.finished):
         if ev.cancel_requested:
-            return _verdict(ev, "canceled", f"canceled on request (exit {code})")
+            return _verdict(ev, Outcome.CANCELED, f"canceled on request (exit {code})")
         if ev.oom_killed:
-            return _verdict(ev, "killed", "killed by the out-of-memory killer (OOMKilled): lower "
+            return _verdict(ev, Outcome.KILLED, "killed by the out-of-memory killer (OOMKilled): lower "
                             "batch_size/num_workers or raise the memory limit")
-        return _verdict(ev, "killed", f"killed by a signal from outside (exit {code})")
+        return _verdict(ev, Outcome.KILLED, f"killed by a signal from outside (exit {code})")
     if code == 1 and not st.records:
         err = ev.findings.last_error_line
         if err:  # the root cause (a wrong image says "No module named 'mmdet3d'"), not a guess
-            return _verdict(ev, "failed", f"failed before the action started: {err}")
-        return _verdict(ev, "failed", "the launcher refused to start (spec path or -e missing)")
+            return _verdict(ev, Outcome.FAILED, f"failed before the action started: {err}")
+        return _verdict(ev, Outcome.FAILED, "the launcher refused to start (spec path or -e missing)")
     return None
 
 
 def _finished(ev: Evidence, finished: str) -> Verdict:
     footer, missing = ev.findings.footer, ev.missing
     if missing:
-        return _verdict(ev, "failed", "the action says it finished but expected artifacts are missing: "
+        return _verdict(ev, Outcome.FAILED, "the action says it finished but expected artifacts are missing: "
                         f"{', '.join(missing[:3])}")
     if footer == "FAIL" and ev.findings.sigsegv:
-        return _verdict(ev, "succeeded_with_teardown_crash", "artifacts complete, then the process crashed at "
+        return _verdict(ev, Outcome.SUCCEEDED_WITH_TEARDOWN_CRASH, "artifacts complete, then the process crashed at "
                         "teardown (SIGSEGV, cuMemRetainAllocationHandle): results usable, process FAIL")
     if footer == "FAIL":
-        return _verdict(ev, "failed", "finished line present but the launcher reported FAIL")
-    return _verdict(ev, "succeeded", f"{finished} (status.json) with the expected artifacts")
+        return _verdict(ev, Outcome.FAILED, "finished line present but the launcher reported FAIL")
+    return _verdict(ev, Outcome.SUCCEEDED, f"{finished} (status.json) with the expected artifacts")
 
 
 def decide(ev: Evidence) -> Verdict:
@@ -74,17 +72,17 @@ def decide(ev: Evidence) -> Verdict:
     f, st = ev.findings, ev.findings.status
     if st.interrupted:
         if ev.cancel_requested:
-            return _verdict(ev, "canceled", "canceled on request")
-        return _verdict(ev, "failed", "the action was interrupted (the PASS footer is misleading)")
+            return _verdict(ev, Outcome.CANCELED, "canceled on request")
+        return _verdict(ev, Outcome.FAILED, "the action was interrupted (the PASS footer is misleading)")
     if st.failures:
-        return _verdict(ev, "failed", f"FAILURE in status.json: {st.failures[-1]}")
+        return _verdict(ev, Outcome.FAILED, f"FAILURE in status.json: {st.failures[-1]}")
     if st.finished:
         return _finished(ev, st.finished)
     if f.sigsegv or f.sigkill:
         kind = "SIGKILL (often the OOM killer)" if f.sigkill else "SIGSEGV"
-        return _verdict(ev, "failed", f"a worker crashed ({kind}) before the action finished")
+        return _verdict(ev, Outcome.FAILED, f"a worker crashed ({kind}) before the action finished")
     if not st.records:
         err = f.last_error_line or "no status.json records"
-        return _verdict(ev, "failed", f"failed before the action started: {err}")
-    return _verdict(ev, "failed", "the process ended without a finished line (it died without a Python "
+        return _verdict(ev, Outcome.FAILED, f"failed before the action started: {err}")
+    return _verdict(ev, Outcome.FAILED, "the process ended without a finished line (it died without a Python "
                     f"exception); exit {ev.exit_code}, footer {f.footer}")

@@ -14,8 +14,8 @@ from pydantic import BaseModel, Field
 from tao_bevfusion.core import layout
 from tao_bevfusion.core.errors import InputError, problem
 from tao_bevfusion.core.paths import host_path, inside
-from tao_bevfusion.core.settings import AppContext, app_context
 from tao_bevfusion.evidence.status import read_status
+from tao_bevfusion.jobs.context import AppContext, app_context
 from tao_bevfusion.jobs.store import check_job_id
 
 Choice = Literal["best", "final", "latest"]
@@ -36,6 +36,13 @@ class CheckpointChoice(BaseModel):
     candidates: list[Candidate] = Field(description="Every checkpoint found, with its validation AP if logged.")
     parent_job_id: str | None = Field(default=None, description="The train job it came from.")
     results_dir: str = Field(description="The train job's host results folder.")
+
+
+def study_choice_error(study_id: str) -> InputError:
+    return InputError(problem("parent_job_id", f"{study_id} is an AutoML study: its checkpoint is the best trial's "
+                              "best epoch (choose/epoch/resume apply to one train job)",
+                              "drop choose/epoch/resume, or pass parent_job_id=<a trial's job id> (get_job on the "
+                              "study lists them)"))
 
 
 def _scan(train_dir: Path) -> dict[int, Path]:
@@ -79,18 +86,9 @@ def resolve_parent_checkpoint(parent_job_id: str | None = None, results_dir: str
     state: str | None = None
     if parent_job_id:
         job = ctx.store.get(check_job_id(parent_job_id, "parent_job_id"))
-        if job.kind == "study":  # its best trial's exact best-epoch checkpoint, never latest
-            from tao_bevfusion.studies.status import study_best
-
-            if choose not in (None, "best") or epoch is not None:
-                raise InputError(problem("parent_job_id", f"{job.id} is an AutoML study: its checkpoint is the best "
-                                         "trial's best epoch (choose/epoch/resume apply to one train job)",
-                                         "drop choose/epoch/resume, or pass parent_job_id=<a trial's job id> "
-                                         "(get_job on the study lists them)"))
-            trial_id, epoch = study_best(job)
-            choice = resolve_parent_checkpoint(parent_job_id=trial_id, epoch=epoch, ctx=ctx)
-            return choice.model_copy(update={"method": f"the best trial ({trial_id}) of study {job.id}: its best "
-                                             f"validation AP11 at epoch {epoch}, exact file (never latest)"})
+        if job.kind != "run":
+            raise InputError(problem("parent_job_id", f"{job.id} is a {job.kind}, not one train run",
+                                     "resolve it through the resolve_parent_checkpoint tool"))
         if job.action != "train":
             raise InputError(problem("parent_job_id", f"{job.id} is a {job.action} job, not train",
                                          "pass the train job whose checkpoints you want (list_jobs(action='train'))"))

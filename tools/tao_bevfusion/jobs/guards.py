@@ -5,10 +5,11 @@ and the GPU list matches the GPUs the spec runs on.
 
 from tao_bevfusion.backends.base import Check
 from tao_bevfusion.core.errors import InputError, problem
-from tao_bevfusion.core.settings import AppContext
+from tao_bevfusion.core.states import ACTIVE_STATES
+from tao_bevfusion.jobs.context import AppContext
 from tao_bevfusion.jobs.store import Job
 
-ACTIVE = ("pending", "running")
+ACTIVE = tuple(sorted(ACTIVE_STATES))
 
 
 def _active(ctx: AppContext) -> list[Job]:

@@ -1,6 +1,7 @@
-"""run_action: from a spec (or build_spec's inputs) to a launched job, or to the exact plan (dry run).
+"""launch: from a spec (or build_spec's inputs) to a launched run, or to the exact plan (dry run).
 
-Order: AutoML routing -> spec and its verified launch record -> backend capabilities -> the launch request
+The tool run_action (service/run.py) decides first whether a train becomes an AutoML study; what reaches
+this module is one run. Order: spec and its verified launch record -> backend capabilities -> the launch request
 -> the backend's plan -> preflight -> job record -> submit. Nothing is recorded before the preflight passes;
 a submit the engine refuses removes its record again (nothing ran and no id was returned), so the error is
 the whole story and list_jobs shows no orphan; the same call can be repeated once the cause is fixed.
@@ -8,7 +9,7 @@ the whole story and list_jobs shows no orphan; the same call can be repeated onc
 
 import shutil
 import time
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -16,27 +17,27 @@ from pydantic import AfterValidator, BaseModel, Field, SerializeAsAny, StringCon
 
 from tao_bevfusion.backends.base import Backend, Check, LaunchRequest, Plan
 from tao_bevfusion.backends.environment import validate_env
-from tao_bevfusion.backends.registry import PLANNED_MULTI_NODE, multi_node_backends
+from tao_bevfusion.backends.registry import PLANNED_MULTI_NODE, PublishedOptions, multi_node_backends
+from tao_bevfusion.core.actions import ACTION_SPECS
 from tao_bevfusion.core.errors import EngineError, InputError, problem
-from tao_bevfusion.core.layout import JobFiles, private_dirs, status_path
+from tao_bevfusion.core.layout import SCRATCH_MOUNT, JobFiles, private_dirs, status_path
 from tao_bevfusion.core.paths import Mount, host_path
-from tao_bevfusion.core.settings import AppContext, app_context
+from tao_bevfusion.core.states import Outcome
 from tao_bevfusion.core.yamlio import load_yaml_file
 from tao_bevfusion.evidence.models import Cursor
 from tao_bevfusion.evidence.verdict import Verdict
-from tao_bevfusion.jobs import guards
+from tao_bevfusion.jobs import guards, notes, plans
+from tao_bevfusion.jobs.context import AppContext
 from tao_bevfusion.jobs.engine import refresh
 from tao_bevfusion.jobs.reconcile import submitter_token
 from tao_bevfusion.jobs.store import Job, new_job_id
-from tao_bevfusion.jobs.wait import MAX_WAIT, wait_sync
+from tao_bevfusion.jobs.wait import MAX_WAIT
 from tao_bevfusion.kitti.preflight import check_dataset
-from tao_bevfusion.present import notes
-from tao_bevfusion.present.summary import JobSummary, summarize
 from tao_bevfusion.specbuild.build import BuildSpecInput, build_spec
+from tao_bevfusion.specbuild.parent import ParentRun
 from tao_bevfusion.specbuild.rules import pydantic_problems
 from tao_bevfusion.specbuild.sidecar import LaunchSidecar, read_sidecar
 from tao_bevfusion.specbuild.surface import CLI_SUBTASK
-from tao_bevfusion.studies.review import StudyReview
 
 GpuId = Annotated[str, StringConstraints(pattern=r"^(\d{1,3}|GPU-[0-9a-fA-F-]{8,64}|MIG-[0-9A-Za-z/-]{1,80})$")]
 
@@ -65,11 +66,8 @@ class RunActionInput(BuildSpecInput):
     image: str | None = Field(default=None, max_length=512, description="Container image (default TAO 5.5).")
     num_nodes: int = Field(default=1, ge=1, le=64, description=(
         "Nodes for this job (multi-node needs a backend that supports it)."))
-    backend_options: dict[str, Any] | None = Field(default=None, description=(
-        "Options of the chosen backend only. docker: network ('none'|'host'|'bridge'), shm_size ('16G'), "
-        "mem_limit ('64g'), memlock (bytes, -1 = unlimited). slurm: partition, account, qos, reservation, runtime "
-        "('pyxis'|'apptainer'|'docker'), gpu_flag, cpus_per_task, mem, time_limit, log_dir. kubernetes: namespace, "
-        "context, claims ({container path: PVC}), cpu, memory, shm_size, node_selector."))
+    backend_options: Annotated[dict[str, Any] | None, PublishedOptions] = Field(default=None, description=(
+        "Options of the chosen backend only (the schema lists each backend's)."))
     automl_policy: Literal["on", "off"] | None = Field(default=None, description=(
         "train only: 'on' (the default: a hyperparameter study, reviewed first) or 'off' (one plain train job)."))
     automl_settings: dict[str, Any] | None = Field(default=None, description=(
@@ -82,22 +80,23 @@ class RunActionInput(BuildSpecInput):
         "confirm=true). Without it, train returns state 'review' and launches nothing."))
     request: str | None = Field(default=None, max_length=2000, description="The user's words, for the AutoML "
                                 "policy (e.g. 'plain training, no HPO').")
-    dry_run: bool = Field(default=False, description="Return the exact launch plan and preflight; launch nothing.")
+    dry_run: bool = Field(default=False, description=(
+        "Return the exact launch plan and preflight and a plan_id; launch and record nothing."))
+    plan_id: str | None = Field(default=None, pattern=plans.PLAN_ID, description=(
+        "Submit a dry run's plan exactly as shown (the same spec and request), once. Pass nothing else "
+        "(wait_seconds aside)."))
     wait_seconds: int = Field(default=0, ge=0, le=MAX_WAIT, description="Wait up to this long for progress.")
 
 
-class RunActionResult(BaseModel):
+class LaunchResult(BaseModel):
     job_id: str | None = Field(description="Null when nothing was launched (dry run, AutoML review).")
+    plan_id: str | None = Field(default=None, description=(
+        "Dry run: submit exactly this plan with run_action(plan_id=...) (within a day, once)."))
     state: str = Field(description="pending/running/succeeded/... or 'planned' (dry run) / 'review' (AutoML "
                        "study waiting for confirm=true).")
     plan: SerializeAsAny[Plan] | None = Field(default=None, description=(
         "The exact launch the backend makes (the dry run when dry_run=true), with its preflight checks; "
         "each backend adds its own request (docker: run_kwargs)."))
-    summary: JobSummary | None = Field(default=None, description="The job as get_job reports it.")
-    routing: dict[str, Any] | None = Field(default=None, description="The AutoML routing decision (train).")
-    review: StudyReview | None = Field(default=None, description=(
-        "train with AutoML on: the study to confirm (search space, algorithm, budget, concurrency, cost, "
-        "baseline, results folder, the exact confirming call)."))
     message: str = Field(default="", description="What happened, and the next call when nothing launched.")
     warnings: list[str] = Field(default_factory=list, description="Build, dataset and preflight warnings (capped).")
     overrides: list[dict[str, Any]] = Field(default_factory=list, description=(
@@ -106,7 +105,7 @@ class RunActionResult(BaseModel):
         "train: resume (checkpoint, epoch, same run) or fine-tune (weights loaded, optimizer fresh)."))
 
 
-def _spec_for(inp: RunActionInput, ctx: AppContext) -> tuple[Path, LaunchSidecar]:
+def _spec_for(inp: RunActionInput, ctx: AppContext, parent: ParentRun | None) -> tuple[Path, LaunchSidecar]:
     if inp.spec_path:
         spec_path = host_path(inp.spec_path, "spec_path", ctx.settings, kind="file")
         return spec_path, read_sidecar(spec_path, ctx.settings.home)
@@ -114,17 +113,17 @@ def _spec_for(inp: RunActionInput, ctx: AppContext) -> tuple[Path, LaunchSidecar
         raise InputError(problem("data_root", "give spec_path, or data_root and the build_spec inputs",
                                  "run_action(action=..., data_root='/abs/kitti', ...)"))
     fields = {k: v for k, v in inp.model_dump().items() if k in BuildSpecInput.model_fields}
-    built = build_spec(BuildSpecInput.model_validate(fields), ctx)
+    built = build_spec(BuildSpecInput.model_validate(fields), ctx, parent)
     spec_path = Path(built.spec_path)
     return spec_path, read_sidecar(spec_path, ctx.settings.home)
 
 
 def _home_and_cache(inp: RunActionInput, files: JobFiles, results_container: str, mounts: list[Mount],
                     maps_paths: bool) -> tuple[str, str]:
-    if inp.action != "dataset_convert":
+    if not ACTION_SPECS[inp.action].writes_data_root:
         return f"{results_container}/.home", f"{results_container}/.cache"  # docs/container-contract.md §8.3
     # Convert's results dir is the dataset root: keep HOME and caches out of it, in a per-job scratch.
-    base = "/tao-scratch" if maps_paths else str(files.scratch)
+    base = SCRATCH_MOUNT if maps_paths else str(files.scratch)
     if maps_paths:
         mounts.append(Mount(host=str(files.scratch), container=base, mode="rw"))
     return f"{base}/home", f"{base}/cache"
@@ -137,7 +136,7 @@ def _request(inp: RunActionInput, job_id: str, spec_path: Path, side: LaunchSide
     files = JobFiles(ctx.settings.home, job_id)
     results_container = next((m.container for m in mounts if m.host == side.results_dir), side.results_dir)
     home, cache = _home_and_cache(inp, files, results_container, mounts, maps_paths)
-    gpus = inp.gpus if inp.gpus is not None else ([] if inp.action == "dataset_convert" else None)
+    gpus = inp.gpus if inp.gpus is not None else (None if ACTION_SPECS[inp.action].needs_gpus else [])
     try:
         options = backend.options_model.from_user(inp.backend_options or {}, ctx.settings)
     except ValidationError as exc:
@@ -180,7 +179,8 @@ def _check_fit(inp: RunActionInput, side: LaunchSidecar, backend: Backend, spec:
     if side.backend != inp.backend:
         raise InputError(problem("backend", f"the spec was built for the {side.backend} backend (its paths "
                                  "differ)", f"use backend='{side.backend}' or rebuild the spec"))
-    section = spec.get(inp.action, {}) if inp.action != "dataset_convert" else {}
+    node = ACTION_SPECS[inp.action].config_node
+    section = spec.get(node, {}) if node else {}
     spec_nodes = int(section.get("num_nodes", 1) or 1) if isinstance(section, dict) else 1
     nodes = max(inp.num_nodes, spec_nodes)
     if inp.spec_path and "num_nodes" in inp.model_fields_set and inp.num_nodes != spec_nodes:
@@ -194,48 +194,117 @@ def _check_fit(inp: RunActionInput, side: LaunchSidecar, backend: Backend, spec:
     return nodes
 
 
-def run_action(inp: RunActionInput, ctx: AppContext | None = None,
-               on_progress: Callable[[JobSummary], None] | None = None) -> RunActionResult:
-    ctx = ctx or app_context()
-    from tao_bevfusion.studies.gate import gate
+@dataclass
+class Prepared:
+    """One run, planned: everything a launch records and submits."""
 
-    gated = gate(inp, ctx)  # AutoML on: the study review, or the started study (tools/automl/gate.py)
-    if gated is not None:
-        return gated
-    spec_path, side = _spec_for(inp, ctx)
-    if inp.spec_path and "backend" not in inp.model_fields_set:
-        inp = inp.model_copy(update={"backend": side.backend})
-    backend = ctx.backend(inp.backend)
-    loaded = load_yaml_file(spec_path)
-    spec = loaded if isinstance(loaded, dict) else {}
-    inp = inp.model_copy(update={"num_nodes": _check_fit(inp, side, backend, spec)})  # the spec's --nnodes
+    inp: RunActionInput
+    spec_path: Path
+    side: LaunchSidecar
+    spec: dict[str, Any]
+    backend: Backend
+    req: LaunchRequest
+    plan: Plan
+
+    def told(self) -> dict[str, Any]:
+        return {"warnings": notes.warning_lines(self.side.warnings, self.plan.preflight),
+                "overrides": self.side.overrides or [], "lineage": self.side.lineage}
+
+
+def _guards(inp: RunActionInput, side: LaunchSidecar, ctx: AppContext) -> None:
     busy = [j for j in ctx.store.active_for_results(side.results_dir) if not refresh(j, ctx).terminal]
     if busy:
         raise InputError(problem("results_dir", f"{side.results_dir} is in use by running job {busy[0].id}",
                                  "wait for it, cancel it, or use a fresh results_dir"))
     guards.refuse_reused_results(ctx, inp.action, side.results_dir)
     guards.refuse_dataset_in_use(ctx, inp.action, side.data_root)
-    gpus_per_node = int(spec.get(inp.action, {}).get("num_gpus", 1)) if inp.action != "dataset_convert" else 0
-    job_id = new_job_id()
-    req = _request(inp, job_id, spec_path, side, backend, ctx, gpus_per_node)
-    plan = backend.plan(req)
-    plan.preflight = notes.spec_preflight(_preflight(plan, backend, inp, side, ctx), spec, inp.action)
-    plan.preflight += guards.gpu_checks(inp.gpus, gpus_per_node)
-    failed = [c for c in plan.preflight if not c.ok]
-    told: dict[str, Any] = {"warnings": notes.warning_lines(side.warnings, plan.preflight),
-                            "overrides": side.overrides or [], "lineage": side.lineage}
-    if inp.dry_run:
-        return RunActionResult(job_id=None, state="planned", plan=plan, **told, message=(
-            "dry run: nothing launched" + (f"; preflight would stop it: {failed[0].message}" if failed else "")))
+
+
+def _gpus_per_node(action: str, spec: dict[str, Any]) -> int:
+    node = ACTION_SPECS[action].config_node
+    return int(spec.get(node, {}).get("num_gpus", 1)) if node else 0
+
+
+def _checks(p: Prepared, ctx: AppContext) -> list[Check]:
+    checks = notes.spec_preflight(_preflight(p.plan, p.backend, p.inp, p.side, ctx), p.spec, p.inp.action)
+    return checks + guards.gpu_checks(p.inp.gpus, _gpus_per_node(p.inp.action, p.spec))
+
+
+def prepare(inp: RunActionInput, ctx: AppContext, parent: ParentRun | None = None) -> Prepared:
+    """The spec (built when not given), the checks before a launch, the request and the backend's plan."""
+    spec_path, side = _spec_for(inp, ctx, parent)
+    if inp.spec_path and "backend" not in inp.model_fields_set:
+        inp = inp.model_copy(update={"backend": side.backend})
+    backend = ctx.backend(inp.backend)
+    loaded = load_yaml_file(spec_path)
+    spec = loaded if isinstance(loaded, dict) else {}
+    inp = inp.model_copy(update={"num_nodes": _check_fit(inp, side, backend, spec)})  # the spec's --nnodes
+    _guards(inp, side, ctx)
+    req = _request(inp, new_job_id(), spec_path, side, backend, ctx, _gpus_per_node(inp.action, spec))
+    p = Prepared(inp, spec_path, side, spec, backend, req, backend.plan(req))
+    p.plan.preflight = _checks(p, ctx)
+    return p
+
+
+def _refuse_failed(checks: list[Check]) -> None:
+    failed = [c for c in checks if not c.ok]
     if failed:
         raise InputError([problem(f"preflight.{c.name}", c.message, c.fix or "see the message") for c in failed],
                          headline="preflight failed; nothing was launched")
-    job = _record(inp, ctx, job_id, spec_path, side, spec, req, plan)
-    job = _submit(ctx, job, backend, plan)
-    if inp.wait_seconds:
-        job = wait_sync(job.id, inp.wait_seconds, ctx, on_progress)
-    return RunActionResult(job_id=job.id, state=job.state, plan=plan, summary=summarize(job), **told,
-                           message="launched; poll with get_job")
+
+
+def _start(p: Prepared, ctx: AppContext) -> Job:
+    job = _record(p.inp, ctx, p.req.job_id, p.spec_path, p.side, p.spec, p.req, p.plan)
+    return _submit(ctx, job, p.backend, p.plan)
+
+
+def launch(inp: RunActionInput, ctx: AppContext, parent: ParentRun | None = None) -> LaunchResult:
+    """Launch one run, or plan it (dry_run=true: saved under a plan_id, nothing recorded or started).
+    `parent`: parent_job_id, resolved by the caller."""
+    p = prepare(inp, ctx, parent)
+    if inp.dry_run:
+        return _save_dry_run(p, ctx)
+    _refuse_failed(p.plan.preflight)
+    job = _start(p, ctx)
+    return LaunchResult(job_id=job.id, state=job.state, plan=p.plan, **p.told(), message="launched; poll with get_job")
+
+
+def _save_dry_run(p: Prepared, ctx: AppContext) -> LaunchResult:
+    saved = plans.SavedPlan(
+        plan_id=plans.new_plan_id(), created_at=time.time(), spec_path=str(p.spec_path),
+        inputs=p.inp.model_dump(exclude={"encryption_key", "dry_run", "plan_id", "wait_seconds"}),
+        spec_sha256=p.side.spec_sha256, built_spec=not p.inp.spec_path, request=p.req, plan=p.plan.model_dump())
+    plans.save(ctx.settings, saved)
+    failed = [c for c in p.plan.preflight if not c.ok]
+    stop = f"; preflight would stop it: {failed[0].message}" if failed else ""
+    return LaunchResult(job_id=None, state="planned", plan=p.plan, plan_id=saved.plan_id, **p.told(), message=(
+        f"dry run: nothing launched{stop}. Submit exactly this plan with run_action(plan_id='{saved.plan_id}') "
+        f"(within {plans.PLAN_TTL // 3600} h, once)"))
+
+
+def submit_plan(plan_id: str, action: str, ctx: AppContext) -> LaunchResult:
+    """Submit a dry run's plan exactly as it was shown: the same spec file, job id and backend request."""
+    saved = plans.load(ctx.settings, plan_id)
+    if saved.inputs.get("action") != action:
+        raise InputError(problem("action", f"plan {plan_id} is a {saved.inputs.get('action')} plan",
+                                 f"pass action='{saved.inputs.get('action')}' with plan_id"))
+    if saved.submitted_job_id:
+        job = ctx.store.get(saved.submitted_job_id)
+        return LaunchResult(job_id=job.id, state=job.state, plan_id=plan_id, message=(
+            f"plan {plan_id} was already submitted as job {job.id}; nothing new was launched"))
+    inp = RunActionInput.model_validate({**saved.inputs, "spec_path": saved.spec_path})
+    spec_path = Path(saved.spec_path)
+    side = read_sidecar(spec_path, ctx.settings.home)
+    loaded = load_yaml_file(spec_path)
+    backend = ctx.backend(inp.backend)
+    p = Prepared(inp, spec_path, side, loaded if isinstance(loaded, dict) else {}, backend, saved.request,
+                 backend.plan_model.model_validate(saved.plan))
+    _guards(inp, side, ctx)
+    _refuse_failed(_checks(p, ctx))  # checked again now; the plan itself is submitted unchanged
+    job = _start(p, ctx)
+    plans.mark_submitted(ctx.settings, saved, job.id)
+    return LaunchResult(job_id=job.id, state=job.state, plan=p.plan, plan_id=plan_id, **p.told(),
+                        message=f"plan {plan_id} launched as job {job.id}; poll with get_job")
 
 
 def _record(inp: RunActionInput, ctx: AppContext, job_id: str, spec_path: Path, side: LaunchSidecar,
@@ -267,7 +336,7 @@ def _submit(ctx: AppContext, job: Job, backend: Backend, plan: Plan) -> Job:
             shutil.rmtree(job.files(ctx.settings.home).dir, ignore_errors=True)
             raise type(exc)(exc.problems, headline=f"{exc.headline}; no job was recorded, repeat the call once "
                             "fixed") from exc
-        verdict = Verdict(outcome="failed", reason=f"could not start: {exc.problems[0].message}")
+        verdict = Verdict(outcome=Outcome.FAILED, reason=f"could not start: {exc.problems[0].message}")
         ctx.store.update(job.id, state="failed", verdict=verdict.model_dump(), finished_at=time.time(),
                          errors=[p.model_dump() for p in exc.problems])
         raise type(exc)(exc.problems, headline=f"{exc.headline} (job {job.id} recorded as failed)") from exc

@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, Field
 
 from tao_bevfusion.core.errors import InputError, problem
-from tao_bevfusion.core.settings import AppContext, app_context
+from tao_bevfusion.core.redact import redact
+from tao_bevfusion.jobs.context import AppContext, app_context
 from tao_bevfusion.jobs.engine import refresh
+from tao_bevfusion.jobs.secrets import job_secrets
 from tao_bevfusion.jobs.store import check_job_id
-from tao_bevfusion.present.summary import job_secrets, redact
 
 if TYPE_CHECKING:
     import regex

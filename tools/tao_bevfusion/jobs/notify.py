@@ -107,11 +107,11 @@ def stop_kind(outcome: str, reason: str) -> str | None:
 def job_ended(job: Job) -> None:
     """A run reached a terminal state (called by the process that recorded the end). Trials are left to
     their study's milestones."""
-    if job.owner_id or job.kind == "study":
+    if job.owner_id:
         return
     outcome = str(job.verdict.get("outcome", job.state))
     reason = clean(job.verdict.get("reason"), job.meta.secrets)
     stop = stop_kind(outcome, reason)
-    post({"event": f"job.stopped.{stop}" if stop else "job.ended", "job_id": job.id, "kind": job.kind,
+    post({"event": f"job.stopped.{stop}" if stop else "job.ended", "job_id": job.id,
           "action": job.action, "state": job.state, "outcome": outcome, "reason": reason,
           "epoch": job.progress.epoch, "best_AP11": job.metrics.best_AP11, "best_epoch": job.metrics.best_epoch})

@@ -11,8 +11,9 @@ import os
 import socket
 import time
 
-from tao_bevfusion.core.settings import AppContext
+from tao_bevfusion.core.states import Outcome
 from tao_bevfusion.evidence.verdict import Verdict
+from tao_bevfusion.jobs.context import AppContext
 from tao_bevfusion.jobs.store import Job
 
 PENDING_LIMIT = 600.0  # a submit that takes longer than this is not coming back
@@ -49,7 +50,7 @@ def reconcile_pending(job: Job, ctx: AppContext) -> Job:
     """Adopt the job's container if it exists; fail (or cancel) the record when no submit is coming."""
     store = ctx.store
     backend = ctx.backend(job.backend)
-    handle = backend.find(job.id)
+    handle = backend.find(job.id, job.plan)
     age = time.time() - job.created_at
     gone = submitter_gone(job.meta.submitter) and age > GRACE
     if handle and gone and backend.poll(handle).state == "created":
@@ -59,10 +60,10 @@ def reconcile_pending(job: Job, ctx: AppContext) -> Job:
         store.update(job.id, state="running", handle=handle, started_at=job.started_at or time.time())
         return store.get(job.id)
     if job.cancel_requested and (gone or age > GRACE):
-        verdict = Verdict(outcome="canceled", reason="canceled before the job started; nothing ran")
+        verdict = Verdict(outcome=Outcome.CANCELED, reason="canceled before the job started; nothing ran")
     elif gone or age > PENDING_LIMIT:
         why = "the submitting process ended" if gone else f"no container after {int(age)} s"
-        verdict = Verdict(outcome="failed", reason=f"the launch was interrupted before the job started ({why}); "
+        verdict = Verdict(outcome=Outcome.FAILED, reason=f"the launch was interrupted before the job started ({why}); "
                           "nothing ran. Launch it again with the same call")
     else:
         return job

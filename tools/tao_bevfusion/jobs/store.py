@@ -21,11 +21,11 @@ from pydantic import BaseModel, Field
 
 from tao_bevfusion.core.errors import EngineError, InputError, problem
 from tao_bevfusion.core.layout import JobFiles, secure_state_dir
+from tao_bevfusion.core.states import ACTIVE_STATES, TERMINAL_STATES, JobState
 from tao_bevfusion.evidence.models import Cursor, Findings, RunMetrics, RunProgress, Tolerant
 
-JobState = Literal["pending", "running", "succeeded", "failed", "canceled", "unknown"]
 JobKind = Literal["run", "study"]
-TERMINAL = ("succeeded", "failed", "canceled", "unknown")
+TERMINAL = tuple(sorted(TERMINAL_STATES))
 JOB_ID = re.compile(r"^j[0-9a-f]{16}\Z")
 JSON_FIELDS = ("plan", "verdict", "progress", "metrics", "errors", "cursor", "findings", "meta")
 
@@ -96,7 +96,7 @@ class Job(BaseModel):
 
     @property
     def terminal(self) -> bool:
-        return self.state in TERMINAL
+        return JobState(self.state).is_terminal
 
     def files(self, home: Path) -> JobFiles:
         return JobFiles(home, self.id)
@@ -198,7 +198,7 @@ class JobStore:
 
     def create(self, job_id: str | None = None, **fields: Any) -> Job:
         now = time.time()
-        job = Job(id=check_job_id(job_id) if job_id else new_job_id(), state="pending", created_at=now,
+        job = Job(id=check_job_id(job_id) if job_id else new_job_id(), state=JobState.PENDING, created_at=now,
                   updated_at=now, **fields)
         row = job.model_dump(mode="json")
         for key in JSON_FIELDS:
@@ -261,6 +261,7 @@ class JobStore:
 
     def active_for_results(self, results_dir: str) -> list[Job]:
         with self._conn() as conn:
-            rows = conn.execute("SELECT * FROM jobs WHERE results_dir = ? AND state IN ('pending', 'running')",
-                                (results_dir,)).fetchall()
+            active = ", ".join("?" for _ in ACTIVE_STATES)
+            rows = conn.execute(f"SELECT * FROM jobs WHERE results_dir = ? AND state IN ({active})",
+                                (results_dir, *sorted(ACTIVE_STATES))).fetchall()
         return [self._to_job(r) for r in rows]

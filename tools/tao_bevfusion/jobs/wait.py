@@ -8,10 +8,9 @@ progress notifications need the event loop). Same steps, same deadline, same sto
 import time
 from collections.abc import Awaitable, Callable
 
-from tao_bevfusion.core.settings import AppContext
+from tao_bevfusion.jobs.context import AppContext
 from tao_bevfusion.jobs.engine import refresh
 from tao_bevfusion.jobs.store import Job
-from tao_bevfusion.present.summary import JobSummary, summarize
 
 MAX_WAIT = 45  # MCP clients time a call out at about 60 s
 
@@ -36,7 +35,7 @@ class WaitLoop:
 
 
 def wait_sync(job_id: str, seconds: float | None, ctx: AppContext,
-              on_progress: Callable[[JobSummary], None] | None = None, interval: float = 1.0) -> Job:
+              on_progress: Callable[[Job], None] | None = None, interval: float = 1.0) -> Job:
     """Wait up to `seconds` (None: until the job ends)."""
     loop = WaitLoop(job_id, seconds, ctx, interval)
     job = loop.step()
@@ -44,12 +43,12 @@ def wait_sync(job_id: str, seconds: float | None, ctx: AppContext,
         time.sleep(loop.pause())
         job = loop.step()
         if on_progress:
-            on_progress(summarize(job))
+            on_progress(job)
     return job
 
 
 async def wait_async(job_id: str, seconds: float, ctx: AppContext,
-                     on_progress: Callable[[int, JobSummary], Awaitable[None]] | None = None) -> Job:
+                     on_progress: Callable[[int, Job], Awaitable[None]] | None = None) -> Job:
     import anyio
 
     loop = WaitLoop(job_id, seconds, ctx)
@@ -58,5 +57,5 @@ async def wait_async(job_id: str, seconds: float, ctx: AppContext,
         await anyio.sleep(loop.pause())
         job = await anyio.to_thread.run_sync(loop.step)
         if on_progress:
-            await on_progress(loop.steps, summarize(job))
+            await on_progress(loop.steps, job)
     return job

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 
 from tao_bevfusion.core.errors import InputError, problem
+from tao_bevfusion.kitti.classes import PERSON_CLASSES
 
 MAX_VELODYNE_BYTES = 64 * 1024 * 1024  # a KITTI frame is ~2 MB; 64 MB is ~4M points
 MAX_TEXT_BYTES = 1024 * 1024
-PERSON_CLASSES = ("Pedestrian",)  # what the 5.5 converter maps to `person` (update_infos_to_v2.py)
 NEAR_PLANE = 0.1  # metres in front of the camera; edges behind it are clipped before projecting
 
 

@@ -13,14 +13,12 @@ from pydantic import BaseModel, Field
 
 from tao_bevfusion.core import layout
 from tao_bevfusion.core.paths import host_path, inside
-from tao_bevfusion.core.settings import AppContext, app_context
+from tao_bevfusion.core.settings import HasSettings, settings_of
+from tao_bevfusion.kitti.classes import KITTI_CLASSES, PERSON_CLASSES
 
 SPLITS = ("train", "val", "test")
 MODALITIES = {"calib": ".txt", "image_2": ".png", "label_2": ".txt", "velodyne": ".bin"}
 CALIB_KEYS = ("P2", "R0_rect", "Tr_velo_to_cam")
-KITTI_CLASSES = {"Car", "Van", "Truck", "Pedestrian", "Person_sitting", "Cyclist", "Tram", "Misc", "DontCare",
-                 "person"}
-PERSON_CLASSES = {"Pedestrian", "person"}
 MAX_LISTED = 5  # per problem code: enough to act on, small enough for an agent's context
 MAX_TEXT_BYTES = 4 << 20  # ImageSets lists of ~100k frames; calib/label files are a few KB
 
@@ -229,10 +227,10 @@ def _converted(rep: _Report, root: Path, action: str, ids: dict[str, list[str]])
                     f"frame {fid} has no reduced cloud (ImageSets changed after convert?)", "re-run dataset_convert")
 
 
-def check_dataset(data_root: str, action: str, ctx: AppContext | None = None, batch_size: int = 4,
+def check_dataset(data_root: str, action: str, ctx: HasSettings | None = None, batch_size: int = 4,
                   num_gpus: int = 1) -> DatasetReport:
     """Check a KITTI root for `action`. Every problem carries a stable code, the path and the fix."""
-    root = host_path(data_root, "data_root", (ctx or app_context()).settings)
+    root = host_path(data_root, "data_root", settings_of(ctx))
     rep = _Report(root)
     ids = _read_ids(rep, root)
     listings = {m: _listing(root / "training" / m) if inside(root / "training" / m, root) else {}
@@ -240,7 +238,7 @@ def check_dataset(data_root: str, action: str, ctx: AppContext | None = None, ba
     _check_frame_files(rep, root, ids, listings)
     persons = _check_contents(rep, root, ids, listings)
     if persons == 0 and (ids["train"] or ids["val"]):
-        rep.add("NO_PERSON_LABELS", root / "training" / "label_2", "no Pedestrian/person label in the train or val "
+        rep.add("NO_PERSON_LABELS", root / "training" / "label_2", "no Pedestrian label in the train or val "
                 "frames: 5.5 BEVFusion trains the person class only (metrics will be empty)",
                 "add frames with pedestrians", severity="warning")
     if action == "train":

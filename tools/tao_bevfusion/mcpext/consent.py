@@ -28,8 +28,8 @@ from mcp_types.version import is_version_at_least
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tao_bevfusion import api
-from tao_bevfusion.core.settings import AppContext
-from tao_bevfusion.studies.cost import LaunchCost
+from tao_bevfusion.jobs.context import AppContext
+from tao_bevfusion.service.cost import LaunchCost
 
 THRESHOLD_ENV = "TAO_BEVFUSION_CONFIRM_GPU_HOURS"
 REQUIRE_ENV = "TAO_BEVFUSION_REQUIRE_ELICITATION"

@@ -34,7 +34,7 @@ from mcp.types import (
 )
 
 from tao_bevfusion.core.errors import ToolError as ToolFailure
-from tao_bevfusion.core.settings import AppContext, app_context
+from tao_bevfusion.jobs.context import AppContext, app_context
 
 log = logging.getLogger("tao_bevfusion.mcpext.updates")
 STATUS_URI = re.compile(r"^tao-bevfusion://jobs/(j[0-9a-f]{16})/status\Z")
@@ -73,9 +73,9 @@ def fingerprint(job_id: str, ctx: AppContext) -> tuple[Any, ...]:
         p = st.progress
         best = (st.best.trial, st.best.value) if st.best else None
         return job.state, p.completed, p.pruned, p.failed, best, job.verdict.get("outcome")
-    from tao_bevfusion.jobs.engine import refresh
+    from tao_bevfusion.service.kinds import kind_of
 
-    job = refresh(job, ctx)
+    job = kind_of(job).refresh(job, ctx)
     return job.state, job.progress.epoch, job.verdict.get("outcome")
 
 
@@ -93,14 +93,14 @@ def study_status_lines(job: Any) -> str | None:
 
 def poll_active(ctx: AppContext) -> None:
     """The job poller (webhook set): refresh running runs (trials are their study driver's) and studies."""
-    from tao_bevfusion.jobs.engine import refresh
+    from tao_bevfusion.service.kinds import kind_of
 
     for state in ("pending", "running"):
         for job in ctx.store.query(state=state, limit=200):
             if job.owner_id:
                 continue
             try:
-                refresh(job, ctx)
+                kind_of(job).refresh(job, ctx)
             except (ToolFailure, OSError, ValueError) as exc:
                 log.warning("poller could not refresh %s: %s", job.id, str(exc)[:200])
 

@@ -8,10 +8,10 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from tao_bevfusion.core.errors import InputError, problem
-from tao_bevfusion.core.settings import AppContext
 from tao_bevfusion.core.yamlio import read_mapping
+from tao_bevfusion.jobs.context import AppContext
+from tao_bevfusion.jobs.notes import hyperparameters
 from tao_bevfusion.jobs.store import Job, check_job_id
-from tao_bevfusion.present.notes import hyperparameters
 
 MAX_COMPARE = 8
 SORTS = ("time", "best_AP11", "duration")

@@ -3,18 +3,19 @@
 Everything here is bounded (lists capped, strings trimmed) so a summary stays under 8 KB whatever the log.
 """
 
-import json
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from tao_bevfusion.core import layout
-from tao_bevfusion.core.yamlio import read_mapping
+from tao_bevfusion.core.redact import redact
+from tao_bevfusion.core.states import ACTIVE_STATES, SUCCEEDED_OUTCOMES, JobState
 from tao_bevfusion.evidence.patterns import ErrorMatch, error_matches
 from tao_bevfusion.evidence.verdict import Verdict
 from tao_bevfusion.jobs import stall
-from tao_bevfusion.jobs.store import Job, JobState
+from tao_bevfusion.jobs.secrets import job_secrets
+from tao_bevfusion.jobs.store import Job
 from tao_bevfusion.studies.models import StudyStatus
 
 SUMMARY_METRICS = ("3D_AP11_moderate_strict", "3D_AP40_moderate_strict", "BEV_AP11_moderate_strict",
@@ -63,28 +64,6 @@ class JobSummary(BaseModel):
                               "likely cause (TAO_BEVFUSION_STALL_SECONDS).")
 
 
-def job_secrets(job: Job) -> list[str]:
-    """Secret values this job's spec carried at launch (the encryption key), to redact from anything shown.
-
-    They are recorded with the job (a later edit of the spec file must not un-redact older logs); the spec is
-    read only for records made before that, and only when they were launched with a key."""
-    if job.meta.secrets:
-        return list(job.meta.secrets)
-    if not job.meta.has_secret:
-        return []
-    key = read_mapping(Path(job.spec_path)).get("encryption_key")
-    return [str(key)] if key else []
-
-
-def redact(text: str, secrets: list[str]) -> str:
-    for value in secrets:
-        text = text.replace(value, "***")
-        escaped = json.dumps(value)[1:-1]  # the form a JSON writer (status.json) gives it
-        if escaped != value:
-            text = text.replace(escaped, "***")
-    return text
-
-
 def _checkpoints(job: Job) -> list[str]:
     if job.action != "train":
         return []
@@ -125,10 +104,10 @@ def _evaluated_path(job: Job) -> str:
 
 def next_steps(job: Job, errors: list[ErrorMatch]) -> list[str]:
     jid, root = job.id, job.data_root
-    if job.state in ("pending", "running"):
+    if job.state in ACTIVE_STATES:
         return [f"get_job(job_id='{jid}') in ~30 s for progress", f"cancel_job(job_id='{jid}') to stop it"]
     outcome = job.verdict.get("outcome")
-    if outcome in ("succeeded", "succeeded_with_teardown_crash"):
+    if outcome in SUCCEEDED_OUTCOMES:
         steps = {
             "dataset_convert": [f"check_dataset(data_root='{root}', action='train')",
                                 f"run_action(action='train', data_root='{root}') for the AutoML study review "

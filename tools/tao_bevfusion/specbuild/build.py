@@ -5,10 +5,8 @@ and the generated JSON Schema) -> atomic write of the spec and its launch sideca
 unless every check passes.
 """
 
-import copy
 import hashlib
 import json
-import os
 import secrets
 import time
 from pathlib import Path
@@ -18,19 +16,22 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tao_bevfusion.backends.registry import backend_class
 from tao_bevfusion.core import layout as names
+from tao_bevfusion.core.actions import Action
 from tao_bevfusion.core.errors import EngineError, InputError, problem
+from tao_bevfusion.core.fsio import atomic_write
 from tao_bevfusion.core.paths import Mount, MountLayout, host_path, refuse_in_state_dir
-from tao_bevfusion.core.settings import AppContext, Settings, app_context, skill_dir
+from tao_bevfusion.core.redact import mask_keys
+from tao_bevfusion.core.settings import HasSettings, Settings, settings_of, skill_dir
 from tao_bevfusion.specbuild import resume
 from tao_bevfusion.specbuild import rules as specrules
 from tao_bevfusion.specbuild.limits import override_problems
+from tao_bevfusion.specbuild.parent import ParentRun
 from tao_bevfusion.specbuild.schema import action_schema, dump_yaml
 from tao_bevfusion.specbuild.sidecar import LaunchSidecar, sign
 from tao_bevfusion.specbuild.surface import ConvertConfig, ExperimentConfig
 from tao_bevfusion.specbuild.surface.experiment import MISSING
 from tao_bevfusion.specbuild.surface.recommended import GEOMETRY, recommended_spec
 from tao_bevfusion.specbuild.wiring import (
-    SECRET_MASK,
     Change,
     Draft,
     convert_rules,
@@ -39,7 +40,6 @@ from tao_bevfusion.specbuild.wiring import (
     get_path,
 )
 
-Action = Literal["dataset_convert", "train", "evaluate", "inference"]
 # Keys whose values are host paths or job wiring: set through arguments, never through overrides.
 MANAGED = {
     "results_dir": "results_dir", "root_dir": "data_root", "dataset.root_dir": "data_root",
@@ -148,7 +148,8 @@ def _results_location(req: BuildSpecInput, settings: Settings, data_root: Path, 
     return settings.home / "runs" / stamp
 
 
-def _apply_user_layers(req: BuildSpecInput, spec: dict[str, Any], draft: Draft, settings: Settings) -> None:
+def _apply_user_layers(req: BuildSpecInput, spec: dict[str, Any], draft: Draft, settings: Settings,
+                       parent: ParentRun | None) -> None:
     node = ConvertConfig if req.action == "dataset_convert" else ExperimentConfig
     layers: list[tuple[str, dict[str, Any]]] = []
     if req.base_spec:
@@ -169,7 +170,7 @@ def _apply_user_layers(req: BuildSpecInput, spec: dict[str, Any], draft: Draft, 
                                       "grid_size 1440; replaced with the 5.5 sample geometry (with voxel_size)"))
         layers.append(("base_spec", base))
     if resume.is_resume(req) and not req.base_spec:
-        resume.apply_parent(req, spec, draft, settings, MANAGED)
+        resume.apply_parent(req, parent, spec, draft, MANAGED)
     if req.overrides:
         nested, probs = specrules.nest_overrides(req.overrides)
         draft.problems += probs
@@ -235,25 +236,16 @@ def compact(spec: dict[str, Any], action: str) -> dict[str, Any]:
 
 
 def masked(spec: dict[str, Any]) -> dict[str, Any]:
-    shown = copy.deepcopy(spec)
-    if shown.get("encryption_key"):
-        shown["encryption_key"] = SECRET_MASK
-    return shown
+    masked_spec: dict[str, Any] = mask_keys(spec)
+    return masked_spec
 
 
 def _write_atomic(path: Path, text: str, mode: int = 0o600) -> None:
     """Write via a private temp file and rename; the temp file never outlives a failure."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
         names.private_dirs(path.parent)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        atomic_write(path, text, mode)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise InputError(problem(str(path), f"cannot write the spec: {exc.strerror}",
                                  "free disk space or choose a writable output_path; nothing was written")) from exc
 
@@ -267,9 +259,10 @@ def _private_state(settings: Settings) -> None:
                                   code="STATE_DIR_UNWRITABLE")) from exc
 
 
-def build_spec(req: BuildSpecInput, ctx: AppContext | None = None) -> BuildSpecResult:
+def build_spec(req: BuildSpecInput, ctx: HasSettings | None = None,
+               parent: ParentRun | None = None) -> BuildSpecResult:
     """Build, validate and write a 5.5 spec. Raises InputError listing every problem (nothing written)."""
-    settings = (ctx or app_context()).settings
+    settings = settings_of(ctx)
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
     maps_paths = backend_class(req.backend).capabilities.maps_paths_into_container
     _private_state(settings)
@@ -283,12 +276,12 @@ def build_spec(req: BuildSpecInput, ctx: AppContext | None = None) -> BuildSpecR
     layout = MountLayout(maps_paths)
     spec = recommended_spec(req.action)
     result: dict[str, Any] = {}
-    _apply_user_layers(req, spec, draft, settings)
+    _apply_user_layers(req, spec, draft, settings, parent)
     if req.action == "dataset_convert":
         convert_rules(spec, layout, data_root, draft)
     else:
-        experiment_rules(req, spec, layout, data_root, results, draft, settings, result)
-    layout.add(spec_path.parent, "/specs", "ro")
+        experiment_rules(req, spec, layout, data_root, results, draft, settings, result, parent)
+    layout.add(spec_path.parent, names.SPECS_MOUNT, "ro")
     _validate(req.action, spec, draft)
     if draft.problems:
         raise InputError(draft.problems, headline=f"cannot build a valid 5.5 {req.action} spec")

@@ -10,12 +10,11 @@ job writes into its own results folder so the parent's status.json, logs and che
 """
 
 import copy
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tao_bevfusion.core.errors import InputError, Problem, problem
-from tao_bevfusion.core.settings import Settings
 from tao_bevfusion.specbuild import rules as specrules
+from tao_bevfusion.specbuild.parent import ParentRun
 from tao_bevfusion.specbuild.wiring import Change, Draft, drop_path, get_path
 
 if TYPE_CHECKING:
@@ -34,24 +33,15 @@ def is_resume(req: "BuildSpecInput") -> bool:
     return req.action == "train" and req.resume and bool(req.parent_job_id)
 
 
-def parent_spec(req: "BuildSpecInput", settings: Settings, managed: dict[str, str]) -> dict[str, Any]:
+def parent_spec(parent: ParentRun | None, managed: dict[str, str]) -> dict[str, Any]:
     """The parent train job's spec, minus the keys build_spec sets from its arguments (paths, weights)."""
-    from tao_bevfusion.core.yamlio import load_yaml_file
-    from tao_bevfusion.jobs.store import JobStore, check_job_id
-
-    job = JobStore(settings.home).get(check_job_id(str(req.parent_job_id), "parent_job_id"))
-    if job.action != "train":
-        raise InputError(problem("parent_job_id", f"{job.id} is a {job.action} job; only a train job can be "
-                                 "resumed", "pass a train job id (list_jobs(action='train'))"))
-    try:
-        loaded = load_yaml_file(Path(job.spec_path))
-    except InputError as exc:
-        raise InputError(problem("parent_job_id", f"the parent's spec {job.spec_path} cannot be read: "
-                                 f"{exc.problems[0].message}", "fine-tune instead (resume=false)")) from exc
-    if not isinstance(loaded, dict):
-        raise InputError(problem("parent_job_id", f"the parent's spec {job.spec_path} is not a mapping",
-                                 "fine-tune instead (resume=false)"))
-    base = copy.deepcopy(loaded)
+    if parent is None or parent.spec is None:
+        raise InputError(problem("parent_job_id", "the parent job was not resolved before the build",
+                                 "call build_spec through the tool (it looks the parent up once)"))
+    if parent.action != "train":
+        raise InputError(problem("parent_job_id", f"{parent.job_id} is a {parent.action} job; only a train job "
+                                 "can be resumed", "pass a train job id (list_jobs(action='train'))"))
+    base = copy.deepcopy(parent.spec)
     for key in [k for k in managed if get_path(base, k) is not None]:
         drop_path(base, key)
     base.pop("encryption_key", None)  # given again by the caller if the model is encrypted
@@ -75,10 +65,10 @@ def frozen_override_problems(overrides: dict[str, Any] | None, base: dict[str, A
     return out
 
 
-def apply_parent(req: "BuildSpecInput", spec: dict[str, Any], draft: Draft, settings: Settings,
+def apply_parent(req: "BuildSpecInput", parent: ParentRun | None, spec: dict[str, Any], draft: Draft,
                  managed: dict[str, str]) -> None:
     """Merge the parent's spec into the recommended one (before the user's overrides)."""
-    base = parent_spec(req, settings, managed)
+    base = parent_spec(parent, managed)
     draft.problems += frozen_override_problems(req.overrides, base)
     specrules.deep_merge(spec, base)
     draft.changes.append(Change(path="<spec>", value=None, reason=f"resume: the parent {req.parent_job_id}'s spec "

@@ -8,7 +8,7 @@ from typing import Any, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 
 from tao_bevfusion.core.errors import Problem, problem
-from tao_bevfusion.generate import SHORTHAND_KEYS
+from tao_bevfusion.specbuild.schema import SHORTHAND_KEYS
 from tao_bevfusion.specbuild.surface.experiment import DEFAULT_LR_SCHEDULER
 from tao_bevfusion.specbuild.surface.newer import newer_key_message
 

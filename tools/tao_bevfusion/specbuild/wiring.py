@@ -10,14 +10,15 @@ from pydantic import BaseModel, Field
 from tao_bevfusion.core import layout as names
 from tao_bevfusion.core.errors import InputError, Problem, problem
 from tao_bevfusion.core.paths import MountLayout, container_name, host_path, refuse_in_state_dir
-from tao_bevfusion.core.settings import AppContext, Settings
+from tao_bevfusion.core.redact import MASK as SECRET_MASK
+from tao_bevfusion.core.settings import Settings
 from tao_bevfusion.specbuild import rules as specrules
+from tao_bevfusion.specbuild.parent import ParentRun
 from tao_bevfusion.specbuild.surface.recommended import KITTI_PREFIX
 
 if TYPE_CHECKING:
     from tao_bevfusion.specbuild.build import BuildSpecInput
 
-SECRET_MASK = "***"
 
 
 class Change(BaseModel):
@@ -71,19 +72,15 @@ def checkpoint_file(raw: str, field: str, settings: Settings) -> Path:
     return path
 
 
-def _resolve_parent(req: "BuildSpecInput", settings: Settings) -> tuple[Path, dict[str, Any]]:
-    from tao_bevfusion.jobs.checkpoints import resolve_parent_checkpoint
-
-    choose = req.choose
-    if choose is None and req.epoch is None and req.action == "train" and req.resume:
-        choose = "latest"  # resuming continues the newest checkpoint: the request itself asks for latest
-    res = resolve_parent_checkpoint(parent_job_id=req.parent_job_id, choose=choose, epoch=req.epoch,
-                                    ctx=AppContext(settings))
-    return Path(res.path), res.model_dump()
+def _parent_checkpoint(parent: ParentRun | None) -> tuple[Path, dict[str, Any]]:
+    if parent is None or parent.checkpoint is None:
+        raise InputError(problem("parent_job_id", "the parent's checkpoint was not resolved before the build",
+                                 "call build_spec through the tool (it resolves parent_job_id once)"))
+    return Path(parent.checkpoint["path"]), dict(parent.checkpoint)
 
 
 def convert_rules(spec: dict[str, Any], layout: MountLayout, data_root: Path, draft: Draft) -> None:
-    root = layout.add(data_root, "/data", "rw")
+    root = layout.add(data_root, names.DATA_MOUNT, "rw")
     draft.set(spec, "root_dir", root, "dataset root (container path)")
     draft.set(spec, "results_dir", root, "5.5 convert writes the pickles to results_dir and reads them back from "
             "root_dir, so they must be equal")
@@ -93,13 +90,13 @@ def convert_rules(spec: dict[str, Any], layout: MountLayout, data_root: Path, dr
 
 
 def _weights(req: "BuildSpecInput", spec: dict[str, Any], layout: MountLayout, draft: Draft, settings: Settings,
-             result: dict[str, Any]) -> None:
+             result: dict[str, Any], parent: ParentRun | None) -> None:
     """Checkpoints for every action, the 5.5 way (contract §2.3, §2.6)."""
     ckpt: Path | None = None
     if req.checkpoint:
         ckpt = checkpoint_file(req.checkpoint, "checkpoint", settings)
     elif req.parent_job_id:
-        ckpt, result["checkpoint_choice"] = _resolve_parent(req, settings)
+        ckpt, result["checkpoint_choice"] = _parent_checkpoint(parent)
     draft.set(spec, "train.pretrained_checkpoint", None, "5.5 never reads it; null, never ''")
     if req.action in ("evaluate", "inference"):
         other = "inference" if req.action == "evaluate" else "evaluate"
@@ -110,7 +107,7 @@ def _weights(req: "BuildSpecInput", spec: dict[str, Any], layout: MountLayout, d
             draft.problems.append(problem(f"{req.action}.checkpoint", "no model to load",
                                         "pass checkpoint=<host .pth> or parent_job_id=<train job>"))
             return
-        draft.set(spec, f"{req.action}.checkpoint", layout.file(ckpt, "/inputs/model"), "model to load")
+        draft.set(spec, f"{req.action}.checkpoint", layout.file(ckpt, names.INPUT_MOUNTS["model"]), "model to load")
         return
     for action in ("evaluate", "inference"):
         draft.set(spec, f"{action}.checkpoint", "", "5.5 materialises every action: the idle stub must be ''")
@@ -125,7 +122,7 @@ def _weights(req: "BuildSpecInput", spec: dict[str, Any], layout: MountLayout, d
     if req.resume and ckpt is None:
         draft.problems.append(problem("resume", "resume=true needs the checkpoint to continue",
                                     "pass checkpoint=<host epoch_N.pth> or parent_job_id=<train job>"))
-    path = layout.file(load, "/inputs/weights") if load else None
+    path = layout.file(load, names.INPUT_MOUNTS["weights"]) if load else None
     why = ("resume: restores weights, optimizer and epoch" if resume else
            "fine-tune: 5.5 loads weights only through this key (train.pretrained_checkpoint is ignored)"
            if load else "train from scratch: null, never ''")
@@ -136,7 +133,7 @@ def _weights(req: "BuildSpecInput", spec: dict[str, Any], layout: MountLayout, d
 def _swin(req: "BuildSpecInput", spec: dict[str, Any], layout: MountLayout, draft: Draft, settings: Settings) -> None:
     if req.swin_checkpoint:
         swin = checkpoint_file(req.swin_checkpoint, "swin_checkpoint", settings)
-        cfg = {"type": "Pretrained", "checkpoint": layout.file(swin, "/inputs/swin")}
+        cfg = {"type": "Pretrained", "checkpoint": layout.file(swin, names.INPUT_MOUNTS["swin"])}
         draft.set(spec, "model.img_backbone.init_cfg", cfg, "local Swin weights: no download")
         return
     draft.set(spec, "model.img_backbone.init_cfg", None, "null stops the GitHub download ({} does not)")
@@ -193,9 +190,10 @@ def _nodes(req: "BuildSpecInput", spec: dict[str, Any], gpus: int, draft: Draft)
 
 
 def experiment_rules(req: "BuildSpecInput", spec: dict[str, Any], layout: MountLayout, data_root: Path,
-                      results: Path, draft: Draft, settings: Settings, result: dict[str, Any]) -> None:
-    root = layout.add(data_root, "/data", "ro")
-    draft.set(spec, "results_dir", layout.add(results, f"/results/{container_name(results)}", "rw"),
+                      results: Path, draft: Draft, settings: Settings, result: dict[str, Any],
+                      parent: ParentRun | None) -> None:
+    root = layout.add(data_root, names.DATA_MOUNT, "ro")
+    draft.set(spec, "results_dir", layout.add(results, f"{names.RESULTS_MOUNT}/{container_name(results)}", "rw"),
             "fresh per-job results folder")
     draft.set(spec, "dataset.root_dir", root, "dataset root (container path)")
     for split, pkl in names.SPEC_SPLIT_PICKLES:
@@ -214,7 +212,7 @@ def experiment_rules(req: "BuildSpecInput", spec: dict[str, Any], layout: MountL
     if get_path(spec, "default_hooks.logger.log_metric_by_epoch", True) is not True:
         draft.problems.append(problem("default_hooks.logger.log_metric_by_epoch", "must stay true (the 5.5 logger "
                                     "hook fails at validation otherwise)", "remove the override"))
-    _weights(req, spec, layout, draft, settings, result)
+    _weights(req, spec, layout, draft, settings, result, parent)
     _swin(req, spec, layout, draft, settings)
     _gpus(req, spec, draft)
     epochs = get_path(spec, "train.num_epochs", 10)

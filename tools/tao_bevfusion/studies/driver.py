@@ -19,18 +19,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tao_bevfusion.core.settings import AppContext, Settings, with_package_on_pythonpath
+from tao_bevfusion.core.errors import InputError
+from tao_bevfusion.core.settings import Settings, with_package_on_pythonpath
+from tao_bevfusion.jobs.context import AppContext
 from tao_bevfusion.jobs.store import Job
 
 LOCK_FILE = "driver.lock"
 PID_FILE = "driver.json"
-TICK_ENV = "TAO_BEVFUSION_AUTOML_TICK"
 
 
 def tick_seconds() -> float:
     try:
-        return max(0.1, float(os.environ.get(TICK_ENV, "2")))
-    except ValueError:
+        return Settings.from_env().automl_tick
+    except InputError:
         return 2.0
 
 

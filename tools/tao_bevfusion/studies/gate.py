@@ -12,9 +12,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import BaseModel
+
 from tao_bevfusion.core.errors import InputError, problem
 from tao_bevfusion.core.paths import host_path
-from tao_bevfusion.core.settings import AppContext
+from tao_bevfusion.jobs.context import AppContext
 from tao_bevfusion.jobs.store import Job, JobMeta, new_job_id
 from tao_bevfusion.kitti.preflight import check_dataset
 from tao_bevfusion.specbuild.build import BuildSpecInput, build_spec
@@ -23,9 +25,19 @@ from tao_bevfusion.studies.plan import StudyPlan, make_plan, plan_review
 from tao_bevfusion.studies.review import StudyReview
 
 if TYPE_CHECKING:
-    from tao_bevfusion.jobs.launch import RunActionInput, RunActionResult
+    from tao_bevfusion.jobs.launch import RunActionInput
 
 AUTOML_ONLY = ("confirm", "automl_settings")
+
+
+class GateResult(BaseModel):
+    """What the gate answered instead of a direct launch: the review, or the started study."""
+
+    job_id: str | None
+    state: str
+    review: StudyReview
+    routing: dict[str, Any]
+    message: str
 
 
 def _refuse_extras(inp: "RunActionInput", why: str) -> None:
@@ -71,9 +83,8 @@ def _confirm_call(inp: "RunActionInput") -> dict[str, Any]:
     return {"tool": "run_action", "arguments": {**args, "confirm": True}}
 
 
-def gate(inp: "RunActionInput", ctx: AppContext) -> "RunActionResult | None":
+def gate(inp: "RunActionInput", ctx: AppContext) -> GateResult | None:
     """None: launch directly (not train, or the policy is off). Else the review, or the started study."""
-    from tao_bevfusion.jobs.launch import RunActionResult
     from tao_bevfusion.policy.automl import resolve_automl_policy
 
     if inp.action != "train":
@@ -97,7 +108,7 @@ def gate(inp: "RunActionInput", ctx: AppContext) -> "RunActionResult | None":
         if not inp.results_dir:
             rv.results_dir = str(ctx.settings.home / "runs" / "study-<study id, given on confirm>")
         head = "dry run: " if inp.dry_run else ""
-        return RunActionResult(job_id=None, state="review", review=rv, routing=routing, message=(
+        return GateResult(job_id=None, state="review", review=rv, routing=routing, message=(
             f"{head}AutoML policy is on ({decision.reason.split(';')[0]}): this server runs the study itself. "
             "Nothing was launched. Show the review to the user; start it with the same call plus confirm=true "
             "(or pass automl_policy='off' for one plain training run).\n" + rv.digest()))
@@ -106,7 +117,7 @@ def gate(inp: "RunActionInput", ctx: AppContext) -> "RunActionResult | None":
                                  "use a fresh results_dir"))
     _validate_trial(plan, ctx)
     job = start_study(plan, rv, ctx)
-    return RunActionResult(job_id=job.id, state=job.state, review=rv, routing=routing, message=(
+    return GateResult(job_id=job.id, state=job.state, review=rv, routing=routing, message=(
         f"study {job.id} started ({plan.trials} trials, {plan.concurrent} at a time); poll "
         f"get_job(job_id='{job.id}'), stop with cancel_job(job_id='{job.id}')"))
 

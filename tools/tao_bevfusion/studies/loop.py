@@ -6,7 +6,6 @@ After every tick it writes `<folder>/trials.json`, the snapshot get_job(study) r
 """
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -15,9 +14,12 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tao_bevfusion.core import layout
 from tao_bevfusion.core.errors import EngineError, InputError
-from tao_bevfusion.core.settings import AppContext
+from tao_bevfusion.core.fsio import atomic_write
+from tao_bevfusion.core.states import SUCCEEDED_OUTCOMES
 from tao_bevfusion.evidence.patterns import error_matches
 from tao_bevfusion.evidence.status import read_status
+from tao_bevfusion.jobs.cancel import stop_run
+from tao_bevfusion.jobs.context import AppContext
 from tao_bevfusion.jobs.engine import refresh
 from tao_bevfusion.jobs.store import Job
 from tao_bevfusion.studies import milestones
@@ -26,7 +28,6 @@ from tao_bevfusion.studies.failures import classify, should_stop
 from tao_bevfusion.studies.plan import SNAPSHOT, load_plan
 
 MAX_RELAUNCHES = 2
-SUCCEEDED = ("succeeded", "succeeded_with_teardown_crash")
 
 
 def last_checkpoint(results_dir: Path) -> Path | None:
@@ -108,12 +109,10 @@ class StudyLoop:
         if job.meta.pruned:
             return
         self.log(f"trial {trial.number} ({job.id}) pruned at epoch {epoch}: stopping its container")
-        self.ctx.store.update(job.id, cancel_requested=True, meta=job.meta.model_copy(update={"pruned": True}))
+        self.ctx.store.update(job.id, meta=job.meta.model_copy(update={"pruned": True}))
         job.meta.pruned = True
-        backend = self.ctx.backend(job.backend)
-        handle = job.handle or backend.find(job.id)
-        if handle:  # killed, not stopped: a pruned trial is never resumed, and its slot is wanted now
-            backend.cancel(handle, True)
+        # killed, not stopped: a pruned trial is never resumed, and its slot is wanted now
+        stop_run(job, True, self.ctx)
 
     def _ended(self, trial: FrozenTrial, job: Job) -> None:
         self.dirty = True
@@ -121,7 +120,7 @@ class StudyLoop:
         reason = str(job.verdict.get("reason", ""))
         if job.meta.pruned:  # the stop may land after the last epoch: Optuna's decision stands
             S.finish(self.study, trial.number, "pruned", reason=reason)
-        elif outcome in SUCCEEDED:
+        elif outcome in SUCCEEDED_OUTCOMES:
             S.finish(self.study, trial.number, "complete")
         elif outcome == "pruned":
             S.finish(self.study, trial.number, "pruned", reason=reason)
@@ -145,7 +144,7 @@ class StudyLoop:
 
     def _launch(self, number: int, params: dict[str, Any], slot: int, resume_from: Path | None = None,
                 relaunches: int = 0) -> None:
-        from tao_bevfusion.jobs.launch import RunActionInput, run_action
+        from tao_bevfusion.jobs.launch import RunActionInput, launch
 
         self.dirty = True
         fields = self.plan.trial_input(number, params, slot)
@@ -157,7 +156,7 @@ class StudyLoop:
             fields["results_dir"] = f"{fields['results_dir']}_relaunch{relaunches}"
         S.set_job(self.study, number, "", slot=slot, relaunches=relaunches, results_dir=fields["results_dir"])
         try:
-            result = run_action(RunActionInput.model_validate(fields), self.ctx)
+            result = launch(RunActionInput.model_validate(fields), self.ctx)
         except (InputError, EngineError) as exc:
             S.finish(self.study, number, "failed", reason=f"could not launch: {exc.render()[:500]}")
             self.log(f"trial {number} could not launch: {exc.render()[:300]}")
@@ -210,11 +209,7 @@ class StudyLoop:
             if job_id:
                 job = self.ctx.store.get(job_id)
                 if not job.terminal:
-                    self.ctx.store.update(job.id, cancel_requested=True)
-                    backend = self.ctx.backend(job.backend)
-                    handle = job.handle or backend.find(job.id)
-                    if handle:
-                        backend.cancel(handle, False)
+                    stop_run(job, False, self.ctx)
                     refresh(self.ctx.store.get(job.id), self.ctx)
             S.finish(self.study, trial.number, "failed", reason=why)
         self.snapshot()
@@ -261,7 +256,5 @@ class StudyLoop:
             data["best"] = {"trial": best.number, "job_id": best.user_attrs.get("job_id"), "value": best.value,
                             "epoch": best.user_attrs.get("best_epoch"), "params": best.params,
                             "checkpoint": str(self.best_checkpoint(best))}
-        tmp = self.folder / (SNAPSHOT + ".tmp")
-        tmp.write_text(json.dumps(data))
-        os.replace(tmp, self.folder / SNAPSHOT)
+        atomic_write(self.folder / SNAPSHOT, json.dumps(data))
         milestones.after_snapshot(self.id, self.folder, data, self.plan.trials)

@@ -4,7 +4,6 @@ driver rebuilds every trial from it. Does not import Optuna (the review gate ans
 """
 
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -13,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, Field
 
 from tao_bevfusion.core.errors import InputError, problem
+from tao_bevfusion.core.fsio import atomic_write
+from tao_bevfusion.core.settings import Settings
 from tao_bevfusion.specbuild import rules as specrules
 from tao_bevfusion.studies.review import StudyReview, review
 from tao_bevfusion.studies.settings import AutoMLSettings, parse_settings
@@ -21,7 +22,6 @@ from tao_bevfusion.studies.space import STUDY_OWNED, SearchSpace, build_space
 if TYPE_CHECKING:
     from tao_bevfusion.jobs.launch import RunActionInput
 
-SEED_ENV = "TAO_BEVFUSION_AUTOML_SEED"  # reproducible proposals (tests, benchmarks); unset = fresh randomness
 STUDY_FILE = "study.json"
 SNAPSHOT = "trials.json"  # the driver's view of the trials, read by get_job(study)
 EPOCHS_KEY = "train.num_epochs"
@@ -58,11 +58,7 @@ class StudyPlan(BaseModel):
     def save(self) -> Path:
         path = Path(self.folder) / STUDY_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(self.model_dump_json(indent=1))
-        os.replace(tmp, path)
+        atomic_write(path, self.model_dump_json(indent=1))
         return path
 
 
@@ -133,10 +129,10 @@ def make_plan(inp: "RunActionInput", study_id: str, folder: Path, data_root: str
     base["data_root"] = data_root
     if base_spec:
         base["base_spec"] = base_spec
-    seed = os.environ.get(SEED_ENV, "")
+    seed = Settings.from_env().automl_seed
     return StudyPlan(study_id=study_id, folder=str(folder), settings=settings, space=space, trials=trials,
                      concurrent=concurrent, gpu_slots=slots, validation_interval=int(val) if isinstance(val, int)
-                     else 1, base=base, overrides=overrides, seed=int(seed) if seed.isdigit() else None)
+                     else 1, base=base, overrides=overrides, seed=seed)
 
 
 def plan_review(plan: StudyPlan, confirm_call: Any) -> StudyReview:

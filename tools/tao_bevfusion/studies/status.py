@@ -1,4 +1,4 @@
-"""What the tools say about a study: get_job(study), cancel_job(study), the study's best checkpoint.
+"""A study's status for the tools (progress, trials, best), its cancel, and its best checkpoint.
 
 Read from the driver's trials.json snapshot and the trial jobs in the store (never from Optuna, so a
 get_job stays fast with hundreds of trials and in processes that never import Optuna).
@@ -10,16 +10,17 @@ from pathlib import Path
 from typing import Any
 
 from tao_bevfusion.core.errors import InputError, problem
-from tao_bevfusion.core.settings import AppContext
-from tao_bevfusion.evidence.verdict import Verdict
+from tao_bevfusion.jobs.cancel import stop_run
+from tao_bevfusion.jobs.context import AppContext
 from tao_bevfusion.jobs.store import Job
-from tao_bevfusion.present.summary import SUMMARY_LIMIT, JobSummary, Progress
+from tao_bevfusion.jobs.wait import wait_sync
 from tao_bevfusion.studies import milestones
 from tao_bevfusion.studies.driver import driver_info, ensure_driver
 from tao_bevfusion.studies.models import StudyBest, StudyProgress, StudyStatus, TrialRow
 from tao_bevfusion.studies.plan import SNAPSHOT
 
 MAX_LISTED = 40  # trials listed in get_job(study); the rest are counted
+CANCEL_WAIT = 20  # seconds a study's cancel waits for its trials to stop
 
 
 def snapshot(folder: Path) -> dict[str, Any]:
@@ -83,54 +84,6 @@ def study_status(job: Job, ctx: AppContext) -> StudyStatus:
         best_rec=str(best_rec) if best_rec.exists() else None, stopped=snap.get("stopped"))
 
 
-def study_digest(job: Job, st: StudyStatus) -> str:
-    p = st.progress
-    head = (f"{job.id} study ({st.algorithm}) {job.state}: {p.completed} completed, {p.pruned} pruned, "
-            f"{p.failed} failed, {p.running} running of {p.total}")
-    lines = [head]
-    if job.verdict:
-        lines.append(f"verdict: {str(job.verdict.get('reason'))[:300]}")
-    if st.best:
-        b = st.best
-        lines.append(f"best: trial {b.trial} ({b.job_id}) AP11 {b.value} @ epoch {b.epoch} {b.params}")
-    for r in st.trials[-12:]:
-        value = f"AP11 {r.value} @ {r.epoch}" if r.value is not None else "no AP yet"
-        lines.append(f"  #{r.number}{' (baseline)' if r.baseline else ''} {r.job_id or '-'} {r.state}: {value} "
-                     f"{json.dumps(r.params)[:160]}" + (f" - {r.reason[:120]}" if r.reason else ""))
-    timing = f"elapsed {st.elapsed_seconds}s"
-    if st.estimate_left_seconds:
-        timing += f", about {st.estimate_left_seconds}s left"
-    lines.append(f"{timing}; driver pid {st.driver.get('pid')} alive={st.driver.get('alive')}")
-    if st.stopped:
-        lines.append(f"stopped: {st.stopped}")
-    return "\n".join(lines)
-
-
-def study_summary(job: Job, ctx: AppContext) -> JobSummary:
-    job = ctx.store.get(job.id)
-    st = study_status(job, ctx)
-    job = ctx.store.get(job.id)
-    if job.terminal and st.best:
-        steps = [f"run_action(action='evaluate', data_root='{job.data_root}', parent_job_id='{job.id}')",
-                 f"resolve_parent_checkpoint(parent_job_id='{job.id}')",
-                 f"get_job(job_id='{job.id}', include_curve=true) for the study plots"]
-    elif job.terminal:
-        steps = ["read trials[].reason; fix and start a new study"]
-    else:
-        steps = [f"get_job(job_id='{job.id}') in ~60 s", f"cancel_job(job_id='{job.id}') to stop every trial"]
-    summary = JobSummary(
-        job_id=job.id, kind="study", action="train", state=job.state, backend=job.backend,
-        verdict=Verdict.model_validate(job.verdict) if job.verdict else None, progress=Progress(),
-        metrics={"best_AP11": st.best.value, "best_epoch": st.best.epoch} if st.best else {}, errors=[],
-        artifacts={"best_rec": st.best_rec, "best_checkpoint": st.best.checkpoint if st.best else None},
-        next_steps=steps, results_dir=job.results_dir, log_resource=f"tao-bevfusion://jobs/{job.id}/log",
-        digest=study_digest(job, st), study=st)
-    while len(summary.model_dump_json()) > SUMMARY_LIMIT and summary.study and len(summary.study.trials) > 1:
-        summary.study.omitted += len(summary.study.trials) // 2
-        summary.study.trials = summary.study.trials[len(summary.study.trials) // 2:]
-    return summary
-
-
 def cancel_study(job: Job, force: bool, ctx: AppContext) -> tuple[str, str]:
     """Stop every running trial and the study. (state, message)."""
     if job.terminal:
@@ -140,19 +93,10 @@ def cancel_study(job: Job, force: bool, ctx: AppContext) -> tuple[str, str]:
     store.update(job.id, cancel_requested=True)
     trials = [t for t in store.query(owner_id=job.id, limit=1000) if not t.terminal]
     for t in trials:
-        store.update(t.id, cancel_requested=True)
-        backend = ctx.backend(t.backend)
-        handle = t.handle or backend.find(t.id)
-        if handle:
-            backend.cancel(handle, force)
-    from tao_bevfusion.jobs.engine import refresh
-
-    deadline = time.monotonic() + 20
-    pending = trials
-    while pending and time.monotonic() < deadline:
-        pending = [t for t in pending if not refresh(store.get(t.id), ctx).terminal]
-        if pending:
-            time.sleep(0.5)
+        stop_run(t, force, ctx)
+    deadline = time.monotonic() + CANCEL_WAIT
+    pending = [t for t in trials
+               if not wait_sync(t.id, max(0.0, deadline - time.monotonic()), ctx, interval=0.5).terminal]
     store.update(job.id, state="canceled", finished_at=time.time(),
                  verdict={"outcome": "canceled", "reason": f"canceled on request ({len(trials)} running trials "
                           "stopped)"})

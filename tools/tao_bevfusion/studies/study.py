@@ -10,7 +10,6 @@ whether a trial is alive is decided by the job engine (its container), not by Op
 import fcntl
 import json
 import logging
-import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
@@ -24,6 +23,7 @@ from optuna.samplers import BaseSampler, RandomSampler, TPESampler
 from optuna.trial import FrozenTrial, TrialState
 from pydantic import BaseModel, Field
 
+from tao_bevfusion.core.fsio import atomic_write
 from tao_bevfusion.studies.review import StudyReview, review, startup_trials
 from tao_bevfusion.studies.settings import AutoMLSettings
 from tao_bevfusion.studies.space import SearchSpace
@@ -41,7 +41,7 @@ METRIC = "AP11"
 # A restarted process must not replay the sampler's random stream (a fixed seed re-proposed trial 1 as
 # trial 6 in the research): each process offsets the seed by the trials already in storage.
 SEED_STRIDE = 1_000_003
-Outcome = Literal["complete", "pruned", "failed"]
+TrialOutcome = Literal["complete", "pruned", "failed"]  # an Optuna trial's end (not a job's Outcome)
 
 optuna.logging.set_verbosity(logging.WARNING)
 
@@ -223,7 +223,7 @@ def report(study: optuna.Study, number: int, epoch: int, value: float) -> bool:
     return bool(live.should_prune())
 
 
-def finish(study: optuna.Study, number: int, outcome: Outcome, *, reason: str | None = None) -> FrozenTrial:
+def finish(study: optuna.Study, number: int, outcome: TrialOutcome, *, reason: str | None = None) -> FrozenTrial:
     """End trial `number`. Its value is the BEST reported AP11 (not the last), with the epoch it came from;
     a trial that completed without any validation is recorded as failed."""
     frozen = _frozen(study, number)
@@ -309,7 +309,5 @@ def best_rec(study: optuna.Study, *, experiment_id: str, checkpoint_uri: str) ->
 def write_best_rec(folder: Path, rec: dict[str, Any]) -> Path:
     """Write `<folder>/best_rec.json` atomically."""
     path = folder / "best_rec.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(rec, indent=2) + "\n")
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(rec, indent=2) + "\n")
     return path

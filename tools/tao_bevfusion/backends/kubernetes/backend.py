@@ -7,7 +7,6 @@ client's API objects and by running the rendered pod specs on Docker, never agai
 """
 
 import fcntl
-import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +17,7 @@ from pydantic import Field, ValidationError
 
 from tao_bevfusion.backends.base import Backend, BackendOptions, BackendStatus, Capabilities, Check, LaunchRequest, Plan
 from tao_bevfusion.backends.environment import job_env
+from tao_bevfusion.backends.kubernetes.client import Api, api_error, connect
 from tao_bevfusion.backends.kubernetes.manifests import (
     DNS_LABEL,
     JOB_LABEL,
@@ -27,10 +27,9 @@ from tao_bevfusion.backends.kubernetes.manifests import (
     render,
     render_yaml,
 )
+from tao_bevfusion.core import layout
 from tao_bevfusion.core.errors import EngineError, InputError, problem
 from tao_bevfusion.core.settings import Settings
-
-INDEX_KEY = "batch.kubernetes.io/job-completion-index"
 
 
 class KubernetesOptions(BackendOptions):
@@ -48,10 +47,7 @@ class KubernetesOptions(BackendOptions):
 
     @classmethod
     def from_user(cls, raw: dict[str, Any], settings: Settings) -> "KubernetesOptions":
-        filled = {k: os.environ[v] for k, v in (("namespace", "TAO_BEVFUSION_K8S_NAMESPACE"),
-                                                ("context", "TAO_BEVFUSION_K8S_CONTEXT"))
-                  if os.environ.get(v) and k not in raw}
-        return cls.model_validate({**filled, **raw})
+        return cls.model_validate({**settings.backend_defaults.get("kubernetes", {}), **raw})
 
 
 class KubernetesPlan(Plan):
@@ -67,43 +63,7 @@ class KubernetesPlan(Plan):
     spec_name: str
 
 
-class Api:
-    """The three client APIs the backend uses (tests pass a recording double with the same methods)."""
-
-    def __init__(self, core: Any, batch: Any, auth: Any) -> None:
-        self.core, self.batch, self.auth = core, batch, auth
-
-
-def _client_api(context: str | None) -> Api:
-    try:
-        from kubernetes import client, config
-    except ImportError as exc:
-        raise InputError(problem("backend", "the kubernetes Python client is not installed",
-                                 "pip install kubernetes (a dependency of tao-bevfusion)")) from exc
-    try:
-        config.load_kube_config(context=context)
-    except Exception:
-        try:
-            config.load_incluster_config()
-        except Exception as exc:
-            raise InputError(problem("backend", f"no kubeconfig or in-cluster config ({exc.__class__.__name__})",
-                                     "set KUBECONFIG (and backend_options.context), or run the server in a pod "
-                                     "with a service account", code="K8S_UNREACHABLE")) from exc
-    return Api(client.CoreV1Api(), client.BatchV1Api(), client.AuthorizationV1Api())
-
-
-API_FACTORY: Callable[[str | None], Api] = _client_api
-
-
-def api_error(exc: Exception) -> tuple[int, str]:
-    """(HTTP status, the API server's own message) from an ApiException (or anything else)."""
-    status = int(getattr(exc, "status", 0) or 0)
-    body = getattr(exc, "body", None)
-    try:
-        message = json.loads(body).get("message", "") if body else ""
-    except (ValueError, AttributeError):
-        message = str(body)[:300]
-    return status, message or str(getattr(exc, "reason", "") or exc)[:300]
+API_FACTORY: Callable[[str | None], Api] = connect  # tests swap in a recording double
 
 
 def _handle(namespace: str, name: str, context: str | None) -> str:
@@ -131,6 +91,7 @@ class KubernetesBackend(Backend):
     capabilities: ClassVar[Capabilities] = Capabilities(
         maps_paths_into_container=True, multi_node=True, gpu_pinning=False, reattach_by_job_id=True)
     options_model = KubernetesOptions
+    plan_model = KubernetesPlan
 
     def plan(self, request: LaunchRequest) -> KubernetesPlan:
         req = request
@@ -141,7 +102,7 @@ class KubernetesBackend(Backend):
         gpus = 0 if req.gpus == [] else req.gpus_per_node
         try:
             spec_text, has_key = _spec_text(Path(req.spec_host_path))
-            job = K8sJob(name=f"tao-{req.job_id}", namespace=opts.namespace, num_nodes=req.num_nodes,
+            job = K8sJob(name=layout.job_name(req.job_id), namespace=opts.namespace, num_nodes=req.num_nodes,
                          gpus_per_node=gpus, image=req.image, command=command, env=env, cpu=opts.cpu,
                          memory=opts.memory, shm_size=opts.shm_size, volumes=_volumes(req, opts, spec_dir),
                          spec_files={spec_name: spec_text}, spec_mount=spec_dir or "/", spec_secret=has_key,
@@ -243,15 +204,19 @@ class KubernetesBackend(Backend):
                     raise EngineError(problem("backend", f"could not delete {kind} {obj}: HTTP {status} {message}",
                                               f"kubectl delete {kind.lower()} -n {namespace} {obj}")) from exc
 
-    def find(self, job_id: str) -> str | None:
-        namespace = os.environ.get("TAO_BEVFUSION_K8S_NAMESPACE", "default")
-        context = os.environ.get("TAO_BEVFUSION_K8S_CONTEXT") or None
+    def find(self, job_id: str, plan: dict[str, Any] | None = None) -> str | None:
+        """Where the job was submitted (its recorded plan), else the site default namespace/context."""
+        if plan and plan.get("namespace"):
+            namespace, context = str(plan["namespace"]), plan.get("context") or None
+        else:
+            opts = KubernetesOptions.from_user({}, Settings.from_env())
+            namespace, context = opts.namespace, opts.context
         try:
             found = API_FACTORY(context).batch.list_namespaced_job(namespace=namespace,
-                                                                   label_selector=f"{JOB_LABEL}=tao-{job_id}")
+                                                                   label_selector=f"{JOB_LABEL}={layout.job_name(job_id)}")
         except Exception:
             return None
-        return _handle(namespace, f"tao-{job_id}", context) if found.items else None
+        return _handle(namespace, layout.job_name(job_id), context) if found.items else None
 
     def cleanup(self, handle: str) -> None:
         namespace, name, context = _parse(handle)
@@ -260,14 +225,14 @@ class KubernetesBackend(Backend):
 
 def _spec_text(path: Path) -> tuple[str, bool]:
     """The spec as the plan may show it (encryption_key masked), and whether it has a key."""
+    from tao_bevfusion.core.redact import mask_keys
     from tao_bevfusion.core.yamlio import load_yaml_file
-    from tao_bevfusion.specbuild.wiring import SECRET_MASK
 
     text = path.read_text()
     loaded = load_yaml_file(path)
     if not (isinstance(loaded, dict) and loaded.get("encryption_key")):
         return text, False
-    return yaml.safe_dump({**loaded, "encryption_key": SECRET_MASK}, sort_keys=False), True
+    return yaml.safe_dump(mask_keys(loaded), sort_keys=False), True
 
 
 def _fix(status: int) -> str:

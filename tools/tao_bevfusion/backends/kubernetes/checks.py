@@ -5,10 +5,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from tao_bevfusion.backends.base import Check
+from tao_bevfusion.backends.kubernetes.client import api_error
 from tao_bevfusion.core.errors import InputError
 
 if TYPE_CHECKING:
-    from tao_bevfusion.backends.kubernetes.backend import Api, KubernetesPlan
+    from tao_bevfusion.backends.kubernetes.backend import KubernetesPlan
+    from tao_bevfusion.backends.kubernetes.client import Api
 
 RESOURCES = (("batch", "jobs"), ("", "services"), ("", "configmaps"))
 
@@ -43,8 +45,6 @@ def _gpu_nodes(api: "Api", plan: "KubernetesPlan") -> list[Check]:
 
 
 def _claims(api: "Api", plan: "KubernetesPlan") -> list[Check]:
-    from tao_bevfusion.backends.kubernetes.backend import api_error
-
     checks = []
     for claim in plan.claims:
         try:
@@ -59,8 +59,6 @@ def _claims(api: "Api", plan: "KubernetesPlan") -> list[Check]:
 
 
 def preflight(plan: "KubernetesPlan", factory: Callable[[str | None], Any]) -> list[Check]:
-    from tao_bevfusion.backends.kubernetes.backend import api_error
-
     try:
         api = factory(plan.context)
         api.core.read_namespace(name=plan.namespace)

@@ -13,13 +13,14 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tao_bevfusion.backends.distenv import check_user_env
+from tao_bevfusion.core import layout
 
 DNS_LABEL = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$"
 LABEL_KEY = r"^([a-z0-9.-]{1,253}/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
 LABEL_VALUE = r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$"
 INDEX_ANNOTATION = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
-JOB_LABEL = "tao-bevfusion/job"
+JOB_LABEL = layout.K8S_JOB_LABEL
 CONTAINER = "tao"
 
 
@@ -62,7 +63,7 @@ class K8sJob(BaseModel):
     shm_size: Annotated[str, Field(pattern=QUANTITY)] = "16Gi"
     volumes: list[Volume] = []
     spec_files: dict[Annotated[str, Field(pattern=r"^[-._A-Za-z0-9]+$")], str] = {}
-    spec_mount: Annotated[str, Field(pattern=r"^/")] = "/specs"
+    spec_mount: Annotated[str, Field(pattern=r"^/")] = layout.SPECS_MOUNT
     spec_secret: bool = Field(default=False, description="Ship the spec files in a Secret (they hold a key).")
     run_as_user: Annotated[int, Field(ge=0)] | None = None
     run_as_group: Annotated[int, Field(ge=0)] | None = None

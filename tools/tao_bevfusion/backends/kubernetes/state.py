@@ -3,10 +3,9 @@
 from typing import Any
 
 from tao_bevfusion.backends.base import BackendStatus
+from tao_bevfusion.backends.kubernetes.client import INDEX_KEY, api_error
 from tao_bevfusion.backends.kubernetes.manifests import JOB_LABEL
 from tao_bevfusion.core.errors import EngineError, problem
-
-INDEX_KEY = "batch.kubernetes.io/job-completion-index"
 
 
 def rank_pods(api: Any, namespace: str, name: str) -> dict[int, Any]:
@@ -38,8 +37,6 @@ def _exit(pods: dict[int, Any]) -> tuple[int | None, bool]:
 
 
 def job_status(api: Any, namespace: str, name: str) -> BackendStatus:
-    from tao_bevfusion.backends.kubernetes.backend import api_error
-
     try:
         job = api.batch.read_namespaced_job(name=name, namespace=namespace)
     except Exception as exc:

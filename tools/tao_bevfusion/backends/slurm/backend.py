@@ -20,12 +20,10 @@ from tao_bevfusion.backends.base import Backend, BackendOptions, BackendStatus, 
 from tao_bevfusion.backends.environment import job_env
 from tao_bevfusion.backends.slurm import cli
 from tao_bevfusion.backends.slurm.script import SLURM_LIST, SLURM_WORD, GpuFlag, Mount, Runtime, SlurmJob, render
+from tao_bevfusion.core import layout
 from tao_bevfusion.core.errors import InputError, problem
 from tao_bevfusion.core.settings import Settings
 
-ENV_DEFAULTS = {"partition": "TAO_BEVFUSION_SLURM_PARTITION", "account": "TAO_BEVFUSION_SLURM_ACCOUNT",
-                "qos": "TAO_BEVFUSION_SLURM_QOS", "reservation": "TAO_BEVFUSION_SLURM_RESERVATION",
-                "runtime": "TAO_BEVFUSION_SLURM_RUNTIME", "log_dir": "TAO_BEVFUSION_SLURM_LOG_DIR"}
 NODE_FILE = re.compile(r"-node(\d+)\.log\Z")
 
 
@@ -52,8 +50,7 @@ class SlurmOptions(BackendOptions):
     @classmethod
     def from_user(cls, raw: dict[str, Any], settings: Settings) -> "SlurmOptions":
         """Site settings may come from TAO_BEVFUSION_SLURM_* so the server is pointed at a cluster once."""
-        filled = {k: os.environ[v] for k, v in ENV_DEFAULTS.items() if os.environ.get(v) and k not in raw}
-        return cls.model_validate({**filled, **raw})
+        return cls.model_validate({**settings.backend_defaults.get("slurm", {}), **raw})
 
 
 class SlurmPlan(Plan):
@@ -82,19 +79,21 @@ class SlurmBackend(Backend):
     capabilities: ClassVar[Capabilities] = Capabilities(
         maps_paths_into_container=True, multi_node=True, gpu_pinning=False, reattach_by_job_id=True)
     options_model = SlurmOptions
+    plan_model = SlurmPlan
 
     def plan(self, request: LaunchRequest) -> SlurmPlan:
         req = request
         opts = SlurmOptions.model_validate(req.options)
         log_dir = opts.log_dir or str(Path(req.log_path).parent / "slurm")
-        job_name = f"tao-{req.job_id}"
+        job_name = layout.job_name(req.job_id)
         gpus = 0 if req.gpus == [] else req.gpus_per_node
         env = job_env(req.home_dir, req.cache_dir, req.env)
         command = ["bevfusion", req.subtask, "-e", req.spec_container_path]
         end_record = f"{log_dir}/end.json"
         try:
             job = SlurmJob(
-                job_name=job_name, num_nodes=req.num_nodes, gpus_per_node=gpus, gpu_flag=GpuFlag(opts.gpu_flag),
+                job_id=req.job_id, job_name=job_name,
+                num_nodes=req.num_nodes, gpus_per_node=gpus, gpu_flag=GpuFlag(opts.gpu_flag),
                 cpus_per_task=opts.cpus_per_task, mem=opts.mem, time_limit=opts.time_limit,
                 partition=opts.partition, account=opts.account, qos=opts.qos, reservation=opts.reservation,
                 log_dir=log_dir, runtime=Runtime(opts.runtime), image=req.image, env=env, command=command,
@@ -184,8 +183,8 @@ class SlurmBackend(Backend):
         except cli.SlurmCommandError as exc:
             raise cli.engine_error(exc) from exc
 
-    def find(self, job_id: str) -> str | None:
-        name = f"tao-{job_id}"
+    def find(self, job_id: str, plan: dict[str, Any] | None = None) -> str | None:
+        name = layout.job_name(job_id)
         try:
             ids = cli.job_by_name(name)
             out = cli.stdout_path(ids[0]) if ids else None

@@ -15,6 +15,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tao_bevfusion.backends.distenv import PET_NAMES, V6_NAMES, check_user_env
+from tao_bevfusion.core import layout
 
 # Values that land on #SBATCH lines or in Slurm filename patterns: no quoting happens there.
 SLURM_WORD = r"^[A-Za-z0-9_.+-]+$"
@@ -58,6 +59,9 @@ class SlurmJob(BaseModel):
     """Everything the sbatch script depends on. Site options have no defaults: unset means not rendered."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    job_id: Annotated[str | None, Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$", description=(
+        "The plugin's job id: the value of the container's job label, as on docker (default: the job name "
+        "without its tao- prefix)."))]
     job_name: Annotated[str, Field(pattern=JOB_NAME)]
     num_nodes: Annotated[int, Field(ge=1, le=512)]
     gpus_per_node: Annotated[int, Field(ge=0, le=16)]
@@ -127,8 +131,8 @@ def _container_env_names(job: SlurmJob) -> list[str]:
 def _docker_step(job: SlurmJob) -> list[str]:
     # Option and value stay one word so that line wrapping keeps them together.
     argv = ["docker run --init --rm", '--name "$TAO_CONTAINER"', "--network host", f"--shm-size={job.shm_size}",
-            "--label " + shlex.quote(f"tao-bevfusion.job={job.job_name}"),
-            '--label tao-bevfusion.slurm-job="$SLURM_JOB_ID"', "--label tao-bevfusion.plugin=tao-bevfusion"]
+            "--label " + shlex.quote(f"{layout.LABEL_JOB}={job.job_id or job.job_name.removeprefix('tao-')}"),
+            f'--label {layout.PLUGIN}.slurm-job="$SLURM_JOB_ID"', f"--label {layout.LABEL_PLUGIN}={layout.PLUGIN}"]
     if job.gpus_per_node and job.container_gpus:
         argv.append('--gpus "\\"device=${SLURM_STEP_GPUS:-$SLURM_JOB_GPUS}\\""')
     if job.user:

@@ -4,7 +4,7 @@ calls its buttons make (each an ordinary tool call an agent could make; the adap
 from pathlib import Path
 from typing import Any
 
-from tao_bevfusion.core.settings import AppContext
+from tao_bevfusion.jobs.context import AppContext
 from tao_bevfusion.jobs.store import Job
 from tao_bevfusion.present.summary import JobSummary
 

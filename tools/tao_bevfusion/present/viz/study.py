@@ -7,8 +7,8 @@ from typing import Any
 
 from tao_bevfusion.core import layout
 from tao_bevfusion.core.errors import InputError, problem
-from tao_bevfusion.core.settings import AppContext
 from tao_bevfusion.evidence.status import read_all
+from tao_bevfusion.jobs.context import AppContext
 from tao_bevfusion.jobs.store import Job
 from tao_bevfusion.present.viz.figure import png, pyplot
 

@@ -5,12 +5,12 @@ not recommendations; `tao_bevfusion.specbuild.surface.recommended` holds the KIT
 Source: docs/container-contract.md §2.9 and §3.1.
 """
 
+from tao_bevfusion.core.actions import ACTION_SPECS, ACTIONS
 from tao_bevfusion.specbuild.surface.convert import ConvertConfig
 from tao_bevfusion.specbuild.surface.experiment import EvaluateConfig, ExperimentConfig, InferenceConfig, TrainConfig
 from tao_bevfusion.specbuild.surface.newer import NEWER_THAN_55, newer_key_message
 
-ACTIONS = ("dataset_convert", "train", "evaluate", "inference")
-CLI_SUBTASK = {"dataset_convert": "convert", "train": "train", "evaluate": "evaluate", "inference": "inference"}
+CLI_SUBTASK = {name: spec.subtask for name, spec in ACTION_SPECS.items()}
 
 __all__ = [
     "ACTIONS",

@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
-from tao_bevfusion.core.settings import AppContext, skill_dir
+from tao_bevfusion.core.settings import skill_dir
 from tao_bevfusion.core.yamlio import read_mapping
+from tao_bevfusion.jobs.context import AppContext
 
 if TYPE_CHECKING:
     from tao_bevfusion.jobs.launch import RunActionInput
@@ -81,7 +82,7 @@ def _run_cost(inp: "RunActionInput", ctx: AppContext) -> LaunchCost:
 
 
 def _study_cost(inp: "RunActionInput", ctx: AppContext) -> LaunchCost | None:
-    from tao_bevfusion.jobs.launch import run_action
+    from tao_bevfusion.service.run import run_action
 
     review = run_action(inp.model_copy(update={"confirm": False, "wait_seconds": 0}), ctx).review
     if review is None:
