@@ -82,9 +82,10 @@ def _env(home: Path) -> None:
 async def notification_latency(root: Path, jobs: int) -> dict[str, Any]:
     from mcp import Client
     from tao_bevfusion.core.layout import status_path
-    from tao_bevfusion.core.settings import app_context
-    from tao_bevfusion.jobs.launch import RunActionInput, run_action
+    from tao_bevfusion.jobs.context import app_context
+    from tao_bevfusion.jobs.launch import RunActionInput
     from tao_bevfusion.server import mcp
+    from tao_bevfusion.service.run import run_action
 
     latencies = []
     async with Client(mcp) as c:
@@ -108,7 +109,7 @@ async def notification_latency(root: Path, jobs: int) -> dict[str, Any]:
 
 
 def _finished_jobs(count: int) -> list[str]:
-    from tao_bevfusion.core.settings import app_context
+    from tao_bevfusion.jobs.context import app_context
 
     store, ids = app_context().store, []
     for i in range(count):
@@ -165,9 +166,10 @@ async def _wait_port(port: int) -> None:
 
 
 def _converted(tmp: Path) -> Path:
-    from tao_bevfusion.core.settings import app_context
-    from tao_bevfusion.jobs.launch import RunActionInput, run_action
+    from tao_bevfusion.jobs.context import app_context
+    from tao_bevfusion.jobs.launch import RunActionInput
     from tao_bevfusion.jobs.wait import wait_sync
+    from tao_bevfusion.service.run import run_action
 
     from tests.conftest import copy_sample
 

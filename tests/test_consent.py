@@ -15,11 +15,12 @@ import anyio
 import pytest
 from mcp import Client
 from mcp.types import ElicitResult
-from tao_bevfusion.core.settings import app_context
-from tao_bevfusion.jobs.engine import cancel_job, list_jobs
-from tao_bevfusion.jobs.launch import RunActionInput, run_action
+from tao_bevfusion.jobs.context import app_context
+from tao_bevfusion.jobs.launch import RunActionInput
 from tao_bevfusion.jobs.wait import wait_sync
 from tao_bevfusion.server import mcp
+from tao_bevfusion.service.jobs import cancel_job, list_jobs
+from tao_bevfusion.service.run import run_action
 
 from tests.conftest import REPO, copy_sample
 

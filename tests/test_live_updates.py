@@ -17,11 +17,12 @@ import pytest
 from mcp import Client, MCPDeprecationWarning
 from mcp.shared.exceptions import MCPError
 from mcp.types import ResourceUpdatedNotification
-from tao_bevfusion.core.settings import app_context
-from tao_bevfusion.jobs.engine import get_job
-from tao_bevfusion.jobs.launch import RunActionInput, run_action
+from tao_bevfusion.jobs.context import app_context
+from tao_bevfusion.jobs.launch import RunActionInput
 from tao_bevfusion.jobs.wait import wait_sync
 from tao_bevfusion.server import mcp
+from tao_bevfusion.service.jobs import get_job
+from tao_bevfusion.service.run import run_action
 
 from tests.conftest import REPO, copy_sample
 
