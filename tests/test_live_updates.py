@@ -193,3 +193,52 @@ def test_a_bad_or_failing_webhook_never_stops_a_job(local_kitti: Path, monkeypat
         time.sleep(0.1)
     failures = [r.message for r in caplog.records if "failed 3 times" in r.message]
     assert len(failures) == 1 and "pw" not in failures[0]  # once, and without the URL's credentials
+
+
+def test_the_servers_poller_tells_the_webhook_of_an_end_nobody_asked_about(local_kitti: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch):
+    receiver = Receiver()
+    monkeypatch.setenv("TAO_BEVFUSION_NOTIFY_URL", receiver.url)
+    monkeypatch.setenv("TAO_BEVFUSION_POLL_SECONDS", "0.5")
+
+    async def go() -> None:
+        async with Client(mcp) as c:  # connected, but never asks about the job again
+            r = await c.call_tool("run_action", {"action": "train", "data_root": str(local_kitti), "backend": "local",
+                                                 "automl_policy": "off", "env": {"FAKE_TAO_ITER_SECONDS": "0.05"},
+                                                 "overrides": {"num_epochs": 2, "batch_size": 1}})
+            job_id = r.structured_content["job_id"]
+            with anyio.fail_after(90):
+                while not [g for g in receiver.got if g.get("job_id") == job_id]:
+                    await anyio.sleep(0.2)
+            assert receiver.got[-1]["event"] == "job.ended" and receiver.got[-1]["outcome"] == "succeeded"
+    anyio.run(go)
+    receiver.server.shutdown()
+
+
+def test_subscriptions_end_with_the_stream_and_the_session(local_kitti: Path, monkeypatch: pytest.MonkeyPatch):
+    from tao_bevfusion.mcpext import updates
+
+    watchers: list[updates.StatusWatcher] = []
+    original = updates.StatusWatcher.__init__
+
+    def recording(self: updates.StatusWatcher, bus: Any) -> None:
+        original(self, bus)
+        watchers.append(self)
+
+    monkeypatch.setattr(updates.StatusWatcher, "__init__", recording)
+    job_id = train(local_kitti)
+    uri = f"tao-bevfusion://jobs/{job_id}/status"
+
+    async def go() -> None:
+        async with Client(mcp) as c:
+            async with c.listen(resource_subscriptions=[uri]):
+                assert watchers[-1].watched() == {uri}
+            await anyio.sleep(0.2)
+            assert watchers[-1].watched() == set()  # the stream ended: nothing is watched any more
+        async with Client(mcp, mode="legacy") as c:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", MCPDeprecationWarning)
+                await c.subscribe_resource(uri)
+            assert watchers[-1].watched() == {uri}
+        assert watchers[-1].watched() == set()  # the session ended without an unsubscribe
+    anyio.run(go)
