@@ -1,6 +1,7 @@
 """Cluster backends without a scheduler: registration, options (site defaults from the environment), the plan as
 the printable script/manifests, multi-node spec consistency and its refusals."""
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,7 @@ def test_registered_with_capabilities() -> None:
 def test_slurm_plan_is_the_script(tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TAO_BEVFUSION_SLURM_PARTITION", "gpu")
     monkeypatch.setenv("TAO_BEVFUSION_SLURM_ACCOUNT", "perception")
+    settings = dataclasses.replace(settings, backend_defaults=Settings.from_env().backend_defaults)  # read once
     opts = SlurmOptions.from_user({"time_limit": "04:00:00", "account": "other"}, settings)
     assert (opts.partition, opts.account, opts.runtime) == ("gpu", "other", "pyxis")   # caller's value wins
     plan = SlurmBackend().plan(_request(tmp_path, options=opts.model_dump()))

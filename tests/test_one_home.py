@@ -31,7 +31,7 @@ def _request(tmp_path: Path) -> LaunchRequest:
 
 def test_person_labels_are_the_same_for_the_preflight_and_the_pictures(workspace: Path):
     assert preflight.PERSON_CLASSES is classes.PERSON_CLASSES is frames.PERSON_CLASSES
-    assert classes.PERSON_CLASSES == {"Pedestrian"}  # the 5.5 converter maps only Pedestrian to person
+    assert {"Pedestrian"} == classes.PERSON_CLASSES  # the 5.5 converter maps only Pedestrian to person
     root = copy_sample(workspace / "kitti")
     label_dir = root / "training" / "label_2"
     for label in label_dir.iterdir():  # spelled the way the converter drops it
@@ -73,6 +73,6 @@ def test_backend_site_defaults_and_other_variables_are_read_by_settings(monkeypa
 
 def test_states_know_what_is_terminal():
     assert {s for s in JobState if s.is_terminal} == TERMINAL_STATES
-    assert ACTIVE_STATES == {JobState.PENDING, JobState.RUNNING}
+    assert {JobState.PENDING, JobState.RUNNING} == ACTIVE_STATES
     assert Outcome.PRUNED.job_state is JobState.CANCELED and Outcome.LOST.job_state is JobState.UNKNOWN
     assert Outcome.SUCCEEDED_WITH_TEARDOWN_CRASH.succeeded and not Outcome.KILLED.succeeded

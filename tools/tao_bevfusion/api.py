@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from tao_bevfusion.core.actions import Action
+from tao_bevfusion.core.limits import TEXT_LIMIT
 from tao_bevfusion.core.states import JobState
 from tao_bevfusion.jobs import checkpoints, launch, logs, notes
 from tao_bevfusion.jobs.context import AppContext
@@ -72,7 +73,8 @@ class LogsInput(BaseModel):
     tail_lines: int | None = Field(default=None, ge=1, le=500, description="Last N lines (default 50).")
     offset: int | None = Field(default=None, ge=0, description="Read forward from this byte offset (next_offset).")
     grep: str | None = Field(default=None, max_length=200, description="Only lines matching this regex.")
-    max_bytes: int = Field(default=4096, ge=256, le=6000, description="Cap on returned text (results stay under 8 KB).")
+    max_bytes: int = Field(default=4096, ge=256, le=TEXT_LIMIT, description=(
+        "Cap on returned text (results stay under 8 KB)."))
 
 
 class ListJobsInput(BaseModel):

@@ -23,6 +23,7 @@ from pydantic_core import PydanticUndefined
 from tao_bevfusion import api
 from tao_bevfusion.core.errors import ToolError as ToolFailure
 from tao_bevfusion.core.layout import status_path
+from tao_bevfusion.core.limits import RESULT_LIMIT
 from tao_bevfusion.core.settings import skill_dir
 from tao_bevfusion.jobs.context import AppContext, app_context
 from tao_bevfusion.jobs.wait import wait_async
@@ -31,7 +32,7 @@ from tao_bevfusion.present.summary import summarize
 from tao_bevfusion.specbuild.surface import ACTIONS
 
 log = logging.getLogger("tao_bevfusion.server")
-TEXT_LIMIT = 8000
+TEXT_LIMIT = RESULT_LIMIT
 INSTRUCTIONS = (
     "TAO 5.5 BEVFusion (LiDAR + camera 3D detection, KITTI person class). Usual flow: route_request -> "
     "check_dataset -> run_action(dataset_convert) -> run_action(train): AutoML on by default returns a review, "

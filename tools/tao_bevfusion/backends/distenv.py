@@ -7,6 +7,7 @@ and port arrive as torchrun's `PET_*` fallbacks; the 6.x names are set too for n
 
 import re
 
+DEFAULT_MASTER_PORT = 29500  # torchrun's rendezvous port on node 0 unless an option says otherwise
 PET_NAMES = ("PET_NODE_RANK", "PET_NNODES", "PET_MASTER_ADDR", "PET_MASTER_PORT")
 V6_NAMES = ("WORLD_SIZE", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT", "NUM_GPU_PER_NODE")
 # Names a user env may not set: the backend owns them, and torchrun sets the per-worker ones. The one list;

@@ -7,8 +7,6 @@ import fcntl
 import json
 import os
 import resource
-import shutil
-import subprocess
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +21,7 @@ from pydantic import Field
 from tao_bevfusion.backends.base import Backend, BackendStatus, Capabilities, Check, LaunchRequest, Plan
 from tao_bevfusion.backends.docker_options import DockerOptions
 from tao_bevfusion.backends.environment import job_env
+from tao_bevfusion.backends.gpus import host_gpus
 from tao_bevfusion.core import layout
 from tao_bevfusion.core.errors import EngineError, InputError, problem
 from tao_bevfusion.core.fsio import atomic_write
@@ -65,24 +64,6 @@ def _engine_errors() -> Iterator[None]:
             "backend", f"lost contact with the Docker engine ({exc.__class__.__name__}); the job record is kept",
             "check that dockerd is running (and DOCKER_HOST), then call get_job again: the job re-attaches by label",
             code="ENGINE_UNREACHABLE")) from exc
-
-
-def _nvidia_gpus() -> list[tuple[str, int]] | None:
-    """(host id, MiB) per GPU via nvidia-smi, or None when it cannot be asked."""
-    exe = shutil.which("nvidia-smi")
-    if not exe:
-        return None
-    try:
-        out = subprocess.run([exe, "--query-gpu=index,memory.total", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=10, check=True).stdout
-    except (subprocess.SubprocessError, OSError):
-        return None
-    gpus = []
-    for line in out.splitlines():
-        idx, _, mem = line.partition(",")
-        if idx.strip().isdigit():
-            gpus.append((idx.strip(), int(float(mem.strip() or 0))))
-    return gpus
 
 
 def _parse_ts(stamp: str) -> tuple[int, int]:
@@ -228,11 +209,11 @@ class DockerBackend(Backend):
                 container = _client().containers.get(handle)
         except NotFound:
             return
-        lock_path = log_path.with_suffix(".lock")
+        lock_path = layout.log_lock(log_path)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(lock_path, "w") as lock, open(log_path, "ab") as out:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            state_file = lock_path.with_suffix(".ts")
+            state_file = layout.log_sync_state(log_path)
             boundary, prior, synced = _read_cursor(state_file)
             if synced is not None and os.fstat(out.fileno()).st_size > synced:
                 out.truncate(synced)  # lines of a sync whose state was never saved (full disk): written again below
@@ -332,7 +313,7 @@ class _Window:
 
 
 def _gpu_checks(devices: list[str]) -> list[Check]:
-    gpus = _nvidia_gpus()
+    gpus = host_gpus()
     if gpus is None:
         return [Check(name="gpus", ok=True, severity="warning", message="cannot verify the requested GPUs (no "
                       "nvidia-smi on this host)", fix="install the NVIDIA driver utilities")]

@@ -15,6 +15,7 @@ from pydantic import Field
 
 from tao_bevfusion.backends.base import Backend, BackendStatus, Capabilities, Check, LaunchRequest, Plan
 from tao_bevfusion.backends.environment import job_env
+from tao_bevfusion.core import layout
 from tao_bevfusion.core.errors import EngineError, InputError, problem
 from tao_bevfusion.core.settings import Settings, with_package_on_pythonpath
 
@@ -62,7 +63,7 @@ class LocalBackend(Backend):
         req = request
         command = [*cli_prefix(), req.subtask, "-e", req.spec_host_path]
         env = job_env(req.home_dir, req.cache_dir, req.env)
-        exit_file = str(Path(req.log_path).with_name("exit.json"))
+        exit_file = str(layout.exit_record(Path(req.log_path)))
         argv = [sys.executable, "-m", "tao_bevfusion.backends.local_runner", exit_file, "--", *command]
         notes = ["host process in its own process group; spec paths are host paths"]
         if req.gpus:

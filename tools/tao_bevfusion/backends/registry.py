@@ -13,8 +13,6 @@ from tao_bevfusion.core.errors import InputError, problem
 ENTRY_POINT_GROUP = "tao_bevfusion.backends"
 _REGISTERED: dict[str, str] = {}
 _OPTIONS: dict[str, str] = {}  # name -> "module:OptionsModel", where it can load without the backend
-# Multi-node backends named in refusals until they are registered (docs/container-contract.md §9).
-PLANNED_MULTI_NODE = ("slurm", "kubernetes")
 
 
 def register(name: str, target: str, options: str | None = None) -> None:

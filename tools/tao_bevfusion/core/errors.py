@@ -10,8 +10,10 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from tao_bevfusion.core.limits import TEXT_LIMIT
+
 MAX_LISTED = 20  # an error lists the first problems and counts the rest: results stay small
-MAX_TEXT = 6000  # and stops listing before its text passes this (the 8 KB result promise, with room)
+MAX_TEXT = TEXT_LIMIT  # and stops listing before its text passes this (the 8 KB result promise, with room)
 
 
 class Problem(BaseModel):

@@ -66,8 +66,11 @@ def epoch_number(name: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
+TRAIN_DIR = "train"  # train's work dir under its results folder: checkpoints, status.json
+
+
 def train_dir(results_dir: Path) -> Path:
-    return results_dir / "train"
+    return results_dir / TRAIN_DIR
 
 
 def epoch_checkpoints(work: Path) -> dict[int, Path]:
@@ -93,6 +96,21 @@ def predictions_dir(results_dir: Path) -> Path:
     return results_dir.joinpath(*PREDICTIONS_DIR)
 
 
+def log_lock(log: Path) -> Path:
+    """The lock a backend holds while it appends to a job's log."""
+    return log.with_suffix(".lock")
+
+
+def log_sync_state(log: Path) -> Path:
+    """Where the docker backend remembers how far it has copied the container's log."""
+    return log.with_suffix(".ts")
+
+
+def exit_record(log: Path) -> Path:
+    """The local backend's end record of a job (beside its log)."""
+    return log.with_name("exit.json")
+
+
 class JobFiles:
     """The plugin's own files of one job under the state dir."""
 
@@ -105,19 +123,48 @@ class JobFiles:
 
     @property
     def log_lock(self) -> Path:
-        return self.dir / "job.lock"
+        return log_lock(self.log)
 
     @property
     def log_sync_state(self) -> Path:
-        return self.dir / "job.ts"
+        return log_sync_state(self.log)
 
     @property
     def exit_record(self) -> Path:
-        return self.dir / "exit.json"
+        return exit_record(self.log)
 
     @property
     def scratch(self) -> Path:
         return self.dir / "scratch"
+
+
+class StudyFiles:
+    """The files of an AutoML study in its folder (<state dir>/runs/study-<id> by default)."""
+
+    PLAN = "study.json"  # the study's plan (0600: it may carry the model key)
+    SNAPSHOT = "trials.json"  # the driver's view of the trials, read by get_job(study)
+    REVIEW = "review.json"
+    BEST_REC = "best_rec.json"  # the skill bank's result record of the best trial
+    OPTUNA_DB = "study.db"
+    DRIVER_LOCK = "driver.lock"
+    DRIVER_INFO = "driver.json"
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def __truediv__(self, name: str) -> Path:
+        return self.folder / name
+
+    def trial_dir(self, number: int) -> Path:
+        return self.folder / f"trial_{number:03d}"
+
+
+def study_folder(home: Path, study_id: str) -> Path:
+    return home / RUNS_DIR / f"study-{study_id}"
+
+
+def epoch_file(epoch: int) -> str:
+    return f"epoch_{epoch}.pth"
 
 
 def plan_record(home: Path, plan_id: str) -> Path:

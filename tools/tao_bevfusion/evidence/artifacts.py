@@ -24,7 +24,7 @@ def _train(results_dir: Path, num_epochs: int | None) -> tuple[list[str], list[s
     present = [str(p) for p in epochs.values()]
     missing: list[str] = []
     if num_epochs and num_epochs not in epochs:
-        missing.append(str(work / f"epoch_{num_epochs}.pth"))
+        missing.append(str(work / layout.epoch_file(num_epochs)))
     pointer = work / layout.LAST_CHECKPOINT
     if pointer.is_file():
         named = Path(pointer.read_text(errors="replace").strip()).name

@@ -100,7 +100,7 @@ def resolve_parent_checkpoint(parent_job_id: str | None = None, results_dir: str
     else:
         raise InputError(problem("parent_job_id", "give parent_job_id (preferred) or results_dir",
                                      "list_jobs(action='train') shows the train jobs"))
-    train_dir = root / "train" if (root / "train").is_dir() else root
+    train_dir = layout.train_dir(root) if layout.train_dir(root).is_dir() else root
     found = _scan(train_dir)
     aps, finished = _val_records(train_dir)
     if state is None:

@@ -17,7 +17,7 @@ from pydantic import AfterValidator, BaseModel, Field, SerializeAsAny, StringCon
 
 from tao_bevfusion.backends.base import Backend, Check, LaunchRequest, Plan
 from tao_bevfusion.backends.environment import validate_env
-from tao_bevfusion.backends.registry import PLANNED_MULTI_NODE, PublishedOptions, multi_node_backends
+from tao_bevfusion.backends.registry import PublishedOptions, multi_node_backends
 from tao_bevfusion.core.actions import ACTION_SPECS
 from tao_bevfusion.core.errors import EngineError, InputError, problem
 from tao_bevfusion.core.layout import SCRATCH_MOUNT, JobFiles, private_dirs, status_path
@@ -187,7 +187,7 @@ def _check_fit(inp: RunActionInput, side: LaunchSidecar, backend: Backend, spec:
         raise InputError(problem("num_nodes", f"num_nodes={inp.num_nodes} but the spec says {spec_nodes} (torchrun "
                                  "--nnodes comes from the spec)", f"rebuild the spec with num_nodes={inp.num_nodes}"))
     if nodes > 1 and not backend.capabilities.multi_node:
-        able = multi_node_backends() or [f"{b} (planned)" for b in PLANNED_MULTI_NODE]
+        able = multi_node_backends()
         raise InputError(problem("num_nodes", f"{nodes} nodes asked, but the {backend.name} backend runs one "
                                  "node (a second node would never join and the job would wait for ever)",
                                  f"use a multi-node backend: {', '.join(able)}; or set num_nodes=1"))

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, Field
 
 from tao_bevfusion.core.errors import InputError, problem
+from tao_bevfusion.core.limits import TEXT_LIMIT
 from tao_bevfusion.core.redact import redact
 from tao_bevfusion.jobs.context import AppContext, app_context
 from tao_bevfusion.jobs.engine import refresh
@@ -144,7 +145,7 @@ def get_job_logs(job_id: str, tail_lines: int | None = None, offset: int | None 
         size = path.stat().st_size
     except OSError:
         size = 0
-    max_bytes = max(256, min(max_bytes, 6000))
+    max_bytes = max(256, min(max_bytes, TEXT_LIMIT))
     secrets = job_secrets(job)
     running = "" if job.terminal else "; the job is still running"
     if grep:

@@ -20,7 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from tao_bevfusion.core.errors import EngineError, InputError, problem
-from tao_bevfusion.core.layout import JobFiles, secure_state_dir
+from tao_bevfusion.core.layout import JOBS_DB, JobFiles, secure_state_dir
 from tao_bevfusion.core.states import ACTIVE_STATES, TERMINAL_STATES, JobState
 from tao_bevfusion.evidence.models import Cursor, Findings, RunMetrics, RunProgress, Tolerant
 
@@ -122,7 +122,7 @@ def _encode(value: Any) -> Any:
 class JobStore:
     def __init__(self, home: Path) -> None:
         self.home = home
-        self.path = home / "jobs.db"
+        self.path = home / JOBS_DB
         try:
             secure_state_dir(home)
             with self._conn() as conn:

@@ -14,7 +14,6 @@ from tao_bevfusion.jobs.notes import hyperparameters
 from tao_bevfusion.jobs.store import Job, check_job_id
 
 MAX_COMPARE = 8
-SORTS = ("time", "best_AP11", "duration")
 
 
 def iso(stamp: float | None) -> str | None:

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from tao_bevfusion.core import layout
+from tao_bevfusion.core.limits import RESULT_LIMIT
 from tao_bevfusion.core.redact import redact
 from tao_bevfusion.core.states import ACTIVE_STATES, SUCCEEDED_OUTCOMES, JobState
 from tao_bevfusion.evidence.patterns import ErrorMatch, error_matches
@@ -21,7 +22,7 @@ from tao_bevfusion.studies.models import StudyStatus
 SUMMARY_METRICS = ("3D_AP11_moderate_strict", "3D_AP40_moderate_strict", "BEV_AP11_moderate_strict",
                    "BEV_AP40_moderate_strict")
 
-SUMMARY_LIMIT = 8 * 1024
+SUMMARY_LIMIT = RESULT_LIMIT
 
 
 class Progress(BaseModel):

@@ -19,11 +19,12 @@ from tao_bevfusion.core import layout as names
 from tao_bevfusion.core.actions import Action
 from tao_bevfusion.core.errors import EngineError, InputError, problem
 from tao_bevfusion.core.fsio import atomic_write
-from tao_bevfusion.core.paths import Mount, MountLayout, host_path, refuse_in_state_dir
+from tao_bevfusion.core.paths import Mount, MountLayout
 from tao_bevfusion.core.redact import mask_keys
 from tao_bevfusion.core.settings import HasSettings, Settings, settings_of, skill_dir
 from tao_bevfusion.specbuild import resume
 from tao_bevfusion.specbuild import rules as specrules
+from tao_bevfusion.specbuild.inputs import HostInputs, resolve_inputs
 from tao_bevfusion.specbuild.limits import override_problems
 from tao_bevfusion.specbuild.parent import ParentRun
 from tao_bevfusion.specbuild.schema import action_schema, dump_yaml
@@ -123,39 +124,19 @@ class BuildSpecResult(BaseModel):
         "train: what the job starts from (resume: checkpoint and epoch; fine-tune: weights, fresh optimizer)."))
 
 
-def _spec_location(req: BuildSpecInput, settings: Settings, stamp: str) -> Path:
-    if req.output_path:
-        out = host_path(req.output_path, "output_path", settings, kind="file", must_exist=False)
-        if out.suffix != ".yaml":
-            raise InputError(problem("output_path", "the 5.5 launcher validates only '.yaml' spec files",
-                                         f"use {out.with_suffix('.yaml')}", value=req.output_path))
-        if out.exists() and out.is_dir():
-            raise InputError(problem("output_path", "is a directory", "give a file path ending in .yaml"))
-        refuse_in_state_dir(out.parent, "output_path", settings, allowed="specs")
-        return out
-    return settings.home / "specs" / stamp / f"{req.action}.yaml"
+def _convert_results_note(req: BuildSpecInput, data_root: Path, draft: Draft) -> None:
+    if req.action == "dataset_convert" and req.results_dir and Path(req.results_dir) != data_root:
+        draft.warnings.append("dataset_convert writes into data_root (5.5 reads the pickles back from "
+                              "root_dir); results_dir was ignored")
 
 
-def _results_location(req: BuildSpecInput, settings: Settings, data_root: Path, stamp: str, draft: Draft) -> Path:
-    if req.action == "dataset_convert":
-        if req.results_dir and Path(req.results_dir) != data_root:
-            draft.warnings.append("dataset_convert writes into data_root (5.5 reads the pickles back from "
-                                "root_dir); results_dir was ignored")
-        return data_root
-    if req.results_dir:
-        results = host_path(req.results_dir, "results_dir", settings, must_exist=False)
-        return refuse_in_state_dir(results, "results_dir", settings, allowed="runs")
-    return settings.home / "runs" / stamp
-
-
-def _apply_user_layers(req: BuildSpecInput, spec: dict[str, Any], draft: Draft, settings: Settings,
-                       parent: ParentRun | None) -> None:
+def _apply_user_layers(req: BuildSpecInput, spec: dict[str, Any], draft: Draft, inputs: HostInputs) -> None:
     node = ConvertConfig if req.action == "dataset_convert" else ExperimentConfig
     layers: list[tuple[str, dict[str, Any]]] = []
     if req.base_spec:
         from tao_bevfusion.core.yamlio import load_yaml_file
 
-        base = load_yaml_file(host_path(req.base_spec, "base_spec", settings, kind="file"))
+        base = load_yaml_file(inputs.base_spec) if inputs.base_spec else None
         if not isinstance(base, dict):
             draft.problems.append(problem("base_spec", "the file is not a YAML mapping", "pass a TAO spec file"))
             return
@@ -170,7 +151,7 @@ def _apply_user_layers(req: BuildSpecInput, spec: dict[str, Any], draft: Draft, 
                                       "grid_size 1440; replaced with the 5.5 sample geometry (with voxel_size)"))
         layers.append(("base_spec", base))
     if resume.is_resume(req) and not req.base_spec:
-        resume.apply_parent(req, parent, spec, draft, MANAGED)
+        resume.apply_parent(req, inputs.parent, spec, draft, MANAGED)
     if req.overrides:
         nested, probs = specrules.nest_overrides(req.overrides)
         draft.problems += probs
@@ -270,17 +251,17 @@ def build_spec(req: BuildSpecInput, ctx: HasSettings | None = None,
     if bounded:
         raise InputError(bounded, headline=f"cannot build a valid 5.5 {req.action} spec")
     draft = Draft()
-    data_root = refuse_in_state_dir(host_path(req.data_root, "data_root", settings), "data_root", settings)
-    results = _results_location(req, settings, data_root, stamp, draft)
-    spec_path = _spec_location(req, settings, stamp)
+    inputs = resolve_inputs(req, settings, stamp, parent)  # every host path checked here, once
+    data_root, results, spec_path = inputs.data_root, inputs.results, inputs.spec_path
+    _convert_results_note(req, data_root, draft)
     layout = MountLayout(maps_paths)
     spec = recommended_spec(req.action)
     result: dict[str, Any] = {}
-    _apply_user_layers(req, spec, draft, settings, parent)
+    _apply_user_layers(req, spec, draft, inputs)
     if req.action == "dataset_convert":
         convert_rules(spec, layout, data_root, draft)
     else:
-        experiment_rules(req, spec, layout, data_root, results, draft, settings, result, parent)
+        experiment_rules(req, spec, layout, inputs, draft, result)
     layout.add(spec_path.parent, names.SPECS_MOUNT, "ro")
     _validate(req.action, spec, draft)
     if draft.problems:

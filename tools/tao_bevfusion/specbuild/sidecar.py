@@ -15,11 +15,12 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from tao_bevfusion.core import layout
 from tao_bevfusion.core.errors import InputError, problem
 from tao_bevfusion.core.layout import launch_sidecar
 from tao_bevfusion.core.paths import Mount
 
-KEY_FILE = "sidecar.key"
+KEY_FILE = layout.SIDECAR_KEY
 
 
 LATER_FIELDS = ("overrides", "lineage", "warnings")

@@ -9,10 +9,10 @@ from pydantic import BaseModel, Field
 
 from tao_bevfusion.core import layout as names
 from tao_bevfusion.core.errors import InputError, Problem, problem
-from tao_bevfusion.core.paths import MountLayout, container_name, host_path, refuse_in_state_dir
+from tao_bevfusion.core.paths import MountLayout, container_name
 from tao_bevfusion.core.redact import MASK as SECRET_MASK
-from tao_bevfusion.core.settings import Settings
 from tao_bevfusion.specbuild import rules as specrules
+from tao_bevfusion.specbuild.inputs import HostInputs
 from tao_bevfusion.specbuild.parent import ParentRun
 from tao_bevfusion.specbuild.surface.recommended import KITTI_PREFIX
 
@@ -63,15 +63,6 @@ def drop_path(data: dict[str, Any], path: str) -> None:
         cursor.pop(leaf, None)
 
 
-def checkpoint_file(raw: str, field: str, settings: Settings) -> Path:
-    path = host_path(raw, field, settings, kind="file")
-    refuse_in_state_dir(path.parent, field, settings, allowed="runs")  # its folder is mounted into the job
-    if path.suffix != ".pth":
-        raise InputError(problem(field, f"{path.name} is not a .pth checkpoint (5.5 loads PyTorch .pth only)",
-                                     "pass an epoch_<N>.pth file", value=raw))
-    return path
-
-
 def _parent_checkpoint(parent: ParentRun | None) -> tuple[Path, dict[str, Any]]:
     if parent is None or parent.checkpoint is None:
         raise InputError(problem("parent_job_id", "the parent's checkpoint was not resolved before the build",
@@ -89,14 +80,14 @@ def convert_rules(spec: dict[str, Any], layout: MountLayout, data_root: Path, dr
                                     "set both or neither"))
 
 
-def _weights(req: "BuildSpecInput", spec: dict[str, Any], layout: MountLayout, draft: Draft, settings: Settings,
-             result: dict[str, Any], parent: ParentRun | None) -> None:
+def _weights(req: "BuildSpecInput", spec: dict[str, Any], layout: MountLayout, draft: Draft,
+             inputs: HostInputs, result: dict[str, Any]) -> None:
     """Checkpoints for every action, the 5.5 way (contract §2.3, §2.6)."""
     ckpt: Path | None = None
-    if req.checkpoint:
-        ckpt = checkpoint_file(req.checkpoint, "checkpoint", settings)
+    if inputs.checkpoint:
+        ckpt = inputs.checkpoint
     elif req.parent_job_id:
-        ckpt, result["checkpoint_choice"] = _parent_checkpoint(parent)
+        ckpt, result["checkpoint_choice"] = _parent_checkpoint(inputs.parent)
     draft.set(spec, "train.pretrained_checkpoint", None, "5.5 never reads it; null, never ''")
     if req.action in ("evaluate", "inference"):
         other = "inference" if req.action == "evaluate" else "evaluate"
@@ -111,8 +102,7 @@ def _weights(req: "BuildSpecInput", spec: dict[str, Any], layout: MountLayout, d
         return
     for action in ("evaluate", "inference"):
         draft.set(spec, f"{action}.checkpoint", "", "5.5 materialises every action: the idle stub must be ''")
-    ptm = checkpoint_file(req.pretrained_checkpoint, "pretrained_checkpoint", settings) \
-        if req.pretrained_checkpoint else None
+    ptm = inputs.pretrained
     if ckpt is not None and ptm is not None:
         draft.warnings.append("both a resume/parent checkpoint and pretrained_checkpoint were given; the pretrained "
                             "model is used only when there is no resume checkpoint, so it was dropped")
@@ -130,9 +120,9 @@ def _weights(req: "BuildSpecInput", spec: dict[str, Any], layout: MountLayout, d
     draft.set(spec, "train.resume", resume, "set together with the checkpoint path")
 
 
-def _swin(req: "BuildSpecInput", spec: dict[str, Any], layout: MountLayout, draft: Draft, settings: Settings) -> None:
-    if req.swin_checkpoint:
-        swin = checkpoint_file(req.swin_checkpoint, "swin_checkpoint", settings)
+def _swin(req: "BuildSpecInput", spec: dict[str, Any], layout: MountLayout, draft: Draft,
+          swin: Path | None) -> None:
+    if swin is not None:
         cfg = {"type": "Pretrained", "checkpoint": layout.file(swin, names.INPUT_MOUNTS["swin"])}
         draft.set(spec, "model.img_backbone.init_cfg", cfg, "local Swin weights: no download")
         return
@@ -189,9 +179,9 @@ def _nodes(req: "BuildSpecInput", spec: dict[str, Any], gpus: int, draft: Draft)
     return nodes
 
 
-def experiment_rules(req: "BuildSpecInput", spec: dict[str, Any], layout: MountLayout, data_root: Path,
-                      results: Path, draft: Draft, settings: Settings, result: dict[str, Any],
-                      parent: ParentRun | None) -> None:
+def experiment_rules(req: "BuildSpecInput", spec: dict[str, Any], layout: MountLayout, inputs: HostInputs,
+                     draft: Draft, result: dict[str, Any]) -> None:
+    data_root, results = inputs.data_root, inputs.results
     root = layout.add(data_root, names.DATA_MOUNT, "ro")
     draft.set(spec, "results_dir", layout.add(results, f"{names.RESULTS_MOUNT}/{container_name(results)}", "rw"),
             "fresh per-job results folder")
@@ -212,8 +202,8 @@ def experiment_rules(req: "BuildSpecInput", spec: dict[str, Any], layout: MountL
     if get_path(spec, "default_hooks.logger.log_metric_by_epoch", True) is not True:
         draft.problems.append(problem("default_hooks.logger.log_metric_by_epoch", "must stay true (the 5.5 logger "
                                     "hook fails at validation otherwise)", "remove the override"))
-    _weights(req, spec, layout, draft, settings, result, parent)
-    _swin(req, spec, layout, draft, settings)
+    _weights(req, spec, layout, draft, inputs, result)
+    _swin(req, spec, layout, draft, inputs.swin)
     _gpus(req, spec, draft)
     epochs = get_path(spec, "train.num_epochs", 10)
     user_sched = req.overrides and any(k.startswith("train.lr_scheduler") or (k == "train" and

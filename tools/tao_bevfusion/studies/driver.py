@@ -20,12 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from tao_bevfusion.core.errors import InputError
+from tao_bevfusion.core.layout import StudyFiles
 from tao_bevfusion.core.settings import Settings, with_package_on_pythonpath
 from tao_bevfusion.jobs.context import AppContext
 from tao_bevfusion.jobs.store import Job
 
-LOCK_FILE = "driver.lock"
-PID_FILE = "driver.json"
+LOCK_FILE = StudyFiles.DRIVER_LOCK
+PID_FILE = StudyFiles.DRIVER_INFO
 
 
 def tick_seconds() -> float:

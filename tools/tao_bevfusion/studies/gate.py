@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from tao_bevfusion.core.errors import InputError, problem
+from tao_bevfusion.core.fsio import atomic_write
+from tao_bevfusion.core.layout import SPECS_DIR, StudyFiles, study_folder
 from tao_bevfusion.core.paths import host_path
 from tao_bevfusion.jobs.context import AppContext
 from tao_bevfusion.jobs.store import Job, JobMeta, new_job_id
@@ -71,7 +73,7 @@ def _validate_trial(plan: StudyPlan, ctx: AppContext) -> None:
     spec_in = {k: v for k, v in fields.items() if k in BuildSpecInput.model_fields}
     spec_in["results_dir"] = None
     # Under specs/: the one part of the state dir where build_spec may write specs (tools/paths.py).
-    spec_in["output_path"] = str(ctx.settings.home / "specs" / plan.study_id / "baseline_check.yaml")
+    spec_in["output_path"] = str(ctx.settings.home / SPECS_DIR / plan.study_id / "baseline_check.yaml")
     build_spec(BuildSpecInput.model_validate(spec_in), ctx)
 
 
@@ -99,14 +101,14 @@ def gate(inp: "RunActionInput", ctx: AppContext) -> GateResult | None:
     ensure_drivers(ctx)
     data_root, base_spec = _inputs(inp, ctx)
     study_id = new_job_id()
-    folder = Path(inp.results_dir) if inp.results_dir else ctx.settings.home / "runs" / f"study-{study_id}"
+    folder = Path(inp.results_dir) if inp.results_dir else study_folder(ctx.settings.home, study_id)
     folder = host_path(str(folder), "results_dir", ctx.settings, must_exist=False)
     plan = make_plan(inp, study_id, folder, data_root, base_spec)
     rv = plan_review(plan, _confirm_call(inp))
     routing = decision.model_dump()
     if inp.dry_run or not inp.confirm:
         if not inp.results_dir:
-            rv.results_dir = str(ctx.settings.home / "runs" / "study-<study id, given on confirm>")
+            rv.results_dir = str(study_folder(ctx.settings.home, "<study id, given on confirm>"))
         head = "dry run: " if inp.dry_run else ""
         return GateResult(job_id=None, state="review", review=rv, routing=routing, message=(
             f"{head}AutoML policy is on ({decision.reason.split(';')[0]}): this server runs the study itself. "
@@ -129,7 +131,7 @@ def start_study(plan: StudyPlan, rv: StudyReview, ctx: AppContext) -> Job:
 
     folder = Path(plan.folder)
     path = plan.save()
-    (folder / "review.json").write_text(rv.model_dump_json(indent=1))
+    atomic_write(folder / StudyFiles.REVIEW, rv.model_dump_json(indent=1))
     cfg = optuna_study.StudyConfig(settings=plan.settings, space=plan.space, trials=plan.trials,
                                    validation_interval=plan.validation_interval, seed=plan.seed)
     optuna_study.create_study(folder, plan.study_id, cfg)

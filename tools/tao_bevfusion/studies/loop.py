@@ -227,7 +227,7 @@ class StudyLoop:
 
     def best_checkpoint(self, best: FrozenTrial) -> Path:
         results = Path(str(best.user_attrs.get("results_dir", "")))
-        return layout.train_dir(results) / f"epoch_{best.user_attrs.get('best_epoch')}.pth"
+        return layout.train_dir(results) / layout.epoch_file(int(best.user_attrs.get("best_epoch", 0)))
 
     def _end(self, state: str, reason: str) -> None:
         self.snapshot()

@@ -4,15 +4,15 @@ driver rebuilds every trial from it. Does not import Optuna (the review gate ans
 """
 
 import json
-import shutil
-import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
+from tao_bevfusion.backends.gpus import host_gpu_ids
 from tao_bevfusion.core.errors import InputError, problem
 from tao_bevfusion.core.fsio import atomic_write
+from tao_bevfusion.core.layout import StudyFiles
 from tao_bevfusion.core.settings import Settings
 from tao_bevfusion.specbuild import rules as specrules
 from tao_bevfusion.studies.review import StudyReview, review
@@ -22,8 +22,8 @@ from tao_bevfusion.studies.space import STUDY_OWNED, SearchSpace, build_space
 if TYPE_CHECKING:
     from tao_bevfusion.jobs.launch import RunActionInput
 
-STUDY_FILE = "study.json"
-SNAPSHOT = "trials.json"  # the driver's view of the trials, read by get_job(study)
+STUDY_FILE = StudyFiles.PLAN
+SNAPSHOT = StudyFiles.SNAPSHOT
 EPOCHS_KEY = "train.num_epochs"
 VAL_KEY = "train.validation_interval"
 CKPT_KEY = "train.checkpoint_interval"
@@ -67,7 +67,7 @@ def load_plan(folder: Path) -> StudyPlan:
 
 
 def trial_dir(folder: Path, number: int) -> Path:
-    return folder / f"trial_{number:03d}"
+    return StudyFiles(folder).trial_dir(number)
 
 
 def flatten(nested: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -78,19 +78,6 @@ def flatten(nested: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[f"{prefix}{key}"] = value
     return out
-
-
-def host_gpus() -> list[str]:
-    """Host GPU indices from nvidia-smi (none when it is absent): the default GPUs of a study."""
-    exe = shutil.which("nvidia-smi")
-    if not exe:
-        return []
-    try:
-        out = subprocess.run([exe, "--query-gpu=index", "--format=csv,noheader"], capture_output=True,
-                             text=True, timeout=10, check=False).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return []
-    return [line.strip() for line in out.splitlines() if line.strip().isdigit()]
 
 
 def _user_overrides(inp: "RunActionInput", settings: AutoMLSettings) -> tuple[dict[str, Any], AutoMLSettings]:
@@ -118,7 +105,7 @@ def make_plan(inp: "RunActionInput", study_id: str, folder: Path, data_root: str
     searched: list[str] = space.keys()
     for key in searched:
         overrides.pop(key, None)  # the trial's own value wins; the user's is the baseline
-    gpus = list(inp.gpus) if inp.gpus is not None else host_gpus()
+    gpus = list(inp.gpus) if inp.gpus is not None else host_gpu_ids()
     per_trial = inp.num_gpus or 1
     trials = settings.trials(len(gpus))
     concurrent = min(settings.concurrency(len(gpus), per_trial), trials)

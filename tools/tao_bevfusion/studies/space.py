@@ -55,11 +55,6 @@ class ParamSpec(BaseModel):
     def scale(self) -> str:
         return "categorical" if self.kind == "categorical" else ("log" if self.log else "linear")
 
-    def describe(self) -> str:
-        if self.kind == "categorical":
-            return f"{self.key} in {self.choices}"
-        return f"{self.key} {self.scale} [{self.low:g}, {self.high:g}]"
-
 
 class SearchSpace(BaseModel):
     params: list[ParamSpec]

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tao_bevfusion.core.errors import InputError, problem
+from tao_bevfusion.core.layout import StudyFiles
 from tao_bevfusion.jobs.cancel import stop_run
 from tao_bevfusion.jobs.context import AppContext
 from tao_bevfusion.jobs.store import Job
@@ -75,7 +76,7 @@ def study_status(job: Job, ctx: AppContext) -> StudyStatus:
     rows = _rows(job, snap, ctx)
     p = _progress(rows, plan.trials)
     end = job.finished_at or time.time()
-    best_rec = folder / "best_rec.json"
+    best_rec = folder / StudyFiles.BEST_REC
     return StudyStatus(
         algorithm=plan.settings.automl_algorithm, progress=p, trials=rows[-MAX_LISTED:],
         omitted=max(len(rows) - MAX_LISTED, 0), best=StudyBest.model_validate(snap["best"]) if snap.get("best")

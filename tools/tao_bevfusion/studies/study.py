@@ -24,6 +24,7 @@ from optuna.trial import FrozenTrial, TrialState
 from pydantic import BaseModel, Field
 
 from tao_bevfusion.core.fsio import atomic_write
+from tao_bevfusion.core.layout import StudyFiles
 from tao_bevfusion.studies.review import StudyReview, review, startup_trials
 from tao_bevfusion.studies.settings import AutoMLSettings
 from tao_bevfusion.studies.space import SearchSpace
@@ -32,7 +33,7 @@ __all__ = ["StudyConfig", "StudyReview", "TrialTicket", "ask_next", "best_rec", 
            "finish", "load_study", "make_pruner", "make_sampler", "open_storage", "report", "requeue_baseline",
            "review", "set_job", "write_best_rec"]
 
-DB_NAME = "study.db"
+DB_NAME = StudyFiles.OPTUNA_DB
 LOCK_NAME = ".study.lock"
 CONFIG_ATTR = "tao_bevfusion_config"
 BASELINE_ATTR = "baseline"
@@ -165,10 +166,6 @@ def study_config(study: optuna.Study) -> StudyConfig:
 
 def _counted(t: FrozenTrial) -> bool:
     return t.state != TrialState.WAITING and not t.user_attrs.get(DUPLICATE_ATTR)
-
-
-def trials_used(study: optuna.Study) -> int:
-    return sum(1 for t in study.get_trials(deepcopy=False) if _counted(t))
 
 
 def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
@@ -308,6 +305,6 @@ def best_rec(study: optuna.Study, *, experiment_id: str, checkpoint_uri: str) ->
 
 def write_best_rec(folder: Path, rec: dict[str, Any]) -> Path:
     """Write `<folder>/best_rec.json` atomically."""
-    path = folder / "best_rec.json"
+    path = folder / StudyFiles.BEST_REC
     atomic_write(path, json.dumps(rec, indent=2) + "\n")
     return path

@@ -16,6 +16,7 @@ import yaml
 from pydantic import Field, ValidationError
 
 from tao_bevfusion.backends.base import Backend, BackendOptions, BackendStatus, Capabilities, Check, LaunchRequest, Plan
+from tao_bevfusion.backends.distenv import DEFAULT_MASTER_PORT
 from tao_bevfusion.backends.environment import job_env
 from tao_bevfusion.backends.kubernetes.client import Api, api_error, connect
 from tao_bevfusion.backends.kubernetes.manifests import (
@@ -43,7 +44,7 @@ class KubernetesOptions(BackendOptions):
     shm_size: str = Field(default="16Gi", pattern=QUANTITY, description="/dev/shm emptyDir (medium Memory) size.")
     node_selector: dict[str, str] = Field(default_factory=dict, description="Pod nodeSelector.")
     image_pull_secret: str | None = Field(default=None, pattern=DNS_LABEL, description="imagePullSecrets entry.")
-    master_port: int = Field(default=29500, ge=1024, le=65535, description="Rendezvous port on pod 0.")
+    master_port: int = Field(default=DEFAULT_MASTER_PORT, ge=1024, le=65535, description="Rendezvous port on pod 0.")
 
     @classmethod
     def from_user(cls, raw: dict[str, Any], settings: Settings) -> "KubernetesOptions":
@@ -170,7 +171,7 @@ class KubernetesBackend(Backend):
             return  # not started yet, or gone: the next sync tries again
         data = text.encode() if isinstance(text, str) else bytes(text)
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(log_path.with_suffix(".lock"), "w") as lock, open(log_path, "ab") as out:
+        with open(layout.log_lock(log_path), "w") as lock, open(log_path, "ab") as out:
             fcntl.flock(lock, fcntl.LOCK_EX)
             mark = log_path.with_suffix(".k8s-offset")
             done = int(mark.read_text()) if mark.exists() else 0

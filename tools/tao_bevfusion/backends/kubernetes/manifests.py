@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from tao_bevfusion.backends.distenv import check_user_env
+from tao_bevfusion.backends.distenv import DEFAULT_MASTER_PORT, check_user_env
 from tao_bevfusion.core import layout
 
 DNS_LABEL = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
@@ -70,7 +70,7 @@ class K8sJob(BaseModel):
     labels: dict[Annotated[str, Field(pattern=LABEL_KEY)], Annotated[str, Field(pattern=LABEL_VALUE)]] = {}
     node_selector: dict[str, str] = {}
     image_pull_secret: Annotated[str, Field(pattern=DNS_LABEL)] | None = None
-    master_port: Annotated[int, Field(ge=1024, le=65535)] = 29500
+    master_port: Annotated[int, Field(ge=1024, le=65535)] = DEFAULT_MASTER_PORT
 
     @field_validator("env")
     @classmethod

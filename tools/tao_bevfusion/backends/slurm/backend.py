@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, ValidationError
 
 from tao_bevfusion.backends.base import Backend, BackendOptions, BackendStatus, Capabilities, Check, LaunchRequest, Plan
+from tao_bevfusion.backends.distenv import DEFAULT_MASTER_PORT
 from tao_bevfusion.backends.environment import job_env
 from tao_bevfusion.backends.slurm import cli
 from tao_bevfusion.backends.slurm.script import SLURM_LIST, SLURM_WORD, GpuFlag, Mount, Runtime, SlurmJob, render
@@ -42,7 +43,7 @@ class SlurmOptions(BackendOptions):
         "How each node starts the container: pyxis (srun --container-image), apptainer, or docker run."))
     log_dir: str | None = Field(default=None, pattern=r"^/[A-Za-z0-9_./+-]*$", description=(
         "Shared folder for the sbatch script and the per-node logs (default: the job's folder)."))
-    master_port: int = Field(default=29500, ge=1024, le=65535, description="Rendezvous port on node 0.")
+    master_port: int = Field(default=DEFAULT_MASTER_PORT, ge=1024, le=65535, description="Rendezvous port on node 0.")
     shm_size: str = Field(default="16g", pattern=r"^[0-9]+[bkmg]?$", description="docker runtime: /dev/shm size.")
     container_gpus: bool = Field(default=True, description=(
         "docker runtime: pass the allocated GPUs to the container; false for CPU-only test images."))
@@ -166,7 +167,7 @@ class SlurmBackend(Backend):
         sources = [(p, b"" if n == 0 else f"[node {n}] ".encode()) for n, p in nodes]
         sources.append((log_dir / f"{prefix}.batch.log", b"[batch] "))
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(log_path.with_suffix(".lock"), "w") as lock, open(log_path, "ab") as out:
+        with open(layout.log_lock(log_path), "w") as lock, open(log_path, "ab") as out:
             fcntl.flock(lock, fcntl.LOCK_EX)
             offsets_file = log_path.with_suffix(".offsets")
             offsets = _read_offsets(offsets_file)

@@ -14,7 +14,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from tao_bevfusion.backends.distenv import PET_NAMES, V6_NAMES, check_user_env
+from tao_bevfusion.backends.distenv import DEFAULT_MASTER_PORT, PET_NAMES, V6_NAMES, check_user_env
 from tao_bevfusion.core import layout
 
 # Values that land on #SBATCH lines or in Slurm filename patterns: no quoting happens there.
@@ -81,7 +81,7 @@ class SlurmJob(BaseModel):
     mounts: list[Mount] = []
     env: dict[str, str] = {}
     command: Annotated[list[str], Field(min_length=1)]
-    master_port: Annotated[int, Field(ge=1024, le=65535)] = 29500
+    master_port: Annotated[int, Field(ge=1024, le=65535)] = DEFAULT_MASTER_PORT
     workdir: str | None = None
     shm_size: Annotated[str, Field(pattern=r"^[0-9]+[bkmg]?$")] = "1g"
     user: Annotated[str, Field(pattern=r"^[0-9]+(:[0-9]+)?$")] | None = None
