@@ -116,14 +116,15 @@ async def ask_first(t: api.ToolDef, inp: Any, app: AppContext, ctx: Context | No
     """None: go ahead with the call. Else what to answer instead (a question, or 'nothing launched')."""
     if t.launch_cost is None or ctx is None:
         return None
+    asking = can_elicit(ctx)
+    if not asking and not required():
+        return None  # a client without forms, a server without the requirement: exactly as before
     cost = await anyio.to_thread.run_sync(t.launch_cost, inp, app)
     if not needs_person(cost):
         return None
     assert cost is not None
-    if not can_elicit(ctx):
-        if required():
-            raise _refusal(cost)
-        return None
+    if not asking:
+        raise _refusal(cost)
     version = ctx.protocol_version
     if version is not None and is_version_at_least(version, INPUT_REQUIRED_VERSION):
         return _round_trip(cost, ctx)
