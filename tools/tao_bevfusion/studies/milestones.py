@@ -6,9 +6,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from tao_bevfusion.core.fsio import atomic_write
+from tao_bevfusion.core.layout import StudyFiles
 from tao_bevfusion.jobs import notify
 
-FILE = "milestones.json"
+FILE = StudyFiles.MILESTONES
 
 
 def _load(folder: Path) -> dict[str, Any]:
@@ -34,7 +36,7 @@ def after_snapshot(study_id: str, folder: Path, snapshot: dict[str, Any], total:
         seen["half"] = True
     if not events:
         return
-    (folder / FILE).write_text(json.dumps(seen))
+    atomic_write(folder / FILE, json.dumps(seen))
     for event in events:
         notify.post({**event, "job_id": study_id, "kind": "study"})
 
