@@ -92,7 +92,7 @@ async def notification_latency(root: Path, jobs: int) -> dict[str, Any]:
         for _ in range(jobs):
             r = run_action(RunActionInput(action="train", data_root=str(root), backend="local", automl_policy="off",
                                           overrides={"num_epochs": 2, "batch_size": 1},
-                                          env={"FAKE_TAO_ITER_SECONDS": "0.05"}))
+                                          env={"FAKE_TAO_ITER_SECONDS": "0.3"}))
             uri = f"tao-bevfusion://jobs/{r.job_id}/status"
             async with c.listen(resource_subscriptions=[uri]) as sub:
                 with anyio.fail_after(120):

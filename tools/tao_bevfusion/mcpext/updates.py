@@ -165,6 +165,11 @@ class StatusWatcher:
             await self._look(uri, ctx)
         await self.flush()
 
+    async def baseline(self, uri: str) -> None:
+        """What the subscriber saw when it subscribed: any later change is news (even before the next tick)."""
+        if uri not in self.seen:
+            await self._look(uri, app_context())
+
     async def _look(self, uri: str, ctx: AppContext) -> None:
         old = self.seen.get(uri)
         if old is not None and old[0] in ("succeeded", "failed", "canceled", "unknown"):
@@ -207,6 +212,8 @@ def listen_handler(bus: SubscriptionBus) -> Callable[..., Any]:
         for uri in uris:
             status_job(uri)
         watcher = _watcher(ctx)
+        for uri in uris:
+            await watcher.baseline(uri)
         watcher.add(uris)
         try:
             return await inner(ctx, params)
@@ -222,6 +229,7 @@ async def subscribe(ctx: ServerRequestContext[Any, Any], params: SubscribeReques
     status_job(uri)
     conn: Connection = ctx.session._connection  # the per-client connection; its exit stack runs at session end
     watcher = _watcher(ctx)
+    await watcher.baseline(uri)
     if conn not in watcher.legacy.get(uri, set()):
         watcher.add_legacy(uri, conn)
         conn.exit_stack.callback(watcher.remove_legacy, uri, conn)
