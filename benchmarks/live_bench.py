@@ -126,7 +126,9 @@ def _cpu(pid: int) -> float:
 
 
 async def idle_cpu(subscriptions: int, window: float) -> dict[str, Any]:
+    import httpx2
     from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
 
     ids = _finished_jobs(subscriptions)
     with socket.socket() as s:
@@ -137,7 +139,10 @@ async def idle_cpu(subscriptions: int, window: float) -> dict[str, Any]:
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         await _wait_port(port)
-        async with Client(f"http://127.0.0.1:{port}/mcp") as c, AsyncExitStack() as stack:
+        token = (Path(os.environ["TAO_BEVFUSION_HOME"]) / "http.token").read_text().strip()  # generated at start
+        http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"})
+        transport = streamable_http_client(f"http://127.0.0.1:{port}/mcp", http_client=http)
+        async with Client(transport) as c, AsyncExitStack() as stack:
             await anyio.sleep(1.0)
             before = _cpu(server.pid)
             await anyio.sleep(window)

@@ -1,5 +1,6 @@
 """resolve_parent_checkpoint on layouts that break NVIDIA's pickers (contract §10.2-§10.3)."""
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -34,7 +35,9 @@ def make_run(root: Path, epochs: list[str], val: dict[int, float] | None = None,
 def make_job(root: Path, state: str = "succeeded", num_epochs: int = 10, action: str = "train",
              spec_path: str = "/s.yaml") -> str:
     store = JobStore(Settings.from_env().home)
-    job = store.create(action=action, backend="docker", spec_path=spec_path, spec_sha256="x",
+    spec_file = Path(spec_path)  # the hash a launch records (a job's spec is read back only while it matches)
+    digest = hashlib.sha256(spec_file.read_bytes()).hexdigest() if spec_file.is_file() else "x"
+    job = store.create(action=action, backend="docker", spec_path=spec_path, spec_sha256=digest,
                        results_dir=str(root), data_root="/d", meta={"num_epochs": num_epochs},
                        plan={"mounts": [{"host": str(root), "container": "/results/r1", "mode": "rw"}]})
     store.update(job.id, state=state)

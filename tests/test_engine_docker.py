@@ -212,7 +212,9 @@ def test_two_jobs_at_once_and_a_busy_results_dir(converted: Path, docker_ws: Pat
     assert finish(a.job_id).state == finish(b.job_id).state == "succeeded"
 
 
-def test_missing_image_stops_before_launch(converted: Path, engine: docker.DockerClient):
+def test_missing_image_stops_before_launch(converted: Path, engine: docker.DockerClient,
+                                          monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("TAO_BEVFUSION_TRUSTED_IMAGES", "tao-bevfusion-does-not-exist:*")
     with pytest.raises(InputError) as exc:
         launch("train", converted, overrides=FAST, image="tao-bevfusion-does-not-exist:1")
     assert "not present locally" in str(exc.value) and "docker pull" in str(exc.value)

@@ -14,7 +14,7 @@ PACKAGE = REPO / "tools" / "tao_bevfusion"
 LAYERS: list[tuple[str, ...]] = [
     ("core",), ("kitti",), ("backends",), ("specbuild",), ("policy",), ("evidence",), ("jobs",),
     ("studies",), ("present",), ("service",), ("api",), ("mcpext",),
-    ("server", "cli", "generate"),
+    ("server", "cli", "generate", "httpauth"),
 ]
 
 

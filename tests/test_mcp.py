@@ -9,8 +9,10 @@ import sys
 from pathlib import Path
 
 import anyio
+import httpx2
 import pytest
 from mcp import Client, StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
 from tao_bevfusion.server import mcp
 
 from tests.conftest import REPO, SERVE_ARGS, copy_sample
@@ -169,7 +171,9 @@ def test_streamable_http_transport(workspace: Path):
                             cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         async def go():
-            async with Client(f"http://127.0.0.1:{port}/mcp") as c:
+            token = (workspace / "home" / "http.token").read_text().strip()  # generated at start (0600)
+            http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"})
+            async with Client(streamable_http_client(f"http://127.0.0.1:{port}/mcp", http_client=http)) as c:
                 assert [t.name for t in (await c.list_tools()).tools] == TOOLS
 
         for _ in range(100):

@@ -51,7 +51,7 @@ def _train(root: Path, **kw: object):
 
 def _containers(engine: docker.DockerClient, job_id: str) -> list[str]:
     # The low-level list: containers.list() inspects each one and races with their removal.
-    found = engine.api.containers(all=True, filters={"label": f"tao-bevfusion.job=tao-{job_id}"})
+    found = engine.api.containers(all=True, filters={"label": f"tao-bevfusion.job={job_id}"})  # as on docker
     return [c["Names"][0] for c in found]
 
 
@@ -100,6 +100,9 @@ def test_failing_job_and_state_after_it_left_scontrol(cluster_ws: Path) -> None:
     assert end["state"] == "COMPLETED"   # the stand-in's launcher exits 0 on failure, as 5.5's does
     # A job id neither scontrol nor sacct knows (as after MinJobAge without a completion log): the end record.
     _, _, name, log_dir = handle.split(":", 3)
+    assert backend.poll(f"slurm:999999:{name}:{log_dir}").state == "missing"  # another job's record: not trusted
+    record = Path(log_dir) / "end.json"
+    record.write_text(record.read_text().replace(f'"job_id": "{slurm_id}"', '"job_id": "999999"'))
     status = backend.poll(f"slurm:999999:{name}:{log_dir}")
     assert status.state == "exited" and status.exit_code == 0 and "end record" in str(status.error or "end record")
     empty = Path(log_dir).parent / "empty"
@@ -199,3 +202,32 @@ def test_two_node_train_through_the_mcp_server(cluster_ws: Path) -> None:
 
     summary = anyio.run(go)
     assert summary["state"] == "succeeded", summary
+
+
+def test_log_dir_is_confined_and_a_shared_one_is_untrusted(cluster_ws: Path, tmp_path: Path) -> None:
+    """Issue 17, Medium 9: log_dir outside the roots (or in the state dir) is refused before anything is written;
+    a shared one gets a private subfolder per job, a 0600 script, and planted files there are not believed."""
+    outside = tmp_path / "elsewhere" / "logs"
+    home = app_context().settings.home
+    for bad in (str(outside), str(home / "jobs"), str(home)):
+        with pytest.raises(InputError, match=r"backend_options\.log_dir"):
+            _train(cluster_ws, backend_options={**OPTS, "log_dir": bad})
+    assert not outside.parent.exists()
+    shared = cluster_ws.parent / "shared-logs"
+    shared.mkdir()
+    planted = shared / "end.json"
+    planted.write_text('{"job_id": "1", "state": "COMPLETED", "srun_rc": 0, "end": 0}')
+    out = _train(cluster_ws, backend_options={**OPTS, "log_dir": str(shared)})
+    assert out.job_id and _finish(out.job_id).state == "succeeded"
+    own = Path(out.plan.model_dump()["log_dir"])
+    assert own.parent == shared and own.name == f"tao-{out.job_id}" and oct(own.stat().st_mode & 0o777) == "0o700"
+    script = Path(out.plan.model_dump()["script_path"])
+    assert script.parent == own and oct(script.stat().st_mode & 0o777) == "0o600"
+    assert planted.read_text().startswith('{"job_id": "1"')  # not deleted, not read as this job's
+    handle = app_context().store.get(out.job_id).handle
+    assert handle and handle.endswith(str(own))
+    name = f"tao-{out.job_id}"
+    foreign = shared / "foreign"
+    foreign.mkdir()
+    (foreign / "end.json").symlink_to(own / "end.json")
+    assert SlurmBackend().poll(f"slurm:999999:{name}:{foreign}").state == "missing"  # a link is not a record

@@ -95,8 +95,9 @@ def wrong_image(standin: str, engine) -> str:
 
 
 @pytest.mark.docker
-def test_wrong_image_headline_is_the_root_cause(converted: Path, wrong_image: str):
+def test_wrong_image_headline_is_the_root_cause(converted: Path, wrong_image: str, monkeypatch: pytest.MonkeyPatch):
     """No module named 'mmdet3d' means the wrong image: the verdict says so, not 'spec path or -e missing'."""
+    monkeypatch.setenv("TAO_BEVFUSION_TRUSTED_IMAGES", wrong_image)  # the operator trusted it (issue 17)
     s = finish(launch("train", converted, overrides={"num_epochs": 1, "batch_size": 1}, image=wrong_image).job_id)
     assert s.verdict.outcome == "failed"
     assert "spec path" not in s.verdict.reason

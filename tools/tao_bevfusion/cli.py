@@ -115,6 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--transport", choices=["stdio", "http"], default="stdio")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8765)
+    serve.add_argument("--token-file", type=Path, help="http: file (mode 0600) holding the bearer token; default "
+                       "TAO_BEVFUSION_HTTP_TOKEN, else one generated into the state dir and printed once")
+    serve.add_argument("--allow-remote", action="store_true", help="http: allow a non-loopback --host (needs "
+                       "TAO_BEVFUSION_HTTP_TOKEN or --token-file)")
+    serve.add_argument("--allowed-host", dest="allowed_hosts", action="append", default=[], metavar="NAME",
+                       help="http: another Host name clients use to reach the server (repeatable)")
     sub.add_parser("generate", help="regenerate schemas/ and references/ (--check: fail when stale)").add_argument(
         "--check", action="store_true")
     for t in api.TOOLS:
@@ -136,7 +142,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         from tao_bevfusion.server import serve
 
-        serve(args.transport, args.host, args.port)
+        try:
+            serve(args.transport, args.host, args.port, token_file=args.token_file,
+                  allow_remote=args.allow_remote, allowed_hosts=args.allowed_hosts)
+        except ToolError as exc:
+            print(exc.render(), file=sys.stderr)
+            return 2
         return 0
     if args.command == "generate":
         from tao_bevfusion.generate import main as generate

@@ -2,7 +2,7 @@
 validates them; results carry a short text digest plus structured content (published as outputSchema).
 
     tao-bevfusion serve                      # stdio
-    tao-bevfusion serve --transport http --host 127.0.0.1 --port 8765
+    tao-bevfusion serve --transport http --host 127.0.0.1 --port 8765   # Authorization: Bearer <token>
 """
 
 import base64
@@ -180,18 +180,18 @@ def job_status(job_id: str) -> str:
 
 
 @mcp.resource("tao-bevfusion://jobs/{job_id}/spec", mime_type="application/yaml",
-              description="The job's spec (encryption_key masked).")
+              description="The job's spec (every secret-named key masked).")
 def job_spec(job_id: str) -> str:
-    from tao_bevfusion.core.yamlio import load_yaml_file
-    from tao_bevfusion.specbuild.build import masked
+    from tao_bevfusion.core.redact import mask_keys
+    from tao_bevfusion.core.yamlio import load_recorded
     from tao_bevfusion.specbuild.schema import dump_yaml
 
     _, job = _job(job_id)
     try:
-        data = load_yaml_file(Path(job.spec_path))  # the same bounded loader as inputs (no alias bombs)
+        data = load_recorded(Path(job.spec_path), job.spec_sha256)  # bounded, and the file launched (hash)
     except ToolFailure as exc:
         raise ResourceNotFoundError(exc.render()) from exc
-    return dump_yaml(masked(data) if isinstance(data, dict) else data)
+    return dump_yaml(mask_keys(data))  # a study's spec is its study.json: the key sits under `base`
 
 
 @mcp.resource("tao-bevfusion://jobs/{job_id}/curve.png", mime_type="image/png",
@@ -280,9 +280,15 @@ def bevfusion_pipeline(data_root: str, num_epochs: str = "2") -> str:
     )
 
 
-def serve(transport: str = "stdio", host: str = "127.0.0.1", port: int = 8765) -> None:
+def serve(transport: str = "stdio", host: str = "127.0.0.1", port: int = 8765, *,
+          token_file: Path | None = None, allow_remote: bool = False, allowed_hosts: list[str] | None = None) -> None:
+    """stdio, or streamable HTTP behind a bearer token (tao_bevfusion.httpauth)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if transport == "stdio":
         mcp.run()
-    else:
-        mcp.run("streamable-http", host=host, port=port)
+        return
+    from tao_bevfusion.core.settings import Settings
+    from tao_bevfusion.httpauth import serve_http
+
+    serve_http(mcp, Settings.from_env().home, host, port, token_file=token_file, allow_remote=allow_remote,
+               extra_hosts=allowed_hosts)

@@ -1,8 +1,10 @@
 """The environment a job gets: what every launch sets (docs/container-contract.md §1.4, §8.3), and the
 policy for what a caller may add.
 
-A caller's `env` may carry ordinary settings (TOKENIZERS_PARALLELISM, OMP_NUM_THREADS, NCCL_DEBUG ...).
-It may not carry:
+The policy is an allow-list: a caller's `env` may carry the ordinary settings listed in ALLOWED_NAMES and
+ALLOWED_PREFIXES (threads, NCCL/Gloo/torch debugging, locale, the stand-in's FAKE_TAO_* knobs), plus names
+the operator allows with TAO_BEVFUSION_ENV_ALLOW (','-separated; 'PREFIX_*' for a family). Anything else is
+refused. Whatever an allow entry says, it may never carry:
 - variables that change how programs are loaded or interpreted (LD_*, PYTHON*, BASH_ENV, PATH ...): they
   would run code from a mounted folder inside the job;
 - device and launcher variables the backends own (CUDA/NVIDIA device lists, torchrun's PET_* and the
@@ -11,6 +13,7 @@ It may not carry:
 - secrets: names whose words say key, token, secret, password, credential or auth.
 """
 
+import os
 import re
 from typing import Any
 
@@ -32,12 +35,34 @@ SECRET_WORDS = {"KEY", "KEYS", "APIKEY", "TOKEN", "TOKENS", "SECRET", "SECRETS",
                 "PWD", "CREDENTIAL", "CREDENTIALS", "AUTH", "PRIVATE", "SESSION", "COOKIE"}
 
 
+ALLOW_ENV = "TAO_BEVFUSION_ENV_ALLOW"
+ALLOWED_NAMES = {"OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
+                 "TOKENIZERS_PARALLELISM", "PYTORCH_CUDA_ALLOC_CONF", "CUBLAS_WORKSPACE_CONFIG", "CUDA_LAUNCH_BLOCKING",
+                 "CUDA_MODULE_LOADING", "CUDA_DEVICE_MAX_CONNECTIONS", "TZ", "LANG", "LANGUAGE", "TORCH_CPP_LOG_LEVEL",
+                 "TORCH_DISTRIBUTED_DEBUG", "TORCH_SHOW_CPP_STACKTRACES", "TORCH_NCCL_ASYNC_ERROR_HANDLING",
+                 "TORCH_NCCL_BLOCKING_WAIT", "TORCH_NCCL_TRACE_BUFFER_SIZE", "TORCHELASTIC_ERROR_FILE"}
+# FAKE_TAO_*: pacing and fault knobs of the TAO stand-in (tests/standin); the real container ignores them.
+ALLOWED_PREFIXES = ("NCCL_", "GLOO_", "LC_", "KMP_", "FAKE_TAO_")
+NEVER_ALLOWED_PARTS = ("PLUGIN", "LIBRARY", "PRELOAD")  # NCCL_NET_PLUGIN & co. load a shared library
+
+
+def _operator_allows(upper: str) -> bool:
+    for entry in (e.strip().upper() for e in os.environ.get(ALLOW_ENV, "").split(",")):
+        if entry and (upper == entry or (entry.endswith("*") and upper.startswith(entry[:-1]))):
+            return True
+    return False
+
+
+def _allowed(upper: str) -> bool:
+    return upper in ALLOWED_NAMES or upper.startswith(ALLOWED_PREFIXES) or _operator_allows(upper)
+
+
 def refusal(name: str) -> tuple[str, str] | None:
     """(why, fix) when `name` may not be set by a caller, else None."""
     upper = name.upper()
     if upper in MANAGED:
         return ("is set by the launcher (HOME, caches, telemetry opt-out, JOB_ID)", "remove it")
-    if upper in LOADER or upper.startswith(LOADER_PREFIXES):
+    if upper in LOADER or upper.startswith(LOADER_PREFIXES) or any(p in upper for p in NEVER_ALLOWED_PARTS):
         return ("changes how programs are loaded or interpreted inside the job",
                 "remove it; bake such settings into the image instead")
     if upper in DEVICES:
@@ -50,6 +75,10 @@ def refusal(name: str) -> tuple[str, str] | None:
     if words & SECRET_WORDS:
         return ("looks like a secret; secrets never go in job env, plans or logs",
                 "use encryption_key for the model key; keep other credentials out of the job")
+    if not _allowed(upper):
+        return ("is not on the job environment's allow-list (threads, NCCL_/GLOO_ settings, locale, torch "
+                "debugging)", f"remove it, or have the operator allow it: {ALLOW_ENV}='{name}' in the server's "
+                "environment")
     return None
 
 
@@ -94,3 +123,25 @@ def job_env(home_dir: str, cache_dir: str, extra: dict[str, str]) -> dict[str, s
     }
     env.update(extra)
     return env
+
+
+# What a host process (the local backend) inherits from the server: enough to find and run the CLI, nothing
+# else (no cloud credentials, tokens or the server's own settings). TAO_BEVFUSION_LOCAL_PASS_ENV adds names.
+HOST_PASS = {"PATH", "LANG", "LANGUAGE", "TZ", "TMPDIR", "USER", "LOGNAME", "SHELL", "TERM", "LD_LIBRARY_PATH",
+             "PYTHONPATH", "VIRTUAL_ENV", "CONDA_PREFIX", "CUDA_HOME", "CUDA_PATH", "NVIDIA_VISIBLE_DEVICES",
+             "NVIDIA_DRIVER_CAPABILITIES"}
+HOST_PASS_PREFIXES = ("LC_",)
+HOST_PASS_ENV = "TAO_BEVFUSION_LOCAL_PASS_ENV"
+
+
+def host_env(environ: dict[str, str]) -> dict[str, str]:
+    """The allow-listed part of the server's environment that a host job starts from."""
+    extra = {n.strip() for n in environ.get(HOST_PASS_ENV, "").split(",") if n.strip()}
+    return {k: v for k, v in environ.items()
+            if (k in HOST_PASS or k.startswith(HOST_PASS_PREFIXES) or k in extra) and refusal_is_safe(k)}
+
+
+def refusal_is_safe(name: str) -> bool:
+    """A passed-through name must not look like a secret, whatever the operator listed."""
+    words = set(re.split(r"[_\d]+", name.upper())) - {""}
+    return not words & SECRET_WORDS

@@ -14,7 +14,7 @@ from typing import ClassVar
 from pydantic import Field
 
 from tao_bevfusion.backends.base import Backend, BackendStatus, Capabilities, Check, LaunchRequest, Plan
-from tao_bevfusion.backends.environment import job_env
+from tao_bevfusion.backends.environment import host_env, job_env
 from tao_bevfusion.core import layout
 from tao_bevfusion.core.errors import EngineError, InputError, problem
 from tao_bevfusion.core.settings import Settings, with_package_on_pythonpath
@@ -83,7 +83,7 @@ class LocalBackend(Backend):
 
     def submit(self, plan: Plan) -> str:
         assert isinstance(plan, LocalPlan)
-        env = {**{k: v for k, v in os.environ.items() if k not in ("JOB_ID",)}, **plan.env}
+        env = {**host_env(dict(os.environ)), **plan.env}  # an allow-list: no credentials of the server
         with_package_on_pythonpath(env)
         try:
             Path(plan.cwd).mkdir(parents=True, exist_ok=True)

@@ -64,6 +64,10 @@ def refuse_in_state_dir(path: Path, field: str, settings: Settings, allowed: str
     """The state dir holds jobs.db, the signing key and every spec (with keys): a folder that a job mounts
     may not be it or inside it, except a subfolder of the one part it hands out itself (runs/ or specs/)."""
     home = settings.home
+    if path in home.parents:  # the folder holds the state dir: the signing key and jobs.db would be mounted
+        raise InputError(problem(field, f"{path} contains the state dir {home} (jobs.db, the signing key and "
+                                 "every spec would be mounted into the job)", f"use a folder that is neither "
+                                 f"inside nor above {home}", code="PATH_IN_STATE_DIR"))
     if not _under(path, home):
         return path
     if allowed and home / allowed in path.parents:
@@ -72,6 +76,37 @@ def refuse_in_state_dir(path: Path, field: str, settings: Settings, allowed: str
     raise InputError(problem(field, f"{path} is inside the state dir {home} (jobs.db, keys and specs would be "
                              "mounted into the job)", f"use {where}a folder outside {home}",
                              code="PATH_IN_STATE_DIR"))
+
+
+def _home_dir() -> Path | None:
+    try:
+        return Path(os.path.realpath(Path.home()))
+    except (RuntimeError, KeyError):
+        return None
+
+
+def refuse_results_overlap(results: Path, data_root: Path, settings: Settings) -> Path:
+    """A results folder is mounted read-write: it may not overlap the dataset in either direction, be the home
+    directory or a folder above it, or lie in one of its dot-folders (~/.ssh, ~/.aws, ~/.config, ...), except
+    the state dir's own runs/ that the plugin hands out."""
+    fix = "pass a fresh results_dir of its own (or leave it out: a new folder under the state dir's runs/)"
+    if _under(results, data_root) or _under(data_root, results):
+        where = "is" if results == data_root else ("is inside" if _under(results, data_root) else "contains")
+        raise InputError(problem("results_dir", f"{results} {where} the dataset root {data_root}: the job would "
+                                 "write over (or next to) the data it reads", fix, code="RESULTS_OVERLAP"))
+    home_dir = _home_dir()
+    if home_dir is None or _under(results, settings.home):
+        return results
+    if _under(home_dir, results):
+        raise InputError(problem("results_dir", f"{results} is the home directory {home_dir} or holds it (its "
+                                 "credentials would be mounted read-write into the job)", fix,
+                                 code="RESULTS_IN_HOME_DOTDIR"))
+    first = results.relative_to(home_dir).parts[0] if _under(results, home_dir) else ""
+    if first.startswith("."):
+        raise InputError(problem("results_dir", f"{results} is inside {home_dir / first}"
+                                 " (a dot-folder of the home directory: credentials and settings)", fix,
+                                 code="RESULTS_IN_HOME_DOTDIR"))
+    return results
 
 
 def inside(path: Path, root: Path) -> bool:

@@ -8,8 +8,10 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from tao_bevfusion.core.secretkeys import is_secret_name
+
 MASK = "***"
-SECRET_KEYS = frozenset({"encryption_key"})  # spec and study keys whose values are secrets
+SECRET_KEYS = frozenset({"encryption_key"})  # the spec's own secret key; any secret-named key is masked too
 
 
 def _forms(value: str) -> set[str]:
@@ -37,7 +39,8 @@ def redact_bytes(data: bytes, secrets: Sequence[str]) -> bytes:
 def mask_keys(data: Any) -> Any:
     """A copy of a mapping/list tree with the value of every secret key masked, at any depth."""
     if isinstance(data, dict):
-        return {k: (MASK if k in SECRET_KEYS and v else mask_keys(v)) for k, v in data.items()}
+        return {k: (MASK if (k in SECRET_KEYS or is_secret_name(k)) and v else mask_keys(v))
+                for k, v in data.items()}
     if isinstance(data, list):
         return [mask_keys(v) for v in data]
     return data

@@ -4,6 +4,7 @@ Anchors and aliases are legal (NVIDIA's own templates use them); what is refused
 aliases expand past MAX_NODES when walked, which is what a YAML bomb does to every consumer.
 """
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,31 @@ def read_mapping(path: Path) -> dict[str, Any]:
     over the bounds, or not a mapping. Bounded like every input, since the file may have been edited."""
     try:
         data = load_yaml_file(path)
+    except (InputError, OSError, UnicodeDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def load_recorded(path: Path, sha256: str | None) -> Any:
+    """A job's spec as it was launched: the file's hash must still be the one recorded with the job, so a spec
+    overwritten later (by hand or by another build) is never read back as this job's."""
+    try:
+        with path.open("rb") as fh:
+            data = fh.read(MAX_YAML_BYTES + 1)
+    except OSError as exc:
+        raise InputError(problem(str(path), f"cannot read: {exc.strerror}", "the job's spec is gone; rebuild "
+                                 "it with build_spec")) from exc
+    if sha256 and hashlib.sha256(data).hexdigest() != sha256:
+        raise InputError(problem(str(path), "the spec changed after the job was launched (its hash differs from "
+                                 "the one recorded with the job)", "use a spec from build_spec; to rerun, build a "
+                                 "new one (the job's own inputs are in its launch record)", code="SPEC_CHANGED"))
+    return load_yaml_text(data.decode(errors="replace"), origin=str(path))
+
+
+def read_recorded_mapping(path: Path, sha256: str | None) -> dict[str, Any]:
+    """load_recorded for display and bookkeeping: {} when missing, changed, over the bounds or not a mapping."""
+    try:
+        data = load_recorded(path, sha256)
     except (InputError, OSError, UnicodeDecodeError):
         return {}
     return data if isinstance(data, dict) else {}

@@ -17,6 +17,7 @@ from pydantic import AfterValidator, BaseModel, Field, SerializeAsAny, StringCon
 
 from tao_bevfusion.backends.base import Backend, Check, LaunchRequest, Plan
 from tao_bevfusion.backends.environment import validate_env
+from tao_bevfusion.backends.images import check_image
 from tao_bevfusion.backends.registry import PublishedOptions, multi_node_backends
 from tao_bevfusion.core.actions import ACTION_SPECS
 from tao_bevfusion.core.errors import EngineError, InputError, problem
@@ -26,7 +27,7 @@ from tao_bevfusion.core.states import Outcome
 from tao_bevfusion.core.yamlio import load_yaml_file
 from tao_bevfusion.evidence.models import Cursor
 from tao_bevfusion.evidence.verdict import Verdict
-from tao_bevfusion.jobs import guards, notes, plans
+from tao_bevfusion.jobs import guards, inputs, notes, plans
 from tao_bevfusion.jobs.context import AppContext
 from tao_bevfusion.jobs.engine import refresh
 from tao_bevfusion.jobs.reconcile import submitter_token
@@ -132,8 +133,9 @@ def _home_and_cache(inp: RunActionInput, files: JobFiles, results_container: str
 def _request(inp: RunActionInput, job_id: str, spec_path: Path, side: LaunchSidecar, backend: Backend,
              ctx: AppContext, gpus_per_node: int) -> LaunchRequest:
     maps_paths = backend.capabilities.maps_paths_into_container
-    mounts = list(side.mounts)
     files = JobFiles(ctx.settings.home, job_id)
+    # A container reads its inputs from a folder of its own, never another job's (jobs/inputs.py).
+    mounts = inputs.private_mounts(list(side.mounts), files) if maps_paths else list(side.mounts)
     results_container = next((m.container for m in mounts if m.host == side.results_dir), side.results_dir)
     home, cache = _home_and_cache(inp, files, results_container, mounts, maps_paths)
     gpus = inp.gpus if inp.gpus is not None else (None if ACTION_SPECS[inp.action].needs_gpus else [])
@@ -148,7 +150,7 @@ def _request(inp: RunActionInput, job_id: str, spec_path: Path, side: LaunchSide
         job_id=job_id, action=inp.action, subtask=CLI_SUBTASK[inp.action], spec_host_path=str(spec_path),
         spec_container_path=side.spec_container_path if maps_paths and side.spec_container_path else str(spec_path),
         results_dir=side.results_dir, results_container_dir=results_container, home_dir=home, cache_dir=cache,
-        mounts=mounts, image=inp.image or ctx.settings.image, gpus=list(gpus) if gpus is not None else None,
+        mounts=mounts, image=check_image(inp.image, ctx.settings), gpus=list(gpus) if gpus is not None else None,
         gpus_per_node=gpus_per_node, num_nodes=inp.num_nodes, env=validate_env(inp.env),
         log_path=str(files.log), options=options.model_dump())
 
@@ -217,6 +219,7 @@ def _guards(inp: RunActionInput, side: LaunchSidecar, ctx: AppContext) -> None:
         raise InputError(problem("results_dir", f"{side.results_dir} is in use by running job {busy[0].id}",
                                  "wait for it, cancel it, or use a fresh results_dir"))
     guards.refuse_reused_results(ctx, inp.action, side.results_dir)
+    guards.refuse_other_jobs_folders(ctx, inp.action, side.results_dir, side.data_root)
     guards.refuse_dataset_in_use(ctx, inp.action, side.data_root)
 
 
@@ -242,8 +245,23 @@ def prepare(inp: RunActionInput, ctx: AppContext, parent: ParentRun | None = Non
     _guards(inp, side, ctx)
     req = _request(inp, new_job_id(), spec_path, side, backend, ctx, _gpus_per_node(inp.action, spec))
     p = Prepared(inp, spec_path, side, spec, backend, req, backend.plan(req))
-    p.plan.preflight = _checks(p, ctx)
+    p.plan.preflight = _staged(p, ctx, lambda: _checks(p, ctx))
     return p
+
+
+def _staged(p: Prepared, ctx: AppContext, checks: Any) -> list[Check]:
+    """Fill the private input folders (no link followed), then run `checks`; a dry run or a launch that will
+    not happen leaves nothing behind."""
+    job_dir = JobFiles(ctx.settings.home, p.req.job_id).dir
+    try:
+        inputs.materialize(inputs.staging(p.req.mounts, p.side.mounts, p.spec), ctx.settings)
+        found: list[Check] = checks()
+    except BaseException:
+        shutil.rmtree(job_dir, ignore_errors=True)
+        raise
+    if p.inp.dry_run or any(not c.ok for c in found):
+        shutil.rmtree(job_dir, ignore_errors=True)
+    return found
 
 
 def _refuse_failed(checks: list[Check]) -> None:
@@ -300,7 +318,7 @@ def submit_plan(plan_id: str, action: str, ctx: AppContext) -> LaunchResult:
     p = Prepared(inp, spec_path, side, loaded if isinstance(loaded, dict) else {}, backend, saved.request,
                  backend.plan_model.model_validate(saved.plan))
     _guards(inp, side, ctx)
-    _refuse_failed(_checks(p, ctx))  # checked again now; the plan itself is submitted unchanged
+    _refuse_failed(_staged(p, ctx, lambda: _checks(p, ctx)))  # checked again now; the plan is submitted unchanged
     job = _start(p, ctx)
     plans.mark_submitted(ctx.settings, saved, job.id)
     return LaunchResult(job_id=job.id, state=job.state, plan=p.plan, plan_id=plan_id, **p.told(),
@@ -324,12 +342,19 @@ def _record(inp: RunActionInput, ctx: AppContext, job_id: str, spec_path: Path, 
               "submitter": submitter_token()})
     files = job.files(ctx.settings.home)
     private_dirs(files.scratch)
+    try:
+        inputs.refuse_links(Path(side.results_dir), "results_dir")  # mkdir must not follow a planted link
+    except InputError:
+        ctx.store.discard_unstarted(job.id)
+        shutil.rmtree(files.dir, ignore_errors=True)
+        raise
     Path(side.results_dir).mkdir(parents=True, exist_ok=True)
     return job
 
 
 def _submit(ctx: AppContext, job: Job, backend: Backend, plan: Plan) -> Job:
     try:
+        inputs.verify_mounts(plan.mounts, ctx.settings, job.files(ctx.settings.home).dir)  # last look
         handle = backend.submit(plan)
     except (InputError, EngineError) as exc:
         if ctx.store.discard_unstarted(job.id):

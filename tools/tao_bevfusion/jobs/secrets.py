@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from tao_bevfusion.core.secretkeys import secret_values
 from tao_bevfusion.core.yamlio import read_mapping
 from tao_bevfusion.jobs.store import Job
 
@@ -15,5 +16,4 @@ def job_secrets(job: Job) -> list[str]:
         return list(job.meta.secrets)
     if not job.meta.has_secret:
         return []
-    key = read_mapping(Path(job.spec_path)).get("encryption_key")
-    return [str(key)] if key else []
+    return secret_values(read_mapping(Path(job.spec_path)))

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from tao_bevfusion.core.errors import InputError, problem
-from tao_bevfusion.core.yamlio import read_mapping
+from tao_bevfusion.core.yamlio import read_recorded_mapping
 from tao_bevfusion.jobs.context import AppContext
 from tao_bevfusion.jobs.notes import hyperparameters
 from tao_bevfusion.jobs.store import Job, check_job_id
@@ -24,7 +24,7 @@ def hyper(job: Job) -> dict[str, Any]:
     """The key hyperparameters recorded at launch (older records: read once from the spec)."""
     if job.meta.hyper is not None:
         return job.meta.hyper
-    return hyperparameters(read_mapping(Path(job.spec_path)), job.action)
+    return hyperparameters(read_recorded_mapping(Path(job.spec_path), job.spec_sha256), job.action)
 
 
 def row_fields(job: Job) -> dict[str, Any]:

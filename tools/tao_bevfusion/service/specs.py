@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from tao_bevfusion.core.errors import InputError, problem
-from tao_bevfusion.core.yamlio import load_yaml_file
+from tao_bevfusion.core.yamlio import load_recorded
 from tao_bevfusion.jobs import checkpoints
 from tao_bevfusion.jobs.checkpoints import CheckpointChoice, Choice
 from tao_bevfusion.jobs.context import AppContext, app_context
@@ -33,7 +33,7 @@ def resolve_parent_checkpoint(parent_job_id: str | None = None, results_dir: str
 
 def _launched_spec(job: Job) -> dict[str, Any]:
     try:
-        loaded = load_yaml_file(Path(job.spec_path))
+        loaded = load_recorded(Path(job.spec_path), job.spec_sha256)  # the spec launched, by its hash
     except InputError as exc:
         raise InputError(problem("parent_job_id", f"the parent's spec {job.spec_path} cannot be read: "
                                  f"{exc.problems[0].message}", "fine-tune instead (resume=false)")) from exc

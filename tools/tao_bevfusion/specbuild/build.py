@@ -24,7 +24,7 @@ from tao_bevfusion.core.redact import mask_keys
 from tao_bevfusion.core.settings import HasSettings, Settings, settings_of, skill_dir
 from tao_bevfusion.specbuild import resume
 from tao_bevfusion.specbuild import rules as specrules
-from tao_bevfusion.specbuild.inputs import HostInputs, resolve_inputs
+from tao_bevfusion.specbuild.inputs import HostInputs, output_exists, resolve_inputs
 from tao_bevfusion.specbuild.limits import override_problems
 from tao_bevfusion.specbuild.parent import ParentRun
 from tao_bevfusion.specbuild.schema import action_schema, dump_yaml
@@ -221,11 +221,13 @@ def masked(spec: dict[str, Any]) -> dict[str, Any]:
     return masked_spec
 
 
-def _write_atomic(path: Path, text: str, mode: int = 0o600) -> None:
-    """Write via a private temp file and rename; the temp file never outlives a failure."""
+def _write_atomic(path: Path, text: str, mode: int = 0o600, exclusive: bool = False) -> None:
+    """Write via a private temp file and rename (exclusive: an existing file is never replaced)."""
     try:
         names.private_dirs(path.parent)
-        atomic_write(path, text, mode)
+        atomic_write(path, text, mode, exclusive=exclusive)
+    except FileExistsError as exc:
+        raise output_exists(path) from exc
     except OSError as exc:
         raise InputError(problem(str(path), f"cannot write the spec: {exc.strerror}",
                                  "free disk space or choose a writable output_path; nothing was written")) from exc
@@ -267,7 +269,7 @@ def build_spec(req: BuildSpecInput, ctx: HasSettings | None = None,
     if draft.problems:
         raise InputError(draft.problems, headline=f"cannot build a valid 5.5 {req.action} spec")
     text = dump_yaml(spec)
-    _write_atomic(spec_path, text)
+    _write_atomic(spec_path, text, exclusive=bool(req.output_path))
     landed = resume.landed_overrides(req.overrides, spec)
     story = resume.lineage(req, spec, result.get("checkpoint_choice"))
     sidecar = LaunchSidecar(action=req.action, backend=req.backend, data_root=str(data_root),
@@ -277,7 +279,8 @@ def build_spec(req: BuildSpecInput, ctx: HasSettings | None = None,
                             checkpoint_choice=result.get("checkpoint_choice"),
                             num_epochs=get_path(spec, "train.num_epochs"), parent_job_id=req.parent_job_id,
                             overrides=landed or None, lineage=story, warnings=draft.warnings or None)
-    _write_atomic(names.launch_sidecar(spec_path), sign(sidecar, settings.home).model_dump_json(indent=2))
+    _write_atomic(names.launch_sidecar(spec_path), sign(sidecar, settings.home).model_dump_json(indent=2),
+                  exclusive=bool(req.output_path))
     return BuildSpecResult(action=req.action, spec_path=str(spec_path), spec=compact(masked(spec), req.action),
                            mounts=layout.mounts,
                            results_dir=str(results), data_root=str(data_root), changes=draft.changes,

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from tao_bevfusion.core import layout as names
 from tao_bevfusion.core.actions import ACTION_SPECS
 from tao_bevfusion.core.errors import InputError, problem
-from tao_bevfusion.core.paths import host_path, refuse_in_state_dir
+from tao_bevfusion.core.paths import host_path, refuse_in_state_dir, refuse_results_overlap
 from tao_bevfusion.core.settings import Settings
 from tao_bevfusion.specbuild.parent import ParentRun
 
@@ -37,6 +37,12 @@ def checkpoint_file(raw: str, field: str, settings: Settings) -> Path:
     return path
 
 
+def output_exists(path: Path) -> InputError:
+    return InputError(problem("output_path", f"{path} already exists (it may be another job's recorded spec); "
+                              "build_spec never overwrites a file", "give a new file name, or leave output_path out "
+                              "(a fresh folder under the state dir)", code="OUTPUT_EXISTS"))
+
+
 def _spec_location(req: "BuildSpecInput", settings: Settings, stamp: str) -> Path:
     if not req.output_path:
         return settings.home / names.SPECS_DIR / stamp / f"{req.action}.yaml"
@@ -46,6 +52,8 @@ def _spec_location(req: "BuildSpecInput", settings: Settings, stamp: str) -> Pat
                                  f"use {out.with_suffix('.yaml')}", value=req.output_path))
     if out.exists() and out.is_dir():
         raise InputError(problem("output_path", "is a directory", "give a file path ending in .yaml"))
+    if out.exists() or out.is_symlink() or names.launch_sidecar(out).exists():
+        raise output_exists(out)
     refuse_in_state_dir(out.parent, "output_path", settings, allowed=names.SPECS_DIR)
     return out
 
@@ -55,6 +63,7 @@ def _results_location(req: "BuildSpecInput", settings: Settings, data_root: Path
         return data_root
     if req.results_dir:
         results = host_path(req.results_dir, "results_dir", settings, must_exist=False)
+        refuse_results_overlap(results, data_root, settings)
         return refuse_in_state_dir(results, "results_dir", settings, allowed=names.RUNS_DIR)
     return settings.home / names.RUNS_DIR / stamp
 

@@ -17,7 +17,9 @@ from pydantic import BaseModel
 from tao_bevfusion.core.errors import InputError, problem
 from tao_bevfusion.core.fsio import atomic_write
 from tao_bevfusion.core.layout import SPECS_DIR, StudyFiles, study_folder
-from tao_bevfusion.core.paths import host_path
+from tao_bevfusion.core.paths import host_path, refuse_in_state_dir, refuse_results_overlap
+from tao_bevfusion.core.secretkeys import secret_values
+from tao_bevfusion.jobs import guards
 from tao_bevfusion.jobs.context import AppContext
 from tao_bevfusion.jobs.store import Job, JobMeta, new_job_id
 from tao_bevfusion.kitti.preflight import check_dataset
@@ -103,6 +105,8 @@ def gate(inp: "RunActionInput", ctx: AppContext) -> GateResult | None:
     study_id = new_job_id()
     folder = Path(inp.results_dir) if inp.results_dir else study_folder(ctx.settings.home, study_id)
     folder = host_path(str(folder), "results_dir", ctx.settings, must_exist=False)
+    refuse_results_overlap(folder, host_path(data_root, "data_root", ctx.settings), ctx.settings)
+    refuse_in_state_dir(folder, "results_dir", ctx.settings, allowed="runs")
     plan = make_plan(inp, study_id, folder, data_root, base_spec)
     rv = plan_review(plan, _confirm_call(inp))
     routing = decision.model_dump()
@@ -117,6 +121,8 @@ def gate(inp: "RunActionInput", ctx: AppContext) -> GateResult | None:
     if ctx.store.active_for_results(str(folder)):
         raise InputError(problem("results_dir", f"{folder} is in use by a running job or study",
                                  "use a fresh results_dir"))
+    guards.refuse_used_study_folder(ctx, folder)
+    guards.refuse_other_jobs_folders(ctx, "train", str(folder), plan.base["data_root"])
     _validate_trial(plan, ctx)
     job = start_study(plan, rv, ctx)
     return GateResult(job_id=job.id, state=job.state, review=rv, routing=routing, message=(
@@ -135,10 +141,13 @@ def start_study(plan: StudyPlan, rv: StudyReview, ctx: AppContext) -> Job:
     cfg = optuna_study.StudyConfig(settings=plan.settings, space=plan.space, trials=plan.trials,
                                    validation_interval=plan.validation_interval, seed=plan.seed)
     optuna_study.create_study(folder, plan.study_id, cfg)
+    study_secrets = secret_values(plan.base)  # the study's own log and resources redact the trials' key
     job = ctx.store.create(
         job_id=plan.study_id, kind="study", action="train", backend=plan.base.get("backend", "docker"),
         spec_path=str(path), spec_sha256=hashlib.sha256(path.read_bytes()).hexdigest(), results_dir=str(folder),
-        data_root=plan.base["data_root"], plan={}, meta=JobMeta(num_epochs=plan.settings.automl_max_epochs))
+        data_root=plan.base["data_root"], plan={}, meta=JobMeta(
+            num_epochs=plan.settings.automl_max_epochs, has_secret=bool(study_secrets),
+            secrets=study_secrets))
     ctx.store.update(job.id, state="running", started_at=time.time())
     spawn_driver(job.id, folder, ctx)
     return ctx.store.get(job.id)

@@ -11,6 +11,7 @@ import fcntl
 import json
 import os
 import re
+import stat
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -23,6 +24,7 @@ from tao_bevfusion.backends.slurm import cli
 from tao_bevfusion.backends.slurm.script import SLURM_LIST, SLURM_WORD, GpuFlag, Mount, Runtime, SlurmJob, render
 from tao_bevfusion.core import layout
 from tao_bevfusion.core.errors import InputError, problem
+from tao_bevfusion.core.paths import host_path, refuse_in_state_dir
 from tao_bevfusion.core.settings import Settings
 
 NODE_FILE = re.compile(r"-node(\d+)\.log\Z")
@@ -51,7 +53,13 @@ class SlurmOptions(BackendOptions):
     @classmethod
     def from_user(cls, raw: dict[str, Any], settings: Settings) -> "SlurmOptions":
         """Site settings may come from TAO_BEVFUSION_SLURM_* so the server is pointed at a cluster once."""
-        return cls.model_validate({**settings.backend_defaults.get("slurm", {}), **raw})
+        opts = cls.model_validate({**settings.backend_defaults.get("slurm", {}), **raw})
+        if opts.log_dir:  # the sbatch script (env values) and the end record go there: only inside the roots
+            field = "backend_options.log_dir"
+            confined = refuse_in_state_dir(host_path(opts.log_dir, field, settings, must_exist=False), field,
+                                           settings)
+            opts = opts.model_copy(update={"log_dir": str(confined)})
+        return opts
 
 
 class SlurmPlan(Plan):
@@ -85,8 +93,9 @@ class SlurmBackend(Backend):
     def plan(self, request: LaunchRequest) -> SlurmPlan:
         req = request
         opts = SlurmOptions.model_validate(req.options)
-        log_dir = opts.log_dir or str(Path(req.log_path).parent / "slurm")
         job_name = layout.job_name(req.job_id)
+        # A shared log folder gets one private subfolder per job: no job reads or removes another's files.
+        log_dir = f"{opts.log_dir.rstrip('/')}/{job_name}" if opts.log_dir else str(Path(req.log_path).parent / "slurm")
         gpus = 0 if req.gpus == [] else req.gpus_per_node
         env = job_env(req.home_dir, req.cache_dir, req.env)
         command = ["bevfusion", req.subtask, "-e", req.spec_container_path]
@@ -123,10 +132,8 @@ class SlurmBackend(Backend):
 
     def submit(self, plan: Plan) -> str:
         assert isinstance(plan, SlurmPlan)
-        log_dir = Path(plan.log_dir)
-        log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        Path(plan.end_record).unlink(missing_ok=True)
-        Path(plan.script_path).write_text(plan.script)
+        _private_log_dir(Path(plan.log_dir))
+        _write_private(Path(plan.script_path), plan.script)
         try:
             out = cli.run(["sbatch", "--parsable", plan.script_path], timeout=60)
         except cli.SlurmCommandError as exc:
@@ -142,7 +149,8 @@ class SlurmBackend(Backend):
     def poll(self, handle: str) -> BackendStatus:
         slurm_id, _, log_dir = _parse(handle)
         try:
-            state = cli.scontrol_job(slurm_id) or cli.sacct_job(slurm_id) or _end_record(log_dir / "end.json")
+            state = (cli.scontrol_job(slurm_id) or cli.sacct_job(slurm_id)
+                     or _end_record(log_dir / "end.json", slurm_id))
         except cli.SlurmCommandError as exc:
             raise cli.engine_error(exc) from exc
         if state is None:
@@ -207,11 +215,51 @@ def _submit_fix(stderr: str) -> str:
     return "read Slurm's message; fix the backend_options (partition, account, qos, time_limit) and retry"
 
 
-def _end_record(path: Path) -> cli.JobState | None:
+def _private_log_dir(path: Path) -> None:
+    """Create the job's log folder fresh (0700); one that exists already is someone else's: refused."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
-        data = json.loads(path.read_text())
+        path.mkdir(mode=0o700)
+    except FileExistsError as exc:
+        if path.is_symlink() or not path.is_dir() or any(path.iterdir()):
+            raise InputError(problem("backend_options.log_dir", f"{path} exists already and is not an empty folder "
+                                     "of this job", "use another log_dir (each job gets its own subfolder)",
+                                     code="LOG_DIR_TAKEN")) from exc
+    os.chmod(path, 0o700)
+
+
+def _write_private(path: Path, text: str) -> None:
+    """The sbatch script carries env values: 0600, created fresh, never through a link."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+
+
+def _open_trusted(path: Path) -> int | None:
+    """An fd of a file in a log folder only if it is a regular file of this user, reached without a link
+    (a shared folder may hold anything anyone put there)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
+    except OSError:
+        return None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():
+        os.close(fd)
+        return None
+    return fd
+
+
+def _end_record(path: Path, slurm_id: str | None = None) -> cli.JobState | None:
+    fd = _open_trusted(path)
+    if fd is None:
+        return None
+    try:
+        with os.fdopen(fd, "rb") as fh:
+            data = json.loads(fh.read(4096))
+        if slurm_id is not None and str(data.get("job_id")) != slurm_id:
+            return None  # another job's record
         return cli.JobState(str(data["state"]), int(data["srun_rc"]), source="end record")
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
@@ -225,8 +273,11 @@ def _read_offsets(path: Path) -> dict[str, int]:
 
 def _copy_new(path: Path, offset: int, out: Any, tag: bytes) -> int:
     """Copy complete lines (ending in \\n or a progress record's \\r) after `offset`; return the new offset."""
+    fd = _open_trusted(path)
+    if fd is None:
+        return offset
     try:
-        with open(path, "rb") as fh:
+        with os.fdopen(fd, "rb") as fh:
             size = os.fstat(fh.fileno()).st_size
             if size < offset:
                 offset = 0  # the file was replaced

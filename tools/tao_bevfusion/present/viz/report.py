@@ -12,7 +12,7 @@ from typing import Any
 
 from tao_bevfusion.core import layout
 from tao_bevfusion.core.errors import InputError, problem
-from tao_bevfusion.core.yamlio import read_mapping
+from tao_bevfusion.core.yamlio import read_mapping, read_recorded_mapping
 from tao_bevfusion.evidence.predictions import (
     DetectionSummary,
     frame_path,
@@ -85,7 +85,7 @@ def evaluated_checkpoint(job: Job) -> dict[str, Any] | None:
     if choice:
         return {"path": choice.get("path"), "epoch": choice.get("epoch"),
                 "how": f"{choice.get('method')} (parent {job.parent_job_id})"}
-    given = (read_mapping(Path(job.spec_path)).get(job.action) or {}).get("checkpoint")
+    given = (read_recorded_mapping(Path(job.spec_path), job.spec_sha256).get(job.action) or {}).get("checkpoint")
     if not isinstance(given, str) or not given:
         return None
     host = given
