@@ -11,7 +11,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
 
-python3 -m pip install -q --disable-pip-version-check -e '.[dev]'
+# Its own virtual environment (Debian's python3 refuses system-wide pip installs): .venv in the clone, or
+# TAO_BEVFUSION_VENV. Works the same from Debian's /usr/bin/python3, an active venv or pyenv.
+source scripts/venv.sh
+ensure_venv "${TAO_BEVFUSION_VENV:-$REPO/.venv}"
+# The plain install (no extras): what the README documents, pictures included.
+python3 -m pip install -q --disable-pip-version-check -e .
 if ! command -v dockerd >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker.io >/dev/null \
     || echo "could not install docker.io; falling back to the local backend"

@@ -54,7 +54,8 @@ def test_slurm_plan_is_the_script(tmp_path: Path, settings: Settings, monkeypatc
     s = plan.script
     for line in ("#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=1", "#SBATCH --gres=gpu:4",
                  "#SBATCH --partition=gpu", "#SBATCH --account=other", "#SBATCH --time=04:00:00",
-                 "srun --export=ALL --kill-on-bad-exit=1", "--container-image=nvcr.io/nvidia/tao/tao-toolkit:5.5.0-pyt",
+                 "srun --export=ALL --kill-on-bad-exit=1",
+                 "--container-image='nvcr.io#nvidia/tao/tao-toolkit:5.5.0-pyt'",
                  "export PET_NNODES=2", "NUM_GPU_PER_NODE=4", "bevfusion train -e /specs/train.yaml",
                  "export NCCL_DEBUG=INFO", "export TELEMETRY_OPT_OUT=yes"):
         assert line in s, line

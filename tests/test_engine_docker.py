@@ -119,7 +119,7 @@ def test_fault_verdicts(converted: Path, docker_ws: Path, fault, action, outcome
         assert s.state == "succeeded" and s.verdict.footer == "FAIL" and s.verdict.usable_artifacts
     if fault == "worker_sigkill":
         assert s.artifacts["checkpoints"] == ["epoch_1.pth"]
-        assert any("resume=true" in step for step in s.next_steps)
+        assert any('"resume": true' in step for step in s.next_steps)
 
 
 def test_real_oom_kill_of_a_worker(converted: Path):
@@ -254,7 +254,7 @@ def test_logs_page_tail_offset_grep(converted: Path):
     tail = get_job_logs(s.job_id, tail_lines=3)
     assert "Execution status: PASS" in tail.text and len(tail.text.splitlines()) <= 3
     first = get_job_logs(s.job_id, offset=0, max_bytes=300)
-    assert first.offset == 0 and first.truncated and "offset=" in first.hint
+    assert first.offset == 0 and first.truncated and '"offset": ' in first.hint
     nxt = get_job_logs(s.job_id, offset=first.next_offset, max_bytes=300)
     assert nxt.offset == first.next_offset
     grep = get_job_logs(s.job_id, grep=r"Epoch\(val\)")

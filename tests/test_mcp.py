@@ -71,7 +71,7 @@ def test_calls_return_short_text_and_structured_content(era: str, workspace: Pat
         async with Client(mcp, mode=era) as c:
             r = await c.call_tool("route_request", {"request": "train BEVFusion, no HPO"})
             assert not r.is_error and r.structured_content["action"] == "train"
-            assert r.structured_content["automl_policy"] == "off" and "{" not in r.content[0].text
+            assert r.structured_content["automl_policy"] == "off" and not r.content[0].text.startswith("{")
             r = await c.call_tool("check_dataset", {"data_root": str(root), "action": "dataset_convert"})
             assert r.structured_content["ok"] is True and r.content[0].text.startswith("ready")
             r = await c.call_tool("build_spec", {"action": "train", "data_root": str(root),

@@ -142,17 +142,17 @@ def test_running_epoch_comes_from_the_global_iteration():
 def test_docker_log_sync_keeps_interleaved_lines_and_never_duplicates():
     import io
 
-    from tao_bevfusion.backends.docker import _Window
+    from tao_bevfusion.backends.logsync import LogWindow, RecordCap
 
     stream = [b"2026-12-01T10:00:00.5Z first\n", b"2026-12-01T10:00:01.900000001Z stdout later\n",
               b"2026-12-01T10:00:01.9Z stderr footer stamped earlier\n"]
     out = io.BytesIO()
-    w = _Window(0, set())
+    w = LogWindow(0, set(), RecordCap(0))
     for line in stream:
         w.append(out, line)
     assert out.getvalue().count(b"\n") == 3 and b"footer" in out.getvalue()
     again = io.BytesIO()  # the next sync re-reads the boundary second (`since` is whole seconds)
-    w2 = _Window(w.top, set(w.top_seen))
+    w2 = LogWindow(w.top, set(w.top_seen), RecordCap(0))
     for line in [*stream[1:], b"2026-12-01T10:00:01.95Z new line\n"]:
         w2.append(again, line)
     assert again.getvalue() == b"new line\n"

@@ -143,6 +143,6 @@ def test_route_request_follow_up_through_the_tool(workspace: Path):
 
     r, text = api.call("route_request", {"request": "convert, then train 3 epochs", "in_skill": True})
     assert [s.action for s in r.steps] == ["dataset_convert", "train"] and r.steps[1].hints == {"num_epochs": 3}
-    assert "dataset_convert then train" in text and "2. run_action(action='train'" in text and "ask" not in text
+    assert "dataset_convert then train" in text and '2. run_action({"action": "train"' in text and "ask" not in text
     r, text = api.call("route_request", {"request": "resume it", "last_job_id": "j0123456789abcdef"})
-    assert r.action == "train" and "resume=True" in text and "automl_policy='off'" in text
+    assert r.action == "train" and '"resume": true' in text and '"automl_policy": "off"' in text

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from tao_bevfusion.backends.environment import validate_env
-from tao_bevfusion.core.errors import InputError
+from tao_bevfusion.core.errors import EngineError, InputError
 from tao_bevfusion.jobs.launch import RunActionInput
 from tao_bevfusion.jobs.store import JobStore
 from tao_bevfusion.service.jobs import cancel_job, get_job
@@ -147,17 +147,17 @@ def test_encryption_key_is_redacted_from_logs_and_summaries(workspace: Path, loc
     from tao_bevfusion.service.specs import build_spec
     from tao_bevfusion.specbuild.build import BuildSpecInput
 
-    built = build_spec(BuildSpecInput(action="train", data_root=str(root), backend="local", encryption_key="s3cr3t",
+    built = build_spec(BuildSpecInput(action="train", data_root=str(root), backend="local", encryption_key="s3cr3t-key",
                                       overrides={"num_epochs": 1, "batch_size": 1}))
     job = run_action(RunActionInput(action="train", spec_path=built.spec_path, automl_policy="off",
                                     env={"FAKE_TAO_FAULT": "fail_at_iter"}))
     _finish(job.job_id)
     log = Path(os.environ["TAO_BEVFUSION_HOME"]) / "jobs" / job.job_id / "job.log"
     with open(log, "a") as fh:
-        fh.write("config dump: encryption_key = s3cr3t\nRuntimeError: CUDA out of memory (key s3cr3t)\n")
+        fh.write("config dump: encryption_key = s3cr3t-key\nRuntimeError: CUDA out of memory (key s3cr3t-key)\n")
     page = get_job_logs(job.job_id, grep="encryption_key|out of memory")
-    assert "s3cr3t" not in page.text and "***" in page.text
-    assert "s3cr3t" not in get_job(job.job_id).model_dump_json()
+    assert "s3cr3t-key" not in page.text and "***" in page.text
+    assert "s3cr3t-key" not in get_job(job.job_id).model_dump_json()
 
 
 def test_unreachable_engine_is_an_error_and_the_record_survives(workspace: Path, monkeypatch: pytest.MonkeyPatch):
@@ -170,7 +170,7 @@ def test_unreachable_engine_is_an_error_and_the_record_survives(workspace: Path,
     job = store.create(action="train", backend="docker", spec_path="/s", spec_sha256="x", results_dir="/r",
                        data_root="/d")
     store.update(job.id, state="running", handle="0123abcd")
-    with pytest.raises(InputError) as exc:
+    with pytest.raises(EngineError) as exc:  # the engine's trouble, not the input's (issue 17 item 19)
         get_job(job.id)
     assert exc.value.problems[0].code == "ENGINE_UNREACHABLE" and "start dockerd" in str(exc.value)
     assert store.get(job.id).state == "running"

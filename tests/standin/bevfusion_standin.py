@@ -8,7 +8,9 @@ progress records, status.json lines in the 5.5 shapes, epoch_<N>.pth + last_chec
 results_dir == root_dir quirk, and 5.5's spec-surface errors. It trains nothing.
 
 Fault injection (env FAKE_TAO_FAULT): fail_at_iter | post_eval_segv | worker_sigkill | interrupt |
-no_mmdet3d | oom. FAKE_TAO_ITER_SECONDS sets the time per iteration (default 0.02). FAKE_TAO_FAIL_LR_ABOVE=x
+no_mmdet3d | oom | long_log_line (one FAKE_TAO_LONG_MB-sized stdout line, default 64, at train start) |
+long_status_record (one 40 MB status.json record at train start and one after epoch 1's validation).
+FAKE_TAO_ITER_SECONDS sets the time per iteration (default 0.02). FAKE_TAO_FAIL_LR_ABOVE=x
 makes train fail like fail_at_iter (CUDA out of memory) only when train.optimizer.lr > x.
 
 Validation AP (train, and evaluate of a train checkpoint) depends on the epoch and on
@@ -303,11 +305,25 @@ def do_train(spec, st):
         else:
             print(f"Load checkpoint from {resume_path}")
     work = st.dir
+    _long_output(st)
     run_dir = os.path.join(work, time.strftime("%Y%m%d_%H%M%S"))
     os.makedirs(run_dir, exist_ok=True)
     with open(os.path.join(run_dir, os.path.basename(run_dir) + ".log"), "a") as log:
         _train_loop(spec, st, train, frames, start, epochs, work, log)
     st.write("RUNNING", "Train finished successfully.")
+
+
+def _long_output(st):
+    if FAULT == "long_log_line":
+        size = int(os.environ.get("FAKE_TAO_LONG_MB", "64")) << 20
+        block = b"x" * (1 << 20)
+        sys.stdout.flush()
+        for _ in range(size >> 20):
+            sys.stdout.buffer.write(block)
+        sys.stdout.buffer.write(b" END-OF-THE-LONG-LINE\nafter the long line\n")
+        sys.stdout.flush()
+    if FAULT == "long_status_record":
+        st.write("RUNNING", "y" * (40 << 20))
 
 
 def _train_loop(spec, st, train, frames, start, epochs, work, log):
@@ -364,6 +380,8 @@ def _train_loop(spec, st, train, frames, start, epochs, work, log):
             log.write(line + "\n")
             st.sticky["kpi"] = {"AP40": ap40, "AP11": ap11}
             st.write("RUNNING", data={"mode": "val", "epoch": epoch, "AP40": ap40, "AP11": ap11})
+            if epoch == 1 and FAULT == "long_status_record":
+                _long_output(st)
 
 
 def _checkpoint(spec, action):

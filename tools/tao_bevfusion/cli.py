@@ -10,6 +10,7 @@
 import argparse
 import json
 import os
+import re
 import sys
 import types
 from pathlib import Path
@@ -100,7 +101,7 @@ def _progress_bar(summary: Any) -> str:
 def follow(job_id: str, ctx: AppContext, interval: float = 2.0) -> Any:
     """Wait until the job ends, drawing a one-line progress bar on stderr (the CLI has no 60 s limit)."""
     def draw(job: Any) -> None:
-        sys.stderr.write("\r" + _progress_bar(summarize(job)).ljust(130))
+        sys.stderr.write("\r" + terminal_safe(_progress_bar(summarize(job))).ljust(130))
         sys.stderr.flush()
 
     wait_sync(job_id, None, ctx, on_progress=draw, interval=interval)
@@ -187,13 +188,23 @@ def _run_tool(t: api.ToolDef, args: argparse.Namespace) -> int:
         if images_dir and t.images:
             text += "\n" + _write_pictures(images_dir, t.images(inp, model, ctx))
     except ToolError as exc:
-        print(exc.render(), file=sys.stderr)
+        print(terminal_safe(exc.render()), file=sys.stderr)
         return 2
     except ValidationError as exc:
-        print(f"invalid arguments: {exc}", file=sys.stderr)
+        print(terminal_safe(f"invalid arguments: {exc}"), file=sys.stderr)
         return 2
-    print(api.dumps(model) if args.json else text)
+    print(terminal_safe(api.dumps(model) if args.json else text))
     return 0
+
+
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def terminal_safe(text: str) -> str:
+    """Text from jobs (status messages, log lines, file names) shown on a terminal: every control character
+    but newline and tab written as a visible escape, so no OSC 52 clipboard write, title change, screen
+    clear or bidi reordering reaches the terminal."""
+    return CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode(), text)
 
 
 if __name__ == "__main__":

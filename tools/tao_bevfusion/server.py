@@ -6,6 +6,7 @@ validates them; results carry a short text digest plus structured content (publi
 """
 
 import base64
+import functools
 import inspect
 import logging
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Annotated, Any
 import anyio
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
-from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
+from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
 from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, ImageContent, TextContent, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -28,6 +29,7 @@ from tao_bevfusion.core.settings import skill_dir
 from tao_bevfusion.jobs.context import AppContext, app_context
 from tao_bevfusion.jobs.wait import wait_async
 from tao_bevfusion.mcpext import apps, consent, updates
+from tao_bevfusion.present.crash import resource_crash_text, tool_crash_text
 from tao_bevfusion.present.summary import summarize
 from tao_bevfusion.specbuild.surface import ACTIONS
 
@@ -105,6 +107,9 @@ def _build_tool(t: api.ToolDef) -> Tool:
             view = await anyio.to_thread.run_sync(apps.view_meta, t, inp, model, app, ctx)
         except ToolFailure as exc:
             raise ToolError(exc.render()) from exc
+        except Exception as exc:  # a bug: the type, one line of cause and a next call; traceback to the log only
+            log.exception("tool %s crashed", t.name)
+            raise ToolError(tool_crash_text(t.name, kwargs, exc)) from exc
         result = _result(model, text, extra)
         result.meta = view  # dashboard data for clients that render MCP Apps; None for everyone else
         return result
@@ -131,6 +136,24 @@ mcp: MCPServer = MCPServer("tao-bevfusion", version="0.1.0", instructions=INSTRU
                            tools=[_build_tool(t) for t in api.TOOLS], extensions=[apps.apps_extension()],
                            lifespan=updates.lifespan(lambda: mcp._subscriptions))
 updates.install(mcp)  # status subscriptions on both protocol eras
+
+
+def _guarded(fn: Any) -> Any:
+    """A resource that crashes answers with the cause and a next call (the SDK would name only the URI)."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (ResourceError, ToolError):
+            raise
+        except Exception as exc:
+            log.exception("resource %s crashed", fn.__name__)
+            raise ResourceError(resource_crash_text(fn.__name__, exc, kwargs.get("job_id"))) from exc
+    return wrapper
+
+
+def _resource(uri: str, **options: Any) -> Any:
+    return lambda fn: mcp.resource(uri, **options)(_guarded(fn))
 
 
 def _job(job_id: str) -> tuple[AppContext, Any]:
@@ -166,12 +189,12 @@ def _redacted_tail(job_id: str, which: str) -> str:
     return _tail(path, job_secrets(job))
 
 
-@mcp.resource("tao-bevfusion://jobs/{job_id}/log", mime_type="text/plain", description="A job's log (tail).")
+@_resource("tao-bevfusion://jobs/{job_id}/log", mime_type="text/plain", description="A job's log (tail).")
 def job_log(job_id: str) -> str:
     return _redacted_tail(job_id, "log")
 
 
-@mcp.resource("tao-bevfusion://jobs/{job_id}/status", mime_type="application/x-ndjson",
+@_resource("tao-bevfusion://jobs/{job_id}/status", mime_type="application/x-ndjson",
               description="A run's status.json records (tail); a study's trials, one JSON line each. "
                           "Subscribable: notifications/resources/updated on a change of state, epoch, best "
                           "trial or verdict.")
@@ -179,8 +202,8 @@ def job_status(job_id: str) -> str:
     return updates.study_status_lines(_job(job_id)[1]) or _redacted_tail(job_id, "status")
 
 
-@mcp.resource("tao-bevfusion://jobs/{job_id}/spec", mime_type="application/yaml",
-              description="The job's spec (every secret-named key masked).")
+@_resource("tao-bevfusion://jobs/{job_id}/spec", mime_type="application/yaml",
+           description="The job's spec (every secret-named key masked).")
 def job_spec(job_id: str) -> str:
     from tao_bevfusion.core.redact import mask_keys
     from tao_bevfusion.core.yamlio import load_recorded
@@ -194,7 +217,7 @@ def job_spec(job_id: str) -> str:
     return dump_yaml(mask_keys(data))  # a study's spec is its study.json: the key sits under `base`
 
 
-@mcp.resource("tao-bevfusion://jobs/{job_id}/curve.png", mime_type="image/png",
+@_resource("tao-bevfusion://jobs/{job_id}/curve.png", mime_type="image/png",
               description="Training curve of a train job (loss, AP11/AP40 per epoch).")
 def job_curve(job_id: str) -> bytes:
     from tao_bevfusion.present.viz.curve import training_curve_png
@@ -215,7 +238,7 @@ def _picture(job_id: str, draw: Any) -> bytes:
         raise ResourceNotFoundError(exc.render()) from exc
 
 
-@mcp.resource("tao-bevfusion://jobs/{job_id}/bev/{frame}.png", mime_type="image/png",
+@_resource("tao-bevfusion://jobs/{job_id}/bev/{frame}.png", mime_type="image/png",
               description="Inference job: one frame from above (points by height, predicted and GT boxes).")
 def job_bev(job_id: str, frame: str) -> bytes:
     from tao_bevfusion.present.viz.report import bev_png
@@ -223,7 +246,7 @@ def job_bev(job_id: str, frame: str) -> bytes:
     return _picture(job_id, lambda job: bev_png(job, frame))
 
 
-@mcp.resource("tao-bevfusion://jobs/{job_id}/camera/{frame}.png", mime_type="image/png",
+@_resource("tao-bevfusion://jobs/{job_id}/camera/{frame}.png", mime_type="image/png",
               description="Inference job: one frame's camera image with the 3D boxes projected (P2, R0, Tr).")
 def job_camera(job_id: str, frame: str) -> bytes:
     from tao_bevfusion.present.viz.report import camera_png
@@ -231,7 +254,7 @@ def job_camera(job_id: str, frame: str) -> bytes:
     return _picture(job_id, lambda job: camera_png(job, frame))
 
 
-@mcp.resource("tao-bevfusion://jobs/{job_id}/sheet.png", mime_type="image/png",
+@_resource("tao-bevfusion://jobs/{job_id}/sheet.png", mime_type="image/png",
               description="Inference job: contact sheet of up to 50 frames (BEV thumbnails).")
 def job_sheet(job_id: str) -> bytes:
     from tao_bevfusion.present.viz.report import sheet_png
@@ -239,18 +262,18 @@ def job_sheet(job_id: str) -> bytes:
     return _picture(job_id, lambda job: sheet_png(job)[0])
 
 
-@mcp.resource("tao-bevfusion://skill", mime_type="text/markdown", description="The skill document (SKILL.md).")
+@_resource("tao-bevfusion://skill", mime_type="text/markdown", description="The skill document (SKILL.md).")
 def skill_doc() -> str:
     return (skill_dir() / "skill" / "SKILL.md").read_text()
 
 
-@mcp.resource("tao-bevfusion://schemas/{action}", mime_type="application/json",
+@_resource("tao-bevfusion://schemas/{action}", mime_type="application/json",
               description="The generated JSON Schema (2020-12) of an action's 5.5 spec.")
 def schema(action: str) -> str:
     return _artifact(action, "schemas/{}.schema.json")
 
 
-@mcp.resource("tao-bevfusion://templates/{action}", mime_type="application/yaml",
+@_resource("tao-bevfusion://templates/{action}", mime_type="application/yaml",
               description="The generated KITTI-correct 5.5 spec template of an action.")
 def template(action: str) -> str:
     return _artifact(action, "references/spec_template_{}.yaml")

@@ -8,7 +8,6 @@ import json
 import os
 import resource
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -22,6 +21,7 @@ from tao_bevfusion.backends.base import Backend, BackendStatus, Capabilities, Ch
 from tao_bevfusion.backends.docker_options import DockerOptions
 from tao_bevfusion.backends.environment import job_env
 from tao_bevfusion.backends.gpus import host_gpus
+from tao_bevfusion.backends.logsync import Key, LogWindow, RecordCap, open_record_length, stored_keys
 from tao_bevfusion.core import layout
 from tao_bevfusion.core.errors import EngineError, InputError, problem
 from tao_bevfusion.core.fsio import atomic_write
@@ -44,8 +44,8 @@ def _client() -> docker.DockerClient:
         client.ping()
         _CLIENTS[key] = client
         return client
-    except DockerException as exc:
-        raise InputError(problem(
+    except DockerException as exc:  # the engine's trouble, not the input's: the same call works once it is up
+        raise EngineError(problem(
             "backend", f"the Docker engine is not reachable ({exc.__class__.__name__}: {str(exc)[:160]})",
             "start dockerd (or set DOCKER_HOST to a running engine), or use backend='local' inside a TAO container",
             code="ENGINE_UNREACHABLE")) from exc
@@ -66,11 +66,6 @@ def _engine_errors() -> Iterator[None]:
             code="ENGINE_UNREACHABLE")) from exc
 
 
-def _parse_ts(stamp: str) -> tuple[int, int]:
-    """RFC3339Nano (trailing zeros trimmed by Docker) -> (unix seconds, nanoseconds)."""
-    main, _, frac = stamp.rstrip("Z").partition(".")
-    secs = int(datetime.fromisoformat(main + "+00:00").timestamp())
-    return secs, int((frac or "0").ljust(9, "0")[:9])
 
 
 class DockerPlan(Plan):
@@ -132,7 +127,7 @@ class DockerBackend(Backend):
         image = plan.run_kwargs["image"]
         try:
             client = _client()
-        except InputError as exc:
+        except EngineError as exc:
             return [Check(name="engine", ok=False, message=exc.problems[0].message, fix=exc.problems[0].fix)]
         checks = [Check(name="engine", ok=True, severity="info", message="Docker engine reachable")]
         try:
@@ -217,7 +212,7 @@ class DockerBackend(Backend):
             boundary, prior, synced = _read_cursor(state_file)
             if synced is not None and os.fstat(out.fileno()).st_size > synced:
                 out.truncate(synced)  # lines of a sync whose state was never saved (full disk): written again below
-            window = _Window(boundary, prior)
+            window = LogWindow(boundary, prior, RecordCap(open_record_length(log_path)))
             start = os.fstat(out.fileno()).st_size
             try:
                 self._append(container, out, window)
@@ -227,6 +222,8 @@ class DockerBackend(Backend):
             except OSError as exc:
                 with contextlib.suppress(OSError):
                     out.truncate(start)  # all or nothing: a failed sync leaves no half of itself behind
+                if exc.errno is None:  # the engine's log stream broke (container stopping): the next sync retries
+                    return
                 raise EngineError(problem(str(log_path), f"cannot write the job log: {exc.strerror}",
                                           "free disk space under the state dir, then call get_job again (the job "
                                           "keeps running; its log is synced from the engine)",
@@ -235,17 +232,11 @@ class DockerBackend(Backend):
             os.utime(log_path, (window.top, window.top))
 
     @staticmethod
-    def _append(container: Any, out: Any, window: "_Window") -> None:
+    def _append(container: Any, out: Any, window: LogWindow) -> None:
         stream = container.logs(stdout=True, stderr=True, timestamps=True, stream=True, follow=False,
                                 since=window.boundary or None)
-        pending = b""
-        for chunk in stream:
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            for line in lines:
-                window.append(out, line + b"\n")
-        if pending:
-            window.append(out, pending)
+        for frame in stream:  # one log entry per frame (a long line: several 16 KB entries, same stamp)
+            window.append(out, frame)
 
     def cancel(self, handle: str, force: bool) -> None:
         try:
@@ -272,12 +263,12 @@ class DockerBackend(Backend):
             _client().containers.get(handle).remove(force=True)
 
 
-def _read_cursor(path: Path) -> tuple[int, set[tuple[int, int]], int | None]:
+def _read_cursor(path: Path) -> tuple[int, set[Key], int | None]:
     """(boundary second, stamps already written at or after it, log size after that sync) of the last sync."""
     try:
         data = json.loads(path.read_text())
         size = data.get("size")
-        return (int(data["boundary"]), {(int(a), int(b)) for a, b in data["seen"]},
+        return (int(data["boundary"]), stored_keys(data["seen"]),
                 int(size) if isinstance(size, int) else None)
     except (OSError, ValueError, KeyError, TypeError):
         return 0, set(), None
@@ -286,30 +277,6 @@ def _read_cursor(path: Path) -> tuple[int, set[tuple[int, int]], int | None]:
 def _write_state(path: Path, state: dict[str, Any]) -> None:
     """Atomically (a torn state file would re-append the whole log)."""
     atomic_write(path, json.dumps(state))
-
-
-class _Window:
-    """De-duplication state of one sync: stamps written in the boundary second by the previous sync, and the
-    stamps of the newest second seen now (memory stays bounded by one second of output)."""
-
-    def __init__(self, boundary: int, prior: set[tuple[int, int]]) -> None:
-        self.boundary, self.prior = boundary, prior
-        self.top, self.top_seen = boundary, set(prior)
-
-    def append(self, out: Any, line: bytes) -> None:
-        stamp, _, body = line.partition(b" ")
-        try:
-            ts = _parse_ts(stamp.decode())
-        except ValueError:
-            out.write(line)
-            return
-        if ts[0] < self.boundary or ts in self.prior:
-            return
-        out.write(body)
-        if ts[0] > self.top:
-            self.top, self.top_seen = ts[0], {ts}
-        elif ts[0] == self.top:
-            self.top_seen.add(ts)
 
 
 def _gpu_checks(devices: list[str]) -> list[Check]:

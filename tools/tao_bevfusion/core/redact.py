@@ -5,6 +5,7 @@ the raw form and the form a JSON writer (status.json) gives them.
 """
 
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,12 +19,21 @@ def _forms(value: str) -> set[str]:
     return {value, json.dumps(value)[1:-1]}
 
 
+def _pattern(form: str) -> str:
+    """Where `form` is masked. A key of letters only can be part of an ordinary word ('successf' in
+    'successfully', which the verdict reads): it is masked as a whole word. A key with a digit or a symbol
+    cannot be, and is masked wherever it stands, even glued to other text (no prefix or suffix leaks)."""
+    if form.isalpha():
+        return rf"(?<![A-Za-z0-9]){re.escape(form)}(?![A-Za-z0-9])"
+    return re.escape(form)
+
+
 def redact(text: str, secrets: Sequence[str]) -> str:
-    """`text` with every secret value (raw and JSON-escaped) masked."""
+    """`text` with every secret value (raw and JSON-escaped) masked (see _pattern)."""
     for value in secrets:
         if value:
             for form in _forms(value):
-                text = text.replace(form, MASK)
+                text = re.sub(_pattern(form), MASK, text)
     return text
 
 
@@ -32,7 +42,7 @@ def redact_bytes(data: bytes, secrets: Sequence[str]) -> bytes:
     for value in secrets:
         if value:
             for form in _forms(value):
-                data = data.replace(form.encode(), MASK.encode())
+                data = re.sub(_pattern(form).encode(), MASK.encode(), data)
     return data
 
 

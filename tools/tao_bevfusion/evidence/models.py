@@ -62,6 +62,7 @@ class StatusEvidence(Tolerant):
     interrupted: bool = False
     unparsed: int = Field(default=0, description="Lines that were not a JSON object (skipped).")
     resets: int = Field(default=0, description="Times the file shrank (rotated or truncated) and was re-read.")
+    overlong: int = Field(default=0, description="Records over 1 MB (skipped unread).")
 
 
 class PatternHit(Tolerant):

@@ -116,6 +116,8 @@ def read_frame(path: Path) -> FramePredictions:
         data = json.loads(path.read_bytes())
     except (ValueError, UnicodeDecodeError) as exc:
         raise _fail(path, f"not JSON ({str(exc)[:80]})") from None
+    except RecursionError:
+        raise _fail(path, "nested too deeply to be predictions") from None
     if not isinstance(data, dict):
         raise _fail(path, f"top level is a {type(data).__name__}, expected an object with {', '.join(KEYS)}")
     if not data:

@@ -83,9 +83,10 @@ def scan_log(path: Path, cursor: Cursor, findings: Findings, progress: RunProgre
 
 
 def scan_status(path: Path, cursor: Cursor, findings: Findings, progress: RunProgress, metrics: RunMetrics,
-                secrets: Sequence[str] = ()) -> None:
-    """Fold status.json records appended since cursor.status_offset (secrets redacted before parsing)."""
-    chunk = read_status(path, cursor.status_offset, secrets=secrets)
+                secrets: Sequence[str] = (), final: bool = False) -> None:
+    """Fold status.json records appended since cursor.status_offset (secrets redacted before parsing); the
+    final look (the verdict needs every record) reads on to the end."""
+    chunk = read_status(path, cursor.status_offset, secrets=secrets, to_end=final)
     cursor.status_offset = chunk.offset
     fold_status(chunk, findings, progress, metrics)
 
@@ -96,6 +97,7 @@ def fold_status(chunk: StatusChunk, findings: Findings, progress: RunProgress, m
         st.resets += 1
     st.records += chunk.lines
     st.unparsed += chunk.unparsed
+    st.overlong += chunk.overlong
     for rec in chunk.records:
         if rec.status == "FAILURE":
             match_errors((rec.message or "").encode(), findings.matches)

@@ -8,7 +8,7 @@ finished line), which keeps a 100,000-line file cheap.
 """
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -20,6 +20,8 @@ from tao_bevfusion.evidence.safeio import read_regular
 RARE_MARKERS = (b'"mode": "val"', b'"FAILURE"', b'"STARTED"', b"finished successfully")
 TRAIN_MARKER = b'"mode": "train"'
 MAX_READ = 32 << 20  # per look; a longer backlog is read on the next look (the offset advances)
+WINDOW = 4 << 20  # bytes read at a time
+MAX_RECORD = 1 << 20  # a longer record is skipped and counted (a real one is a few hundred bytes)
 
 
 class StatusRecord(Tolerant):
@@ -50,6 +52,7 @@ class StatusChunk(BaseModel):
     last_train: StatusRecord | None = Field(default=None, description="The newest train iteration record.")
     lines: int = Field(default=0, description="Complete lines read.")
     unparsed: int = Field(default=0, description="Parsed lines that were not JSON objects (skipped).")
+    overlong: int = Field(default=0, description="Records longer than MAX_RECORD (skipped unread).")
     offset: int = Field(default=0, description="Where the next read starts.")
     reset: bool = Field(default=False, description="The file shrank below the offset and was read anew.")
 
@@ -75,21 +78,78 @@ def _rare_spans(data: bytes) -> list[tuple[int, int]]:
     return sorted(spans)
 
 
-def read_status(path: Path, offset: int = 0, *, every_record: bool = False,
-                secrets: Sequence[str] = ()) -> StatusChunk:
-    """Records appended since `offset` (everything, or the rare ones plus the newest train line)."""
-    got = read_regular(path, offset, MAX_READ)
+def read_status(path: Path, offset: int = 0, *, every_record: bool = False, secrets: Sequence[str] = (),
+                to_end: bool = False) -> StatusChunk:
+    """Records appended since `offset` (everything, or the rare ones plus the newest train line).
+
+    The file is read in WINDOW pieces, so memory stays bounded; a record longer than MAX_RECORD is skipped
+    and counted (`overlong`), never a reason to stop. One look reads at most MAX_READ bytes (the offset
+    advances, the rest comes next look) unless `to_end`: a decision that needs every record reads on to the end.
+    """
+    got = read_regular(path, offset, 0)
     if got is None:
         return StatusChunk(records=[], offset=offset)
-    size, data = got
+    size = got[0]
     reset = size < offset
     start = 0 if reset else offset
-    data = data[:data.rfind(b"\n") + 1]
-    chunk = StatusChunk(records=[], lines=data.count(b"\n"), offset=start + len(data), reset=reset)
-    data = redact_bytes(data, secrets)  # offsets above count the bytes on disk
+    chunk = StatusChunk(records=[], offset=start, reset=reset)
+    stop = size if to_end else min(size, start + MAX_READ)
+    block = _Block(path, start, stop)
+    for data in block:
+        chunk.lines += data.count(b"\n")
+        _parse_block(redact_bytes(data, secrets), chunk, every_record)  # offsets count the bytes on disk
+    chunk.lines += block.overlong
+    chunk.overlong = block.overlong
+    chunk.offset = block.consumed
+    chunk.last_train = next((r for r in reversed(chunk.records) if r.is_train), chunk.last_train)
+    return chunk
+
+
+class _Block:
+    """Iterate over runs of complete lines between `start` and `stop`, WINDOW bytes at a time; a line longer
+    than MAX_RECORD is dropped (counted in `overlong`) without holding it. `consumed` is where to read on."""
+
+    def __init__(self, path: Path, start: int, stop: int) -> None:
+        self.path, self.pos, self.stop = path, start, stop
+        self.consumed, self.overlong = start, 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        carry, skipping = b"", False
+        while self.pos < self.stop:
+            got = read_regular(self.path, self.pos, min(WINDOW, self.stop - self.pos))
+            if got is None or not got[1]:
+                return
+            new = got[1]
+            self.pos += len(new)
+            if skipping:  # inside an overlong record: drop it up to its newline
+                end = new.find(b"\n")
+                if end < 0:
+                    self.consumed = self.pos
+                    continue
+                skipping, new = False, new[end + 1:]
+                self.overlong += 1
+            data = carry + new
+            last = data.rfind(b"\n") + 1
+            carry = data[last:]
+            if len(carry) > MAX_RECORD:
+                skipping, carry = True, b""
+            self.consumed = self.pos - len(carry)
+            if last:
+                yield self._short(data[:last])
+
+    def _short(self, data: bytes) -> bytes:
+        """Complete lines without the overlong ones."""
+        if len(data) <= MAX_RECORD:
+            return data
+        lines = data.split(b"\n")[:-1]
+        kept = [line for line in lines if len(line) <= MAX_RECORD]
+        self.overlong += len(lines) - len(kept)
+        return b"".join(line + b"\n" for line in kept)
+
+
+def _parse_block(data: bytes, chunk: StatusChunk, every_record: bool) -> None:
     if every_record:
-        spans = []
-        pos = 0
+        spans, pos = [], 0
         while pos < len(data):
             end = data.index(b"\n", pos)
             spans.append((pos, end))
@@ -104,10 +164,8 @@ def read_status(path: Path, offset: int = 0, *, every_record: bool = False,
             chunk.unparsed += 1
         else:
             chunk.records.append(rec)
-    chunk.last_train = next((r for r in reversed(chunk.records) if r.is_train), None)
-    if chunk.last_train is None and not every_record:
-        chunk.last_train = _newest_train(data)
-    return chunk
+    if not every_record:
+        chunk.last_train = _newest_train(data) or chunk.last_train
 
 
 def _newest_train(data: bytes) -> StatusRecord | None:
@@ -120,4 +178,4 @@ def _newest_train(data: bytes) -> StatusRecord | None:
 
 def read_all(path: Path) -> list[StatusRecord]:
     """Every record of the file (curves, checkpoint choice); bad lines skipped."""
-    return read_status(path, 0, every_record=True).records
+    return read_status(path, 0, every_record=True, to_end=True).records

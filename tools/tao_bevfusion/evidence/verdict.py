@@ -4,9 +4,11 @@
 the rules below matters: each row is checked only when none above it applied.
 """
 
+from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from tao_bevfusion.core.calls import quoted
 from tao_bevfusion.core.states import Outcome
 from tao_bevfusion.evidence.models import Evidence
 
@@ -46,7 +48,7 @@ def _abnormal_end(ev: Evidence) -> Verdict | None:
     if code == 1 and not st.records:
         err = ev.findings.last_error_line
         if err:  # the root cause (a wrong image says "No module named 'mmdet3d'"), not a guess
-            return _verdict(ev, Outcome.FAILED, f"failed before the action started: {err}")
+            return _verdict(ev, Outcome.FAILED, f"failed before the action started: {quoted(err, 200, 'log')}")
         return _verdict(ev, Outcome.FAILED, "the launcher refused to start (spec path or -e missing)")
     return None
 
@@ -54,14 +56,18 @@ def _abnormal_end(ev: Evidence) -> Verdict | None:
 def _finished(ev: Evidence, finished: str) -> Verdict:
     footer, missing = ev.findings.footer, ev.missing
     if missing:
-        return _verdict(ev, Outcome.FAILED, "the action says it finished but expected artifacts are missing: "
-                        f"{', '.join(missing[:3])}")
+        names = ", ".join(Path(m).name for m in missing[:3])
+        names += f" (+{len(missing) - 3} more)" if len(missing) > 3 else ""
+        return _verdict(ev, Outcome.FAILED, f"the action says it finished but {len(missing)} expected artifact(s) are "
+                        f"missing ({names}; full paths in verdict.missing_artifacts): it stopped before writing them "
+                        "(for a resume: num_epochs not above the checkpoint's epoch) or wrote them elsewhere")
     if footer == "FAIL" and ev.findings.sigsegv:
         return _verdict(ev, Outcome.SUCCEEDED_WITH_TEARDOWN_CRASH, "artifacts complete, then the process crashed at "
                         "teardown (SIGSEGV, cuMemRetainAllocationHandle): results usable, process FAIL")
     if footer == "FAIL":
         return _verdict(ev, Outcome.FAILED, "finished line present but the launcher reported FAIL")
-    return _verdict(ev, Outcome.SUCCEEDED, f"{finished} (status.json) with the expected artifacts")
+    return _verdict(ev, Outcome.SUCCEEDED, f"finished ({quoted(finished, 120, 'status.json')}) with the expected "
+                    "artifacts")
 
 
 def decide(ev: Evidence) -> Verdict:
@@ -75,14 +81,14 @@ def decide(ev: Evidence) -> Verdict:
             return _verdict(ev, Outcome.CANCELED, "canceled on request")
         return _verdict(ev, Outcome.FAILED, "the action was interrupted (the PASS footer is misleading)")
     if st.failures:
-        return _verdict(ev, Outcome.FAILED, f"FAILURE in status.json: {st.failures[-1]}")
+        return _verdict(ev, Outcome.FAILED, f"FAILURE in status.json: {quoted(st.failures[-1], 200, 'status.json')}")
     if st.finished:
         return _finished(ev, st.finished)
     if f.sigsegv or f.sigkill:
         kind = "SIGKILL (often the OOM killer)" if f.sigkill else "SIGSEGV"
         return _verdict(ev, Outcome.FAILED, f"a worker crashed ({kind}) before the action finished")
     if not st.records:
-        err = f.last_error_line or "no status.json records"
+        err = quoted(f.last_error_line, 200, "log") if f.last_error_line else "no status.json records"
         return _verdict(ev, Outcome.FAILED, f"failed before the action started: {err}")
     return _verdict(ev, Outcome.FAILED, "the process ended without a finished line (it died without a Python "
                     f"exception); exit {ev.exit_code}, footer {f.footer}")

@@ -52,7 +52,7 @@ def _scan(train_dir: Path) -> dict[int, Path]:
 def _val_records(train_dir: Path) -> tuple[dict[int, dict[str, float]], bool]:
     """Per-epoch AP from status.json val lines, and whether the train finished line is there."""
     aps: dict[int, dict[str, float]] = {}
-    chunk = read_status(train_dir / layout.STATUS_FILE)
+    chunk = read_status(train_dir / layout.STATUS_FILE, to_end=True)  # the choice needs every epoch's record
     finished = False
     for rec in chunk.records:
         if rec.is_validation and rec.epoch is not None and rec.AP11 is not None:

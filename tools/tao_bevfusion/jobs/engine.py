@@ -46,7 +46,7 @@ def refresh(job: Job, ctx: AppContext) -> Job:
     secrets = job_secrets(job)
     scan_log(files.log, cursor, findings, progress, final=final, secrets=secrets)
     scan_status(status_path(job.action, Path(job.results_dir), Path(job.data_root)), cursor, findings, progress,
-                metrics, secrets=secrets)
+                metrics, secrets=secrets, final=final)
     cursor.output_at = newest_output(job, files.log)
     live = status.state in ("running", "created", "queued")
     state = {"state": "pending" if status.state == "queued" else "running"} if live else {}  # queued: still pending

@@ -39,6 +39,7 @@ from tao_bevfusion.specbuild.parent import ParentRun
 from tao_bevfusion.specbuild.rules import pydantic_problems
 from tao_bevfusion.specbuild.sidecar import LaunchSidecar, read_sidecar
 from tao_bevfusion.specbuild.surface import CLI_SUBTASK
+from tao_bevfusion.specbuild.wiring import get_path
 
 GpuId = Annotated[str, StringConstraints(pattern=r"^(\d{1,3}|GPU-[0-9a-fA-F-]{8,64}|MIG-[0-9A-Za-z/-]{1,80})$")]
 
@@ -156,9 +157,13 @@ def _request(inp: RunActionInput, job_id: str, spec_path: Path, side: LaunchSide
 
 
 def _preflight(plan: Plan, backend: Backend, inp: RunActionInput, side: LaunchSidecar,
-               ctx: AppContext) -> list[Check]:
+               ctx: AppContext, spec: dict[str, Any]) -> list[Check]:
     checks = backend.preflight(plan)
-    report = check_dataset(side.data_root, inp.action, ctx=ctx)
+    # The split-size check in the figures of the spec and plan that will run (batch per GPU x GPUs x nodes).
+    batch = get_path(spec, "dataset.train_dataset.batch_size")
+    gpus = get_path(spec, f"{inp.action}.num_gpus") or get_path(spec, "train.num_gpus") or 1
+    report = check_dataset(side.data_root, inp.action, ctx=ctx, batch_size=batch if isinstance(batch, int) else 4,
+                           num_gpus=int(gpus) * max(1, inp.num_nodes))
     for p in report.problems:
         checks.append(Check(name=f"dataset:{p.code}", ok=p.severity != "error", severity=p.severity,
                             message=f"{p.path}: {p.message}", fix=p.fix))
@@ -229,7 +234,8 @@ def _gpus_per_node(action: str, spec: dict[str, Any]) -> int:
 
 
 def _checks(p: Prepared, ctx: AppContext) -> list[Check]:
-    checks = notes.spec_preflight(_preflight(p.plan, p.backend, p.inp, p.side, ctx), p.spec, p.inp.action)
+    checks = notes.spec_preflight(_preflight(p.plan, p.backend, p.inp, p.side, ctx, p.spec), p.spec,
+                                   p.inp.action)
     return checks + guards.gpu_checks(p.inp.gpus, _gpus_per_node(p.inp.action, p.spec))
 
 

@@ -8,13 +8,16 @@ which bytes were searched and why it stopped.
 
 import re
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
+from tao_bevfusion.core.calls import call_text
 from tao_bevfusion.core.errors import InputError, problem
 from tao_bevfusion.core.limits import TEXT_LIMIT
+from tao_bevfusion.core.lines import pieces
 from tao_bevfusion.core.redact import redact
 from tao_bevfusion.jobs.context import AppContext, app_context
 from tao_bevfusion.jobs.engine import refresh
@@ -29,6 +32,7 @@ CHUNK = 1 << 20
 TAIL_WINDOW = 256 * 1024
 LINE_CHARS = 1000
 MAX_MATCHES = 500
+PIECE = 64 * 1024  # a longer line is searched in slices of this size
 LINES = re.compile(rb"[\r\n]+")
 ONE_LINE = re.compile(rb"[^\r\n]+")
 
@@ -69,6 +73,12 @@ class _Grep:
         self.found: list[bytes] = []
         self.stopped: str | None = None
 
+    def expired(self) -> bool:
+        if time.monotonic() < self.deadline:
+            return False
+        self.stopped = self.stopped or f"the {GREP_SECONDS:g} s search budget ran out (simplify the regex)"
+        return True
+
     def feed(self, lines: list[bytes]) -> bool:
         """Search lines in the given order; False once the scan must stop."""
         return all(self.one(line) for line in lines)
@@ -83,7 +93,8 @@ class _Grep:
             self.stopped = f"the {GREP_SECONDS:g} s search budget ran out (simplify the regex)"
             return False
         if hit:
-            self.found.append(line)
+            at = max(0, hit.start() - LINE_CHARS // 4)  # a long line is shown around its match
+            self.found.append(line if len(line) <= LINE_CHARS else line[at:at + LINE_CHARS])
             if len(self.found) >= self.want:
                 self.stopped = f"{self.want} matching lines found"
                 return False
@@ -91,32 +102,51 @@ class _Grep:
 
 
 def _grep_backward(path: Path, size: int, g: _Grep) -> int:
-    """Newest first, CHUNK by CHUNK; returns the offset down to which the log was searched."""
+    """Newest first, CHUNK by CHUNK; returns the offset down to which the log was searched. A line longer
+    than PIECE is searched in PIECE slices, and the budget is checked per chunk, so one 64 MB line costs
+    linear time."""
     pos, carry = size, b""
     while pos > 0:
+        if g.expired():
+            break
         start = max(0, pos - CHUNK)
-        data = _read(path, start, pos - start) + carry
-        lines = LINES.split(data)
+        lines = LINES.split(_read(path, start, pos - start) + carry)
         carry = lines.pop(0) if start > 0 else b""  # the first piece may be the tail of an earlier line
-        if not g.feed([ln for ln in reversed(lines) if ln.strip()]):
+        if len(carry) > PIECE:  # an overlong line: search its newest slices now, keep one for the next chunk
+            lines[:0] = [carry[-PIECE * k - PIECE:len(carry) - PIECE * k]
+                         for k in reversed(range((len(carry) - 1) // PIECE))]
+            carry = carry[:len(carry) - PIECE * ((len(carry) - 1) // PIECE)]
+        if not g.feed(_sliced(reversed(lines), newest_first=True)):
             g.found.reverse()
             return start + len(carry)
         pos = start
     g.found.reverse()
-    return 0
+    return pos + len(carry)
+
+
+def _sliced(lines: Iterable[bytes], newest_first: bool = False) -> list[bytes]:
+    out: list[bytes] = []
+    for line in lines:
+        if line.strip():
+            cut = pieces(line, PIECE)
+            out.extend(reversed(cut) if newest_first else cut)
+    return out
 
 
 def _grep_forward(path: Path, start: int, size: int, g: _Grep) -> int:
-    """From `start`, whole lines only; returns the offset the next page starts at."""
+    """From `start`, whole lines only (an overlong one in PIECE slices); returns where the next page starts."""
     pos = start
-    while pos < size:
+    while pos < size and not g.expired():
         data = _read(path, pos, min(CHUNK, size - pos))
+        if not data:
+            break
         cut = max(data.rfind(b"\n"), data.rfind(b"\r")) + 1 if pos + len(data) < size else len(data)
         if cut == 0:
             cut = len(data)  # one line longer than CHUNK: search it in pieces
         for m in ONE_LINE.finditer(data, 0, cut):
-            if m.group().strip() and not g.one(m.group()):
-                return pos + m.end()
+            for piece in _sliced([m.group()]):
+                if not g.one(piece):
+                    return pos + m.end()
         pos += cut
     return pos
 
@@ -155,7 +185,8 @@ def get_job_logs(job_id: str, tail_lines: int | None = None, offset: int | None 
         data = _read(path, start, max_bytes)
         text, _ = _page([ln for ln in LINES.split(data) if ln.strip()], secrets, max_bytes, newest=False)
         next_offset = start + len(data)
-        hint = (f"more: get_job_logs(job_id='{job_id}', offset={next_offset})" if next_offset < size
+        more = call_text("get_job_logs", {"job_id": job_id, "offset": next_offset})
+        hint = (f"more: {more}" if next_offset < size
                 else "end of log" + running)
         return LogPage(text="\n".join(text), offset=start, next_offset=next_offset, size=size,
                        truncated=next_offset < size, hint=hint)

@@ -11,6 +11,7 @@ import os
 import time
 from pathlib import Path
 
+from tao_bevfusion.core.calls import call_text
 from tao_bevfusion.core.layout import status_path
 from tao_bevfusion.jobs.store import Job
 
@@ -45,19 +46,38 @@ def _cause(job: Job) -> str:
     return "stopped mid-run: most likely a dataloader deadlock or a hung NCCL collective (or a full disk)"
 
 
+HUNG_FACTOR = 10  # silent this many times its own seconds per iteration ...
+HUNG_FLOOR = 120  # ... and at least this long: possibly hung
+
+
+def own_pace(job: Job) -> float | None:
+    """Seconds per iteration this job has shown so far (start to its newest output, over iterations done)."""
+    done, start, last = job.progress.cur_iter, job.started_at, job.cursor.output_at
+    if not done or not start or not last or last <= start:
+        return None
+    return (last - start) / done
+
+
 def stall_note(job: Job, stall_seconds: int | None, now: float | None = None) -> str | None:
-    """'stalled: ...' when a running job has been silent for longer than stall_seconds, else None."""
+    """'stalled: ...' when a running job has been silent for longer than stall_seconds, or 'possibly hung: ...'
+    when its iterations stopped for 10x its own pace (at least 2 minutes), long before the global limit."""
     if job.state != "running" or not stall_seconds:
         return None
     now = now or time.time()
     last = max(job.cursor.output_at or 0.0, job.started_at or 0.0)
-    if not last or now - last < stall_seconds:
+    silent = now - last if last else 0.0
+    pace = own_pace(job)
+    hung_after = max(HUNG_FLOOR, HUNG_FACTOR * pace) if pace else None
+    if pace and hung_after is not None and hung_after <= silent < stall_seconds:
+        return (f"possibly hung: no new output for {int(silent)} s, {silent / pace:.0f}x its own pace "
+                f"({pace:.1f} s per iteration over {job.progress.cur_iter} iterations); likely {_cause(job)}")
+    if not last or silent < stall_seconds:
         return None
-    return (f"stalled: no new log line or status record for {int(now - last)} s (limit {stall_seconds} s, "
+    return (f"stalled: no new log line or status record for {int(silent)} s (limit {stall_seconds} s, "
             f"TAO_BEVFUSION_STALL_SECONDS); likely {_cause(job)}")
 
 
 def stall_steps(job: Job) -> list[str]:
-    return [f"get_job_logs(job_id='{job.id}', tail_lines=50) to see where it stopped",
-            f"cancel_job(job_id='{job.id}', force=true) if it stays silent, then relaunch"
-            + (" (resume=true continues from the newest checkpoint)" if job.action == "train" else "")]
+    """See where it stopped; stop it if it stays silent (a train job then resumes from its newest checkpoint)."""
+    return [call_text("get_job_logs", {"job_id": job.id, "tail_lines": 50}),
+            call_text("cancel_job", {"job_id": job.id, "force": True})]

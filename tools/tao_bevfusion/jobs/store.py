@@ -168,9 +168,26 @@ class JobStore:
         with self._conn() as conn:
             return [r[0] for r in conn.execute("SELECT name FROM schema_migrations ORDER BY name")]
 
+    def _check_not_emptied(self) -> None:
+        """An empty jobs.db beside job folders was truncated: sqlite would read it as a new, empty store (every
+        recorded job gone without a word) and write a fresh schema over it. Refuse, and touch nothing."""
+        try:
+            if self.path.stat().st_size > 0:
+                return
+            folders = sum(1 for p in (self.home / "jobs").iterdir() if JOB_ID.match(p.name))
+        except OSError:
+            return
+        if folders:
+            raise EngineError(problem(
+                str(self.path), f"jobs.db is empty (0 bytes) but {folders} job folders exist under "
+                f"{self.home / 'jobs'}: the store was truncated, so the recorded jobs cannot be read",
+                f"move it aside for recovery (mv {self.path} {self.path}.truncated) and restore a backup of "
+                "jobs.db if you have one; the job folders and results dirs are untouched", code="STORE_TRUNCATED"))
+
     @contextmanager
     def _conn(self) -> Iterator[sqlite3.Connection]:
         """A connection; any sqlite trouble but a constraint violation becomes an actionable EngineError."""
+        self._check_not_emptied()
         try:
             conn = sqlite3.connect(self.path, timeout=10, isolation_level=None)
         except sqlite3.Error as exc:

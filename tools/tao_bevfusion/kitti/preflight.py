@@ -171,8 +171,9 @@ def _read_quiet(entry: os.DirEntry[str] | None, root: Path) -> str | None:
     return _read_small(_Report(root), Path(entry.path), root, vetted=not entry.is_symlink())
 
 
-def _check_contents(rep: _Report, root: Path, ids: dict[str, list[str]], listings: dict[str, dict]) -> int:
-    persons = 0
+def _check_contents(rep: _Report, root: Path, ids: dict[str, list[str]], listings: dict[str, dict]) -> set[str]:
+    """Checks every train/val frame's files; returns the ids of the frames with at least one person label."""
+    persons: set[str] = set()
     needed = sorted(set(ids["train"]) | set(ids["val"]))
     for fid in needed:
         velo = listings["velodyne"].get(fid + ".bin")
@@ -204,7 +205,7 @@ def _check_contents(rep: _Report, root: Path, ids: dict[str, list[str]], listing
                     rep.add("LABEL_UNKNOWN_CLASS", label.path, f"line {n}: class {cols[0][:40]!r} is not a KITTI class "
                             "(only Pedestrian -> person is trained)", "fix the class name (e.g. Pedestrian)")
                 elif cols[0] in PERSON_CLASSES:
-                    persons += 1
+                    persons.add(fid)
     return persons
 
 
@@ -227,6 +228,24 @@ def _converted(rep: _Report, root: Path, action: str, ids: dict[str, list[str]])
                     f"frame {fid} has no reduced cloud (ImageSets changed after convert?)", "re-run dataset_convert")
 
 
+def _check_splits(rep: _Report, root: Path, action: str, ids: dict[str, list[str]], persons: set[str]) -> None:
+    """What each action needs from every split: convert reads train and val (an empty list gives an empty
+    pickle); train validates, and evaluate/inference read, the val split, whose converted pickle keeps only
+    frames with a person: none means an empty pickle and 'list index out of range' at the first validation."""
+    if action == "dataset_convert":
+        for split in ("train", "val"):
+            if not ids[split] and (root / "ImageSets" / f"{split}.txt").is_file():
+                rep.add("SPLIT_EMPTY", root / "ImageSets" / f"{split}.txt", f"the {split} split lists no frame: "
+                        f"convert would write an empty kitti_person_infos_{split}.pkl",
+                        f"list at least one labelled frame id in ImageSets/{split}.txt")
+        return
+    if ids["val"] and not persons & set(ids["val"]):
+        rep.add("VAL_NO_PERSONS", root / "ImageSets" / "val.txt", f"none of the {len(ids['val'])} val frames has a "
+                "Pedestrian/person label: the converted val pickle is empty and 5.5 crashes at the first "
+                "validation ('list index out of range')", "move frames with pedestrians into ImageSets/val.txt "
+                "and re-run dataset_convert")
+
+
 def check_dataset(data_root: str, action: str, ctx: HasSettings | None = None, batch_size: int = 4,
                   num_gpus: int = 1) -> DatasetReport:
     """Check a KITTI root for `action`. Every problem carries a stable code, the path and the fix."""
@@ -237,7 +256,8 @@ def check_dataset(data_root: str, action: str, ctx: HasSettings | None = None, b
                 for m in MODALITIES}
     _check_frame_files(rep, root, ids, listings)
     persons = _check_contents(rep, root, ids, listings)
-    if persons == 0 and (ids["train"] or ids["val"]):
+    _check_splits(rep, root, action, ids, persons)
+    if not persons and (ids["train"] or ids["val"]):
         rep.add("NO_PERSON_LABELS", root / "training" / "label_2", "no Pedestrian label in the train or val "
                 "frames: 5.5 BEVFusion trains the person class only (metrics will be empty)",
                 "add frames with pedestrians", severity="warning")

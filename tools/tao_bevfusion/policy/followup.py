@@ -46,12 +46,34 @@ def follow_up_phrases(text: str) -> list[str]:
     return [m.group(0).strip() for rx in vocabulary().get("follow_up", []) if (m := re.search(rx, text))]
 
 
+NUMBER = r"(\d+(?:\.\d+)?(?:e-?\d+)?)"
+
+
+def train_values(segment: str) -> dict[str, Any]:
+    """What a train request said about epochs, batch size, learning rate and GPUs (the user's values)."""
+    out: dict[str, Any] = {}
+    if m := re.search(r"\b(\d{1,4})\s+(more|additional|extra|further)\s+epochs?\b", segment):
+        out["more_epochs"] = int(m.group(1))
+    elif m := re.search(r"\b(\d{1,4})\s+epochs?\b|\bepochs\s*(?:=|:)\s*(\d{1,4})\b", segment):
+        out["num_epochs"] = int(m.group(1) or m.group(2))
+    if m := re.search(r"\b(?:batch[ _-]?size|bs)\s*(?:=|of|to)?\s*(\d{1,3})\b", segment):
+        out["batch_size"] = int(m.group(1))
+    if m := re.search(r"\b(?:learning[ _-]?rate|lr)\s*(?:=|of|to)?\s*" + NUMBER, segment):
+        out["learning_rate"] = float(m.group(1))
+    if m := re.search(r"\bgpus?\s*(?:=|ids?)?\s*(\d{1,2}(?:\s*(?:,|and|\+)\s*\d{1,2})*)\b", segment):
+        out["gpus"] = re.findall(r"\d{1,2}", m.group(1))
+    elif m := re.search(r"\b(\d{1,2})\s+gpus?\b", segment):
+        out["num_gpus"] = int(m.group(1))
+    return out
+
+
 def hints(segment: str, action: str, context: RouteContext | None) -> dict[str, Any]:
     """Numbers and references the request gave for one action."""
-    out: dict[str, Any] = {}
-    if action == "train" and (m := re.search(r"\b(\d{1,4})\s+epochs?\b", segment)):
-        out["num_epochs"] = int(m.group(1))
-    if (m := re.search(r"\bepoch\s*(\d{1,4})\b", segment)) and not (action == "train" and "num_epochs" in out):
+    out: dict[str, Any] = train_values(segment) if action == "train" else {}
+    if action != "train" and (m := re.search(r"\bgpus?\s*(\d{1,2})\b", segment)):
+        out["gpus"] = [m.group(1)]
+    counted = "num_epochs" in out or "more_epochs" in out
+    if (m := re.search(r"\bepoch\s*(\d{1,4})\b", segment)) and not (action == "train" and counted):
         out["epoch"] = int(m.group(1))
     if action in ("evaluate", "inference") and (m := re.search(r"\b(best|latest|final|last)\b", segment)):
         out["choose"] = {"last": "latest"}.get(m.group(1), m.group(1))
@@ -92,18 +114,18 @@ def sequence(text: str, intents: dict[str, list[str]], context: RouteContext | N
             for i, a in enumerate(actions)]
 
 
-def suggested_call(step: RouteStep, automl_policy: str | None) -> str:
-    args = [f"action='{step.action}'", "data_root=<KITTI root>"]
+def suggested_call(step: RouteStep, automl_policy: str | None, data_root: str | None = None) -> str:
+    """The run_action call for one step, carrying every value the user gave (JSON-encoded, one call)."""
+    from tao_bevfusion.core.calls import call_text
+
     h = step.hints
-    if "parent_job_id" in h:
-        args.append(f"parent_job_id='{h['parent_job_id']}'")
-    for key in ("epoch", "choose"):
-        if key in h:
-            args.append(f"{key}={h[key]!r}")
+    args: dict[str, Any] = {"action": step.action, "data_root": data_root}
+    for key in ("parent_job_id", "epoch", "choose", "gpus", "num_gpus"):
+        args[key] = h.get(key)
     if h.get("resume"):
-        args.append("resume=True")
-    if "num_epochs" in h:
-        args.append(f"overrides={{'num_epochs': {h['num_epochs']}}}")
+        args["resume"] = True
+    overrides = {k: h[k] for k in ("num_epochs", "batch_size", "learning_rate") if k in h}
+    args["overrides"] = overrides or None
     if step.action == "train" and (automl_policy == "off" or h.get("resume")):
-        args.append("automl_policy='off'")
-    return f"run_action({', '.join(args)})"
+        args["automl_policy"] = "off"
+    return call_text("run_action", args)

@@ -22,7 +22,10 @@ class RouteResult(BaseModel):
     steps: list[RouteStep] = Field(default_factory=list, description=(
         "The actions in the order asked, each with what the request said (epochs, epoch, best, resume, job)."))
     follow_up: bool = Field(default=False, description="Routed as a follow-up (context or a job reference).")
-    suggested_calls: list[str] = Field(default_factory=list, description="The run_action calls, in order.")
+    suggested_calls: list[str] = Field(default_factory=list, description=(
+        "The calls to make, in order, each `tool({JSON arguments})` with the user's values."))
+    read: str | None = Field(default=None, description=(
+        "Set when the request asks to read or stop rather than launch: 'results', 'detections' or 'stop'."))
 
 
 def route_request(request: str, context: RouteContext | None = None) -> RouteResult:
@@ -52,6 +55,10 @@ def route_request(request: str, context: RouteContext | None = None) -> RouteRes
         name, word = unsupported[0]
         return RouteResult(matched=True, action=None, automl_policy=None, confidence=confidence,
                            matched_phrases=[*phrases, word], unsupported=f"{name}: {vocab['unsupported_reason']}")
+    if read := _read_intent(main, vocab):
+        return RouteResult(matched=True, action=None, automl_policy=None, confidence=round(confidence, 2),
+                           matched_phrases=phrases, follow_up=follow, read=read,
+                           suggested_calls=[read_call(read, main, context)])
     action = _pick_action(intents)
     steps = [followup.RouteStep(action=action, hints=followup.hints(main, action, context))] if action else \
         followup.sequence(main, intents, context) or []
@@ -91,3 +98,23 @@ def _pick_action(intents: dict[str, list[str]]) -> str | None:
     if set(intents) == {"train", "inference"} and all(re.fullmatch(r"trained", p) for p in intents["train"]):
         return "inference"
     return None
+
+
+def _read_intent(text: str, vocab: dict) -> str | None:
+    return next((name for name, rx in vocab.get("reads", {}).items() if re.search(rx, text)), None)
+
+
+def read_call(read: str, text: str, context: RouteContext | None) -> str:
+    """Reading is not launching: the call that answers 'what was...', 'show ...' or 'stop ...'."""
+    from tao_bevfusion.core.calls import call_text
+
+    found = followup.JOB_ID.search(text)
+    job = found.group(0) if found else (context.last_job_id if context else None)
+    if read == "stop":
+        return call_text("cancel_job", {"job_id": job}) if job else call_text("list_jobs", {"state": "running"})
+    if read == "detections":
+        return (call_text("get_job", {"job_id": job, "include_pictures": True}) if job
+                else call_text("list_jobs", {"action": "inference", "limit": 5}))
+    if re.search(r"\bbest\b", text):
+        return call_text("list_jobs", {"sort": "best_AP11", "limit": 5})
+    return call_text("get_job", {"job_id": job}) if job else call_text("list_jobs", {"limit": 5})

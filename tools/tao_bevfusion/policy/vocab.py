@@ -9,7 +9,11 @@ from tao_bevfusion.core.yamlio import fast_yaml
 
 
 def fold(text: str) -> str:
-    return " " + re.sub(r"[^a-z0-9+&']+", " ", text.lower().replace("’", "'")).replace("'", " ") + " "
+    """Lower case, punctuation to spaces; numbers keep their point and exponent ('lr 2e-4', '0.001')."""
+    low = text.lower().replace("’", "'").replace("§", " ").replace("¤", " ")
+    low = re.sub(r"(?<=\d)\.(?=\d)", "§", re.sub(r"(?<=\de)-(?=\d)", "¤", low))
+    folded = re.sub(r"[^a-z0-9+&'§¤]+", " ", low).replace("'", " ").replace("§", ".").replace("¤", "-")
+    return " " + folded + " "
 
 
 @functools.lru_cache(maxsize=1)

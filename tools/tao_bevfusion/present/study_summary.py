@@ -2,6 +2,7 @@
 
 import json
 
+from tao_bevfusion.core.calls import call_text
 from tao_bevfusion.evidence.verdict import Verdict
 from tao_bevfusion.jobs.context import AppContext
 from tao_bevfusion.jobs.store import Job
@@ -38,13 +39,13 @@ def study_summary(job: Job, ctx: AppContext) -> JobSummary:
     st = study_status(job, ctx)
     job = ctx.store.get(job.id)
     if job.terminal and st.best:
-        steps = [f"run_action(action='evaluate', data_root='{job.data_root}', parent_job_id='{job.id}')",
-                 f"resolve_parent_checkpoint(parent_job_id='{job.id}')",
-                 f"get_job(job_id='{job.id}', include_curve=true) for the study plots"]
-    elif job.terminal:
-        steps = ["read trials[].reason; fix and start a new study"]
+        steps = [call_text("run_action", {"action": "evaluate", "data_root": job.data_root, "parent_job_id": job.id}),
+                 call_text("resolve_parent_checkpoint", {"parent_job_id": job.id}),
+                 call_text("get_job", {"job_id": job.id, "include_curve": True})]
+    elif job.terminal:  # trials[].reason says why each failed
+        steps = [call_text("get_job_logs", {"job_id": job.id, "grep": "Error|Traceback|fail"})]
     else:
-        steps = [f"get_job(job_id='{job.id}') in ~60 s", f"cancel_job(job_id='{job.id}') to stop every trial"]
+        steps = [call_text("get_job", {"job_id": job.id}), call_text("cancel_job", {"job_id": job.id})]
     summary = JobSummary(
         job_id=job.id, kind="study", action="train", state=job.state, backend=job.backend,
         verdict=Verdict.model_validate(job.verdict) if job.verdict else None, progress=Progress(),

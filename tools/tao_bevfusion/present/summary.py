@@ -3,12 +3,15 @@
 Everything here is bounded (lists capped, strings trimmed) so a summary stays under 8 KB whatever the log.
 """
 
+import json
+import re
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from tao_bevfusion.core import layout
+from tao_bevfusion.core.calls import call_text, parse_call
 from tao_bevfusion.core.limits import RESULT_LIMIT
 from tao_bevfusion.core.redact import redact
 from tao_bevfusion.core.states import ACTIVE_STATES, SUCCEEDED_OUTCOMES, JobState
@@ -96,47 +99,85 @@ def _launch_lines(job: Job) -> list[str]:
     return [line[:400] for line in lines]
 
 
-def _evaluated_path(job: Job) -> str:
+def _evaluated_path(job: Job) -> str | None:
     from tao_bevfusion.present.viz.report import evaluated_checkpoint
 
     found = evaluated_checkpoint(job)
-    return str(found["path"]) if found else "<the .pth it evaluated>"
+    return str(found["path"]) if found else None
 
 
 def next_steps(job: Job, errors: list[ErrorMatch]) -> list[str]:
+    """Calls that can be made as written: `tool({json arguments})`, one call per entry."""
     jid, root = job.id, job.data_root
     if job.state in ACTIVE_STATES:
-        return [f"get_job(job_id='{jid}') in ~30 s for progress", f"cancel_job(job_id='{jid}') to stop it"]
+        return [call_text("get_job", {"job_id": jid}), call_text("cancel_job", {"job_id": jid})]
     outcome = job.verdict.get("outcome")
     if outcome in SUCCEEDED_OUTCOMES:
-        steps = {
-            "dataset_convert": [f"check_dataset(data_root='{root}', action='train')",
-                                f"run_action(action='train', data_root='{root}') for the AutoML study review "
-                                "(automl_policy='off' for one plain run)"],
-            "train": [f"resolve_parent_checkpoint(parent_job_id='{jid}')",
-                      f"run_action(action='evaluate', data_root='{root}', parent_job_id='{jid}')"],
-            "evaluate": [f"run_action(action='inference', data_root='{root}', parent_job_id='{job.parent_job_id}')"
-                         if job.parent_job_id else f"run_action(action='inference', data_root='{root}', "
-                         f"checkpoint='{_evaluated_path(job)}')"],
-            "inference": [f"get_job(job_id='{jid}', include_pictures=true) for the contact sheet, or "
-                          f"frames=['<frame>'] for BEV + camera pictures of a frame"],
-        }[job.action]
+        steps = _success_steps(job)
         if outcome == "succeeded_with_teardown_crash":
-            steps.insert(0, "use only the exact artifacts in verdict.usable_artifacts (teardown crash)")
+            steps.insert(0, call_text("get_job", {"job_id": jid}))  # verdict.usable_artifacts: the exact files
         return steps
     steps = [e.next_call for e in errors if e.next_call and e.severity == "error"][:2]
-    if job.action == "train" and _checkpoints(job) and outcome in ("failed", "killed", "canceled"):
-        steps.append(f"run_action(action='train', data_root='{root}', parent_job_id='{jid}', resume=true, "
-                     "automl_policy='off') to continue from the newest checkpoint")
-    steps.append(f"get_job_logs(job_id='{jid}', grep='Error|Traceback')")
+    # A resume would crash the same way when the data is the cause (an empty val split).
+    data_cause = any(e.pattern == "class_not_person" for e in errors)
+    if job.action == "train" and _checkpoints(job) and outcome in ("failed", "killed", "canceled") and not data_cause:
+        steps.append(call_text("run_action", {"action": "train", "data_root": root, "parent_job_id": jid,
+                                              "resume": True, "automl_policy": "off"}))
+    steps.append(call_text("get_job_logs", {"job_id": jid, "grep": "Error|Traceback"}))
     return steps
+
+
+def render_next_call(template: str, job: Job) -> str | None:
+    """A knowledge-base next_call with the failed job's own values ($root, $job, ...) filled in."""
+    try:
+        tool, args = parse_call(template)
+    except ValueError:
+        return None
+    hyper = job.meta.hyper or {}
+    batch = hyper.get("batch_size")
+    values: dict[str, Any] = {"$root": job.data_root, "$action": job.action, "$job": job.id,
+                              "$spec": job.spec_path, "$num_gpus": hyper.get("num_gpus") or 1,
+                              "$half_batch": max(1, int(batch) // 2) if isinstance(batch, int) else 1}
+    if template.count("$half_batch") and isinstance(batch, int) and batch <= 1:
+        # Already at batch size 1: halving is no remedy; mixed precision is the next lever.
+        args["overrides"] = {"train.optimizer.wrapper_type": "AmpOptimWrapper"}
+    filled = json.loads(json.dumps(args), object_hook=lambda d: {k: values.get(v, v) if isinstance(v, str) else v
+                                                                  for k, v in d.items()})
+    return call_text(tool, filled)
+
+
+def current_remedy(e: ErrorMatch, job: Job) -> str:
+    """The remedy in the figures of the spec that ran (an OOM at batch size 1 is not told to lower it)."""
+    batch = (job.meta.hyper or {}).get("batch_size")
+    if e.pattern in ("cuda_oom", "worker_sigkill") and isinstance(batch, int):
+        if batch <= 1:
+            return ("batch_size is already 1 per GPU: enable mixed precision (overrides "
+                    "{'train.optimizer.wrapper_type': 'AmpOptimWrapper'}), lower num_workers, or use GPUs with "
+                    "more memory")
+        return f"lower batch_size from {batch} to {max(1, batch // 2)} per GPU (or use AmpOptimWrapper / more GPUs)"
+    return e.remedy
+
+
+def _success_steps(job: Job) -> list[str]:
+    jid, root = job.id, job.data_root
+    if job.action == "dataset_convert":
+        return [call_text("check_dataset", {"data_root": root, "action": "train"}),
+                call_text("run_action", {"action": "train", "data_root": root})]
+    if job.action == "train":
+        return [call_text("resolve_parent_checkpoint", {"parent_job_id": jid}),
+                call_text("run_action", {"action": "evaluate", "data_root": root, "parent_job_id": jid})]
+    if job.action == "evaluate":
+        source = ({"parent_job_id": job.parent_job_id} if job.parent_job_id
+                  else {"checkpoint": _evaluated_path(job)})
+        return [call_text("run_action", {"action": "inference", "data_root": root, **source})]
+    return [call_text("get_job", {"job_id": jid, "include_pictures": True})]
 
 
 def _digest(job: Job, progress: Progress, metrics: dict[str, Any]) -> str:
     head = f"{job.id} {job.action} {job.state}"
     if job.verdict:
         outcome = job.verdict.get("outcome")
-        head += (f" [{outcome}]" if outcome != job.state else "") + f" - {str(job.verdict.get('reason'))[:160]}"
+        head += (f" [{outcome}]" if outcome != job.state else "") + f" - {str(job.verdict.get('reason'))[:240]}"
     parts = [head]
     if progress.epoch is not None:
         parts.append(f"epoch {progress.epoch}/{progress.max_epochs or '?'}")
@@ -148,7 +189,32 @@ def _digest(job: Job, progress: Progress, metrics: dict[str, Any]) -> str:
         parts.append(f"AP11 {metrics['AP11']}")
     if metrics.get("best_AP11") is not None:
         parts.append(f"(best {metrics['best_AP11']} @ epoch {metrics.get('best_epoch')})")
+    left = time_left(job, progress)
+    if left is not None:
+        parts.append(f"about {_duration(left)} left")
+    elif job.state == "running" and job.action == "train":
+        parts.append("time left unknown until the first iterations are logged")
     return ", ".join(parts)
+
+
+def time_left(job: Job, progress: Progress) -> int | None:
+    """A running job's remaining seconds: from its own pace (elapsed / iterations done), else the log's eta."""
+    if job.state != "running":
+        return None
+    elapsed = stall.elapsed(job)
+    total = (progress.max_epochs or 0) * (progress.iters_per_epoch or 0)
+    if progress.iteration and total and elapsed:
+        return max(0, int(elapsed * (total - progress.iteration) / progress.iteration))
+    if progress.eta and (m := re.fullmatch(r"(?:(\d+) days?, )?(\d+):(\d\d):(\d\d)", progress.eta.strip())):
+        days, h, mi, sec = (int(g or 0) for g in m.groups())
+        return ((days * 24 + h) * 60 + mi) * 60 + sec
+    return None
+
+
+def _duration(seconds: int) -> str:
+    if seconds < 120:
+        return f"{seconds} s"
+    return f"{seconds // 60} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
 def summarize(job: Job, stall_seconds: int | None = None) -> JobSummary:
@@ -166,6 +232,8 @@ def summarize(job: Job, stall_seconds: int | None = None) -> JobSummary:
     secrets = job_secrets(job)
     for e in errors:
         e.evidence = redact(e.evidence, secrets)
+        e.remedy = current_remedy(e, job)
+        e.next_call = render_next_call(e.next_call, job) if e.next_call else None
     if job.state == "succeeded":
         errors = [e for e in errors if e.severity != "error"]
     metrics = _metrics(job)

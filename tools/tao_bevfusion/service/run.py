@@ -11,6 +11,7 @@ from tao_bevfusion.jobs.context import AppContext, app_context
 from tao_bevfusion.jobs.launch import LaunchResult, RunActionInput, launch, submit_plan
 from tao_bevfusion.jobs.store import Job
 from tao_bevfusion.jobs.wait import wait_sync
+from tao_bevfusion.present.study_summary import study_summary
 from tao_bevfusion.present.summary import JobSummary, summarize
 from tao_bevfusion.service.specs import resolve_parent
 from tao_bevfusion.specbuild.build import BuildSpecInput
@@ -51,8 +52,10 @@ def run_action(inp: RunActionInput, ctx: AppContext | None = None,
     else:
         gated = gate(inp, ctx)  # AutoML on: the study review, or the started study (studies/gate.py)
         if gated is not None:
+            # A started study comes back as get_job shows it: its next_steps poll and stop it.
+            started = study_summary(ctx.store.get(gated.job_id), ctx) if gated.job_id else None
             return RunActionResult(job_id=gated.job_id, state=gated.state, review=gated.review,
-                                   routing=gated.routing, message=gated.message)
+                                   routing=gated.routing, message=gated.message, summary=started)
         launched = launch(inp, ctx, _parent(inp, ctx))
     result = RunActionResult(**dict(launched))
     if launched.job_id is None:

@@ -5,6 +5,7 @@ and the generated JSON Schema) -> atomic write of the spec and its launch sideca
 unless every check passes.
 """
 
+import errno
 import hashlib
 import json
 import secrets
@@ -96,8 +97,8 @@ class BuildSpecInput(BaseModel):
     num_gpus: int | None = Field(default=None, ge=1, le=16, description="GPUs for the running action.")
     num_nodes: int | None = Field(default=None, ge=1, le=64, description=(
         "train only: nodes for the job (num_gpus is then per node, at least 2); needs a multi-node backend."))
-    encryption_key: str | None = Field(default=None, max_length=512, description=(
-        "Model key, written to the spec file only; never shown back."))
+    encryption_key: str | None = Field(default=None, min_length=8, max_length=512, description=(
+        "Model key (at least 8 characters), written to the spec file only; never shown back."))
     output_path: str | None = Field(default=None, max_length=4096, description=(
         "Absolute host path for the spec (.yaml). Default: a new folder under the state dir."))
     backend: str = Field(default="docker", max_length=64, description=(
@@ -229,8 +230,12 @@ def _write_atomic(path: Path, text: str, mode: int = 0o600, exclusive: bool = Fa
     except FileExistsError as exc:
         raise output_exists(path) from exc
     except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO):  # the disk's trouble: the same call works later
+            raise EngineError(problem(str(path), f"cannot write the spec: {exc.strerror}",
+                                      "free disk space, then repeat the call; nothing was written",
+                                      code="DISK_FULL")) from exc
         raise InputError(problem(str(path), f"cannot write the spec: {exc.strerror}",
-                                 "free disk space or choose a writable output_path; nothing was written")) from exc
+                                 "choose a writable output_path; nothing was written")) from exc
 
 
 def _private_state(settings: Settings) -> None:
@@ -266,6 +271,7 @@ def build_spec(req: BuildSpecInput, ctx: HasSettings | None = None,
         experiment_rules(req, spec, layout, inputs, draft, result)
     layout.add(spec_path.parent, names.SPECS_MOUNT, "ro")
     _validate(req.action, spec, draft)
+    draft.problems += resume.epoch_problems(req, spec, result.get("checkpoint_choice"))
     if draft.problems:
         raise InputError(draft.problems, headline=f"cannot build a valid 5.5 {req.action} spec")
     text = dump_yaml(spec)

@@ -75,6 +75,20 @@ def apply_parent(req: "BuildSpecInput", parent: ParentRun | None, spec: dict[str
                                 "is the base (epochs, batch size, optimizer, schedule, data, model)"))
 
 
+def epoch_problems(req: "BuildSpecInput", spec: dict[str, Any], choice: dict[str, Any] | None) -> list[Problem]:
+    """A resume must ask for more epochs than its checkpoint has: else 5.5 starts, trains nothing and ends
+    without the artifacts it promised. Refused before launch, naming both numbers."""
+    if not (req.action == "train" and req.resume and choice and isinstance(choice.get("epoch"), int)):
+        return []
+    total, done = get_path(spec, "train.num_epochs"), choice["epoch"]
+    if not isinstance(total, int) or total > done:
+        return []
+    return [problem("overrides.num_epochs", f"num_epochs {total} is not above the checkpoint's epoch {done}: a "
+                    "resume would train nothing", f"pass overrides={{'num_epochs': {done + 1}}} or more (epoch "
+                    f"{done} + the epochs you want), or evaluate epoch {done} instead", value=total,
+                    code="RESUME_NO_EPOCHS_LEFT")]
+
+
 def landed_overrides(overrides: dict[str, Any] | None, spec: dict[str, Any]) -> list[dict[str, Any]]:
     """Each key the user overrode, with the value it has in the written spec (shorthands expanded)."""
     if not overrides:
@@ -87,7 +101,8 @@ def lineage(req: "BuildSpecInput", spec: dict[str, Any], choice: dict[str, Any] 
     if req.action != "train":
         return None
     loaded = get_path(spec, "train.resume_training_checkpoint_path")
-    where = choice.get("path") if choice else req.checkpoint
+    # The host file the weights come from; a pretrained_checkpoint or a bare container path still names it.
+    where = (choice.get("path") if choice else None) or req.checkpoint or req.pretrained_checkpoint or loaded
     if not loaded:
         return None
     if get_path(spec, "train.resume"):

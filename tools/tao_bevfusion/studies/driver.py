@@ -9,6 +9,8 @@ and relaunches (from the exact last checkpoint) a trial whose container vanished
 any tool call that finds an unfinished study without a live driver starts one (ensure_driver).
 """
 
+import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -27,6 +29,7 @@ from tao_bevfusion.jobs.store import Job
 
 LOCK_FILE = StudyFiles.DRIVER_LOCK
 PID_FILE = StudyFiles.DRIVER_INFO
+MAX_TICK_ERRORS = 30  # ticks failing in a row before the driver exits (the next poll starts another)
 
 
 def tick_seconds() -> float:
@@ -50,12 +53,20 @@ def driver_alive(folder: Path) -> bool:
     return False
 
 
-def driver_info(folder: Path) -> dict[str, Any]:
+def _pid_file(folder: Path) -> dict[str, Any]:
     try:
         info = json.loads((folder / PID_FILE).read_text())
     except (OSError, ValueError):
-        info = {}
-    return {"pid": info.get("pid"), "started_at": info.get("started_at"), "alive": driver_alive(folder)}
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+def driver_info(folder: Path) -> dict[str, Any]:
+    info = _pid_file(folder)
+    out = {"pid": info.get("pid"), "started_at": info.get("started_at"), "alive": driver_alive(folder)}
+    if info.get("error"):
+        out["error"] = str(info["error"])[:600]
+    return out
 
 
 def spawn_driver(study_id: str, folder: Path, ctx: AppContext) -> int:
@@ -81,6 +92,11 @@ def ensure_driver(job: Job, ctx: AppContext) -> bool:
     folder = Path(job.results_dir)
     if driver_alive(folder):
         return False
+    error = _pid_file(folder).get("error")
+    if error:  # the last driver gave up: record its cause instead of respawning one that dies the same way
+        ctx.store.update(job.id, state="failed", verdict={"outcome": "failed", "reason": str(error)[:600]},
+                         finished_at=time.time())
+        return False
     spawn_driver(job.id, folder, ctx)
     return True
 
@@ -102,7 +118,11 @@ def main(argv: list[str]) -> int:
     (folder / PID_FILE).write_text(json.dumps({"pid": os.getpid(), "started_at": time.time()}))
     from tao_bevfusion.studies.loop import StudyLoop
 
-    loop = StudyLoop(study_id, ctx)
+    try:
+        loop = StudyLoop(study_id, ctx)
+    except Exception as exc:  # study.db lost or unreadable, a full disk: no driver can ever run this study
+        give_up(study_id, folder, ctx, f"cannot open the study: {_cause(exc)}")
+        return 1
     loop.log(f"driver {os.getpid()} started")
     errors = 0
     while True:
@@ -112,12 +132,51 @@ def main(argv: list[str]) -> int:
             errors = 0
         except Exception as exc:  # one bad tick (a busy DB, an engine hiccup) must not end the study
             errors += 1
-            loop.log(f"tick failed ({errors}): {exc.__class__.__name__}: {str(exc)[:300]}")
-            if errors >= 30:
+            loop.log(f"tick failed ({errors}): {_cause(exc)}")
+            if fatal(exc) and errors >= 2:
+                give_up(study_id, folder, ctx, f"{errors} ticks in a row failed, the last with {_cause(exc)}")
+                return 1
+            if errors >= MAX_TICK_ERRORS:
                 return 1  # the next tool call starts a fresh driver
         time.sleep(tick_seconds() * (1 if errors == 0 else min(errors, 5)))
     loop.log("driver finished")
     return 0
+
+
+FATAL_ERRNO = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
+FATAL_TEXT = ("database or disk is full", "readonly database", "no such table", "disk i/o error",
+              "file is not a database", "database disk image is malformed")
+
+
+def fatal(exc: BaseException) -> bool:
+    """An error no retry cures by itself (a full or read-only disk, a lost or damaged study.db)."""
+    if isinstance(exc, OSError) and exc.errno in FATAL_ERRNO:
+        return True
+    text = str(exc).lower()
+    return any(t in text for t in FATAL_TEXT)
+
+
+def _cause(exc: BaseException) -> str:
+    return f"{exc.__class__.__name__}: {str(exc)[:300]}"
+
+
+def give_up(study_id: str, folder: Path, ctx: AppContext, cause: str) -> None:
+    """End the study failed with the cause, stopping its running trials; finished trials' results (trials.json,
+    best.json, their jobs) stay as they are. Each step is tried on its own: on a full disk some may fail."""
+    from tao_bevfusion.jobs.cancel import stop_run
+
+    reason = (f"the study driver cannot work ({cause}); trials that finished keep their results. Fix the "
+              "cause (disk space, the study folder), then run a new study")
+    print(f"[{time.strftime('%H:%M:%S')}] driver error: {reason}", flush=True)
+    with contextlib.suppress(OSError, ValueError):
+        (folder / PID_FILE).write_text(json.dumps({"pid": os.getpid(), "error": reason, "failed_at": time.time()}))
+    try:
+        ctx.store.update(study_id, state="failed", verdict={"outcome": "failed", "reason": reason},
+                         finished_at=time.time())
+        for job in ctx.store.query(owner_id=study_id, state="running", limit=100):
+            stop_run(job, True, ctx)
+    except Exception as exc:  # the poller records the error from driver.json instead
+        print(f"driver error: could not record the failure: {_cause(exc)}", flush=True)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
+from tao_bevfusion.core.calls import call_text
 from tao_bevfusion.core.errors import InputError, problem
 from tao_bevfusion.core.fsio import atomic_write
 from tao_bevfusion.core.layout import SPECS_DIR, StudyFiles, study_folder
@@ -109,6 +110,7 @@ def gate(inp: "RunActionInput", ctx: AppContext) -> GateResult | None:
     refuse_in_state_dir(folder, "results_dir", ctx.settings, allowed="runs")
     plan = make_plan(inp, study_id, folder, data_root, base_spec)
     rv = plan_review(plan, _confirm_call(inp))
+    _gpu_hours(rv, data_root, ctx)
     routing = decision.model_dump()
     if inp.dry_run or not inp.confirm:
         if not inp.results_dir:
@@ -127,7 +129,20 @@ def gate(inp: "RunActionInput", ctx: AppContext) -> GateResult | None:
     job = start_study(plan, rv, ctx)
     return GateResult(job_id=job.id, state=job.state, review=rv, routing=routing, message=(
         f"study {job.id} started ({plan.trials} trials, {plan.concurrent} at a time); poll "
-        f"get_job(job_id='{job.id}'), stop with cancel_job(job_id='{job.id}')"))
+        f"{call_text('get_job', {'job_id': job.id})}, stop with {call_text('cancel_job', {'job_id': job.id})}"))
+
+
+def _gpu_hours(rv: StudyReview, data_root: str, ctx: AppContext) -> None:
+    """GPU-hours from the GPU-seconds per epoch of the newest succeeded train run on this data root."""
+    for job in ctx.store.query(state="succeeded", action="train", limit=50):
+        hyper = job.meta.hyper or {}
+        epochs, took = hyper.get("epochs"), (job.finished_at or 0) - (job.started_at or 0)
+        if job.data_root != data_root or not isinstance(epochs, int) or epochs < 1 or took <= 0:
+            continue
+        per_epoch = took * int(hyper.get("num_gpus") or 1) / epochs
+        rv.estimated_gpu_hours = round(rv.estimated_cost_gpu_epochs * per_epoch / 3600, 3)
+        rv.gpu_hours_basis = f"{per_epoch:.0f} GPU-seconds per epoch measured on {job.id}"
+        return
 
 
 def start_study(plan: StudyPlan, rv: StudyReview, ctx: AppContext) -> Job:

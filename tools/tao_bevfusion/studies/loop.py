@@ -35,6 +35,12 @@ def last_checkpoint(results_dir: Path) -> Path | None:
     return found[max(found)] if found else None
 
 
+def never_started(job: Job) -> bool:
+    """A trial job whose launch was interrupted before any container existed (its submitter died)."""
+    return not job.handle and not job.started_at and job.state in ("failed", "canceled") \
+        and not job.cancel_requested
+
+
 class StudyLoop:
     def __init__(self, study_id: str, ctx: AppContext) -> None:
         self.ctx, self.id = ctx, study_id
@@ -84,7 +90,7 @@ class StudyLoop:
             results = trial.user_attrs.get("results_dir")
             adopted = self.ctx.store.active_for_results(str(results)) if results else []
             if not adopted:
-                self._launch(trial.number, dict(trial.params), int(trial.user_attrs.get("slot", self._free_slot())))
+                self._launch_again(trial, results)
                 return
             job_id = adopted[0].id
             self.ctx.store.update(job_id, owner_id=self.id)
@@ -127,6 +133,10 @@ class StudyLoop:
         elif outcome == "lost" and int(trial.user_attrs.get("relaunches", 0)) < MAX_RELAUNCHES:
             self._relaunch(trial, job)
             return
+        elif never_started(job):  # the driver died inside the launch: the trial itself did not fail
+            self.log(f"trial {trial.number}: the launch of {job.id} was interrupted; launching it again")
+            self._launch_again(trial, job.results_dir)
+            return
         else:
             errors = "; ".join(str(e.get("message", ""))[:120] for e in job.errors[:2])
             patterns = "; ".join(f"{m.pattern}: {m.evidence[:160]}"
@@ -141,6 +151,15 @@ class StudyLoop:
                  + (f"from {ckpt.name}" if ckpt else "from scratch"))
         self._launch(trial.number, dict(trial.params), int(trial.user_attrs.get("slot", 0)), resume_from=ckpt,
                      relaunches=int(trial.user_attrs.get("relaunches", 0)) + 1)
+
+    def _launch_again(self, trial: FrozenTrial, results: object) -> None:
+        """Launch a trial whose launch was interrupted; a folder the interrupted launch already wrote into is
+        left as it is (a launch never reuses a folder) and the trial gets the next one."""
+        relaunches = int(trial.user_attrs.get("relaunches", 0))
+        if results and Path(str(results)).exists():
+            relaunches += 1
+        slot = int(trial.user_attrs.get("slot", self._free_slot()))
+        self._launch(trial.number, dict(trial.params), slot, relaunches=relaunches)
 
     def _launch(self, number: int, params: dict[str, Any], slot: int, resume_from: Path | None = None,
                 relaunches: int = 0) -> None:
@@ -204,15 +223,43 @@ class StudyLoop:
         return True
 
     def _wind_down(self, why: str) -> None:
+        """Stop the running trials; one already validated keeps its best AP11 (and its checkpoints)."""
         for trial in self.running():
             job_id = trial.user_attrs.get("job_id")
+            kept = False
             if job_id:
                 job = self.ctx.store.get(job_id)
                 if not job.terminal:
                     stop_run(job, False, self.ctx)
-                    refresh(self.ctx.store.get(job.id), self.ctx)
-            S.finish(self.study, trial.number, "failed", reason=why)
+                    job = refresh(self.ctx.store.get(job.id), self.ctx)
+                self._feed(trial, job)  # the validations it wrote before the stop
+                kept = self._validated_checkpoint(trial.number, job)
+            S.finish(self.study, trial.number, "complete" if kept else "failed",
+                     reason=f"{why}; stopped after its validated epochs (AP kept)" if kept else why)
+        if self.job.cancel_requested:
+            self._keep_best_on_cancel()
         self.snapshot()
+
+    def _validated_checkpoint(self, number: int, job: Job) -> bool:
+        curve = self.study.get_trials(deepcopy=False)[number].intermediate_values
+        if not curve:
+            return False
+        best_epoch = max(curve, key=lambda e: (curve[e], -e))
+        return (layout.train_dir(Path(job.results_dir)) / f"epoch_{best_epoch}.pth").is_file()
+
+    def _keep_best_on_cancel(self) -> None:
+        """A canceled study still names its best trial and writes best_rec.json (its verdict says so)."""
+        best = S.best_trial(self.study)
+        if best is None:
+            return
+        ckpt = self.best_checkpoint(best)
+        S.write_best_rec(self.folder, S.best_rec(self.study, experiment_id=self.id, checkpoint_uri=str(ckpt)))
+        kept = len(self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+        reason = (f"canceled on request; kept the validated AP11 of {kept} trial(s); best trial {best.number}: "
+                  f"AP11 {best.value} at epoch {best.user_attrs.get('best_epoch')} ({best.user_attrs.get('job_id')}), "
+                  f"checkpoint {ckpt}; best_rec.json written")
+        self.ctx.store.update(self.id, verdict={"outcome": "canceled", "reason": reason})
+        self.log(reason)
 
     def _finalize(self) -> None:
         best = S.best_trial(self.study)

@@ -46,14 +46,21 @@ class StudyPlan(BaseModel):
     base: dict[str, Any] = Field(description="run_action inputs every trial shares.")
     overrides: dict[str, Any] = Field(description="The user's overrides (dotted leaves), study-owned keys removed.")
     seed: int | None = None
+    fixed: dict[str, Any] = Field(default_factory=dict, description=(
+        "Hyperparameters the user set in overrides and did not ask to search: kept at their value in every trial."))
+    nodes: int = Field(default=1, description="Nodes per trial (multi-node backends).")
+    scheduled: bool = Field(default=False, description=(
+        "The scheduler (Slurm, Kubernetes) gives each trial its GPUs: trials name no host GPU ids."))
 
     def trial_input(self, number: int, params: dict[str, Any], slot: int) -> dict[str, Any]:
         """run_action inputs of trial `number`: its values over the user's, the budget, its own folder."""
         overrides = {**self.overrides, **params, EPOCHS_KEY: self.settings.automl_max_epochs,
                      CKPT_KEY: self.validation_interval}
-        return {**self.base, "action": "train", "automl_policy": "off", "overrides": overrides,
-                "results_dir": str(trial_dir(Path(self.folder), number)),
-                "gpus": self.gpu_slots[slot % len(self.gpu_slots)]}
+        out = {**self.base, "action": "train", "automl_policy": "off", "overrides": overrides,
+               "results_dir": str(trial_dir(Path(self.folder), number))}
+        if not self.scheduled:
+            out["gpus"] = self.gpu_slots[slot % len(self.gpu_slots)]
+        return out
 
     def save(self) -> Path:
         path = Path(self.folder) / STUDY_FILE
@@ -96,16 +103,35 @@ def _user_overrides(inp: "RunActionInput", settings: AutoMLSettings) -> tuple[di
     return flat, settings
 
 
+def _keep_user_fixed(space: SearchSpace, overrides: dict[str, Any],
+                     settings: AutoMLSettings) -> tuple[SearchSpace, dict[str, Any]]:
+    """A value the user set stays fixed (not searched) unless they listed it in automl_hyperparameters."""
+    from tao_bevfusion.studies.space import shorthands
+
+    aliases = shorthands()
+    asked = {aliases.get(k, k) for k in settings.automl_hyperparameters or []}
+    fixed = {k: overrides[k] for k in [p.key for p in space.params] if k in overrides and k not in asked}
+    kept = SearchSpace(params=[p for p in space.params if p.key not in fixed])
+    if fixed and not kept.params:
+        raise InputError(problem("overrides", f"you fixed every searched hyperparameter ({sorted(fixed)}): "
+                                 "nothing is left to search", "drop automl (automl_policy='off') for one run, or "
+                                 "list the ones to search in automl_settings.automl_hyperparameters"))
+    return kept, fixed
+
+
 def make_plan(inp: "RunActionInput", study_id: str, folder: Path, data_root: str,
               base_spec: str | None) -> StudyPlan:
     """Validate the study's inputs (every problem an InputError naming its field) and plan it."""
     settings = parse_settings(inp.automl_settings)
     overrides, settings = _user_overrides(inp, settings)
     space = build_space(settings, user_values={k: v for k, v in overrides.items() if k not in STUDY_OWNED})
+    space, fixed = _keep_user_fixed(space, overrides, settings)
     searched: list[str] = space.keys()
     for key in searched:
         overrides.pop(key, None)  # the trial's own value wins; the user's is the baseline
-    gpus = list(inp.gpus) if inp.gpus is not None else host_gpu_ids()
+    # On a cluster the scheduler gives each trial its GPUs; this host's own GPUs are not the study's.
+    scheduled = inp.gpus is None and inp.backend in ("slurm", "kubernetes")
+    gpus = list(inp.gpus) if inp.gpus is not None else ([] if scheduled else host_gpu_ids())
     per_trial = inp.num_gpus or 1
     trials = settings.trials(len(gpus))
     concurrent = min(settings.concurrency(len(gpus), per_trial), trials)
@@ -117,16 +143,21 @@ def make_plan(inp: "RunActionInput", study_id: str, folder: Path, data_root: str
     if base_spec:
         base["base_spec"] = base_spec
     seed = Settings.from_env().automl_seed
-    return StudyPlan(study_id=study_id, folder=str(folder), settings=settings, space=space, trials=trials,
+    return StudyPlan(fixed=fixed, nodes=max(1, inp.num_nodes or 1), scheduled=scheduled,
+                     study_id=study_id, folder=str(folder), settings=settings, space=space, trials=trials,
                      concurrent=concurrent, gpu_slots=slots, validation_interval=int(val) if isinstance(val, int)
                      else 1, base=base, overrides=overrides, seed=seed)
 
 
 def plan_review(plan: StudyPlan, confirm_call: Any) -> StudyReview:
     gpus = [g for slot in plan.gpu_slots for g in slot]
-    per_trial = len(plan.gpu_slots[0]) if gpus else 1
+    per_trial = len(plan.gpu_slots[0]) if gpus else int(plan.base.get("num_gpus") or 1)
     settings = plan.settings.model_copy(update={"automl_max_recommendations": plan.trials,
                                                 "automl_max_concurrent": plan.concurrent})
-    out = review(settings, plan.space, gpus=gpus, gpus_per_trial=per_trial,
+    out = review(settings, plan.space, gpus=gpus, gpus_per_trial=per_trial, nodes=plan.nodes, scheduled=plan.scheduled,
                  validation_interval=plan.validation_interval, results_dir=plan.folder, confirm_call=confirm_call)
+    if plan.fixed:
+        shown = ", ".join(f"{k}={v!r}" for k, v in plan.fixed.items())
+        out.notes.insert(0, f"kept fixed at your values, not searched: {shown} (list them in "
+                         "automl_settings.automl_hyperparameters to search them)")
     return out

@@ -45,7 +45,8 @@ class ReviewBudget(BaseModel):
 
 class ReviewConcurrency(BaseModel):
     concurrent: int = Field(description="Trials running at once.")
-    gpus_per_trial: int
+    gpus_per_trial: int = Field(description="GPUs each trial uses: nodes_per_trial x GPUs per node.")
+    nodes_per_trial: int = Field(default=1, description="Nodes each trial runs on (Slurm/Kubernetes multi-node).")
     gpu_slots: list[list[str]] = Field(description="Host GPU ids each concurrent trial gets ([] = none).")
 
 
@@ -60,6 +61,10 @@ class StudyReview(BaseModel):
     baseline: dict[str, Any] = Field(description="Trial 0: the user's/default values, run first.")
     estimated_cost_gpu_epochs: float = Field(description="Expected GPU-epochs (pruning included, rough).")
     max_cost_gpu_epochs: float = Field(description="Upper bound: every trial runs every epoch.")
+    estimated_gpu_hours: float | None = Field(default=None, description=(
+        "GPU-epochs x the GPU-seconds per epoch measured on a past train job of this data root (null when none)."))
+    gpu_hours_basis: str = Field(default="no past train job on this data root: run one epoch to measure", description=(
+        "Where the GPU-hours figure comes from."))
     cost_note: str
     results_dir: str = Field(description="Where the study folder, trials and best_rec.json go.")
     confirm_call: Any = Field(description="The exact call that starts this study.")
@@ -77,6 +82,8 @@ class StudyReview(BaseModel):
         lines.append(f"Concurrency: {c.concurrent} at once, {c.gpus_per_trial} GPU(s) each, slots {c.gpu_slots}.")
         lines.append(f"Cost: about {self.estimated_cost_gpu_epochs:g} GPU-epochs (at most "
                      f"{self.max_cost_gpu_epochs:g}); {self.cost_note}")
+        hours = f"about {self.estimated_gpu_hours:g} GPU-hours" if self.estimated_gpu_hours is not None else "GPU-hours"
+        lines.append(f"{hours} ({self.gpu_hours_basis}).")
         lines.append(f"Results: {self.results_dir}. Confirm with: {json.dumps(self.confirm_call)}")
         lines += [f"Note: {n}" for n in self.notes]
         return "\n".join(lines)
@@ -115,8 +122,8 @@ def startup_trials(trials: int) -> int:
     return max(2, min(5, trials // 3))
 
 
-def review(settings: AutoMLSettings, space: SearchSpace, *, gpus: list[str], gpus_per_trial: int = 1,
-           validation_interval: int = 1, results_dir: str, confirm_call: Any) -> StudyReview:
+def review(settings: AutoMLSettings, space: SearchSpace, *, gpus: list[str], gpus_per_trial: int = 1, nodes: int = 1,
+           scheduled: bool = False, validation_interval: int = 1, results_dir: str, confirm_call: Any) -> StudyReview:
     """The review object. `gpus` are the host GPU ids the study may use ([] = trials get no GPUs)."""
     trials = settings.trials(len(gpus))
     concurrent = min(settings.concurrency(len(gpus), gpus_per_trial), trials)
@@ -126,13 +133,15 @@ def review(settings: AutoMLSettings, space: SearchSpace, *, gpus: list[str], gpu
     eta = settings.automl_reduction_factor
     epochs = settings.automl_max_epochs
     per_trial = expected_epochs(epochs, rungs, eta)
-    gpu_factor = max(gpus_per_trial, 1)
+    gpu_factor = max(gpus_per_trial, 1) * max(nodes, 1)  # GPUs per trial = nodes x GPUs per node
     algorithm = settings.automl_algorithm
     pruning = "none" if not rungs else f"{algorithm}, reduction factor {eta}, first rung at epoch {rungs[0]}"
     waves = math.ceil(trials / concurrent)
     notes = [f"{waves} wave(s) of {concurrent} trial(s); wall time is about {waves} x the time of one "
              f"{epochs}-epoch run" + (" or less with pruning" if rungs else "")]
-    if not gpus:
+    if scheduled:
+        notes.append(f"the scheduler gives each trial {nodes} node(s) x {gpus_per_trial} GPU(s) = {gpu_factor} GPU(s)")
+    elif not gpus:
         notes.append("no GPUs requested (gpus=[]): trials run without GPUs; cost is counted per trial-epoch")
     if algorithm == "hyperband":
         notes.append("hyperband brackets start their first rung at different epochs; rungs shown are bracket 0's")
@@ -144,7 +153,8 @@ def review(settings: AutoMLSettings, space: SearchSpace, *, gpus: list[str], gpu
                       for p in space.params],
         budget=ReviewBudget(trials=trials, epochs_per_trial=epochs, validation_interval=validation_interval,
                             pruning=pruning, pruning_rungs=rungs, reduction_factor=eta if rungs else None),
-        concurrency=ReviewConcurrency(concurrent=concurrent, gpus_per_trial=gpus_per_trial, gpu_slots=slots),
+        concurrency=ReviewConcurrency(concurrent=concurrent, gpus_per_trial=gpus_per_trial * max(nodes, 1),
+                                      nodes_per_trial=max(nodes, 1), gpu_slots=slots),
         baseline=space.baseline(),
         estimated_cost_gpu_epochs=round(trials * per_trial * gpu_factor, 1),
         max_cost_gpu_epochs=float(trials * epochs * gpu_factor),

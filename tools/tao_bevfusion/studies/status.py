@@ -98,13 +98,33 @@ def cancel_study(job: Job, force: bool, ctx: AppContext) -> tuple[str, str]:
     deadline = time.monotonic() + CANCEL_WAIT
     pending = [t for t in trials
                if not wait_sync(t.id, max(0.0, deadline - time.monotonic()), ctx, interval=0.5).terminal]
-    store.update(job.id, state="canceled", finished_at=time.time(),
-                 verdict={"outcome": "canceled", "reason": f"canceled on request ({len(trials)} running trials "
-                          "stopped)"})
-    milestones.ended(job.id, "canceled", "canceled on request", None)
     ensure_driver(store.get(job.id), ctx)
+    deadline = time.monotonic() + 10  # the driver keeps validated trials and writes best_rec.json
+    while trials and time.monotonic() < deadline and _still_running(job):
+        time.sleep(0.5)
+    kept = _kept(job)
+    # Ended last (a terminal job takes no more writes); if the driver ended it meanwhile, its verdict stands.
+    store.update(job.id, state="canceled", finished_at=time.time(), verdict={"outcome": "canceled", "reason": (
+        f"canceled on request; {kept}" if kept else f"canceled on request ({len(trials)} running trials stopped)")})
+    milestones.ended(job.id, "canceled", "canceled on request", None)
     left = f"; {len(pending)} trial(s) still stopping" if pending else ""
-    return store.get(job.id).state, f"study canceled, {len(trials) - len(pending)} trial(s) stopped{left}"
+    said = f"; {kept}" if kept else "; no stopped trial had a validated AP11 with its checkpoint (nothing kept)"
+    return store.get(job.id).state, f"study canceled, {len(trials) - len(pending)} trial(s) stopped{left}{said}"
+
+
+def _still_running(job: Job) -> bool:
+    return any(t.get("state") == "running" for t in snapshot(Path(job.results_dir)).get("trials", []))
+
+
+def _kept(job: Job) -> str | None:
+    """What a stopped study kept: its best trial (validated AP11, exact checkpoint) and best_rec.json."""
+    snap = snapshot(Path(job.results_dir))
+    best = snap.get("best")
+    if not best or not (Path(job.results_dir) / "best_rec.json").is_file():
+        return None
+    done = sum(1 for t in snap.get("trials", []) if t.get("state") == "complete")
+    return (f"kept the validated AP11 of {done} trial(s); best trial {best['trial']}: AP11 {best['value']} at "
+            f"epoch {best['epoch']} ({best['job_id']}), checkpoint {best['checkpoint']}; best_rec.json written")
 
 
 def study_best(job: Job) -> tuple[str, int]:

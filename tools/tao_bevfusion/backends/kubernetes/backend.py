@@ -87,6 +87,21 @@ def _volumes(req: LaunchRequest, opts: KubernetesOptions, spec_dir: str) -> list
     return out
 
 
+def _host_path_notes(req: LaunchRequest, opts: KubernetesOptions) -> list[str]:
+    """hostPath volumes live on whichever node runs each pod: results written there are scattered over nodes
+    (and a second pod may not see the data). Said in the plan, with the PVC alternative."""
+    bare = [m for m in req.mounts if m.container not in opts.claims and m.container != req.results_container_dir]
+    notes = []
+    if req.results_container_dir not in opts.claims:
+        notes.append(f"warning: results go to hostPath {req.results_dir} on whichever node runs each pod (not "
+                     "this machine unless it is that node); use a PVC: backend_options={'claims': "
+                     f"{{'{req.results_container_dir}': '<pvc name>'}}}}")
+    if bare:
+        notes.append(f"warning: hostPath volumes {[m.host for m in bare][:4]} must exist under the same paths on "
+                     "every node; or mount PVCs with backend_options.claims")
+    return notes
+
+
 class KubernetesBackend(Backend):
     name = "kubernetes"
     capabilities: ClassVar[Capabilities] = Capabilities(
@@ -117,6 +132,7 @@ class KubernetesBackend(Backend):
         notes = [f"Indexed Job: {req.num_nodes} pod(s) x {gpus} GPU(s) in namespace {opts.namespace}; rank = "
                  "completion index; node 0 by its DNS name through the headless Service",
                  "not tested against a live cluster (manifests validated against the official schemas)"]
+        notes += _host_path_notes(req, opts)
         return KubernetesPlan(backend=self.name, job_id=req.job_id, command=command,
                               equivalent_cli=["kubectl", "apply", "-n", opts.namespace, "-f", "<plan.yaml>"],
                               mounts=req.mounts, env=env, user=f"{os.getuid()}:{os.getgid()}", devices=req.gpus,

@@ -173,8 +173,17 @@ def _apptainer_step(job: SlurmJob) -> list[str]:
     ]
 
 
+def pyxis_image(image: str) -> str:
+    """pyxis/enroot name a registry as `registry#image` (nvcr.io#nvidia/tao/...); Docker Hub names stay as they
+    are. A reference already in that form is kept."""
+    first, sep, rest = image.partition("/")
+    if "#" in image or not sep or not ("." in first or ":" in first or first == "localhost"):
+        return image
+    return f"{first}#{rest}"
+
+
 def _pyxis_srun_opts(job: SlurmJob) -> list[str]:
-    opts = [f"--container-image={shlex.quote(job.image)}",
+    opts = [f"--container-image={shlex.quote(pyxis_image(job.image))}",
             # Forces these over the image's values (pyxis lets the image's env win otherwise).
             # The rank variables are set inside the container by the step function, after the image's env.
             "--container-env=" + ",".join(n for n in _container_env_names(job) if n not in RANK_VARS)]

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from tao_bevfusion.kitti.frames import box_corners
-from tao_bevfusion.present.viz.figure import png, pyplot
+from tao_bevfusion.present.viz.figure import MAX_LABELS, add_lines, png, pyplot
 from tao_bevfusion.present.viz.scene import GT_COLOR, OTHER_COLOR, PRED_COLOR, Scene
 
 VIEW = (-5.0, 40.0, -22.5, 22.5)  # x_min, x_max, y_min, y_max in metres
@@ -65,23 +65,28 @@ def view_for(scene: Scene, view: tuple[float, float, float, float] = VIEW) -> tu
 
 def draw_boxes(ax: Any, boxes: np.ndarray, color: str, scores: np.ndarray | None = None, lw: float = 1.6,
                style: str = "-", label_size: float = 7.0) -> None:
-    """Footprints (y, x axes), a heading tick from the centre to the front edge, and the score."""
+    """Footprints (y, x axes), a heading tick from the centre to the front edge, and the score (of the first
+    MAX_LABELS boxes); drawn as one collection, so a few hundred boxes cost one artist."""
+    lines = []
     for i, corners in enumerate(box_corners(boxes)):
-        foot = corners[[0, 1, 2, 3, 0], :2]
-        ax.plot(foot[:, 1], foot[:, 0], style, color=color, lw=lw, solid_capstyle="butt")
+        lines.append(corners[[0, 1, 2, 3, 0], :2][:, ::-1])
         centre, front = corners[:4, :2].mean(axis=0), corners[:2, :2].mean(axis=0)
-        ax.plot([centre[1], front[1]], [centre[0], front[0]], "-", color=color, lw=lw)
-        if scores is not None and label_size:
+        lines.append(np.array([centre, front])[:, ::-1])
+        if scores is not None and label_size and i < MAX_LABELS:
             ax.annotate(f"{scores[i]:.2f}", (corners[:4, 1].min(), corners[:4, 0].max()), color=color,
                         fontsize=label_size, xytext=(2, 2), textcoords="offset points")
+    add_lines(ax, lines, color, lw, style)
 
 
 def _legend(ax: Any, scene: Scene) -> None:
     from matplotlib.lines import Line2D
 
-    n_pred, n_hidden = int(scene.shown.sum()), int((~scene.shown).sum())
-    handles = [Line2D([], [], color=PRED_COLOR, lw=2,
-                      label=f"predicted person >= {scene.threshold:g} ({n_pred}; {n_hidden} below not drawn)")]
+    n_pred, n_hidden = int(scene.shown.sum()), int((~scene.above).sum())
+    more = int(scene.above.sum()) - n_pred
+    label = f"predicted person >= {scene.threshold:g} ({n_pred}; {n_hidden} below not drawn)"
+    if more:
+        label = f"predicted person >= {scene.threshold:g} (best {n_pred}; {more} more and {n_hidden} below not drawn)"
+    handles = [Line2D([], [], color=PRED_COLOR, lw=2, label=label)]
     if len(scene.gt_person) or len(scene.gt_other):
         handles.append(Line2D([], [], color=GT_COLOR, lw=2, ls="--",
                               label=f"ground truth person ({len(scene.gt_person)})"))

@@ -8,7 +8,7 @@ import numpy as np
 
 from tao_bevfusion.core.errors import InputError, problem
 from tao_bevfusion.kitti.frames import Calib, box_corners, project_box_edges
-from tao_bevfusion.present.viz.figure import png, pyplot
+from tao_bevfusion.present.viz.figure import MAX_LABELS, add_lines, png, pyplot
 from tao_bevfusion.present.viz.scene import GT_COLOR, OTHER_COLOR, PRED_COLOR, Scene
 
 MAX_PNG_BYTES = 300 * 1024
@@ -28,14 +28,15 @@ class CameraRender:
 
 def _draw(ax: Any, boxes: np.ndarray, calib: Calib, color: str, lw: float, style: str = "-",
           scores: np.ndarray | None = None) -> None:
+    lines = []
     for i, corners in enumerate(box_corners(boxes)):
         segs = project_box_edges(corners, calib)
-        for seg in segs:
-            ax.plot(seg[:, 0], seg[:, 1], style, color=color, lw=lw)
-        if scores is not None and segs:
+        lines.extend(segs)
+        if scores is not None and segs and i < MAX_LABELS:
             pts = np.concatenate(segs)
             ax.annotate(f"{scores[i]:.2f}", (pts[:, 0].min(), pts[:, 1].min()), color=color, fontsize=7,
                         xytext=(0, 3), textcoords="offset points")
+    add_lines(ax, lines, color, lw, style)
 
 
 def _shrink(png: bytes, limit: int) -> bytes:

@@ -4,6 +4,10 @@ turned into PNG bytes and closed (an open figure per call would leak memory in a
 import io
 from typing import Any
 
+import numpy as np
+
+MAX_LABELS = 40  # score labels per picture (the first boxes drawn)
+
 
 def pyplot() -> Any:
     """matplotlib.pyplot on the Agg backend."""
@@ -21,3 +25,11 @@ def png(fig: Any, dpi: float | None = None) -> bytes:
     fig.savefig(buf, format="png", **({"dpi": dpi} if dpi is not None else {}))
     pyplot().close(fig)
     return buf.getvalue()
+
+
+def add_lines(ax: Any, lines: list[np.ndarray], color: str, lw: float, style: str) -> None:
+    from matplotlib.collections import LineCollection
+
+    if lines:
+        dash = {"-": "solid", "--": "dashed", ":": "dotted", "-.": "dashdot"}.get(style, "solid")
+        ax.add_collection(LineCollection(lines, colors=color, linewidths=lw, linestyles=dash, capstyle="butt"))

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tao_bevfusion.core import layout
+from tao_bevfusion.core.calls import call_text
 from tao_bevfusion.core.errors import InputError, problem
 from tao_bevfusion.core.yamlio import read_mapping, read_recorded_mapping
 from tao_bevfusion.evidence.predictions import (
@@ -73,9 +74,10 @@ def detections(job: Job) -> tuple[DetectionSummary | None, list[str]]:
             return None, []
         return None, [f"detections: none to show - {exc.problems[0].message}"]
     lines = summary_text(summary, rows=3).splitlines()
-    first = summary.per_frame[0].frame if summary.per_frame else "<frame>"
-    lines.append(f"pictures: get_job(job_id='{job.id}', frames=['{first}']) or resource "
-                 f"tao-bevfusion://jobs/{job.id}/bev/{first}.png")
+    if summary.per_frame:
+        first = summary.per_frame[0].frame
+        call = call_text("get_job", {"job_id": job.id, "frames": [first]})
+        lines.append(f"pictures: {call} or resource tao-bevfusion://jobs/{job.id}/bev/{first}.png")
     return summary, lines
 
 
