@@ -107,6 +107,8 @@ def _build_tool(t: api.ToolDef) -> Tool:
             view = await anyio.to_thread.run_sync(apps.view_meta, t, inp, model, app, ctx)
         except ToolFailure as exc:
             raise ToolError(exc.render()) from exc
+        except ToolError:
+            raise  # already a deliberate tool error (e.g. a refused or malformed approval): not a crash
         except Exception as exc:  # a bug: the type, one line of cause and a next call; traceback to the log only
             log.exception("tool %s crashed", t.name)
             raise ToolError(tool_crash_text(t.name, kwargs, exc)) from exc
