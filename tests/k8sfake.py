@@ -29,6 +29,7 @@ from kubernetes.client import (
     V1PersistentVolumeClaim,
     V1PersistentVolumeClaimStatus,
     V1Pod,
+    V1PodCondition,
     V1PodList,
     V1PodStatus,
     V1PodTemplateSpec,
@@ -64,6 +65,7 @@ class Cluster:
     claims: dict[str, str] = field(default_factory=dict)  # name -> phase
     refuse: dict[str, ApiException] = field(default_factory=dict)  # kind -> error on create
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    kueue: bool = False  # Kueue installed: its webhook suspends a Job that names a queue until it is admitted
 
     def api(self, context: str | None = None) -> Api:
         self.calls.append(("load_config", {"context": context}))
@@ -83,7 +85,22 @@ class Cluster:
         key = (kind, namespace, body["metadata"]["name"])
         if key in self.objects:
             raise api_exception(409, "Conflict", f'{kind.lower()}s "{key[2]}" already exists')
+        if kind == "Job" and self.kueue and "kueue.x-k8s.io/queue-name" in body["metadata"].get("labels", {}):
+            body = {**body, "spec": {**body["spec"], "suspend": True}}
         self.objects[key] = body
+
+    def admit(self, namespace: str, name: str) -> None:
+        """Kueue admits the Job: unsuspended."""
+        body = self.objects[("Job", namespace, name)]
+        body["spec"]["suspend"] = False
+
+    def unschedulable(self, namespace: str, name: str, message: str) -> None:
+        """The Job's pods exist but no node can take them (the scheduler's condition on each pod)."""
+        self.run_pods(namespace, name, phase="Pending")
+        for (ns, _), pod in self.pods.items():
+            if ns == namespace and pod.metadata.labels.get("job-name") == name:
+                pod.status.conditions = [V1PodCondition(type="PodScheduled", status="False",
+                                                        reason="Unschedulable", message=message)]
 
     def delete(self, kind: str, namespace: str, name: str) -> V1Status:
         if (kind, namespace, name) not in self.objects:
@@ -200,8 +217,9 @@ class _Batch:
         spec = body["spec"]
         active = sum(1 for (ns, _), p in self.c.pods.items()
                      if ns == namespace and p.metadata.labels.get("job-name") == name and p.status.phase == "Running")
-        return V1Job(metadata=V1ObjectMeta(name=name, namespace=namespace),
+        return V1Job(metadata=V1ObjectMeta(name=name, namespace=namespace, labels=body["metadata"].get("labels")),
                      spec=V1JobSpec(completions=spec["completions"], parallelism=spec["parallelism"],
+                                    suspend=spec.get("suspend"),
                                     completion_mode=spec["completionMode"], template=V1PodTemplateSpec(
                                         metadata=V1ObjectMeta(labels=spec["template"]["metadata"]["labels"]))),
                      status=V1JobStatus(active=active or None, conditions=self.c.conditions.get((namespace, name))))

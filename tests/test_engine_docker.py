@@ -177,14 +177,17 @@ def test_cancel_is_recorded_and_idempotent(converted: Path):
 
 
 def test_external_kill_is_killed_not_canceled(converted: Path, engine: docker.DockerClient):
-    r = launch("train", converted, overrides={"num_epochs": 5, "batch_size": 1}, env={"FAKE_TAO_ITER_SECONDS": "1"})
+    # max_retries=0: the verdict itself (with retries on, a kill from outside is resumed: test_run_safety_docker)
+    r = launch("train", converted, overrides={"num_epochs": 5, "batch_size": 1}, env={"FAKE_TAO_ITER_SECONDS": "1"},
+               max_retries=0)
     engine.containers.get(f"tao-{r.job_id}").kill()
     s = finish(r.job_id)
     assert s.verdict.outcome == "killed" and s.state == "failed" and "outside" in s.verdict.reason
 
 
 def test_container_removed_behind_our_back_is_lost(converted: Path, engine: docker.DockerClient):
-    r = launch("train", converted, overrides={"num_epochs": 5, "batch_size": 1}, env={"FAKE_TAO_ITER_SECONDS": "1"})
+    r = launch("train", converted, overrides={"num_epochs": 5, "batch_size": 1}, env={"FAKE_TAO_ITER_SECONDS": "1"},
+               max_retries=0)
     engine.containers.get(f"tao-{r.job_id}").remove(force=True)
     s = finish(r.job_id)
     assert s.state == "unknown" and s.verdict.outcome == "lost"

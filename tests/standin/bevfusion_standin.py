@@ -12,6 +12,10 @@ no_mmdet3d | oom | long_log_line (one FAKE_TAO_LONG_MB-sized stdout line, defaul
 long_status_record (one 40 MB status.json record at train start and one after epoch 1's validation).
 FAKE_TAO_ITER_SECONDS sets the time per iteration (default 0.02). FAKE_TAO_FAIL_LR_ABOVE=x
 makes train fail like fail_at_iter (CUDA out of memory) only when train.optimizer.lr > x.
+FAKE_TAO_NAN_FROM_EPOCH=N makes the train loss NaN from epoch N on (a diverging run; it trains on, as 5.5 does);
+with FAKE_TAO_NAN_LR_ABOVE=x only when train.optimizer.lr > x (one diverging trial among healthy ones).
+FAKE_TAO_KILL_ONCE_AT_EPOCH=N kills the whole container (exit 137, no footer, as a lost node or an engine
+restart would) right after the epoch-N checkpoint, but only on a fresh start: a resumed run trains to the end.
 
 Validation AP (train, and evaluate of a train checkpoint) depends on the epoch and on
 train.optimizer.lr / weight_decay, so a hyperparameter search has a known optimum (lr 3e-4, wd 1e-2):
@@ -46,6 +50,7 @@ NEWER = {"model_name": "ExperimentConfig", "wandb.group": "WandBConfig", "wandb.
 PROGRESS = re.compile(r"Epoch \d+: \s*\d+%|\[.*\]")  # the 5.5 launcher's progress-bar regex (§1.2)
 FAULT = os.environ.get("FAKE_TAO_FAULT", "")
 # Only global rank 0 writes status.json and checkpoints (contract §9.2); other nodes of a multi-node job run too.
+KILLED_FROM_OUTSIDE = 37  # the worker's way of telling the launcher to die like a killed container
 RANK0 = os.environ.get("PET_NODE_RANK", "0") in ("", "0")
 
 
@@ -93,6 +98,8 @@ def launcher(argv):
             sys.stdout.write(line + "\n")
         sys.stdout.flush()
     code = child.wait()
+    if code == KILLED_FROM_OUTSIDE and os.environ.get("FAKE_TAO_KILL_ONCE_AT_EPOCH"):
+        os._exit(137)  # the container dies with its process tree: no footer, exit 137 (SIGKILL)
     if code < 0:
         name = signal.Signals(-code).name
         print(f"\nE torch.distributed.elastic.multiprocessing.api: failed (exitcode: {code}) local_rank: 0 "
@@ -339,6 +346,12 @@ def _train_loop(spec, st, train, frames, start, epochs, work, log):
             cur += 1
             time.sleep(step)
             loss = round(6.5 / math.sqrt(cur), 4)
+            nan_from = int(os.environ.get("FAKE_TAO_NAN_FROM_EPOCH", "0") or 0)
+            nan_lr = os.environ.get("FAKE_TAO_NAN_LR_ABOVE")
+            if nan_lr and float(get(spec, "train.optimizer.lr", 0)) <= float(nan_lr):
+                nan_from = 0
+            if nan_from and epoch >= nan_from:
+                loss = float("nan")
             lr = round(2e-4 * (0.5 + 0.5 * math.cos(math.pi * (epoch - 1) / epochs)), 10)
             eta = str(datetime.timedelta(seconds=int((epochs * per_epoch - cur) * step)))
             line = (f"Epoch(train)  [{epoch}][{i:>3}/{per_epoch}]  lr: {lr:.4e}  eta: {eta}  "
@@ -369,6 +382,10 @@ def _train_loop(spec, st, train, frames, start, epochs, work, log):
             with open(os.path.join(work, "last_checkpoint"), "w") as fh:
                 fh.write(path)
             print(f"Saving checkpoint at {epoch} epochs")
+        kill_at = int(os.environ.get("FAKE_TAO_KILL_ONCE_AT_EPOCH", "0") or 0)
+        if kill_at and epoch == kill_at and not train.get("resume"):
+            print(f"killed after the epoch {epoch} checkpoint (FAKE_TAO_KILL_ONCE_AT_EPOCH)", flush=True)
+            os._exit(KILLED_FROM_OUTSIDE)
         if FAULT == "worker_sigkill" and epoch == 1:
             os.kill(os.getpid(), signal.SIGKILL)
         if epoch % val_int == 0 or epoch == epochs:

@@ -65,6 +65,12 @@ class LaunchRequest(BaseModel):
     node_env: list[dict[str, str]] = Field(default_factory=list, description="Extra env per node (index = node rank).")
     log_path: str
     options: dict[str, Any] = Field(default_factory=dict, description="Validated backend_options.")
+    attempt: int = Field(default=1, ge=1, description=(
+        "Which attempt of the job this launch is (an infrastructure retry is 2, 3...): backends that keep "
+        "per-launch files (Slurm's log folder) give each attempt its own."))
+    deadline_seconds: int | None = Field(default=None, description=(
+        "Wall-clock limit of the run (max_hours / max_gpu_hours); schedulers enforce it themselves (Slurm "
+        "--time, Kubernetes activeDeadlineSeconds), docker and local through the job's watchdog."))
 
 
 class Check(BaseModel):

@@ -32,6 +32,8 @@ class Outcome(StrEnum):
     CANCELED = "canceled"
     PRUNED = "pruned"  # stopped by its AutoML study
     LOST = "lost"  # the container vanished without an end record
+    DIVERGED = "diverged"  # the loss turned NaN/inf or exploded (jobs/safety.py)
+    LIMIT_REACHED = "limit_reached"  # stopped at its max_hours / max_gpu_hours, checkpoints kept
 
     @property
     def job_state(self) -> JobState:
@@ -48,4 +50,5 @@ _JOB_STATE = {
     Outcome.SUCCEEDED: JobState.SUCCEEDED, Outcome.SUCCEEDED_WITH_TEARDOWN_CRASH: JobState.SUCCEEDED,
     Outcome.FAILED: JobState.FAILED, Outcome.KILLED: JobState.FAILED, Outcome.CANCELED: JobState.CANCELED,
     Outcome.PRUNED: JobState.CANCELED, Outcome.LOST: JobState.UNKNOWN,
+    Outcome.DIVERGED: JobState.FAILED, Outcome.LIMIT_REACHED: JobState.CANCELED,
 }

@@ -9,6 +9,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from tao_bevfusion.evidence.divergence import LossWatch
+
 
 def _number(value: Any) -> float | None:
     if isinstance(value, bool) or value is None:
@@ -82,6 +84,7 @@ class Findings(Tolerant):
     log_metrics: dict[str, float] = Field(default_factory=dict)
     skipped_bytes: int = 0
     status: StatusEvidence = Field(default_factory=StatusEvidence)
+    loss_watch: LossWatch = Field(default_factory=LossWatch)
 
 
 class RunProgress(Tolerant):

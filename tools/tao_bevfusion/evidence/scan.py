@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tao_bevfusion.core.redact import redact_bytes
+from tao_bevfusion.evidence.divergence import observe_all
 from tao_bevfusion.evidence.models import Cursor, EpochAP, Findings, RunMetrics, RunProgress, StatusEvidence
 from tao_bevfusion.evidence.patterns import match_errors
 from tao_bevfusion.evidence.safeio import read_regular
@@ -98,6 +99,7 @@ def fold_status(chunk: StatusChunk, findings: Findings, progress: RunProgress, m
     st.records += chunk.lines
     st.unparsed += chunk.unparsed
     st.overlong += chunk.overlong
+    observe_all(findings.loss_watch, chunk.losses)
     for rec in chunk.records:
         if rec.status == "FAILURE":
             match_errors((rec.message or "").encode(), findings.matches)

@@ -8,6 +8,7 @@ finished line), which keeps a 100,000-line file cheap.
 """
 
 import json
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -55,6 +56,8 @@ class StatusChunk(BaseModel):
     overlong: int = Field(default=0, description="Records longer than MAX_RECORD (skipped unread).")
     offset: int = Field(default=0, description="Where the next read starts.")
     reset: bool = Field(default=False, description="The file shrank below the offset and was read anew.")
+    losses: list[tuple[int | None, float]] = Field(default_factory=list, description=(
+        "(cur_iter, loss) of every train record, in file order (the divergence detector's input)."))
 
 
 def parse_record(line: bytes) -> StatusRecord | None:
@@ -164,8 +167,28 @@ def _parse_block(data: bytes, chunk: StatusChunk, every_record: bool) -> None:
             chunk.unparsed += 1
         else:
             chunk.records.append(rec)
+    chunk.losses += train_losses(data)
     if not every_record:
         chunk.last_train = _newest_train(data) or chunk.last_train
+
+
+LOSS = re.compile(rb'"loss": (NaN|-?Infinity|-?[0-9][0-9.eE+-]*)')
+CUR_ITER = re.compile(rb'"cur_iter": ([0-9]+)')
+
+
+def train_losses(data: bytes) -> list[tuple[int | None, float]]:
+    """(cur_iter, loss) of each train line, found by byte search (no JSON parse of every record)."""
+    out: list[tuple[int | None, float]] = []
+    pos = 0
+    while (hit := data.find(TRAIN_MARKER, pos)) >= 0:
+        start = data.rfind(b"\n", 0, hit) + 1
+        end = data.find(b"\n", hit)
+        end = len(data) if end < 0 else end
+        line, pos = data[start:end], end + 1
+        loss, it = LOSS.search(line), CUR_ITER.search(line)
+        if loss:
+            out.append((int(it.group(1)) if it else None, float(loss.group(1))))
+    return out
 
 
 def _newest_train(data: bytes) -> StatusRecord | None:

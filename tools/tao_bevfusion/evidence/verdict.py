@@ -20,6 +20,8 @@ class Verdict(BaseModel):
     missing_artifacts: list[str] = Field(default_factory=list)
     exit_code: int | None = None
     footer: str | None = None
+    next_call: str | None = Field(default=None, description="The call that addresses this outcome (diverged, "
+                                  "limit_reached).")
 
 
 def _verdict(ev: Evidence, outcome: Outcome, reason: str) -> Verdict:

@@ -6,6 +6,7 @@ Inspector starts one per call) and jobs keep running when the server exits.
 
 import time
 from pathlib import Path
+from typing import Any
 
 from tao_bevfusion.core.layout import status_path
 from tao_bevfusion.core.states import Outcome
@@ -13,7 +14,7 @@ from tao_bevfusion.evidence.artifacts import check_artifacts
 from tao_bevfusion.evidence.models import Evidence
 from tao_bevfusion.evidence.scan import scan_log, scan_status
 from tao_bevfusion.evidence.verdict import decide
-from tao_bevfusion.jobs import notify
+from tao_bevfusion.jobs import notify, retention, retry, safety
 from tao_bevfusion.jobs.context import AppContext
 from tao_bevfusion.jobs.reconcile import reconcile_pending
 from tao_bevfusion.jobs.secrets import job_secrets
@@ -49,17 +50,23 @@ def refresh(job: Job, ctx: AppContext) -> Job:
                 metrics, secrets=secrets, final=final)
     cursor.output_at = newest_output(job, files.log)
     live = status.state in ("running", "created", "queued")
-    state = {"state": "pending" if status.state == "queued" else "running"} if live else {}  # queued: still pending
-    store.update(job.id, cursor=cursor, findings=findings, progress=progress, metrics=metrics, handle=handle, **state)
+    state: dict[str, Any] = {}
+    if live:  # queued: still pending
+        state["state"] = "pending" if status.state == "queued" else "running"
+    if status.state == "queued" and status.error and status.error != job.meta.waiting:
+        state["meta"] = job.meta.model_copy(update={"waiting": status.error[:300]})
+    if not job.handle:
+        state["handle"] = handle  # found by label; a stored handle is never rewritten (a retry may have replaced it)
+    store.update(job.id, cursor=cursor, findings=findings, progress=progress, metrics=metrics, **state)
     job = store.get(job.id)
     if live:
-        return job
+        return safety.enforce(ctx, job, backend, handle)
     return _finish(ctx, job, status.exit_code, status.oom_killed, container_missing=status.state == "missing",
-                   handle=handle)
+                   handle=handle, backend_error=status.error)
 
 
 def _finish(ctx: AppContext, job: Job, exit_code: int | None, oom: bool, container_missing: bool,
-            handle: str | None = None) -> Job:
+            handle: str | None = None, backend_error: str | None = None) -> Job:
     present, missing = check_artifacts(job.action, Path(job.results_dir), Path(job.data_root),
                                        job.started_at or job.created_at, job.meta.num_epochs, job.findings,
                                        job.meta.convert_mode)
@@ -69,10 +76,14 @@ def _finish(ctx: AppContext, job: Job, exit_code: int | None, oom: bool, contain
     if job.meta.pruned and verdict.outcome == "canceled":
         verdict = verdict.model_copy(update={"outcome": "pruned", "reason": "pruned by its AutoML study "
                                              "(validation AP11 below the rung's cut)"})
+    verdict = safety.safety_verdict(job, verdict, backend_error)
+    if retry.wanted(job, verdict, backend_error) and (again := retry.relaunch(ctx, job, verdict, handle)):
+        return again
     ended = ctx.store.update(job.id, state=Outcome(verdict.outcome).job_state, verdict=verdict.model_dump(),
                              finished_at=time.time())
     if handle:
         ctx.backend(job.backend).cleanup(handle)
+    retention.after_run(ctx, ctx.store.get(job.id))
     job = ctx.store.get(job.id)
     if ended:  # this process recorded the end: it tells the webhook (if any), once
         notify.job_ended(job)

@@ -23,13 +23,16 @@ from tao_bevfusion.core.actions import ACTION_SPECS
 from tao_bevfusion.core.errors import EngineError, InputError, problem
 from tao_bevfusion.core.layout import SCRATCH_MOUNT, JobFiles, private_dirs, status_path
 from tao_bevfusion.core.paths import Mount, host_path
+from tao_bevfusion.core.safety import RunSafety, SafetyInput
 from tao_bevfusion.core.states import Outcome
 from tao_bevfusion.core.yamlio import load_yaml_file
 from tao_bevfusion.evidence.models import Cursor
 from tao_bevfusion.evidence.verdict import Verdict
 from tao_bevfusion.jobs import guards, inputs, notes, plans
+from tao_bevfusion.jobs import launch_safety as safe
 from tao_bevfusion.jobs.context import AppContext
 from tao_bevfusion.jobs.engine import refresh
+from tao_bevfusion.jobs.projection import CostProjection
 from tao_bevfusion.jobs.reconcile import submitter_token
 from tao_bevfusion.jobs.store import Job, new_job_id
 from tao_bevfusion.jobs.wait import MAX_WAIT
@@ -53,7 +56,7 @@ def _each_once(gpus: list[str]) -> list[str]:
 GpuList = Annotated[list[GpuId], AfterValidator(_each_once)]  # in the type: the MCP argument model checks it too
 
 
-class RunActionInput(BuildSpecInput):
+class RunActionInput(BuildSpecInput, SafetyInput):
     """run_action: launch an action from a spec_path written by build_spec, or from build_spec's inputs."""
 
     data_root: str | None = Field(default=None, max_length=4096, description=(  # type: ignore[assignment]
@@ -105,6 +108,9 @@ class LaunchResult(BaseModel):
         "The user's overrides as they landed in the spec launched (path, value)."))
     lineage: str | None = Field(default=None, description=(
         "train: resume (checkpoint, epoch, same run) or fine-tune (weights loaded, optimizer fresh)."))
+    projection: CostProjection | None = Field(default=None, description=(
+        "train: projected GPU-hours (measured epoch times of earlier runs of the same data and settings when "
+        "there are any, else an estimate; `source` says which)."))
 
 
 def _spec_for(inp: RunActionInput, ctx: AppContext, parent: ParentRun | None) -> tuple[Path, LaunchSidecar]:
@@ -212,10 +218,12 @@ class Prepared:
     backend: Backend
     req: LaunchRequest
     plan: Plan
+    safety: RunSafety
+    cost: CostProjection | None
 
     def told(self) -> dict[str, Any]:
         return {"warnings": notes.warning_lines(self.side.warnings, self.plan.preflight),
-                "overrides": self.side.overrides or [], "lineage": self.side.lineage}
+                "overrides": self.side.overrides or [], "lineage": self.side.lineage, "projection": self.cost}
 
 
 def _guards(inp: RunActionInput, side: LaunchSidecar, ctx: AppContext) -> None:
@@ -236,7 +244,8 @@ def _gpus_per_node(action: str, spec: dict[str, Any]) -> int:
 def _checks(p: Prepared, ctx: AppContext) -> list[Check]:
     checks = notes.spec_preflight(_preflight(p.plan, p.backend, p.inp, p.side, ctx, p.spec), p.spec,
                                    p.inp.action)
-    return checks + guards.gpu_checks(p.inp.gpus, _gpus_per_node(p.inp.action, p.spec))
+    checks += guards.gpu_checks(p.inp.gpus, _gpus_per_node(p.inp.action, p.spec))
+    return checks + safe.budget_checks(p.cost, p.safety)
 
 
 def prepare(inp: RunActionInput, ctx: AppContext, parent: ParentRun | None = None) -> Prepared:
@@ -249,8 +258,11 @@ def prepare(inp: RunActionInput, ctx: AppContext, parent: ParentRun | None = Non
     spec = loaded if isinstance(loaded, dict) else {}
     inp = inp.model_copy(update={"num_nodes": _check_fit(inp, side, backend, spec)})  # the spec's --nnodes
     _guards(inp, side, ctx)
+    safety = safe.settings_for(inp, inp.num_nodes, _gpus_per_node(inp.action, spec))
+    cost = safe.projection(inp.action, spec, side.data_root, inp.num_nodes, ctx)
     req = _request(inp, new_job_id(), spec_path, side, backend, ctx, _gpus_per_node(inp.action, spec))
-    p = Prepared(inp, spec_path, side, spec, backend, req, backend.plan(req))
+    req = safe.with_deadline(req, safety)
+    p = Prepared(inp, spec_path, side, spec, backend, req, backend.plan(req), safety, cost)
     p.plan.preflight = _staged(p, ctx, lambda: _checks(p, ctx))
     return p
 
@@ -278,8 +290,13 @@ def _refuse_failed(checks: list[Check]) -> None:
 
 
 def _start(p: Prepared, ctx: AppContext) -> Job:
-    job = _record(p.inp, ctx, p.req.job_id, p.spec_path, p.side, p.spec, p.req, p.plan)
-    return _submit(ctx, job, p.backend, p.plan)
+    safe.refuse_over_budget(p.cost, p.safety)  # names max_gpu_hours (the preflight line says it too)
+    job = _record(p.inp, ctx, p.req.job_id, p.spec_path, p.side, p.spec, p.req, p.plan,
+                  safe.record_fields(p.safety, p.req))
+    job = _submit(ctx, job, p.backend, p.plan)
+    if not job.terminal:
+        safe.start_watchdog(job, ctx)
+    return job
 
 
 def launch(inp: RunActionInput, ctx: AppContext, parent: ParentRun | None = None) -> LaunchResult:
@@ -288,6 +305,7 @@ def launch(inp: RunActionInput, ctx: AppContext, parent: ParentRun | None = None
     p = prepare(inp, ctx, parent)
     if inp.dry_run:
         return _save_dry_run(p, ctx)
+    safe.refuse_over_budget(p.cost, p.safety)
     _refuse_failed(p.plan.preflight)
     job = _start(p, ctx)
     return LaunchResult(job_id=job.id, state=job.state, plan=p.plan, **p.told(), message="launched; poll with get_job")
@@ -321,8 +339,10 @@ def submit_plan(plan_id: str, action: str, ctx: AppContext) -> LaunchResult:
     side = read_sidecar(spec_path, ctx.settings.home)
     loaded = load_yaml_file(spec_path)
     backend = ctx.backend(inp.backend)
-    p = Prepared(inp, spec_path, side, loaded if isinstance(loaded, dict) else {}, backend, saved.request,
-                 backend.plan_model.model_validate(saved.plan))
+    spec = loaded if isinstance(loaded, dict) else {}
+    p = Prepared(inp, spec_path, side, spec, backend, saved.request, backend.plan_model.model_validate(saved.plan),
+                 safe.settings_for(inp, saved.request.num_nodes, saved.request.gpus_per_node),
+                 safe.projection(inp.action, spec, side.data_root, saved.request.num_nodes, ctx))
     _guards(inp, side, ctx)
     _refuse_failed(_staged(p, ctx, lambda: _checks(p, ctx)))  # checked again now; the plan is submitted unchanged
     job = _start(p, ctx)
@@ -332,7 +352,7 @@ def submit_plan(plan_id: str, action: str, ctx: AppContext) -> LaunchResult:
 
 
 def _record(inp: RunActionInput, ctx: AppContext, job_id: str, spec_path: Path, side: LaunchSidecar,
-            spec: dict[str, Any], req: LaunchRequest, plan: Plan) -> Job:
+            spec: dict[str, Any], req: LaunchRequest, plan: Plan, extra: dict[str, Any]) -> Job:
     status_file = status_path(inp.action, Path(side.results_dir), Path(side.data_root))
     cursor = Cursor(status_offset=status_file.stat().st_size if status_file.exists() else 0)
     job = ctx.store.create(
@@ -345,7 +365,7 @@ def _record(inp: RunActionInput, ctx: AppContext, job_id: str, spec_path: Path, 
               "overrides": side.overrides, "lineage": side.lineage,
               "warnings": notes.warning_lines(side.warnings, plan.preflight) or None,
               "secrets": [str(spec["encryption_key"])] if spec.get("encryption_key") else [],
-              "submitter": submitter_token()})
+              "submitter": submitter_token(), **extra})
     files = job.files(ctx.settings.home)
     private_dirs(files.scratch)
     try:

@@ -65,6 +65,13 @@ class JobMeta(Tolerant):
     warnings: list[str] | None = None
     secrets: list[str] = Field(default_factory=list, description="Values to redact (recorded at launch).")
     submitter: str | None = Field(default=None, description="host:pid:start of the process that submits it.")
+    safety: dict[str, Any] | None = None  # core/safety.RunSafety: limits, divergence, retries, retention
+    request: dict[str, Any] | None = None  # the LaunchRequest, so an infrastructure retry can launch it again
+    attempts: list[dict[str, Any]] = Field(default_factory=list, description="Earlier attempts and their causes.")
+    stop_reason: str | None = None  # diverged | limit_reached: why the plugin stopped the run
+    stopped_at: float | None = None
+    freed_bytes: int | None = None  # checkpoint retention
+    waiting: str | None = None  # why a pending job waits (Slurm reason, Kueue admission, pod events)
 
 
 class Job(BaseModel):
@@ -256,6 +263,11 @@ class JobStore:
             cur = conn.execute(f"UPDATE jobs SET {sets} WHERE id = ? AND state NOT IN ({placeholders})",
                                [*row.values(), job_id, *TERMINAL])
         return cur.rowcount == 1
+
+    def set_meta(self, job_id: str, meta: JobMeta) -> None:
+        """Bookkeeping on a job in any state (e.g. bytes freed after it ended); its state is never touched."""
+        with self._conn() as conn:
+            conn.execute("UPDATE jobs SET meta = ?, updated_at = ? WHERE id = ?", (_encode(meta), time.time(), job_id))
 
     def query(self, state: str | None = None, action: str | None = None, limit: int = 20,
               kind: str | None = None, owner_id: str | None = None) -> list[Job]:

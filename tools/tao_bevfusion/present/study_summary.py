@@ -6,7 +6,7 @@ from tao_bevfusion.core.calls import call_text
 from tao_bevfusion.evidence.verdict import Verdict
 from tao_bevfusion.jobs.context import AppContext
 from tao_bevfusion.jobs.store import Job
-from tao_bevfusion.present.summary import SUMMARY_LIMIT, JobSummary, Progress
+from tao_bevfusion.present.summary import SUMMARY_LIMIT, JobSummary, Progress, safety_view
 from tao_bevfusion.studies.models import StudyStatus
 from tao_bevfusion.studies.status import study_status
 
@@ -52,7 +52,7 @@ def study_summary(job: Job, ctx: AppContext) -> JobSummary:
         metrics={"best_AP11": st.best.value, "best_epoch": st.best.epoch} if st.best else {}, errors=[],
         artifacts={"best_rec": st.best_rec, "best_checkpoint": st.best.checkpoint if st.best else None},
         next_steps=steps, results_dir=job.results_dir, log_resource=f"tao-bevfusion://jobs/{job.id}/log",
-        digest=study_digest(job, st), study=st)
+        digest=study_digest(job, st), study=st, safety=safety_view(job))
     while len(summary.model_dump_json()) > SUMMARY_LIMIT and summary.study and len(summary.study.trials) > 1:
         summary.study.omitted += len(summary.study.trials) // 2
         summary.study.trials = summary.study.trials[len(summary.study.trials) // 2:]

@@ -66,6 +66,9 @@ class JobSummary(BaseModel):
     elapsed_seconds: float | None = Field(default=None, description="Run time so far (or in total), seconds.")
     stall: str | None = Field(default=None, description="Set when a running job has been silent too long: the "
                               "likely cause (TAO_BEVFUSION_STALL_SECONDS).")
+    safety: dict[str, Any] | None = Field(default=None, description=(
+        "Run safety: limits, on_divergence, max_retries, keep_checkpoints; attempts (earlier attempts of this "
+        "job with their causes), freed_bytes (checkpoint retention), waiting (why a pending job waits)."))
 
 
 def _checkpoints(job: Job) -> list[str]:
@@ -118,6 +121,8 @@ def next_steps(job: Job, errors: list[ErrorMatch]) -> list[str]:
             steps.insert(0, call_text("get_job", {"job_id": jid}))  # verdict.usable_artifacts: the exact files
         return steps
     steps = [e.next_call for e in errors if e.next_call and e.severity == "error"][:2]
+    if job.verdict.get("next_call"):
+        steps.insert(0, str(job.verdict["next_call"]))  # diverged / limit_reached: the remedy call (jobs/safety.py)
     # A resume would crash the same way when the data is the cause (an empty val split).
     data_cause = any(e.pattern == "class_not_person" for e in errors)
     if job.action == "train" and _checkpoints(job) and outcome in ("failed", "killed", "canceled") and not data_cause:
@@ -171,6 +176,17 @@ def _success_steps(job: Job) -> list[str]:
                   else {"checkpoint": _evaluated_path(job)})
         return [call_text("run_action", {"action": "inference", "data_root": root, **source})]
     return [call_text("get_job", {"job_id": jid, "include_pictures": True})]
+
+
+def safety_view(job: Job) -> dict[str, Any] | None:
+    meta = job.meta
+    if not meta.safety and not meta.freed_bytes:
+        return None
+    view: dict[str, Any] = {k: v for k, v in (meta.safety or {}).items() if v is not None and k != "gpus"}
+    extra = {"attempts": meta.attempts[-10:] or None, "freed_bytes": meta.freed_bytes,
+             "waiting": meta.waiting if job.state == "pending" else None}
+    view.update({k: v for k, v in extra.items() if v})
+    return view
 
 
 def _digest(job: Job, progress: Progress, metrics: dict[str, Any]) -> str:
@@ -258,7 +274,8 @@ def summarize(job: Job, stall_seconds: int | None = None) -> JobSummary:
                          digest=_digest(job, progress, metrics),
                          detections=found.model_dump() if found else None, evaluation=evaluated,
                          report=(_launch_lines(job) + found_lines + eval_lines)[:40],
-                         elapsed_seconds=stall.elapsed(job), stall=stall.stall_note(job, stall_seconds))
+                         elapsed_seconds=stall.elapsed(job), stall=stall.stall_note(job, stall_seconds),
+                         safety=safety_view(job))
     if summary.stall:
         summary.digest += f"; {summary.stall}"
         summary.next_steps = stall.stall_steps(job) + summary.next_steps[:1]

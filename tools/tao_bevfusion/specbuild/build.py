@@ -89,6 +89,9 @@ class BuildSpecInput(BaseModel):
         "Which checkpoint of parent_job_id: best (highest val AP11), final (last epoch), latest (newest file)."))
     epoch: int | None = Field(default=None, ge=1, description="Exact epoch of parent_job_id to use.")
     resume: bool = Field(default=False, description="train only: continue the checkpoint's run (optimizer, epoch).")
+    scale_lr: bool = Field(default=True, description=(
+        "train only: scale the learning rate linearly with the global batch (batch_size x num_gpus x num_nodes) "
+        "against the 5.5 reference (lr 2e-4 at 4 x 1 GPU x 1 node); false keeps 2e-4. An lr override wins."))
     pretrained_checkpoint: str | None = Field(default=None, max_length=4096, description=(
         "train only: absolute host path of a full BEVFusion .pth to fine-tune from (ignored when resuming)."))
     swin_checkpoint: str | None = Field(default=None, max_length=4096, description=(

@@ -11,6 +11,7 @@ from tao_bevfusion.core import layout as names
 from tao_bevfusion.core.errors import InputError, Problem, problem
 from tao_bevfusion.core.paths import MountLayout, container_name
 from tao_bevfusion.core.redact import MASK as SECRET_MASK
+from tao_bevfusion.specbuild import lr_scaling
 from tao_bevfusion.specbuild import rules as specrules
 from tao_bevfusion.specbuild.inputs import HostInputs
 from tao_bevfusion.specbuild.parent import ParentRun
@@ -215,6 +216,9 @@ def experiment_rules(req: "BuildSpecInput", spec: dict[str, Any], layout: MountL
         else:
             draft.set(spec, "train.lr_scheduler", specrules.rescaled_lr_schedule(epochs),
                     f"the 5.5 schedule is built for 10 epochs; rescaled to num_epochs={epochs}")
+    scaled = lr_scaling.scaled_for(spec, req.overrides, req.scale_lr, resuming=bool(req.resume))
+    if scaled:
+        draft.set(spec, lr_scaling.LR_KEY, *scaled)
     if req.encryption_key:
         spec["encryption_key"] = req.encryption_key
         draft.changes.append(Change(path="encryption_key", value=SECRET_MASK, reason="from the caller (masked)"))

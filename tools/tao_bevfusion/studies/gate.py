@@ -26,6 +26,7 @@ from tao_bevfusion.jobs.store import Job, JobMeta, new_job_id
 from tao_bevfusion.kitti.preflight import check_dataset
 from tao_bevfusion.specbuild.build import BuildSpecInput, build_spec
 from tao_bevfusion.specbuild.sidecar import read_sidecar
+from tao_bevfusion.studies import budget
 from tao_bevfusion.studies.plan import StudyPlan, make_plan, plan_review
 from tao_bevfusion.studies.review import StudyReview
 
@@ -111,6 +112,9 @@ def gate(inp: "RunActionInput", ctx: AppContext) -> GateResult | None:
     plan = make_plan(inp, study_id, folder, data_root, base_spec)
     rv = plan_review(plan, _confirm_call(inp))
     _gpu_hours(rv, data_root, ctx)
+    rv.run_safety = budget.review_section(plan, ctx)
+    rv.notes.append(f"sampler: {rv.run_safety['sampler']['why']}")
+    plan.limits["trial_gpu_hours"] = rv.run_safety["gpu_hours"]["per_trial"]
     routing = decision.model_dump()
     if inp.dry_run or not inp.confirm:
         if not inp.results_dir:
@@ -123,6 +127,7 @@ def gate(inp: "RunActionInput", ctx: AppContext) -> GateResult | None:
     if ctx.store.active_for_results(str(folder)):
         raise InputError(problem("results_dir", f"{folder} is in use by a running job or study",
                                  "use a fresh results_dir"))
+    budget.refuse_on_confirm(plan, rv.run_safety)
     guards.refuse_used_study_folder(ctx, folder)
     guards.refuse_other_jobs_folders(ctx, "train", str(folder), plan.base["data_root"])
     _validate_trial(plan, ctx)
@@ -154,7 +159,8 @@ def start_study(plan: StudyPlan, rv: StudyReview, ctx: AppContext) -> Job:
     path = plan.save()
     atomic_write(folder / StudyFiles.REVIEW, rv.model_dump_json(indent=1))
     cfg = optuna_study.StudyConfig(settings=plan.settings, space=plan.space, trials=plan.trials,
-                                   validation_interval=plan.validation_interval, seed=plan.seed)
+                                   validation_interval=plan.validation_interval, seed=plan.seed,
+                                   scaled_lr=budget.trial_lr(plan))
     optuna_study.create_study(folder, plan.study_id, cfg)
     study_secrets = secret_values(plan.base)  # the study's own log and resources redact the trials' key
     job = ctx.store.create(

@@ -22,7 +22,7 @@ from tao_bevfusion.jobs.cancel import stop_run
 from tao_bevfusion.jobs.context import AppContext
 from tao_bevfusion.jobs.engine import refresh
 from tao_bevfusion.jobs.store import Job
-from tao_bevfusion.studies import milestones
+from tao_bevfusion.studies import budget, milestones
 from tao_bevfusion.studies import study as S
 from tao_bevfusion.studies.failures import classify, should_stop
 from tao_bevfusion.studies.plan import SNAPSHOT, load_plan
@@ -73,7 +73,10 @@ class StudyLoop:
             if self._too_many_failures():
                 return False
             running = self.running()
-        if len(running) < self.plan.concurrent:
+        if budget.wall_clock_passed(self) and running:
+            self._wind_down(f"stopped: {self.stopped}")  # the study's max_hours: its best so far is the result
+            running = []
+        if len(running) < self.plan.concurrent and not budget.hold_launches(self):
             self._fill()
             running = self.running()
         if self.dirty:
@@ -264,13 +267,16 @@ class StudyLoop:
     def _finalize(self) -> None:
         best = S.best_trial(self.study)
         if best is None:
+            budget.settle_checkpoints(self, None, None)
             self._end("failed", "no trial completed with a validation AP11 (see trials[].reason)")
             return
         ckpt = self.best_checkpoint(best)
         rec = S.best_rec(self.study, experiment_id=self.id, checkpoint_uri=str(ckpt))
         S.write_best_rec(self.folder, rec)
+        budget.settle_checkpoints(self, best.user_attrs.get("job_id"), best.user_attrs.get("best_epoch"))
         self._end("succeeded", f"best trial {best.number}: AP11 {best.value} at epoch "
-                  f"{best.user_attrs.get('best_epoch')} ({best.user_attrs.get('job_id')})")
+                  f"{best.user_attrs.get('best_epoch')} ({best.user_attrs.get('job_id')})"
+                  + (f"; {self.stopped}" if self.stopped else ""))
 
     def best_checkpoint(self, best: FrozenTrial) -> Path:
         results = Path(str(best.user_attrs.get("results_dir", "")))

@@ -29,7 +29,9 @@ VAL_KEY = "train.validation_interval"
 CKPT_KEY = "train.checkpoint_interval"
 # run_action fields a trial inherits from the study's call; the rest are the study's own.
 TRIAL_FIELDS = ("data_root", "base_spec", "pretrained_checkpoint", "swin_checkpoint", "num_gpus", "encryption_key",
-                "backend", "strict", "env", "image", "num_nodes", "backend_options")
+                "backend", "strict", "env", "image", "num_nodes", "backend_options", "on_divergence", "max_retries",
+                "keep_checkpoints", "scale_lr")
+LIMIT_FIELDS = ("max_hours", "max_gpu_hours")  # the whole study's; trials get none of their own
 
 
 class StudyPlan(BaseModel):
@@ -46,6 +48,7 @@ class StudyPlan(BaseModel):
     base: dict[str, Any] = Field(description="run_action inputs every trial shares.")
     overrides: dict[str, Any] = Field(description="The user's overrides (dotted leaves), study-owned keys removed.")
     seed: int | None = None
+    limits: dict[str, Any] = Field(default_factory=dict, description="max_hours / max_gpu_hours of the study.")
     fixed: dict[str, Any] = Field(default_factory=dict, description=(
         "Hyperparameters the user set in overrides and did not ask to search: kept at their value in every trial."))
     nodes: int = Field(default=1, description="Nodes per trial (multi-node backends).")
@@ -56,7 +59,8 @@ class StudyPlan(BaseModel):
         """run_action inputs of trial `number`: its values over the user's, the budget, its own folder."""
         overrides = {**self.overrides, **params, EPOCHS_KEY: self.settings.automl_max_epochs,
                      CKPT_KEY: self.validation_interval}
-        out = {**self.base, "action": "train", "automl_policy": "off", "overrides": overrides,
+        keep = self.base.get("keep_checkpoints") or "best_and_last"  # trials keep their best and last by default
+        out = {**self.base, "keep_checkpoints": keep, "action": "train", "automl_policy": "off", "overrides": overrides,
                "results_dir": str(trial_dir(Path(self.folder), number))}
         if not self.scheduled:
             out["gpus"] = self.gpu_slots[slot % len(self.gpu_slots)]
@@ -146,7 +150,8 @@ def make_plan(inp: "RunActionInput", study_id: str, folder: Path, data_root: str
     return StudyPlan(fixed=fixed, nodes=max(1, inp.num_nodes or 1), scheduled=scheduled,
                      study_id=study_id, folder=str(folder), settings=settings, space=space, trials=trials,
                      concurrent=concurrent, gpu_slots=slots, validation_interval=int(val) if isinstance(val, int)
-                     else 1, base=base, overrides=overrides, seed=seed)
+                     else 1, base=base, overrides=overrides, seed=seed,
+                     limits={k: getattr(inp, k) for k in LIMIT_FIELDS if getattr(inp, k) is not None})
 
 
 def plan_review(plan: StudyPlan, confirm_call: Any) -> StudyReview:

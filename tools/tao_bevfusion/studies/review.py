@@ -69,6 +69,9 @@ class StudyReview(BaseModel):
     results_dir: str = Field(description="Where the study folder, trials and best_rec.json go.")
     confirm_call: Any = Field(description="The exact call that starts this study.")
     notes: list[str] = Field(default_factory=list)
+    run_safety: dict[str, Any] | None = Field(default=None, description=(
+        "Sampler and why, projected GPU-hours (measured or estimated, with its source), the disk the trials' "
+        "checkpoints need (peak, kept after retention, free), and the study's limits."))
 
     def digest(self) -> str:
         lines = [f"AutoML study review ({self.algorithm}): {self.method}."]

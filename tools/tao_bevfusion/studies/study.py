@@ -25,7 +25,8 @@ from pydantic import BaseModel, Field
 
 from tao_bevfusion.core.fsio import atomic_write
 from tao_bevfusion.core.layout import StudyFiles
-from tao_bevfusion.studies.review import StudyReview, review, startup_trials
+from tao_bevfusion.studies import sampler_choice
+from tao_bevfusion.studies.review import StudyReview, review
 from tao_bevfusion.studies.settings import AutoMLSettings
 from tao_bevfusion.studies.space import SearchSpace
 
@@ -56,6 +57,8 @@ class StudyConfig(BaseModel):
     validation_interval: int = 1
     seed: int | None = Field(default=None, description="Base seed; null = fresh randomness per process.")
     median_pruning: bool = Field(default=False, description="bayesian only: MedianPruner after E/3 epochs.")
+    scaled_lr: float | None = Field(default=None, description=(
+        "The linearly scaled learning rate, enqueued as a start-up trial after the baseline (when lr is searched)."))
 
 
 class TrialTicket(BaseModel):
@@ -136,7 +139,7 @@ def distributions(space: SearchSpace) -> dict[str, BaseDistribution]:
 def _build(storage: optuna.storages.RDBStorage, name: str, cfg: StudyConfig) -> optuna.Study:
     n_existing = len(storage.get_all_trials(storage.get_study_id_from_name(name), deepcopy=False))
     seed = None if cfg.seed is None else cfg.seed + SEED_STRIDE * n_existing
-    sampler = make_sampler(cfg.settings.automl_algorithm, seed=seed, n_startup=startup_trials(cfg.trials))
+    sampler = sampler_choice.build(sampler_choice.choose(cfg.settings.automl_algorithm, cfg.space, cfg.trials), seed)
     pruner = make_pruner(cfg.settings, validation_interval=cfg.validation_interval,
                          median_pruning=cfg.median_pruning)
     return optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
@@ -150,6 +153,9 @@ def create_study(folder: Path, name: str, cfg: StudyConfig) -> optuna.Study:
         if CONFIG_ATTR not in study.user_attrs:
             study.set_user_attr(CONFIG_ATTR, cfg.model_dump(mode="json"))
             study.enqueue_trial(cfg.space.baseline(), user_attrs={BASELINE_ATTR: True})
+            scaled = sampler_choice.scaled_lr_trial(cfg.space, cfg.scaled_lr)
+            if scaled is not None:
+                study.enqueue_trial(scaled, user_attrs={"scaled_lr": True})
     return _build(storage, name, study_config(study))
 
 
@@ -183,13 +189,19 @@ def ask_next(study: optuna.Study, cfg: StudyConfig | None = None) -> TrialTicket
     continuous = any(p.kind != "categorical" for p in cfg.space.params)
     seen = [t.params for t in previous if _counted(t) and not t.user_attrs.get(BASELINE_ATTR)]
     dists = distributions(cfg.space)
-    for _ in range(3):
-        trial = study.ask(dists)
-        baseline = bool(trial.user_attrs.get(BASELINE_ATTR))
-        if baseline or not continuous or not any(_same(trial.params, s) for s in seen):
-            break
-        trial.set_user_attr(DUPLICATE_ATTR, True)
-        study.tell(trial, state=TrialState.FAIL)
+    model = study.sampler
+    try:
+        for _ in range(3):
+            trial = study.ask(dists)
+            baseline = bool(trial.user_attrs.get(BASELINE_ATTR))
+            if baseline or not continuous or not any(_same(trial.params, s) for s in seen):
+                break
+            trial.set_user_attr(DUPLICATE_ATTR, True)
+            study.tell(trial, state=TrialState.FAIL)
+            # A model (GPSampler) repeats its proposal: the retry is a fresh random point instead.
+            study.sampler = RandomSampler()
+    finally:
+        study.sampler = model
     return TrialTicket(number=trial.number, params=dict(trial.params), baseline=baseline)
 
 

@@ -28,12 +28,13 @@ from tao_bevfusion.backends.kubernetes.manifests import (
     render,
     render_yaml,
 )
+from tao_bevfusion.backends.kubernetes.scheduling import Scheduling
 from tao_bevfusion.core import layout
 from tao_bevfusion.core.errors import EngineError, InputError, problem
 from tao_bevfusion.core.settings import Settings
 
 
-class KubernetesOptions(BackendOptions):
+class KubernetesOptions(Scheduling, BackendOptions):
     namespace: str = Field(default="default", pattern=DNS_LABEL, max_length=63, description="Namespace of the job.")
     context: str | None = Field(default=None, max_length=253, description="kubeconfig context (default: current).")
     claims: dict[str, str] = Field(default_factory=dict, description=(
@@ -125,7 +126,8 @@ class KubernetesBackend(Backend):
                          run_as_user=os.getuid(), run_as_group=os.getgid(),
                          labels={"tao-bevfusion/action": req.action},
                          node_selector=opts.node_selector, image_pull_secret=opts.image_pull_secret,
-                         master_port=opts.master_port)
+                         master_port=opts.master_port, active_deadline_seconds=req.deadline_seconds,
+                         scheduling=Scheduling.model_validate(opts.model_dump(include=set(Scheduling.model_fields))))
         except (ValidationError, OSError) as exc:
             raise InputError(problem("backend_options", f"cannot render the manifests: {str(exc)[:300]}",
                                      "fix the options or mounts named in the message")) from exc

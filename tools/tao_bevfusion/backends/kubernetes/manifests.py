@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tao_bevfusion.backends.distenv import DEFAULT_MASTER_PORT, check_user_env
+from tao_bevfusion.backends.kubernetes.scheduling import Scheduling, apply_to_job, job_labels
 from tao_bevfusion.core import layout
 
 DNS_LABEL = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
@@ -71,6 +72,8 @@ class K8sJob(BaseModel):
     node_selector: dict[str, str] = {}
     image_pull_secret: Annotated[str, Field(pattern=DNS_LABEL)] | None = None
     master_port: Annotated[int, Field(ge=1024, le=65535)] = DEFAULT_MASTER_PORT
+    scheduling: Scheduling | None = None
+    active_deadline_seconds: Annotated[int, Field(ge=1)] | None = None
 
     @field_validator("env")
     @classmethod
@@ -95,7 +98,7 @@ class K8sJob(BaseModel):
 
 def _labels(job: K8sJob) -> dict[str, str]:
     return {"app.kubernetes.io/name": "tao-bevfusion", "app.kubernetes.io/managed-by": "tao-bevfusion",
-            **job.labels, JOB_LABEL: job.name}
+            **job.labels, **job_labels(job.scheduling), JOB_LABEL: job.name}
 
 
 def _meta(job: K8sJob, name: str) -> dict[str, Any]:
@@ -159,7 +162,7 @@ def _pod_spec(job: K8sJob) -> dict[str, Any]:
 
 
 def job_manifest(job: K8sJob) -> dict[str, Any]:
-    return {
+    manifest: dict[str, Any] = {
         "apiVersion": "batch/v1", "kind": "Job", "metadata": _meta(job, job.name),
         "spec": {
             "completions": job.num_nodes, "parallelism": job.num_nodes, "completionMode": "Indexed",
@@ -171,6 +174,8 @@ def job_manifest(job: K8sJob) -> dict[str, Any]:
             "template": {"metadata": {"labels": _labels(job)}, "spec": _pod_spec(job)},
         },
     }
+    apply_to_job(manifest["spec"], job.scheduling, job.active_deadline_seconds)
+    return manifest
 
 
 def service_manifest(job: K8sJob) -> dict[str, Any]:

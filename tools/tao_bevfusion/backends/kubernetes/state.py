@@ -5,6 +5,7 @@ from typing import Any
 from tao_bevfusion.backends.base import BackendStatus
 from tao_bevfusion.backends.kubernetes.client import INDEX_KEY, api_error
 from tao_bevfusion.backends.kubernetes.manifests import JOB_LABEL
+from tao_bevfusion.backends.kubernetes.scheduling import waiting_reason
 from tao_bevfusion.core.errors import EngineError, problem
 
 
@@ -56,5 +57,5 @@ def job_status(api: Any, namespace: str, name: str) -> BackendStatus:
         return BackendStatus(state="exited", exit_code=code if code else 1, oom_killed=oom,
                              error=f"Job failed: {failed.reason or ''} {failed.message or ''}".strip())
     if len(pods) < job.spec.completions or any(p.status and p.status.phase == "Pending" for p in pods.values()):
-        return BackendStatus(state="queued", error="pods pending (scheduling or pulling the image)")
+        return BackendStatus(state="queued", error=waiting_reason(job, pods))
     return BackendStatus(state="running")

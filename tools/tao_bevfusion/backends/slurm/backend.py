@@ -96,6 +96,8 @@ class SlurmBackend(Backend):
         job_name = layout.job_name(req.job_id)
         # A shared log folder gets one private subfolder per job: no job reads or removes another's files.
         log_dir = f"{opts.log_dir.rstrip('/')}/{job_name}" if opts.log_dir else str(Path(req.log_path).parent / "slurm")
+        if req.attempt > 1:  # an infrastructure retry: a fresh folder of its own (submit refuses a used one)
+            log_dir = f"{log_dir}-attempt{req.attempt}"
         gpus = 0 if req.gpus == [] else req.gpus_per_node
         env = job_env(req.home_dir, req.cache_dir, req.env)
         command = ["bevfusion", req.subtask, "-e", req.spec_container_path]
@@ -104,7 +106,7 @@ class SlurmBackend(Backend):
             job = SlurmJob(
                 job_id=req.job_id, job_name=job_name,
                 num_nodes=req.num_nodes, gpus_per_node=gpus, gpu_flag=GpuFlag(opts.gpu_flag),
-                cpus_per_task=opts.cpus_per_task, mem=opts.mem, time_limit=opts.time_limit,
+                cpus_per_task=opts.cpus_per_task, mem=opts.mem, time_limit=opts.time_limit or _minutes(req),
                 partition=opts.partition, account=opts.account, qos=opts.qos, reservation=opts.reservation,
                 log_dir=log_dir, runtime=Runtime(opts.runtime), image=req.image, env=env, command=command,
                 mounts=[Mount(host=m.host, container=m.container, read_only=m.mode == "ro") for m in req.mounts],
@@ -156,7 +158,7 @@ class SlurmBackend(Backend):
         if state is None:
             return BackendStatus(state="missing", error="Slurm no longer knows the job and it left no end record")
         if state.state in cli.QUEUED:
-            return BackendStatus(state="queued", error=state.reason or None)
+            return BackendStatus(state="queued", error=_waiting(state))
         if state.state in cli.ACTIVE:
             return BackendStatus(state="running")
         code = state.exit_code
@@ -200,6 +202,30 @@ class SlurmBackend(Backend):
         except cli.SlurmCommandError:
             return None
         return _handle(ids[0], name, str(Path(out).parent)) if ids and out else None
+
+
+WAIT_REASONS = {"PartitionTimeLimit": "its time limit is above the partition's MaxTime: lower time_limit or "
+                                      "max_hours, or use another partition",
+                "Resources": "the nodes/GPUs it asks for are busy", "Priority": "jobs of higher priority go first",
+                "QOSMaxJobsPerUserLimit": "your QOS allows no more running jobs", "ReqNodeNotAvail": "the nodes "
+                "it needs are down or drained", "PartitionDown": "the partition is down",
+                "PartitionConfig": "it asks for more than the partition allows (time, nodes or GPUs)"}
+
+
+def _waiting(state: cli.JobState) -> str | None:
+    """Why Slurm keeps the job pending: its reason code, the partition, and what the code means."""
+    if not state.reason or state.reason == "None":
+        return None
+    where = f" in partition {state.partition}" if state.partition else ""
+    meaning = WAIT_REASONS.get(state.reason)
+    return f"Slurm: pending{where}, reason {state.reason}" + (f" ({meaning})" if meaning else "")
+
+
+def _minutes(req: LaunchRequest) -> str | None:
+    """#SBATCH --time from the run's limit (max_hours / max_gpu_hours), in whole minutes, at least 1."""
+    if not req.deadline_seconds:
+        return None
+    return str(max(1, -(-req.deadline_seconds // 60)))
 
 
 def _submit_fix(stderr: str) -> str:

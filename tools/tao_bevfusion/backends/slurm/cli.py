@@ -58,6 +58,7 @@ class JobState:
     exit_code: int | None
     reason: str = ""
     source: str = "scontrol"
+    partition: str = ""
 
 
 def exit_code(field: str) -> int | None:
@@ -79,7 +80,8 @@ def scontrol_job(slurm_id: str) -> JobState | None:
     info = key_values(out.splitlines()[0] if out.strip() else "")
     if not info.get("JobState"):
         return None
-    return JobState(info["JobState"], exit_code(info.get("ExitCode", "")), info.get("Reason", ""))
+    return JobState(info["JobState"], exit_code(info.get("ExitCode", "")), info.get("Reason", ""),
+                    partition=info.get("Partition", ""))
 
 
 @lru_cache(maxsize=4)
