@@ -38,7 +38,7 @@ class LaunchCost(BaseModel):
     plan: dict[str, Any] = Field(default_factory=dict, description="The reviewed plan's defining fields.")
 
     def digest(self) -> str:
-        data = self.model_dump(exclude={"basis"})
+        data = self.model_dump(exclude={"basis", "plan"})  # what the person was shown
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
