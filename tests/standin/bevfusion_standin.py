@@ -361,8 +361,8 @@ def _train_loop(spec, st, train, frames, start, epochs, work, log):
             fail_lr = os.environ.get("FAKE_TAO_FAIL_LR_ABOVE")  # one failing trial among healthy ones
             if (FAULT == "fail_at_iter" or (fail_lr and float(get(spec, "train.optimizer.lr", 0)) > float(fail_lr))) \
                     and cur == 2:
-                raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 23.65 GiB total "
-                                   "capacity)")
+                raise RuntimeError(os.environ.get("FAKE_TAO_ERROR_TEXT") or  # a test's own error line
+                                   "CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 23.65 GiB total capacity)")
             if FAULT == "oom" and cur == 2:
                 hog = []
                 while True:  # the container's memory limit makes the kernel OOM-kill us

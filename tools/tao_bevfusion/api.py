@@ -292,6 +292,26 @@ def _compare_images(inp: ListJobsInput, result: JobList, ctx: AppContext) -> lis
     return [("compare.png", compare.overlay_png([r.job_id for r in result.comparison], ctx))]
 
 
+def _job_view(inp: JobIdInput, result: JobSummary, ctx: AppContext) -> dict[str, Any]:
+    from tao_bevfusion.present.dashboard import data
+
+    return data.job_view(result, ctx)
+
+
+def _list_view(inp: ListJobsInput, result: JobList, ctx: AppContext) -> dict[str, Any]:
+    from tao_bevfusion.present.dashboard import data
+
+    if result.comparison:
+        return data.compare_view([r.job_id for r in result.comparison], ctx)
+    return data.list_view([j.job_id for j in result.jobs if j.action == "train" and j.kind == "run"])
+
+
+def _launch_cost(inp: launch.RunActionInput, ctx: AppContext) -> Any:
+    from tao_bevfusion.service.cost import launch_cost
+
+    return launch_cost(inp, ctx)
+
+
 def _cancel(inp: CancelInput, ctx: AppContext) -> tuple[service.CancelResult, str]:
     r = service.cancel_job(inp.job_id, force=inp.force, ctx=ctx)
     return r, f"{r.job_id}: {r.state} ({r.message})"
@@ -319,6 +339,10 @@ class ToolDef:
     image_request_field: str | None = None  # the input field that asks for the images
     images_dir_flag: str | None = None  # CLI option that writes every image into a folder
     images_dir_request_field: str | None = None  # the input field that option turns on
+    # Set for tools the dashboard MCP App draws: extra view data for clients that render Apps.
+    view: Callable[[Any, Any, AppContext], dict[str, Any]] | None = None
+    # Set for tools that may launch: what a launch would cost, so the server can ask a person first.
+    launch_cost: Callable[[Any, AppContext], Any] | None = None
 
 
 TOOLS: list[ToolDef] = [
@@ -349,14 +373,15 @@ TOOLS: list[ToolDef] = [
             "returns state 'review' (the study's search space, budget, cost) and launches nothing; the same call "
             "with confirm=true starts the study (a job of kind 'study'; get_job shows trials and best; evaluate "
             "with parent_job_id=<study>). automl_policy='off' trains once, directly.",
-            annotations={**WRITES, "open_world_hint": True}, after_wait=_after_wait, returns_job=True),
+            annotations={**WRITES, "open_world_hint": True}, after_wait=_after_wait, returns_job=True,
+            launch_cost=_launch_cost),
     ToolDef("get_job", JobIdInput, JobSummary, _get,
             "State, verdict (never from the exit code alone), progress (epoch/iteration/loss), AP11/AP40, matched "
             "errors with remedies, artifacts and next calls for one job. Safe to poll every ~30 s. Inference: the "
             "detections (boxes, scores, top boxes) and, with frames=[...] or include_pictures, BEV/camera "
             "pictures; evaluate: the AP table and the checkpoint evaluated.",
             returns_job=True, images=_curve_images, image_flag="curve", image_request_field="include_curve",
-            images_dir_flag="bev", images_dir_request_field="include_pictures"),
+            images_dir_flag="bev", images_dir_request_field="include_pictures", view=_job_view),
     ToolDef("get_job_logs", LogsInput, logs.LogPage, _logs,
             "Page a job's combined log: the tail (default 50 lines), forward from a byte offset, or lines "
             "matching a regex. Returns next_offset for the next page."),
@@ -364,7 +389,7 @@ TOOLS: list[ToolDef] = [
             "List recent jobs (newest first), optionally by state or action: times, duration, key hyperparameters, "
             "best AP11 and epoch, parent. sort='best_AP11' answers 'which run was best'; compare=[train job ids] "
             "gives a side-by-side table and one picture with their curves overlaid.",
-            images=_compare_images, image_flag="compare-png", image_request_field=None),
+            images=_compare_images, image_flag="compare-png", image_request_field=None, view=_list_view),
     ToolDef("cancel_job", CancelInput, service.CancelResult, _cancel,
             "Stop a running job and record it as canceled. Idempotent: a finished job is reported unchanged.",
             annotations={**WRITES, "destructive_hint": True, "idempotent_hint": True}),

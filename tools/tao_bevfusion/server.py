@@ -28,6 +28,7 @@ from tao_bevfusion.core.limits import RESULT_LIMIT
 from tao_bevfusion.core.settings import skill_dir
 from tao_bevfusion.jobs.context import AppContext, app_context
 from tao_bevfusion.jobs.wait import wait_async
+from tao_bevfusion.mcpext import apps, consent, updates
 from tao_bevfusion.present.crash import resource_crash_text, tool_crash_text
 from tao_bevfusion.present.summary import summarize
 from tao_bevfusion.specbuild.surface import ACTIONS
@@ -97,24 +98,32 @@ def _build_tool(t: api.ToolDef) -> Tool:
             inp = inp.model_copy(update={"wait_seconds": 0})
         try:
             app = app_context()
+            if (answered := await consent.ask_first(t, inp, app, ctx)) is not None:
+                return answered  # type: ignore[return-value]  # a question, or "nothing was launched"
             model, text = await anyio.to_thread.run_sync(t.fn, inp, app)
             if wait and getattr(model, "job_id", None):
                 model, text = await _wait(t, model, wait, app, ctx)
             extra = await anyio.to_thread.run_sync(_images, t, inp, model, app)
+            view = await anyio.to_thread.run_sync(apps.view_meta, t, inp, model, app, ctx)
         except ToolFailure as exc:
             raise ToolError(exc.render()) from exc
+        except ToolError:
+            raise  # already a deliberate tool error (e.g. a refused or malformed approval): not a crash
         except Exception as exc:  # a bug: the type, one line of cause and a next call; traceback to the log only
             log.exception("tool %s crashed", t.name)
             raise ToolError(tool_crash_text(t.name, kwargs, exc)) from exc
-        return _result(model, text, extra)
+        result = _result(model, text, extra)
+        result.meta = view  # dashboard data for clients that render MCP Apps; None for everyone else
+        return result
 
-    signature = _signature(t.input, t.output, t.after_wait is not None)
+    with_ctx = t.after_wait is not None or t.view is not None or t.launch_cost is not None
+    signature = _signature(t.input, t.output, with_ctx)
     handler.__name__ = t.name
     handler.__doc__ = t.doc
     handler.__signature__ = signature  # type: ignore[attr-defined]
     handler.__annotations__ = {**{p.name: p.annotation for p in signature.parameters.values()},
                                "return": Annotated[CallToolResult, t.output]}
-    tool = Tool.from_function(handler, name=t.name, description=t.doc,
+    tool = Tool.from_function(handler, name=t.name, description=t.doc, meta=apps.tool_meta(t),
                               annotations=ToolAnnotations.model_validate(t.annotations))
     # Unknown arguments are errors (the SDK would drop them silently): the model must hear about a typo.
     base = tool.fn_metadata.arg_model
@@ -125,8 +134,10 @@ def _build_tool(t: api.ToolDef) -> Tool:
     return tool
 
 
-mcp = MCPServer("tao-bevfusion", version="0.1.0", instructions=INSTRUCTIONS,
-                tools=[_build_tool(t) for t in api.TOOLS])
+mcp: MCPServer = MCPServer("tao-bevfusion", version="0.1.0", instructions=INSTRUCTIONS,
+                           tools=[_build_tool(t) for t in api.TOOLS], extensions=[apps.apps_extension()],
+                           lifespan=updates.lifespan(lambda: mcp._subscriptions))
+updates.install(mcp)  # status subscriptions on both protocol eras
 
 
 def _guarded(fn: Any) -> Any:
@@ -186,9 +197,11 @@ def job_log(job_id: str) -> str:
 
 
 @_resource("tao-bevfusion://jobs/{job_id}/status", mime_type="application/x-ndjson",
-              description="The job's status.json records (tail).")
+              description="A run's status.json records (tail); a study's trials, one JSON line each. "
+                          "Subscribable: notifications/resources/updated on a change of state, epoch, best "
+                          "trial or verdict.")
 def job_status(job_id: str) -> str:
-    return _redacted_tail(job_id, "status")
+    return updates.study_status_lines(_job(job_id)[1]) or _redacted_tail(job_id, "status")
 
 
 @_resource("tao-bevfusion://jobs/{job_id}/spec", mime_type="application/yaml",

@@ -148,6 +148,7 @@ class StudyFiles:
     OPTUNA_DB = "study.db"
     DRIVER_LOCK = "driver.lock"
     DRIVER_INFO = "driver.json"
+    MILESTONES = "milestones.json"  # the webhook milestones already posted (best trial, half done)
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder

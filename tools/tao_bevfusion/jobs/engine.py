@@ -14,7 +14,7 @@ from tao_bevfusion.evidence.artifacts import check_artifacts
 from tao_bevfusion.evidence.models import Evidence
 from tao_bevfusion.evidence.scan import scan_log, scan_status
 from tao_bevfusion.evidence.verdict import decide
-from tao_bevfusion.jobs import hooks, retention, retry, safety
+from tao_bevfusion.jobs import hooks, notify, retention, retry, safety
 from tao_bevfusion.jobs.context import AppContext
 from tao_bevfusion.jobs.reconcile import reconcile_pending
 from tao_bevfusion.jobs.secrets import job_secrets
@@ -87,9 +87,12 @@ def _finish(ctx: AppContext, job: Job, exit_code: int | None, oom: bool, contain
     verdict = safety.safety_verdict(job, verdict, backend_error)
     if retry.wanted(job, verdict, backend_error) and (again := retry.relaunch(ctx, job, verdict, handle)):
         return again
-    ctx.store.update(job.id, state=Outcome(verdict.outcome).job_state, verdict=verdict.model_dump(),
-                     finished_at=time.time())
+    ended = ctx.store.update(job.id, state=Outcome(verdict.outcome).job_state, verdict=verdict.model_dump(),
+                             finished_at=time.time())
     if handle:
         ctx.backend(job.backend).cleanup(handle)
     retention.after_run(ctx, ctx.store.get(job.id))
-    return ctx.store.get(job.id)
+    job = ctx.store.get(job.id)
+    if ended:  # this process recorded the end: it tells the webhook (if any), once
+        notify.job_ended(job)
+    return job

@@ -22,7 +22,7 @@ from tao_bevfusion.jobs.cancel import stop_run
 from tao_bevfusion.jobs.context import AppContext
 from tao_bevfusion.jobs.engine import refresh
 from tao_bevfusion.jobs.store import Job
-from tao_bevfusion.studies import budget
+from tao_bevfusion.studies import budget, milestones
 from tao_bevfusion.studies import study as S
 from tao_bevfusion.studies.failures import classify, should_stop
 from tao_bevfusion.studies.plan import SNAPSHOT, load_plan
@@ -288,6 +288,7 @@ class StudyLoop:
         self.ctx.store.update(self.id, state=state, verdict={"outcome": outcome, "reason": reason},
                               finished_at=time.time())
         self.log(f"study {state}: {reason}")
+        milestones.ended(self.id, state, reason, self.stopped)
 
     def snapshot(self) -> None:
         """trials.json: what get_job(study) shows, written atomically."""
@@ -309,3 +310,4 @@ class StudyLoop:
                             "epoch": best.user_attrs.get("best_epoch"), "params": best.params,
                             "checkpoint": str(self.best_checkpoint(best))}
         atomic_write(self.folder / SNAPSHOT, json.dumps(data))
+        milestones.after_snapshot(self.id, self.folder, data, self.plan.trials)

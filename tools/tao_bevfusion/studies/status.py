@@ -15,6 +15,7 @@ from tao_bevfusion.jobs.cancel import stop_run
 from tao_bevfusion.jobs.context import AppContext
 from tao_bevfusion.jobs.store import Job
 from tao_bevfusion.jobs.wait import wait_sync
+from tao_bevfusion.studies import milestones
 from tao_bevfusion.studies.driver import driver_info, ensure_driver
 from tao_bevfusion.studies.models import StudyBest, StudyProgress, StudyStatus, TrialRow
 from tao_bevfusion.studies.plan import SNAPSHOT
@@ -105,6 +106,7 @@ def cancel_study(job: Job, force: bool, ctx: AppContext) -> tuple[str, str]:
     # Ended last (a terminal job takes no more writes); if the driver ended it meanwhile, its verdict stands.
     store.update(job.id, state="canceled", finished_at=time.time(), verdict={"outcome": "canceled", "reason": (
         f"canceled on request; {kept}" if kept else f"canceled on request ({len(trials)} running trials stopped)")})
+    milestones.ended(job.id, "canceled", "canceled on request", None)
     left = f"; {len(pending)} trial(s) still stopping" if pending else ""
     said = f"; {kept}" if kept else "; no stopped trial had a validated AP11 with its checkpoint (nothing kept)"
     return store.get(job.id).state, f"study canceled, {len(trials) - len(pending)} trial(s) stopped{left}{said}"
