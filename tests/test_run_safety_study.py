@@ -80,6 +80,7 @@ def test_finished_study_holds_only_the_checkpoints_it_may_hand_on(converted: Pat
 def test_study_under_a_gpu_hour_limit_ends_with_its_best_so_far(converted: Path) -> None:
     args = study(converted, {"automl_algorithm": "random", "automl_max_recommendations": 8, "automl_max_epochs": 2,
                              "automl_max_concurrent": 1}, max_gpu_hours=0.004, confirm=True)  # 14.4 GPU-seconds
+    args["env"] = {"FAKE_TAO_ITER_SECONDS": "1.0"}  # trials of >= 4 s whatever the machine's load: the limit binds
     started = run_action(RunActionInput(**args))
     assert started.job_id
     s = until(lambda: (x := get_job(started.job_id)).state not in ("pending", "running") and x, 240, "study")

@@ -13,10 +13,12 @@ from typing import Any
 
 import anyio
 import pytest
+import yaml
 from mcp import Client, StdioServerParameters
 from mlflow.tracking import MlflowClient
 from tao_bevfusion.core import layout
 from tao_bevfusion.evidence.status import read_all
+from tao_bevfusion.jobs.context import app_context
 from tao_bevfusion.jobs.launch import RunActionInput
 from tao_bevfusion.present.summary import JobSummary
 from tao_bevfusion.service.jobs import get_job
@@ -99,7 +101,9 @@ def test_plain_run_params_metrics_artifacts_and_no_repeats(kitti_converted: Path
     run = the_run(client, "plain", job_id)
     assert run.info.status == "FINISHED"
     p, tags = run.data.params, run.data.tags
-    assert (p["learning_rate"], p["weight_decay"], p["batch_size"], p["epochs"]) == ("0.0002", "0.01", "1", "3")
+    launched = yaml.safe_load(Path(app_context().store.get(job_id).spec_path).read_text())
+    lr = launched["train"]["optimizer"]["lr"]  # the spec that ran (its lr follows the global batch: issue 18)
+    assert (p["learning_rate"], p["weight_decay"], p["batch_size"], p["epochs"]) == (str(lr), "0.01", "1", "3")
     assert p["nodes_x_gpus"] == "1x1" and p["data_root"] == str(kitti_converted) and p["image"]
     assert tags["tao.action"] == "train" and tags["tao.backend"] == "local" and tags["tao.verdict"] == "succeeded"
     records = status_records(job_id)
