@@ -13,7 +13,7 @@ PACKAGE = REPO / "tools" / "tao_bevfusion"
 # Bottom first. A module may import its own layer and the layers below it, never one above.
 LAYERS: list[tuple[str, ...]] = [
     ("core",), ("kitti",), ("backends",), ("specbuild",), ("policy",), ("evidence",), ("jobs",),
-    ("studies",), ("present",), ("tracking",), ("service",), ("api",), ("mcpext",),
+    ("studies",), ("present",), ("tracking",), ("service",), ("api_inputs", "api"), ("mcpext",),
     ("server", "cli", "generate", "httpauth"),
 ]
 

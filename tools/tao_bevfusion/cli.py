@@ -44,9 +44,13 @@ SECRET_FIELDS = {"encryption_key": "TAO_BEVFUSION_ENCRYPTION_KEY"}
 
 
 def _add_secret_option(parser: argparse.ArgumentParser, name: str) -> None:
-    parser.add_argument("--" + name.replace("_", "-") + "-file", dest=name + "_file", type=Path,
-                        help=f"file holding the {name.replace('_', ' ')} (or set {SECRET_FIELDS[name]}); "
-                        "never given on the command line")
+    parser.add_argument(
+        "--" + name.replace("_", "-") + "-file",
+        dest=name + "_file",
+        type=Path,
+        help=f"file holding the {name.replace('_', ' ')} (or set {SECRET_FIELDS[name]}); "
+        "never given on the command line",
+    )
 
 
 def _secrets(model: type[BaseModel], args: argparse.Namespace) -> dict[str, str]:
@@ -58,8 +62,13 @@ def _secrets(model: type[BaseModel], args: argparse.Namespace) -> dict[str, str]
         try:
             value = path.read_text().rstrip("\r\n") if path else os.environ.get(env, "")
         except OSError as exc:
-            raise InputError(problem(f"--{name.replace('_', '-')}-file", f"cannot read {path}: {exc.strerror}",
-                                     "give a readable file (chmod 600) holding only the key")) from exc
+            raise InputError(
+                problem(
+                    f"--{name.replace('_', '-')}-file",
+                    f"cannot read {path}: {exc.strerror}",
+                    "give a readable file (chmod 600) holding only the key",
+                )
+            ) from exc
         if value:
             out[name] = value
     return out
@@ -74,14 +83,26 @@ def _add_model_options(parser: argparse.ArgumentParser, model: type[BaseModel]) 
         required = field.default is PydanticUndefined
         help_text = (field.description or "").replace("%", "%%")
         if field.annotation is bool:
-            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=field.default,
-                                help=help_text)
+            parser.add_argument(
+                flag,
+                dest=name,
+                action=argparse.BooleanOptionalAction,
+                default=field.default,
+                help=help_text,
+            )
             continue
         kind, choices = _scalar(field.annotation)
         if kind is json.loads:
             help_text += " (JSON)"
-        parser.add_argument(flag, dest=name, type=kind, choices=choices, required=required,
-                            default=None if required else field.default, help=help_text)
+        parser.add_argument(
+            flag,
+            dest=name,
+            type=kind,
+            choices=choices,
+            required=required,
+            default=None if required else field.default,
+            help=help_text,
+        )
 
 
 def _progress_bar(summary: Any) -> str:
@@ -100,6 +121,7 @@ def _progress_bar(summary: Any) -> str:
 
 def follow(job_id: str, ctx: AppContext, interval: float = 2.0) -> Any:
     """Wait until the job ends, drawing a one-line progress bar on stderr (the CLI has no 60 s limit)."""
+
     def draw(job: Any) -> None:
         sys.stderr.write("\r" + terminal_safe(_progress_bar(summarize(job))).ljust(130))
         sys.stderr.flush()
@@ -110,31 +132,59 @@ def follow(job_id: str, ctx: AppContext, interval: float = 2.0) -> Any:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tao-bevfusion", description="TAO 5.5 BEVFusion agent skill plugin")
+    parser = argparse.ArgumentParser(
+        prog="tao-bevfusion", description="TAO 5.5 BEVFusion agent skill plugin"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the MCP server")
     serve.add_argument("--transport", choices=["stdio", "http"], default="stdio")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8765)
-    serve.add_argument("--token-file", type=Path, help="http: file (mode 0600) holding the bearer token; default "
-                       "TAO_BEVFUSION_HTTP_TOKEN, else one generated into the state dir and printed once")
-    serve.add_argument("--allow-remote", action="store_true", help="http: allow a non-loopback --host (needs "
-                       "TAO_BEVFUSION_HTTP_TOKEN or --token-file)")
-    serve.add_argument("--allowed-host", dest="allowed_hosts", action="append", default=[], metavar="NAME",
-                       help="http: another Host name clients use to reach the server (repeatable)")
-    sub.add_parser("generate", help="regenerate schemas/ and references/ (--check: fail when stale)").add_argument(
-        "--check", action="store_true")
+    serve.add_argument(
+        "--token-file",
+        type=Path,
+        help="http: file (mode 0600) holding the bearer token; default "
+        "TAO_BEVFUSION_HTTP_TOKEN, else one generated into the state dir and printed once",
+    )
+    serve.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="http: allow a non-loopback --host (needs TAO_BEVFUSION_HTTP_TOKEN or --token-file)",
+    )
+    serve.add_argument(
+        "--allowed-host",
+        dest="allowed_hosts",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="http: another Host name clients use to reach the server (repeatable)",
+    )
+    sub.add_parser(
+        "generate", help="regenerate schemas/ and references/ (--check: fail when stale)"
+    ).add_argument("--check", action="store_true")
     for t in api.TOOLS:
         p = sub.add_parser(t.name.replace("_", "-"), help=t.doc.split(". ")[0], description=t.doc)
         _add_model_options(p, t.input)
         p.add_argument("--json", action="store_true", help="print the structured result as JSON")
         if t.returns_job:
-            p.add_argument("--follow", action="store_true", help="poll until the job ends, with a progress bar")
+            p.add_argument(
+                "--follow", action="store_true", help="poll until the job ends, with a progress bar"
+            )
         if t.image_flag:
-            p.add_argument(f"--{t.image_flag}", dest="image_out", type=Path, help="write the picture (PNG) here")
+            p.add_argument(
+                f"--{t.image_flag}",
+                dest="image_out",
+                type=Path,
+                help="write the picture (PNG) here",
+            )
         if t.images_dir_flag:
-            p.add_argument(f"--{t.images_dir_flag}", dest="images_dir", type=Path, metavar="DIR",
-                           help="write every picture (BEV, camera, contact sheet, chart) into DIR")
+            p.add_argument(
+                f"--{t.images_dir_flag}",
+                dest="images_dir",
+                type=Path,
+                metavar="DIR",
+                help="write every picture (BEV, camera, contact sheet, chart) into DIR",
+            )
     return parser
 
 
@@ -144,8 +194,14 @@ def main(argv: list[str] | None = None) -> int:
         from tao_bevfusion.server import serve
 
         try:
-            serve(args.transport, args.host, args.port, token_file=args.token_file,
-                  allow_remote=args.allow_remote, allowed_hosts=args.allowed_hosts)
+            serve(
+                args.transport,
+                args.host,
+                args.port,
+                token_file=args.token_file,
+                allow_remote=args.allow_remote,
+                allowed_hosts=args.allowed_hosts,
+            )
         except ToolError as exc:
             print(exc.render(), file=sys.stderr)
             return 2
@@ -165,7 +221,9 @@ def _write_pictures(folder: Path, pictures: list[tuple[str, bytes]]) -> str:
 
 
 def _run_tool(t: api.ToolDef, args: argparse.Namespace) -> int:
-    fields = {k: getattr(args, k) for k in t.input.model_fields if getattr(args, k, None) is not None}
+    fields = {
+        k: getattr(args, k) for k in t.input.model_fields if getattr(args, k, None) is not None
+    }
     image_out: Path | None = getattr(args, "image_out", None)
     try:
         ctx = app_context()
@@ -178,7 +236,11 @@ def _run_tool(t: api.ToolDef, args: argparse.Namespace) -> int:
         inp = t.input.model_validate(fields)
         model, text = t.fn(inp, ctx)
         job_id = getattr(model, "job_id", None)
-        if getattr(args, "follow", False) and job_id and getattr(model, "state", "") in ACTIVE_STATES:
+        if (
+            getattr(args, "follow", False)
+            and job_id
+            and getattr(model, "state", "") in ACTIVE_STATES
+        ):
             model, text = follow(job_id, ctx)
         if image_out and t.images:
             pictures = t.images(inp, model, ctx)

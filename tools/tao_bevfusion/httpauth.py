@@ -41,9 +41,14 @@ def is_loopback(host: str) -> bool:
 def _checked(token: str, where: str) -> str:
     token = token.strip()
     if len(token) < MIN_TOKEN or any(ch.isspace() or not ch.isprintable() for ch in token):
-        raise InputError(problem(where, f"the HTTP token must be at least {MIN_TOKEN} printable characters "
-                                 "without spaces", "generate one: python3 -c 'import secrets; "
-                                 "print(secrets.token_urlsafe(32))'", code="HTTP_TOKEN_WEAK"))
+        raise InputError(
+            problem(
+                where,
+                f"the HTTP token must be at least {MIN_TOKEN} printable characters without spaces",
+                "generate one: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'",
+                code="HTTP_TOKEN_WEAK",
+            )
+        )
     return token
 
 
@@ -52,15 +57,28 @@ def _read_private(path: Path, where: str) -> str:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as exc:
-        raise InputError(problem(where, f"cannot open {path}: {exc.strerror}",
-                                 "give a regular file holding only the token (chmod 600)")) from exc
+        raise InputError(
+            problem(
+                where,
+                f"cannot open {path}: {exc.strerror}",
+                "give a regular file holding only the token (chmod 600)",
+            )
+        ) from exc
     with os.fdopen(fd, "rb") as fh:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode) or info.st_size > 4096:
-            raise InputError(problem(where, f"{path} is not a small regular file", "put only the token in it"))
+            raise InputError(
+                problem(where, f"{path} is not a small regular file", "put only the token in it")
+            )
         if info.st_mode & 0o077:
-            raise InputError(problem(where, f"{path} can be read by other users (mode {info.st_mode & 0o777:o})",
-                                     f"chmod 600 {path}", code="HTTP_TOKEN_EXPOSED"))
+            raise InputError(
+                problem(
+                    where,
+                    f"{path} can be read by other users (mode {info.st_mode & 0o777:o})",
+                    f"chmod 600 {path}",
+                    code="HTTP_TOKEN_EXPOSED",
+                )
+            )
         return _checked(fh.read().decode(errors="replace"), where)
 
 
@@ -92,12 +110,25 @@ def check_bind(host: str, allow_remote: bool, token_source: str) -> None:
     if is_loopback(host):
         return
     if not allow_remote:
-        raise InputError(problem("--host", f"{host} is not a loopback address: anyone who can reach it could "
-                                 "launch containers as this user", "bind 127.0.0.1, or pass --allow-remote "
-                                 f"with {TOKEN_ENV} or --token-file (and put TLS in front)", code="HTTP_REMOTE"))
+        raise InputError(
+            problem(
+                "--host",
+                f"{host} is not a loopback address: anyone who can reach it could "
+                "launch containers as this user",
+                "bind 127.0.0.1, or pass --allow-remote "
+                f"with {TOKEN_ENV} or --token-file (and put TLS in front)",
+                code="HTTP_REMOTE",
+            )
+        )
     if token_source == "generated" or token_source.startswith("state dir"):
-        raise InputError(problem("--allow-remote", "a remote bind needs a token you chose and gave to the "
-                                 "clients", f"set {TOKEN_ENV} or pass --token-file", code="HTTP_REMOTE"))
+        raise InputError(
+            problem(
+                "--allow-remote",
+                "a remote bind needs a token you chose and gave to the clients",
+                f"set {TOKEN_ENV} or pass --token-file",
+                code="HTTP_REMOTE",
+            )
+        )
 
 
 def security_settings(host: str, port: int, extra_hosts: list[str]) -> Any:
@@ -109,8 +140,9 @@ def security_settings(host: str, port: int, extra_hosts: list[str]) -> Any:
         names += ["127.0.0.1", "localhost", "[::1]"]
     hosts = sorted({f"{name}:{port}" for name in names})
     origins = sorted({f"{scheme}://{h}" for h in hosts for scheme in ("http", "https")})
-    return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts,
-                                     allowed_origins=origins)
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins
+    )
 
 
 class BearerAuth:
@@ -126,7 +158,9 @@ class BearerAuth:
             if name.lower() == b"authorization":
                 given = value
         scheme, _, credentials = given.partition(b" ")
-        ok = hmac.compare_digest(credentials.strip(), self.expected)  # constant time, whatever the scheme
+        ok = hmac.compare_digest(
+            credentials.strip(), self.expected
+        )  # constant time, whatever the scheme
         return ok and scheme.lower() == b"bearer"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -134,14 +168,29 @@ class BearerAuth:
             await self.app(scope, receive, send)
             return
         body = b'{"error": "unauthorized", "detail": "send Authorization: Bearer <token>"}'
-        await send({"type": "http.response.start", "status": 401, "headers": [
-            (b"content-type", b"application/json"), (b"www-authenticate", b'Bearer realm="tao-bevfusion"'),
-            (b"content-length", str(len(body)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 401,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"www-authenticate", b'Bearer realm="tao-bevfusion"'),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
 
-def serve_http(server: Any, home: Path, host: str, port: int, token_file: Path | None = None,
-               allow_remote: bool = False, extra_hosts: list[str] | None = None) -> None:
+def serve_http(
+    server: Any,
+    home: Path,
+    host: str,
+    port: int,
+    token_file: Path | None = None,
+    allow_remote: bool = False,
+    extra_hosts: list[str] | None = None,
+) -> None:
     """Run `server` (an MCPServer) on streamable HTTP behind the token; refuses an unsafe bind first."""
     import anyio
     import uvicorn
@@ -149,12 +198,17 @@ def serve_http(server: Any, home: Path, host: str, port: int, token_file: Path |
     token, source = resolve_token(home, token_file)
     check_bind(host, allow_remote, source)
     if source == "generated":
-        print(f"tao-bevfusion HTTP token (shown once; kept in {home / TOKEN_FILE}, mode 0600): {token}",
-              file=sys.stderr, flush=True)
+        print(
+            f"tao-bevfusion HTTP token (shown once; kept in {home / TOKEN_FILE}, mode 0600): {token}",
+            file=sys.stderr,
+            flush=True,
+        )
     else:
         print(f"tao-bevfusion HTTP token from {source}", file=sys.stderr, flush=True)
-    app = server.streamable_http_app(transport_security=security_settings(host, port, extra_hosts or []),
-                                     host=host)
-    config = uvicorn.Config(BearerAuth(app, token), host=host, port=port, log_level="info",
-                            lifespan="on")
+    app = server.streamable_http_app(
+        transport_security=security_settings(host, port, extra_hosts or []), host=host
+    )
+    config = uvicorn.Config(
+        BearerAuth(app, token), host=host, port=port, log_level="info", lifespan="on"
+    )
     anyio.run(uvicorn.Server(config).serve)

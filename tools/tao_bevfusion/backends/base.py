@@ -27,10 +27,14 @@ if TYPE_CHECKING:
 
 
 class Capabilities(BaseModel):
-    maps_paths_into_container: bool = Field(description="Specs see container paths (/data, /results/...).")
+    maps_paths_into_container: bool = Field(
+        description="Specs see container paths (/data, /results/...)."
+    )
     multi_node: bool = Field(description="Can run one job across several nodes.")
     gpu_pinning: bool = Field(description="Can give a job specific host GPU ids.")
-    reattach_by_job_id: bool = Field(description="find(job_id) can recover a handle that was never stored.")
+    reattach_by_job_id: bool = Field(
+        description="find(job_id) can recover a handle that was never stored."
+    )
 
 
 class BackendOptions(BaseModel):
@@ -55,22 +59,39 @@ class LaunchRequest(BaseModel):
     results_dir: str
     results_container_dir: str
     home_dir: str = Field(description="Writable HOME for the job (as the job sees it).")
-    cache_dir: str = Field(description="Writable TAO_TOOLKIT_CACHE and framework caches (as the job sees it).")
+    cache_dir: str = Field(
+        description="Writable TAO_TOOLKIT_CACHE and framework caches (as the job sees it)."
+    )
     mounts: list[Mount]
     image: str
-    gpus: list[str] | None = Field(default=None, description="Host GPU ids; None = the first gpus_per_node; [] = none.")
+    gpus: list[str] | None = Field(
+        default=None, description="Host GPU ids; None = the first gpus_per_node; [] = none."
+    )
     gpus_per_node: int = 1
     num_nodes: int = 1
-    env: dict[str, str] = Field(default_factory=dict, description="Validated caller env, the same on every node.")
-    node_env: list[dict[str, str]] = Field(default_factory=list, description="Extra env per node (index = node rank).")
+    env: dict[str, str] = Field(
+        default_factory=dict, description="Validated caller env, the same on every node."
+    )
+    node_env: list[dict[str, str]] = Field(
+        default_factory=list, description="Extra env per node (index = node rank)."
+    )
     log_path: str
     options: dict[str, Any] = Field(default_factory=dict, description="Validated backend_options.")
-    attempt: int = Field(default=1, ge=1, description=(
-        "Which attempt of the job this launch is (an infrastructure retry is 2, 3...): backends that keep "
-        "per-launch files (Slurm's log folder) give each attempt its own."))
-    deadline_seconds: int | None = Field(default=None, description=(
-        "Wall-clock limit of the run (max_hours / max_gpu_hours); schedulers enforce it themselves (Slurm "
-        "--time, Kubernetes activeDeadlineSeconds), docker and local through the job's watchdog."))
+    attempt: int = Field(
+        default=1,
+        ge=1,
+        description=(
+            "Which attempt of the job this launch is (an infrastructure retry is 2, 3...): backends that keep "
+            "per-launch files (Slurm's log folder) give each attempt its own."
+        ),
+    )
+    deadline_seconds: int | None = Field(
+        default=None,
+        description=(
+            "Wall-clock limit of the run (max_hours / max_gpu_hours); schedulers enforce it themselves (Slurm "
+            "--time, Kubernetes activeDeadlineSeconds), docker and local through the job's watchdog."
+        ),
+    )
 
 
 class Check(BaseModel):
@@ -86,12 +107,18 @@ class Plan(BaseModel):
 
     backend: str
     job_id: str
-    command: list[str] = Field(description="The command the job runs (inside the container, or on the host).")
-    equivalent_cli: list[str] = Field(description="The same launch as a shell argv, for humans to read.")
+    command: list[str] = Field(
+        description="The command the job runs (inside the container, or on the host)."
+    )
+    equivalent_cli: list[str] = Field(
+        description="The same launch as a shell argv, for humans to read."
+    )
     mounts: list[Mount]
     env: dict[str, str] = Field(description="Environment of the job (never carries secrets).")
     user: str | None = None
-    devices: list[str] | None = Field(default=None, description="Host GPU ids requested; None or [] = no GPUs.")
+    devices: list[str] | None = Field(
+        default=None, description="Host GPU ids requested; None or [] = no GPUs."
+    )
     notes: list[str] = Field(default_factory=list)
     preflight: list[Check] = Field(default_factory=list)
 
@@ -107,7 +134,9 @@ class Backend(ABC):
     name: ClassVar[str]
     capabilities: ClassVar[Capabilities]
     options_model: ClassVar[type[BackendOptions]] = BackendOptions
-    plan_model: ClassVar[type["Plan"]] = Plan  # what plan() returns; a saved plan is read back as this
+    plan_model: ClassVar[type["Plan"]] = (
+        Plan  # what plan() returns; a saved plan is read back as this
+    )
 
     @abstractmethod
     def plan(self, request: LaunchRequest) -> Plan:

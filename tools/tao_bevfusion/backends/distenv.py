@@ -12,8 +12,15 @@ PET_NAMES = ("PET_NODE_RANK", "PET_NNODES", "PET_MASTER_ADDR", "PET_MASTER_PORT"
 V6_NAMES = ("WORLD_SIZE", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT", "NUM_GPU_PER_NODE")
 # Names a user env may not set: the backend owns them, and torchrun sets the per-worker ones. The one list;
 # tools/backends/environment.py refuses the same names (and any PET_*) for every backend.
-TORCHRUN_WORKER_NAMES = ("RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "ROLE_RANK", "NNODES",
-                         "NPROC_PER_NODE")
+TORCHRUN_WORKER_NAMES = (
+    "RANK",
+    "LOCAL_RANK",
+    "LOCAL_WORLD_SIZE",
+    "GROUP_RANK",
+    "ROLE_RANK",
+    "NNODES",
+    "NPROC_PER_NODE",
+)
 RESERVED_ENV = frozenset({*PET_NAMES, *V6_NAMES, *TORCHRUN_WORKER_NAMES})
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -27,8 +34,12 @@ def check_user_env(env: dict[str, str]) -> dict[str, str]:
     """Refuse env names that are not shell names or that the launch owns (PET_* included)."""
     for name in env:
         if not ENV_NAME.match(name):
-            raise ValueError(f"env name {name!r} is not a valid variable name ([A-Za-z_][A-Za-z0-9_]*)")
+            raise ValueError(
+                f"env name {name!r} is not a valid variable name ([A-Za-z_][A-Za-z0-9_]*)"
+            )
         if name in RESERVED_ENV or name.startswith("PET_"):
-            raise ValueError(f"env {name!r} is set by the cluster launch itself (node rank, master address); "
-                             "remove it from env")
+            raise ValueError(
+                f"env {name!r} is set by the cluster launch itself (node rank, master address); "
+                "remove it from env"
+            )
     return env

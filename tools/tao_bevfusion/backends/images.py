@@ -30,6 +30,12 @@ def check_image(image: str | None, settings: Settings) -> str:
     trusted = trusted_images(settings)
     if any(_matches(image, entry) for entry in trusted):
         return image
-    raise InputError(problem("image", f"{image[:200]} is not a trusted image (trusted: {', '.join(trusted)})",
-                             f"leave image out, or have the operator add it to {TRUSTED_ENV} (or set "
-                             "TAO_BEVFUSION_IMAGE) in the server's environment", code="IMAGE_NOT_TRUSTED"))
+    raise InputError(
+        problem(
+            "image",
+            f"{image[:200]} is not a trusted image (trusted: {', '.join(trusted)})",
+            f"leave image out, or have the operator add it to {TRUSTED_ENV} (or set "
+            "TAO_BEVFUSION_IMAGE) in the server's environment",
+            code="IMAGE_NOT_TRUSTED",
+        )
+    )

@@ -1,6 +1,6 @@
 """Runs one job command on the host and records its exit code, so any later process can read it.
 
-    python -m tao_bevfusion.backends.local_runner <exit.json> -- <argv...>
+python -m tao_bevfusion.backends.local_runner <exit.json> -- <argv...>
 """
 
 import json

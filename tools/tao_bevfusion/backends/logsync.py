@@ -56,7 +56,7 @@ class RecordCap:
             end = brk.start() if brk else len(body)
             room = self.limit - self.run  # negative once this record was cut
             if end > pos and room >= 0:
-                out.append(body[pos:min(end, pos + room)])
+                out.append(body[pos : min(end, pos + room)])
                 self.run += min(end - pos, room)
                 if end - pos > room:
                     out.append(MARKER)

@@ -12,7 +12,9 @@ from tao_bevfusion.core.errors import InputError, problem
 
 ENTRY_POINT_GROUP = "tao_bevfusion.backends"
 _REGISTERED: dict[str, str] = {}
-_OPTIONS: dict[str, str] = {}  # name -> "module:OptionsModel", where it can load without the backend
+_OPTIONS: dict[
+    str, str
+] = {}  # name -> "module:OptionsModel", where it can load without the backend
 
 
 def register(name: str, target: str, options: str | None = None) -> None:
@@ -25,8 +27,11 @@ def register(name: str, target: str, options: str | None = None) -> None:
         _OPTIONS.pop(name, None)
 
 
-register("docker", "tao_bevfusion.backends.docker:DockerBackend",
-         options="tao_bevfusion.backends.docker_options:DockerOptions")
+register(
+    "docker",
+    "tao_bevfusion.backends.docker:DockerBackend",
+    options="tao_bevfusion.backends.docker_options:DockerOptions",
+)
 register("local", "tao_bevfusion.backends.local:LocalBackend")
 register("slurm", "tao_bevfusion.backends.slurm.backend:SlurmBackend")
 register("kubernetes", "tao_bevfusion.backends.kubernetes.backend:KubernetesBackend")
@@ -61,7 +66,9 @@ def _load(target: str) -> Any:
 
 def options_models() -> dict[str, type[BackendOptions]]:
     """Each registered backend's options model, by name (what run_action's schema publishes)."""
-    return {n: _load(_OPTIONS[n]) if n in _OPTIONS else backend_class(n).options_model for n in names()}
+    return {
+        n: _load(_OPTIONS[n]) if n in _OPTIONS else backend_class(n).options_model for n in names()
+    }
 
 
 class PublishedOptions:
@@ -70,11 +77,18 @@ class PublishedOptions:
 
     @classmethod
     def __get_pydantic_json_schema__(cls, core_schema: Any, handler: Any) -> dict[str, Any]:
-        variants = [{**handler(model.__pydantic_core_schema__), "title": f"{name} options"}
-                    for name, model in options_models().items()]
-        return {"anyOf": [*variants, {"type": "null"}], "default": None, "description": (
-            "Options of the chosen backend only: the object for that backend below (unknown keys are errors; "
-            "a backend without options takes none).")}
+        variants = [
+            {**handler(model.__pydantic_core_schema__), "title": f"{name} options"}
+            for name, model in options_models().items()
+        ]
+        return {
+            "anyOf": [*variants, {"type": "null"}],
+            "default": None,
+            "description": (
+                "Options of the chosen backend only: the object for that backend below (unknown keys are errors; "
+                "a backend without options takes none)."
+            ),
+        }
 
 
 def load_backend(name: str) -> Backend:

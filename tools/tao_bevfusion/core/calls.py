@@ -14,8 +14,18 @@ from typing import Any
 
 CALL = re.compile(r"^([a-z][a-z_]{1,40})\((\{.*\})\)$", re.S)
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-TOOL_NAMES = ("route_request", "resolve_automl_policy", "check_dataset", "build_spec", "resolve_parent_checkpoint",
-              "run_action", "get_job", "get_job_logs", "list_jobs", "cancel_job")
+TOOL_NAMES = (
+    "route_request",
+    "resolve_automl_policy",
+    "check_dataset",
+    "build_spec",
+    "resolve_parent_checkpoint",
+    "run_action",
+    "get_job",
+    "get_job_logs",
+    "list_jobs",
+    "cancel_job",
+)
 
 
 def call_text(tool: str, args: dict[str, Any]) -> str:
@@ -58,6 +68,8 @@ def quoted(text: str, limit: int = 300, source: str = "job") -> str:
 
 def cause_line(exc: BaseException, limit: int = 200) -> str:
     """`Type: first line of the message`, cleaned and capped (never a traceback)."""
-    message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)  # KeyError str() is a repr
+    message = (
+        str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    )  # KeyError str() is a repr
     first = next((line for line in message.splitlines() if line.strip()), "")
     return clean(f"{type(exc).__name__}: {first}" if first else type(exc).__name__, limit)

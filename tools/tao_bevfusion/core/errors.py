@@ -13,7 +13,9 @@ from pydantic import BaseModel, Field
 from tao_bevfusion.core.limits import TEXT_LIMIT
 
 MAX_LISTED = 20  # an error lists the first problems and counts the rest: results stay small
-MAX_TEXT = TEXT_LIMIT  # and stops listing before its text passes this (the 8 KB result promise, with room)
+MAX_TEXT = (
+    TEXT_LIMIT  # and stops listing before its text passes this (the 8 KB result promise, with room)
+)
 
 
 class Problem(BaseModel):
@@ -66,5 +68,7 @@ class EngineError(ToolError, RuntimeError):
     default_headline = "engine error (job records kept)"
 
 
-def problem(path: str, message: str, fix: str, value: Any = None, code: str | None = None) -> Problem:
+def problem(
+    path: str, message: str, fix: str, value: Any = None, code: str | None = None
+) -> Problem:
     return Problem(path=path, message=message, fix=fix, value=value, code=code)

@@ -12,11 +12,17 @@ from pathlib import Path
 
 from tao_bevfusion.core.actions import ACTION_SPECS
 
-EPOCH_FILE = re.compile(r"^epoch_(\d+)\.pth$")  # 1-based, padded or not; nothing else counts (§10.1)
+EPOCH_FILE = re.compile(
+    r"^epoch_(\d+)\.pth$"
+)  # 1-based, padded or not; nothing else counts (§10.1)
 LAST_CHECKPOINT = "last_checkpoint"
 STATUS_FILE = "status.json"
 REDUCED_DIR = "velodyne_reduced"
-INFO_SPLITS = {"training": ("train", "val", "trainval"), "validation": ("val",), "testing": ("test",)}
+INFO_SPLITS = {
+    "training": ("train", "val", "trainval"),
+    "validation": ("val",),
+    "testing": ("test",),
+}
 SPEC_SPLIT_PICKLES = (("train_dataset", "train"), ("val_dataset", "val"), ("test_dataset", "val"))
 PREDICTIONS_DIR = ("inference", "preds")
 

@@ -12,7 +12,9 @@ from typing import Any
 from tao_bevfusion.core.secretkeys import is_secret_name
 
 MASK = "***"
-SECRET_KEYS = frozenset({"encryption_key"})  # the spec's own secret key; any secret-named key is masked too
+SECRET_KEYS = frozenset(
+    {"encryption_key"}
+)  # the spec's own secret key; any secret-named key is masked too
 
 
 def _forms(value: str) -> set[str]:
@@ -49,8 +51,10 @@ def redact_bytes(data: bytes, secrets: Sequence[str]) -> bytes:
 def mask_keys(data: Any) -> Any:
     """A copy of a mapping/list tree with the value of every secret key masked, at any depth."""
     if isinstance(data, dict):
-        return {k: (MASK if (k in SECRET_KEYS or is_secret_name(k)) and v else mask_keys(v))
-                for k, v in data.items()}
+        return {
+            k: (MASK if (k in SECRET_KEYS or is_secret_name(k)) and v else mask_keys(v))
+            for k, v in data.items()
+        }
     if isinstance(data, list):
         return [mask_keys(v) for v in data]
     return data

@@ -6,9 +6,33 @@ from typing import Any
 
 # Decided on whole name parts: `default_cam_key` names a camera, `encryption_key` and `aws_secret_access_key`
 # name secrets. A bare `key` is TAO's model key.
-_SECRET_PARTS = {"password", "passwd", "secret", "secrets", "token", "tokens", "credential", "credentials",
-                 "apikey", "auth", "authorization", "cookie", "passphrase"}
-_KEY_KINDS = {"encryption", "api", "private", "access", "secret", "signing", "ssh", "model", "hmac", "license"}
+_SECRET_PARTS = {
+    "password",
+    "passwd",
+    "secret",
+    "secrets",
+    "token",
+    "tokens",
+    "credential",
+    "credentials",
+    "apikey",
+    "auth",
+    "authorization",
+    "cookie",
+    "passphrase",
+}
+_KEY_KINDS = {
+    "encryption",
+    "api",
+    "private",
+    "access",
+    "secret",
+    "signing",
+    "ssh",
+    "model",
+    "hmac",
+    "license",
+}
 MAX_DEPTH = 64
 
 

@@ -40,17 +40,29 @@ def _memlock(raw: str) -> int:
         return -1
     if value.isdigit():
         return int(value)
-    raise InputError(problem("TAO_BEVFUSION_MEMLOCK", f"not a byte count: {raw[:40]!r}",
-                             "set a whole number of bytes, -1 or 'unlimited' (or unset it)"))
+    raise InputError(
+        problem(
+            "TAO_BEVFUSION_MEMLOCK",
+            f"not a byte count: {raw[:40]!r}",
+            "set a whole number of bytes, -1 or 'unlimited' (or unset it)",
+        )
+    )
 
 
 def _roots(raw: str, home: Path) -> tuple[Path, ...]:
     roots = [Path(p).expanduser().resolve() for p in raw.split(":") if p.strip()]
     if any(r == Path("/") for r in roots):
-        raise InputError(problem("TAO_BEVFUSION_ROOTS", "'/' would allow every path on the host",
-                                 "list the folders that hold datasets and results, e.g. /srv/kitti:/srv/runs"))
+        raise InputError(
+            problem(
+                "TAO_BEVFUSION_ROOTS",
+                "'/' would allow every path on the host",
+                "list the folders that hold datasets and results, e.g. /srv/kitti:/srv/runs",
+            )
+        )
     if not roots and Path.cwd().resolve() != Path("/"):
-        roots = [Path.cwd().resolve()]  # MCP hosts often start servers in "/": that never becomes a root
+        roots = [
+            Path.cwd().resolve()
+        ]  # MCP hosts often start servers in "/": that never becomes a root
     roots.append(home)
     return tuple(roots)
 
@@ -60,22 +72,34 @@ def _positive(name: str, default: int) -> int:
     if not raw:
         return default
     if not raw.isdigit() or int(raw) < 1:
-        raise InputError(problem(name, f"not a positive whole number: {raw[:40]!r}", f"set e.g. {default}"))
+        raise InputError(
+            problem(name, f"not a positive whole number: {raw[:40]!r}", f"set e.g. {default}")
+        )
     return int(raw)
 
 
 # Site defaults of backend options: option -> variable, per backend (an explicit backend_options value wins).
 BACKEND_DEFAULT_ENV = {
-    "slurm": {"partition": "TAO_BEVFUSION_SLURM_PARTITION", "account": "TAO_BEVFUSION_SLURM_ACCOUNT",
-              "qos": "TAO_BEVFUSION_SLURM_QOS", "reservation": "TAO_BEVFUSION_SLURM_RESERVATION",
-              "runtime": "TAO_BEVFUSION_SLURM_RUNTIME", "log_dir": "TAO_BEVFUSION_SLURM_LOG_DIR"},
-    "kubernetes": {"namespace": "TAO_BEVFUSION_K8S_NAMESPACE", "context": "TAO_BEVFUSION_K8S_CONTEXT"},
+    "slurm": {
+        "partition": "TAO_BEVFUSION_SLURM_PARTITION",
+        "account": "TAO_BEVFUSION_SLURM_ACCOUNT",
+        "qos": "TAO_BEVFUSION_SLURM_QOS",
+        "reservation": "TAO_BEVFUSION_SLURM_RESERVATION",
+        "runtime": "TAO_BEVFUSION_SLURM_RUNTIME",
+        "log_dir": "TAO_BEVFUSION_SLURM_LOG_DIR",
+    },
+    "kubernetes": {
+        "namespace": "TAO_BEVFUSION_K8S_NAMESPACE",
+        "context": "TAO_BEVFUSION_K8S_CONTEXT",
+    },
 }
 
 
 def _backend_defaults() -> dict[str, dict[str, str]]:
-    return {backend: {opt: os.environ[var] for opt, var in names.items() if os.environ.get(var)}
-            for backend, names in BACKEND_DEFAULT_ENV.items()}
+    return {
+        backend: {opt: os.environ[var] for opt, var in names.items() if os.environ.get(var)}
+        for backend, names in BACKEND_DEFAULT_ENV.items()
+    }
 
 
 def _seed(raw: str) -> int | None:
@@ -98,10 +122,16 @@ class Settings:
     stall_seconds: int = DEFAULT_STALL_SECONDS
     backend_defaults: dict[str, dict[str, str]] = field(default_factory=dict)
     local_cli: str = "bevfusion"  # TAO_BEVFUSION_LOCAL_CLI: a command, or a JSON list
-    automl_seed: int | None = None  # TAO_BEVFUSION_AUTOML_SEED: reproducible proposals (tests, benchmarks)
+    automl_seed: int | None = (
+        None  # TAO_BEVFUSION_AUTOML_SEED: reproducible proposals (tests, benchmarks)
+    )
     automl_tick: float = 2.0  # TAO_BEVFUSION_AUTOML_TICK: seconds between a study driver's rounds
-    mlflow_uri: str = ""  # TAO_BEVFUSION_MLFLOW_URI: track every job there (tracking/config.py checks it)
-    mlflow_experiment: str = ""  # TAO_BEVFUSION_MLFLOW_EXPERIMENT: the MLflow experiment (default tao-bevfusion)
+    mlflow_uri: str = (
+        ""  # TAO_BEVFUSION_MLFLOW_URI: track every job there (tracking/config.py checks it)
+    )
+    mlflow_experiment: str = (
+        ""  # TAO_BEVFUSION_MLFLOW_EXPERIMENT: the MLflow experiment (default tao-bevfusion)
+    )
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -112,16 +142,19 @@ class Settings:
             base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
             home = Path(base) / "tao-bevfusion"
         home = home.expanduser().resolve()
-        return cls(home=home, image=os.environ.get("TAO_BEVFUSION_IMAGE", DEFAULT_IMAGE),
-                   roots=_roots(os.environ.get("TAO_BEVFUSION_ROOTS", ""), home),
-                   memlock=_memlock(os.environ.get("TAO_BEVFUSION_MEMLOCK", "")),
-                   stall_seconds=_positive("TAO_BEVFUSION_STALL_SECONDS", DEFAULT_STALL_SECONDS),
-                   backend_defaults=_backend_defaults(),
-                   local_cli=os.environ.get("TAO_BEVFUSION_LOCAL_CLI", "bevfusion"),
-                   automl_seed=_seed(os.environ.get("TAO_BEVFUSION_AUTOML_SEED", "")),
-                   automl_tick=_tick(os.environ.get("TAO_BEVFUSION_AUTOML_TICK", "")),
-                   mlflow_uri=os.environ.get("TAO_BEVFUSION_MLFLOW_URI", "").strip(),
-                   mlflow_experiment=os.environ.get("TAO_BEVFUSION_MLFLOW_EXPERIMENT", ""))
+        return cls(
+            home=home,
+            image=os.environ.get("TAO_BEVFUSION_IMAGE", DEFAULT_IMAGE),
+            roots=_roots(os.environ.get("TAO_BEVFUSION_ROOTS", ""), home),
+            memlock=_memlock(os.environ.get("TAO_BEVFUSION_MEMLOCK", "")),
+            stall_seconds=_positive("TAO_BEVFUSION_STALL_SECONDS", DEFAULT_STALL_SECONDS),
+            backend_defaults=_backend_defaults(),
+            local_cli=os.environ.get("TAO_BEVFUSION_LOCAL_CLI", "bevfusion"),
+            automl_seed=_seed(os.environ.get("TAO_BEVFUSION_AUTOML_SEED", "")),
+            automl_tick=_tick(os.environ.get("TAO_BEVFUSION_AUTOML_TICK", "")),
+            mlflow_uri=os.environ.get("TAO_BEVFUSION_MLFLOW_URI", "").strip(),
+            mlflow_experiment=os.environ.get("TAO_BEVFUSION_MLFLOW_EXPERIMENT", ""),
+        )
 
 
 class HasSettings(Protocol):

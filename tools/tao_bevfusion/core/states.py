@@ -26,7 +26,9 @@ class Outcome(StrEnum):
     """A verdict's outcome: finer than the job state it maps to."""
 
     SUCCEEDED = "succeeded"
-    SUCCEEDED_WITH_TEARDOWN_CRASH = "succeeded_with_teardown_crash"  # 5.5 can segfault after a good run
+    SUCCEEDED_WITH_TEARDOWN_CRASH = (
+        "succeeded_with_teardown_crash"  # 5.5 can segfault after a good run
+    )
     FAILED = "failed"
     KILLED = "killed"
     CANCELED = "canceled"
@@ -47,8 +49,13 @@ class Outcome(StrEnum):
 SUCCEEDED_OUTCOMES = frozenset({Outcome.SUCCEEDED, Outcome.SUCCEEDED_WITH_TEARDOWN_CRASH})
 
 _JOB_STATE = {
-    Outcome.SUCCEEDED: JobState.SUCCEEDED, Outcome.SUCCEEDED_WITH_TEARDOWN_CRASH: JobState.SUCCEEDED,
-    Outcome.FAILED: JobState.FAILED, Outcome.KILLED: JobState.FAILED, Outcome.CANCELED: JobState.CANCELED,
-    Outcome.PRUNED: JobState.CANCELED, Outcome.LOST: JobState.UNKNOWN,
-    Outcome.DIVERGED: JobState.FAILED, Outcome.LIMIT_REACHED: JobState.CANCELED,
+    Outcome.SUCCEEDED: JobState.SUCCEEDED,
+    Outcome.SUCCEEDED_WITH_TEARDOWN_CRASH: JobState.SUCCEEDED,
+    Outcome.FAILED: JobState.FAILED,
+    Outcome.KILLED: JobState.FAILED,
+    Outcome.CANCELED: JobState.CANCELED,
+    Outcome.PRUNED: JobState.CANCELED,
+    Outcome.LOST: JobState.UNKNOWN,
+    Outcome.DIVERGED: JobState.FAILED,
+    Outcome.LIMIT_REACHED: JobState.CANCELED,
 }

@@ -39,16 +39,27 @@ def fast_yaml(text: str) -> Any:
 
 def load_yaml_text(text: str, origin: str = "<yaml>") -> Any:
     if len(text.encode()) > MAX_YAML_BYTES:
-        raise InputError(problem(origin, f"YAML is larger than {MAX_YAML_BYTES} bytes",
-                                     "pass a real spec file; TAO specs are a few KB"))
+        raise InputError(
+            problem(
+                origin,
+                f"YAML is larger than {MAX_YAML_BYTES} bytes",
+                "pass a real spec file; TAO specs are a few KB",
+            )
+        )
     try:
         data = fast_yaml(text)
     except yaml.YAMLError as exc:
-        raise InputError(problem(origin, f"not valid YAML: {exc}".replace("\n", " "),
-                                     "fix the YAML syntax")) from exc
+        raise InputError(
+            problem(origin, f"not valid YAML: {exc}".replace("\n", " "), "fix the YAML syntax")
+        ) from exc
     if _expanded_size(data, MAX_NODES) > MAX_NODES:
-        raise InputError(problem(origin, f"YAML aliases expand to more than {MAX_NODES} nodes",
-                                     "write the spec without recursive anchors/aliases"))
+        raise InputError(
+            problem(
+                origin,
+                f"YAML aliases expand to more than {MAX_NODES} nodes",
+                "write the spec without recursive anchors/aliases",
+            )
+        )
     return data
 
 
@@ -56,10 +67,17 @@ def load_yaml_file(path: Path) -> Any:
     try:
         size = path.stat().st_size
     except OSError as exc:
-        raise InputError(problem(str(path), f"cannot read: {exc.strerror}", "give an existing file")) from exc
+        raise InputError(
+            problem(str(path), f"cannot read: {exc.strerror}", "give an existing file")
+        ) from exc
     if size > MAX_YAML_BYTES:
-        raise InputError(problem(str(path), f"file is {size} bytes, over {MAX_YAML_BYTES}",
-                                     "pass a real spec file; TAO specs are a few KB"))
+        raise InputError(
+            problem(
+                str(path),
+                f"file is {size} bytes, over {MAX_YAML_BYTES}",
+                "pass a real spec file; TAO specs are a few KB",
+            )
+        )
     return load_yaml_text(path.read_text(), origin=str(path))
 
 
@@ -80,12 +98,24 @@ def load_recorded(path: Path, sha256: str | None) -> Any:
         with path.open("rb") as fh:
             data = fh.read(MAX_YAML_BYTES + 1)
     except OSError as exc:
-        raise InputError(problem(str(path), f"cannot read: {exc.strerror}", "the job's spec is gone; rebuild "
-                                 "it with build_spec")) from exc
+        raise InputError(
+            problem(
+                str(path),
+                f"cannot read: {exc.strerror}",
+                "the job's spec is gone; rebuild it with build_spec",
+            )
+        ) from exc
     if sha256 and hashlib.sha256(data).hexdigest() != sha256:
-        raise InputError(problem(str(path), "the spec changed after the job was launched (its hash differs from "
-                                 "the one recorded with the job)", "use a spec from build_spec; to rerun, build a "
-                                 "new one (the job's own inputs are in its launch record)", code="SPEC_CHANGED"))
+        raise InputError(
+            problem(
+                str(path),
+                "the spec changed after the job was launched (its hash differs from "
+                "the one recorded with the job)",
+                "use a spec from build_spec; to rerun, build a "
+                "new one (the job's own inputs are in its launch record)",
+                code="SPEC_CHANGED",
+            )
+        )
     return load_yaml_text(data.decode(errors="replace"), origin=str(path))
 
 

@@ -37,8 +37,15 @@ def _train(results_dir: Path, num_epochs: int | None) -> tuple[list[str], list[s
     return present, missing
 
 
-def check_artifacts(action: str, results_dir: Path, data_root: Path, launched_at: float, num_epochs: int | None,
-                    findings: Findings, convert_mode: str = "training") -> tuple[list[str], list[str]]:
+def check_artifacts(
+    action: str,
+    results_dir: Path,
+    data_root: Path,
+    launched_at: float,
+    num_epochs: int | None,
+    findings: Findings,
+    convert_mode: str = "training",
+) -> tuple[list[str], list[str]]:
     """(present, missing) evidence of completion for `action`."""
     if action == "dataset_convert":
         return _convert(data_root, launched_at, convert_mode)

@@ -28,15 +28,21 @@ class LossWatch(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    recent: list[float] = Field(default_factory=list, description="Last finite losses (the median window).")
+    recent: list[float] = Field(
+        default_factory=list, description="Last finite losses (the median window)."
+    )
     finite_seen: int = 0
     bad_run: int = Field(default=0, description="Consecutive suspicious losses so far.")
     first_bad_iter: int | None = None
     diverged: bool = False
     kind: str | None = Field(default=None, description="non-finite or exploded.")
-    iteration: int | None = Field(default=None, description="Global iteration of the first bad loss of the run.")
+    iteration: int | None = Field(
+        default=None, description="Global iteration of the first bad loss of the run."
+    )
     last_good_iter: int | None = None
-    loss: str | None = Field(default=None, description="The loss that tripped it, as text (nan, inf, 1e9).")
+    loss: str | None = Field(
+        default=None, description="The loss that tripped it, as text (nan, inf, 1e9)."
+    )
 
 
 def _suspicious(watch: LossWatch, loss: float) -> str | None:

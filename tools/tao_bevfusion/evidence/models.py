@@ -52,8 +52,10 @@ class Cursor(Tolerant):
 
     status_offset: int = 0
     log_offset: int = 0
-    output_at: float | None = Field(default=None, description="When the job last wrote a log line or status "
-                                    "record (for stall detection).")
+    output_at: float | None = Field(
+        default=None,
+        description="When the job last wrote a log line or status record (for stall detection).",
+    )
 
 
 class StatusEvidence(Tolerant):
@@ -63,7 +65,9 @@ class StatusEvidence(Tolerant):
     finished: str | None = None
     interrupted: bool = False
     unparsed: int = Field(default=0, description="Lines that were not a JSON object (skipped).")
-    resets: int = Field(default=0, description="Times the file shrank (rotated or truncated) and was re-read.")
+    resets: int = Field(
+        default=0, description="Times the file shrank (rotated or truncated) and was re-read."
+    )
     overlong: int = Field(default=0, description="Records over 1 MB (skipped unread).")
 
 
@@ -122,4 +126,6 @@ class Evidence(BaseModel):
     container_missing: bool = False
     findings: Findings = Field(default_factory=Findings)
     present: list[str] = Field(default_factory=list, description="Artifacts found.")
-    missing: list[str] = Field(default_factory=list, description="Artifacts the action should have left.")
+    missing: list[str] = Field(
+        default_factory=list, description="Artifacts the action should have left."
+    )

@@ -14,8 +14,12 @@ from tao_bevfusion.evidence.models import PatternHit
 class Pattern(BaseModel):
     id: str
     regex: str
-    hints: list[str] = Field(description="Literal substrings; a matching line contains at least one.")
-    actions: list[str] | None = Field(default=None, description="Only meaningful for these actions.")
+    hints: list[str] = Field(
+        description="Literal substrings; a matching line contains at least one."
+    )
+    actions: list[str] | None = Field(
+        default=None, description="Only meaningful for these actions."
+    )
     severity: Literal["error", "warning", "harmless"]
     cause: str
     remedy: str
@@ -70,11 +74,26 @@ def match_errors(chunk: bytes, found: dict[str, PatternHit], per_hint: int = 20)
 SEVERITY_ORDER = {"error": 0, "warning": 1, "harmless": 2}
 
 
-def error_matches(found: dict[str, PatternHit], action: str | None = None, limit: int = 6) -> list[ErrorMatch]:
+def error_matches(
+    found: dict[str, PatternHit], action: str | None = None, limit: int = 6
+) -> list[ErrorMatch]:
     """Matched knowledge-base entries for `action`, errors first, each with its evidence line."""
-    by_id = {p.id: p for p, _, _ in patterns() if action is None or p.actions is None or action in p.actions}
-    out = [ErrorMatch(pattern=pid, severity=by_id[pid].severity, evidence=hit.evidence, cause=by_id[pid].cause,
-                      remedy=by_id[pid].remedy, next_call=by_id[pid].next_call)
-           for pid, hit in found.items() if pid in by_id]
+    by_id = {
+        p.id: p
+        for p, _, _ in patterns()
+        if action is None or p.actions is None or action in p.actions
+    }
+    out = [
+        ErrorMatch(
+            pattern=pid,
+            severity=by_id[pid].severity,
+            evidence=hit.evidence,
+            cause=by_id[pid].cause,
+            remedy=by_id[pid].remedy,
+            next_call=by_id[pid].next_call,
+        )
+        for pid, hit in found.items()
+        if pid in by_id
+    ]
     out.sort(key=lambda e: SEVERITY_ORDER[e.severity])
     return out[:limit]

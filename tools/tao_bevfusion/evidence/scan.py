@@ -11,20 +11,35 @@ from pathlib import Path
 
 from tao_bevfusion.core.redact import redact_bytes
 from tao_bevfusion.evidence.divergence import observe_all
-from tao_bevfusion.evidence.models import Cursor, EpochAP, Findings, RunMetrics, RunProgress, StatusEvidence
+from tao_bevfusion.evidence.models import (
+    Cursor,
+    EpochAP,
+    Findings,
+    RunMetrics,
+    RunProgress,
+    StatusEvidence,
+)
 from tao_bevfusion.evidence.patterns import match_errors
 from tao_bevfusion.evidence.safeio import read_regular
 from tao_bevfusion.evidence.status import StatusChunk, StatusRecord, read_status
 
-MAX_SCAN = 2 * 1024 * 1024  # first look at a big log: its last 2 MB (tail -n 2000 sees a few hundred KB)
+MAX_SCAN = (
+    2 * 1024 * 1024
+)  # first look at a big log: its last 2 MB (tail -n 2000 sees a few hundred KB)
 FOOTER = re.compile(rb"Execution status: (PASS|FAIL)")
 EPOCH_TRAIN = re.compile(rb"Epoch\(train\)\s*\[(\d+)\]\[\s*(\d+)/(\d+)\]")
-METRIC = re.compile(rb"TAO3D metric/pred_instances_3d/TAO3D/(\w+?)_(3D|BEV|2D)_AP(11|40)_(easy|moderate|hard)"
-                    rb"(?:_(strict|loose))?:\s*([-0-9.eE]+|nan)")
-MARKERS = {"sigsegv": (b"Signal 11 (SIGSEGV)", b"Segmentation fault", b"cuMemRetainAllocationHandle"),
-           "sigkill": (b"Signal 9 (SIGKILL)",),
-           "traceback": (b"Traceback (most recent call last)",)}
-ERROR_LINE = re.compile(rb"(?m)^\s*(?:[\w.]+(?:Error|Exception|Interrupt)|omegaconf\.errors\.\w+)(?::[^\r\n]*)?$")
+METRIC = re.compile(
+    rb"TAO3D metric/pred_instances_3d/TAO3D/(\w+?)_(3D|BEV|2D)_AP(11|40)_(easy|moderate|hard)"
+    rb"(?:_(strict|loose))?:\s*([-0-9.eE]+|nan)"
+)
+MARKERS = {
+    "sigsegv": (b"Signal 11 (SIGSEGV)", b"Segmentation fault", b"cuMemRetainAllocationHandle"),
+    "sigkill": (b"Signal 9 (SIGKILL)",),
+    "traceback": (b"Traceback (most recent call last)",),
+}
+ERROR_LINE = re.compile(
+    rb"(?m)^\s*(?:[\w.]+(?:Error|Exception|Interrupt)|omegaconf\.errors\.\w+)(?::[^\r\n]*)?$"
+)
 HISTORY_LIMIT = 100
 
 
@@ -54,8 +69,14 @@ def _read_new(path: Path, cursor: Cursor, findings: Findings, final: bool) -> by
     return data[:usable]
 
 
-def scan_log(path: Path, cursor: Cursor, findings: Findings, progress: RunProgress, final: bool = False,
-             secrets: Sequence[str] = ()) -> None:
+def scan_log(
+    path: Path,
+    cursor: Cursor,
+    findings: Findings,
+    progress: RunProgress,
+    final: bool = False,
+    secrets: Sequence[str] = (),
+) -> None:
     """Scan bytes appended to the job log since cursor.log_offset (secrets redacted before any evidence)."""
     chunk = redact_bytes(_read_new(path, cursor, findings, final), secrets)
     if not chunk:
@@ -74,7 +95,11 @@ def scan_log(path: Path, cursor: Cursor, findings: Findings, progress: RunProgre
     epochs = EPOCH_TRAIN.findall(chunk[-65536:])
     if epochs:
         epoch, iteration, per_epoch = (int(x) for x in epochs[-1])
-        progress.epoch, progress.epoch_iteration, progress.iters_per_epoch = epoch, iteration, per_epoch
+        progress.epoch, progress.epoch_iteration, progress.iters_per_epoch = (
+            epoch,
+            iteration,
+            per_epoch,
+        )
     for m in METRIC.finditer(chunk):
         key = "_".join(x.decode() for x in (m[2], b"AP" + m[3], m[4]) + ((m[5],) if m[5] else ()))
         try:
@@ -83,8 +108,15 @@ def scan_log(path: Path, cursor: Cursor, findings: Findings, progress: RunProgre
             continue
 
 
-def scan_status(path: Path, cursor: Cursor, findings: Findings, progress: RunProgress, metrics: RunMetrics,
-                secrets: Sequence[str] = (), final: bool = False) -> None:
+def scan_status(
+    path: Path,
+    cursor: Cursor,
+    findings: Findings,
+    progress: RunProgress,
+    metrics: RunMetrics,
+    secrets: Sequence[str] = (),
+    final: bool = False,
+) -> None:
     """Fold status.json records appended since cursor.status_offset (secrets redacted before parsing); the
     final look (the verdict needs every record) reads on to the end."""
     chunk = read_status(path, cursor.status_offset, secrets=secrets, to_end=final)
@@ -92,7 +124,9 @@ def scan_status(path: Path, cursor: Cursor, findings: Findings, progress: RunPro
     fold_status(chunk, findings, progress, metrics)
 
 
-def fold_status(chunk: StatusChunk, findings: Findings, progress: RunProgress, metrics: RunMetrics) -> None:
+def fold_status(
+    chunk: StatusChunk, findings: Findings, progress: RunProgress, metrics: RunMetrics
+) -> None:
     st = findings.status
     if chunk.reset:
         st.resets += 1
@@ -124,8 +158,15 @@ def _fold_record(rec: StatusRecord, st: StatusEvidence, metrics: RunMetrics) -> 
     elif rec.status in ("SUCCESS", "RUNNING") and message and "finished successfully" in message:
         st.finished = message
     if rec.is_validation:
-        metrics.history = [*metrics.history, EpochAP(epoch=rec.epoch, AP11=rec.AP11, AP40=rec.AP40)][-HISTORY_LIMIT:]
+        metrics.history = [
+            *metrics.history,
+            EpochAP(epoch=rec.epoch, AP11=rec.AP11, AP40=rec.AP40),
+        ][-HISTORY_LIMIT:]
         metrics.AP11, metrics.AP40, metrics.epoch = rec.AP11, rec.AP40, rec.epoch
         ap11 = rec.AP11
-        if ap11 is not None and ap11 == ap11 and (metrics.best_AP11 is None or ap11 >= metrics.best_AP11):
+        if (
+            ap11 is not None
+            and ap11 == ap11
+            and (metrics.best_AP11 is None or ap11 >= metrics.best_AP11)
+        ):
             metrics.best_AP11, metrics.best_epoch = ap11, rec.epoch

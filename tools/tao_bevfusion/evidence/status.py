@@ -49,15 +49,27 @@ class StatusRecord(Tolerant):
 
 
 class StatusChunk(BaseModel):
-    records: list[StatusRecord] = Field(description="Parsed records in file order (see read_status).")
-    last_train: StatusRecord | None = Field(default=None, description="The newest train iteration record.")
+    records: list[StatusRecord] = Field(
+        description="Parsed records in file order (see read_status)."
+    )
+    last_train: StatusRecord | None = Field(
+        default=None, description="The newest train iteration record."
+    )
     lines: int = Field(default=0, description="Complete lines read.")
-    unparsed: int = Field(default=0, description="Parsed lines that were not JSON objects (skipped).")
+    unparsed: int = Field(
+        default=0, description="Parsed lines that were not JSON objects (skipped)."
+    )
     overlong: int = Field(default=0, description="Records longer than MAX_RECORD (skipped unread).")
     offset: int = Field(default=0, description="Where the next read starts.")
-    reset: bool = Field(default=False, description="The file shrank below the offset and was read anew.")
-    losses: list[tuple[int | None, float]] = Field(default_factory=list, description=(
-        "(cur_iter, loss) of every train record, in file order (the divergence detector's input)."))
+    reset: bool = Field(
+        default=False, description="The file shrank below the offset and was read anew."
+    )
+    losses: list[tuple[int | None, float]] = Field(
+        default_factory=list,
+        description=(
+            "(cur_iter, loss) of every train record, in file order (the divergence detector's input)."
+        ),
+    )
 
 
 def parse_record(line: bytes) -> StatusRecord | None:
@@ -81,8 +93,14 @@ def _rare_spans(data: bytes) -> list[tuple[int, int]]:
     return sorted(spans)
 
 
-def read_status(path: Path, offset: int = 0, *, every_record: bool = False, secrets: Sequence[str] = (),
-                to_end: bool = False) -> StatusChunk:
+def read_status(
+    path: Path,
+    offset: int = 0,
+    *,
+    every_record: bool = False,
+    secrets: Sequence[str] = (),
+    to_end: bool = False,
+) -> StatusChunk:
     """Records appended since `offset` (everything, or the rare ones plus the newest train line).
 
     The file is read in WINDOW pieces, so memory stays bounded; a record longer than MAX_RECORD is skipped
@@ -100,7 +118,9 @@ def read_status(path: Path, offset: int = 0, *, every_record: bool = False, secr
     block = _Block(path, start, stop)
     for data in block:
         chunk.lines += data.count(b"\n")
-        _parse_block(redact_bytes(data, secrets), chunk, every_record)  # offsets count the bytes on disk
+        _parse_block(
+            redact_bytes(data, secrets), chunk, every_record
+        )  # offsets count the bytes on disk
     chunk.lines += block.overlong
     chunk.overlong = block.overlong
     chunk.offset = block.consumed
@@ -129,7 +149,7 @@ class _Block:
                 if end < 0:
                     self.consumed = self.pos
                     continue
-                skipping, new = False, new[end + 1:]
+                skipping, new = False, new[end + 1 :]
                 self.overlong += 1
             data = carry + new
             last = data.rfind(b"\n") + 1
@@ -196,7 +216,7 @@ def _newest_train(data: bytes) -> StatusRecord | None:
     if hit < 0:
         return None
     start = data.rfind(b"\n", 0, hit) + 1
-    return parse_record(data[start:data.find(b"\n", hit)])
+    return parse_record(data[start : data.find(b"\n", hit)])
 
 
 def read_all(path: Path) -> list[StatusRecord]:

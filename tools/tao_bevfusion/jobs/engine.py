@@ -54,8 +54,15 @@ def _refresh(job: Job, ctx: AppContext) -> Job:
     final = status.state in ("exited", "missing")
     secrets = job_secrets(job)
     scan_log(files.log, cursor, findings, progress, final=final, secrets=secrets)
-    scan_status(status_path(job.action, Path(job.results_dir), Path(job.data_root)), cursor, findings, progress,
-                metrics, secrets=secrets, final=final)
+    scan_status(
+        status_path(job.action, Path(job.results_dir), Path(job.data_root)),
+        cursor,
+        findings,
+        progress,
+        metrics,
+        secrets=secrets,
+        final=final,
+    )
     cursor.output_at = newest_output(job, files.log)
     live = status.state in ("running", "created", "queued")
     state: dict[str, Any] = {}
@@ -64,31 +71,73 @@ def _refresh(job: Job, ctx: AppContext) -> Job:
     if status.state == "queued" and status.error and status.error != job.meta.waiting:
         state["meta"] = job.meta.model_copy(update={"waiting": status.error[:300]})
     if not job.handle:
-        state["handle"] = handle  # found by label; a stored handle is never rewritten (a retry may have replaced it)
-    store.update(job.id, cursor=cursor, findings=findings, progress=progress, metrics=metrics, **state)
+        state["handle"] = (
+            handle  # found by label; a stored handle is never rewritten (a retry may have replaced it)
+        )
+    store.update(
+        job.id, cursor=cursor, findings=findings, progress=progress, metrics=metrics, **state
+    )
     job = store.get(job.id)
     if live:
         return safety.enforce(ctx, job, backend, handle)
-    return _finish(ctx, job, status.exit_code, status.oom_killed, container_missing=status.state == "missing",
-                   handle=handle, backend_error=status.error)
+    return _finish(
+        ctx,
+        job,
+        status.exit_code,
+        status.oom_killed,
+        container_missing=status.state == "missing",
+        handle=handle,
+        backend_error=status.error,
+    )
 
 
-def _finish(ctx: AppContext, job: Job, exit_code: int | None, oom: bool, container_missing: bool,
-            handle: str | None = None, backend_error: str | None = None) -> Job:
-    present, missing = check_artifacts(job.action, Path(job.results_dir), Path(job.data_root),
-                                       job.started_at or job.created_at, job.meta.num_epochs, job.findings,
-                                       job.meta.convert_mode)
-    verdict = decide(Evidence(exit_code=exit_code, oom_killed=oom, cancel_requested=job.cancel_requested,
-                              container_missing=container_missing, findings=job.findings, present=present,
-                              missing=missing))
+def _finish(
+    ctx: AppContext,
+    job: Job,
+    exit_code: int | None,
+    oom: bool,
+    container_missing: bool,
+    handle: str | None = None,
+    backend_error: str | None = None,
+) -> Job:
+    present, missing = check_artifacts(
+        job.action,
+        Path(job.results_dir),
+        Path(job.data_root),
+        job.started_at or job.created_at,
+        job.meta.num_epochs,
+        job.findings,
+        job.meta.convert_mode,
+    )
+    verdict = decide(
+        Evidence(
+            exit_code=exit_code,
+            oom_killed=oom,
+            cancel_requested=job.cancel_requested,
+            container_missing=container_missing,
+            findings=job.findings,
+            present=present,
+            missing=missing,
+        )
+    )
     if job.meta.pruned and verdict.outcome == "canceled":
-        verdict = verdict.model_copy(update={"outcome": "pruned", "reason": "pruned by its AutoML study "
-                                             "(validation AP11 below the rung's cut)"})
+        verdict = verdict.model_copy(
+            update={
+                "outcome": "pruned",
+                "reason": "pruned by its AutoML study (validation AP11 below the rung's cut)",
+            }
+        )
     verdict = safety.safety_verdict(job, verdict, backend_error)
-    if retry.wanted(job, verdict, backend_error) and (again := retry.relaunch(ctx, job, verdict, handle)):
+    if retry.wanted(job, verdict, backend_error) and (
+        again := retry.relaunch(ctx, job, verdict, handle)
+    ):
         return again
-    ended = ctx.store.update(job.id, state=Outcome(verdict.outcome).job_state, verdict=verdict.model_dump(),
-                             finished_at=time.time())
+    ended = ctx.store.update(
+        job.id,
+        state=Outcome(verdict.outcome).job_state,
+        verdict=verdict.model_dump(),
+        finished_at=time.time(),
+    )
     if handle:
         ctx.backend(job.backend).cleanup(handle)
     retention.after_run(ctx, ctx.store.get(job.id))

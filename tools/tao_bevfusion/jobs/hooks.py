@@ -20,7 +20,9 @@ if TYPE_CHECKING:
 ENTRY_POINT_GROUP = "tao_bevfusion.hooks"
 OnLaunch = Callable[["Job", "dict[str, Any] | None", "AppContext"], list[str]]
 AfterRefresh = Callable[["Job", "AppContext"], None]
-Decorate = Callable[[Any, "Job", "AppContext"], Any]  # (summary, job, ctx) -> summary (present/ sits above)
+Decorate = Callable[
+    [Any, "Job", "AppContext"], Any
+]  # (summary, job, ctx) -> summary (present/ sits above)
 
 _on_launch: list[OnLaunch] = []
 _after_refresh: list[AfterRefresh] = []
@@ -29,10 +31,18 @@ _loaded = False
 log = logging.getLogger(__name__)
 
 
-def register(*, on_launch: OnLaunch | None = None, after_refresh: AfterRefresh | None = None,
-             decorate: Decorate | None = None) -> None:
+def register(
+    *,
+    on_launch: OnLaunch | None = None,
+    after_refresh: AfterRefresh | None = None,
+    decorate: Decorate | None = None,
+) -> None:
     """Add hooks (each at most once)."""
-    for hook, table in ((on_launch, _on_launch), (after_refresh, _after_refresh), (decorate, _decorate)):
+    for hook, table in (
+        (on_launch, _on_launch),
+        (after_refresh, _after_refresh),
+        (decorate, _decorate),
+    ):
         if hook is not None and hook not in table:
             table.append(hook)  # type: ignore[arg-type]
 

@@ -39,8 +39,15 @@ class StagedInput(BaseModel):
 
 
 def _changed(field: str, message: str) -> InputError:
-    return InputError(problem(field, message, "rebuild the spec with build_spec (nothing was launched); keep "
-                              "inputs out of folders another job writes", code="MOUNT_CHANGED"))
+    return InputError(
+        problem(
+            field,
+            message,
+            "rebuild the spec with build_spec (nothing was launched); keep "
+            "inputs out of folders another job writes",
+            code="MOUNT_CHANGED",
+        )
+    )
 
 
 def _referenced(spec: Any, container: str, out: set[str]) -> set[str]:
@@ -52,7 +59,7 @@ def _referenced(spec: Any, container: str, out: set[str]) -> set[str]:
         for value in spec:
             _referenced(value, container, out)
     elif isinstance(spec, str) and spec.startswith(container + "/"):
-        name = spec[len(container) + 1:]
+        name = spec[len(container) + 1 :]
         if name and "/" not in name:
             out.add(name)
     return out
@@ -60,18 +67,34 @@ def _referenced(spec: Any, container: str, out: set[str]) -> set[str]:
 
 def private_mounts(mounts: list[Mount], files: JobFiles) -> list[Mount]:
     """The mounts with each `/inputs/*` folder replaced by the job's private one (nothing written yet)."""
-    return [Mount(host=str(files.dir / "inputs" / Path(m.container).name), container=m.container, mode="ro")
-            if m.container.startswith(INPUTS_PREFIX) else m for m in mounts]
+    return [
+        Mount(
+            host=str(files.dir / "inputs" / Path(m.container).name),
+            container=m.container,
+            mode="ro",
+        )
+        if m.container.startswith(INPUTS_PREFIX)
+        else m
+        for m in mounts
+    ]
 
 
 def staging(planned: list[Mount], sources: list[Mount], spec: dict[str, Any]) -> list[StagedInput]:
     """What to put in each private input folder of a plan: the files the spec names, from the launch record's
     folder of the same container path."""
     by_container = {m.container: m.host for m in sources}
-    return [StagedInput(source=by_container[m.container], private=m.host, container=m.container,
-                        names=sorted(_referenced(spec, m.container, set())))
-            for m in planned if m.container.startswith(INPUTS_PREFIX) and m.container in by_container
-            and m.host != by_container[m.container]]
+    return [
+        StagedInput(
+            source=by_container[m.container],
+            private=m.host,
+            container=m.container,
+            names=sorted(_referenced(spec, m.container, set())),
+        )
+        for m in planned
+        if m.container.startswith(INPUTS_PREFIX)
+        and m.container in by_container
+        and m.host != by_container[m.container]
+    ]
 
 
 def open_without_links(path: Path, field: str) -> int:
@@ -82,8 +105,11 @@ def open_without_links(path: Path, field: str) -> int:
             try:
                 step = os.open(part, NO_FOLLOW_DIR, dir_fd=fd)
             except OSError as exc:
-                raise _changed(field, f"{path}: '{part}' is no longer a plain folder (a link or gone: "
-                                      f"{exc.strerror})") from exc
+                raise _changed(
+                    field,
+                    f"{path}: '{part}' is no longer a plain folder (a link or gone: "
+                    f"{exc.strerror})",
+                ) from exc
             os.close(fd)
             fd = step
         try:
@@ -155,14 +181,19 @@ def verify_mounts(mounts: list[Mount], settings: Settings, job_dir: Path) -> Non
         try:
             info = os.lstat(host)
         except OSError as exc:
-            raise _changed(m.container, f"the mount source {host} is gone ({exc.strerror})") from exc
+            raise _changed(
+                m.container, f"the mount source {host} is gone ({exc.strerror})"
+            ) from exc
         if not stat.S_ISDIR(info.st_mode):
             raise _changed(m.container, f"the mount source {host} is no longer a folder")
         if not any(host == r or r in host.parents for r in settings.roots):
             raise _changed(m.container, f"{host} is outside the allowed roots")
         if _exposes_state(host, settings.home, job_dir):
-            raise _changed(m.container, f"{host} would expose the state dir {settings.home} (jobs.db, the "
-                                        "signing key, other jobs' specs) to the job")
+            raise _changed(
+                m.container,
+                f"{host} would expose the state dir {settings.home} (jobs.db, the "
+                "signing key, other jobs' specs) to the job",
+            )
 
 
 def discard(job_dir: Path) -> None:

@@ -19,8 +19,9 @@ def settings_for(inp: SafetyInput, nodes: int, gpus_per_node: int) -> RunSafety:
     return RunSafety.from_input(inp, gpus=max(1, nodes) * max(1, gpus_per_node))
 
 
-def projection(action: str, spec: dict[str, Any], data_root: str, nodes: int,
-               ctx: AppContext) -> CostProjection | None:
+def projection(
+    action: str, spec: dict[str, Any], data_root: str, nodes: int, ctx: AppContext
+) -> CostProjection | None:
     if action != "train":
         return None
     return project(spec, data_root, nodes, ctx.store, notes.hyperparameters(spec, action))
@@ -39,8 +40,14 @@ def budget_checks(cost: CostProjection | None, safety: RunSafety) -> list[Check]
     over = safety.max_gpu_hours is not None and cost.gpu_hours > safety.max_gpu_hours
     message = f"projected {cost.gpu_hours:.2f} GPU-hours ({cost.hours:.2f} h x {cost.gpus} GPU(s)); {cost.source}"
     if over:
-        return [Check(name="budget", ok=False, message=f"{message}; above max_gpu_hours={safety.max_gpu_hours:g}",
-                      fix=f"raise max_gpu_hours to at least {cost.gpu_hours:.2f}, or lower train.num_epochs")]
+        return [
+            Check(
+                name="budget",
+                ok=False,
+                message=f"{message}; above max_gpu_hours={safety.max_gpu_hours:g}",
+                fix=f"raise max_gpu_hours to at least {cost.gpu_hours:.2f}, or lower train.num_epochs",
+            )
+        ]
     return [Check(name="budget", ok=True, severity="info", message=message)]
 
 

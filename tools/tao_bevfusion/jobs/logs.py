@@ -39,11 +39,15 @@ ONE_LINE = re.compile(rb"[^\r\n]+")
 
 class LogPage(BaseModel):
     text: str = Field(description="Log lines (progress records split on \\r), secrets redacted.")
-    offset: int = Field(description="Byte offset where `text` starts (grep: where the search started).")
+    offset: int = Field(
+        description="Byte offset where `text` starts (grep: where the search started)."
+    )
     next_offset: int = Field(description="Pass as offset to read on from here.")
     size: int = Field(description="Current log size in bytes.")
     truncated: bool = Field(description="True when more text matched or exists than was returned.")
-    hint: str = Field(description="How to read the next page, how far a grep searched, or that the log ended.")
+    hint: str = Field(
+        description="How to read the next page, how far a grep searched, or that the log ended."
+    )
 
 
 def _compile(grep: str) -> "regex.Pattern[bytes]":
@@ -52,7 +56,9 @@ def _compile(grep: str) -> "regex.Pattern[bytes]":
     try:
         return regex.compile(grep.encode())
     except (regex.error, ValueError) as exc:
-        raise InputError(problem("grep", f"not a valid regex: {exc}", "pass e.g. 'Error|Traceback'")) from exc
+        raise InputError(
+            problem("grep", f"not a valid regex: {exc}", "pass e.g. 'Error|Traceback'")
+        ) from exc
 
 
 def _read(path: Path, start: int, length: int) -> bytes:
@@ -76,7 +82,9 @@ class _Grep:
     def expired(self) -> bool:
         if time.monotonic() < self.deadline:
             return False
-        self.stopped = self.stopped or f"the {GREP_SECONDS:g} s search budget ran out (simplify the regex)"
+        self.stopped = (
+            self.stopped or f"the {GREP_SECONDS:g} s search budget ran out (simplify the regex)"
+        )
         return True
 
     def feed(self, lines: list[bytes]) -> bool:
@@ -94,7 +102,7 @@ class _Grep:
             return False
         if hit:
             at = max(0, hit.start() - LINE_CHARS // 4)  # a long line is shown around its match
-            self.found.append(line if len(line) <= LINE_CHARS else line[at:at + LINE_CHARS])
+            self.found.append(line if len(line) <= LINE_CHARS else line[at : at + LINE_CHARS])
             if len(self.found) >= self.want:
                 self.stopped = f"{self.want} matching lines found"
                 return False
@@ -111,11 +119,17 @@ def _grep_backward(path: Path, size: int, g: _Grep) -> int:
             break
         start = max(0, pos - CHUNK)
         lines = LINES.split(_read(path, start, pos - start) + carry)
-        carry = lines.pop(0) if start > 0 else b""  # the first piece may be the tail of an earlier line
-        if len(carry) > PIECE:  # an overlong line: search its newest slices now, keep one for the next chunk
-            lines[:0] = [carry[-PIECE * k - PIECE:len(carry) - PIECE * k]
-                         for k in reversed(range((len(carry) - 1) // PIECE))]
-            carry = carry[:len(carry) - PIECE * ((len(carry) - 1) // PIECE)]
+        carry = (
+            lines.pop(0) if start > 0 else b""
+        )  # the first piece may be the tail of an earlier line
+        if (
+            len(carry) > PIECE
+        ):  # an overlong line: search its newest slices now, keep one for the next chunk
+            lines[:0] = [
+                carry[-PIECE * k - PIECE : len(carry) - PIECE * k]
+                for k in reversed(range((len(carry) - 1) // PIECE))
+            ]
+            carry = carry[: len(carry) - PIECE * ((len(carry) - 1) // PIECE)]
         if not g.feed(_sliced(reversed(lines), newest_first=True)):
             g.found.reverse()
             return start + len(carry)
@@ -151,7 +165,9 @@ def _grep_forward(path: Path, start: int, size: int, g: _Grep) -> int:
     return pos
 
 
-def _page(lines: list[bytes], secrets: list[str], max_bytes: int, newest: bool) -> tuple[list[str], int]:
+def _page(
+    lines: list[bytes], secrets: list[str], max_bytes: int, newest: bool
+) -> tuple[list[str], int]:
     """Redact first, then cut each line and fit the page; newest=True keeps the last lines."""
     text, used = [], 0
     for ln in reversed(lines) if newest else lines:
@@ -165,8 +181,14 @@ def _page(lines: list[bytes], secrets: list[str], max_bytes: int, newest: bool) 
     return text, len(lines) - len(text)
 
 
-def get_job_logs(job_id: str, tail_lines: int | None = None, offset: int | None = None, grep: str | None = None,
-                 max_bytes: int = 4096, ctx: AppContext | None = None) -> LogPage:
+def get_job_logs(
+    job_id: str,
+    tail_lines: int | None = None,
+    offset: int | None = None,
+    grep: str | None = None,
+    max_bytes: int = 4096,
+    ctx: AppContext | None = None,
+) -> LogPage:
     """Page the job log: the tail (default 50 lines), from a byte offset, or lines matching a regex."""
     ctx = ctx or app_context()
     job = refresh(ctx.store.get(check_job_id(job_id)), ctx)
@@ -179,44 +201,86 @@ def get_job_logs(job_id: str, tail_lines: int | None = None, offset: int | None 
     secrets = job_secrets(job)
     running = "" if job.terminal else "; the job is still running"
     if grep:
-        return _grep_page(job_id, path, size, _compile(grep), offset, tail_lines, max_bytes, secrets, running)
+        return _grep_page(
+            job_id, path, size, _compile(grep), offset, tail_lines, max_bytes, secrets, running
+        )
     if offset is not None:
         start = max(0, min(offset, size))
         data = _read(path, start, max_bytes)
-        text, _ = _page([ln for ln in LINES.split(data) if ln.strip()], secrets, max_bytes, newest=False)
+        text, _ = _page(
+            [ln for ln in LINES.split(data) if ln.strip()], secrets, max_bytes, newest=False
+        )
         next_offset = start + len(data)
         more = call_text("get_job_logs", {"job_id": job_id, "offset": next_offset})
-        hint = (f"more: {more}" if next_offset < size
-                else "end of log" + running)
-        return LogPage(text="\n".join(text), offset=start, next_offset=next_offset, size=size,
-                       truncated=next_offset < size, hint=hint)
+        hint = f"more: {more}" if next_offset < size else "end of log" + running
+        return LogPage(
+            text="\n".join(text),
+            offset=start,
+            next_offset=next_offset,
+            size=size,
+            truncated=next_offset < size,
+            hint=hint,
+        )
     start = max(0, size - TAIL_WINDOW)
     lines = [ln for ln in LINES.split(_read(path, start, size - start)) if ln.strip()]
     if start > 0 and lines:
         lines.pop(0)  # a partial line at the window's edge
-    wanted = lines[-(tail_lines or 50):]
+    wanted = lines[-(tail_lines or 50) :]
     text, dropped = _page(wanted, secrets, max_bytes, newest=True)
-    return LogPage(text="\n".join(text), offset=start, next_offset=size, size=size,
-                   truncated=dropped > 0 or start > 0, hint="end of log" + running)
+    return LogPage(
+        text="\n".join(text),
+        offset=start,
+        next_offset=size,
+        size=size,
+        truncated=dropped > 0 or start > 0,
+        hint="end of log" + running,
+    )
 
 
-def _grep_page(job_id: str, path: Path, size: int, rx: "regex.Pattern[bytes]", offset: int | None,
-               tail_lines: int | None, max_bytes: int, secrets: list[str], running: str) -> LogPage:
+def _grep_page(
+    job_id: str,
+    path: Path,
+    size: int,
+    rx: "regex.Pattern[bytes]",
+    offset: int | None,
+    tail_lines: int | None,
+    max_bytes: int,
+    secrets: list[str],
+    running: str,
+) -> LogPage:
     g = _Grep(rx, min(tail_lines or 50, MAX_MATCHES) if offset is None else MAX_MATCHES)
     if offset is None:
         searched_from = _grep_backward(path, size, g)
         text, dropped = _page(g.found, secrets, max_bytes, newest=True)
-        scope = "the whole log" if searched_from == 0 else f"bytes {searched_from}-{size} (newest first)"
+        scope = (
+            "the whole log"
+            if searched_from == 0
+            else f"bytes {searched_from}-{size} (newest first)"
+        )
         hint = f"searched {scope}" + (f"; stopped: {g.stopped}" if g.stopped else "")
         if searched_from > 0:
             hint += f"; earlier lines: get_job_logs(job_id='{job_id}', grep=..., offset=0) searches forward"
-        return LogPage(text="\n".join(text), offset=searched_from, next_offset=size, size=size,
-                       truncated=dropped > 0 or searched_from > 0, hint=hint + running)
+        return LogPage(
+            text="\n".join(text),
+            offset=searched_from,
+            next_offset=size,
+            size=size,
+            truncated=dropped > 0 or searched_from > 0,
+            hint=hint + running,
+        )
     start = max(0, min(offset, size))
     next_offset = _grep_forward(path, start, size, g)
     text, dropped = _page(g.found, secrets, max_bytes, newest=False)
-    hint = f"searched bytes {start}-{next_offset} of {size}" + (f"; stopped: {g.stopped}" if g.stopped else "")
+    hint = f"searched bytes {start}-{next_offset} of {size}" + (
+        f"; stopped: {g.stopped}" if g.stopped else ""
+    )
     if next_offset < size:
         hint += f"; more: get_job_logs(job_id='{job_id}', grep=..., offset={next_offset})"
-    return LogPage(text="\n".join(text), offset=start, next_offset=next_offset, size=size,
-                   truncated=dropped > 0 or next_offset < size, hint=hint + running)
+    return LogPage(
+        text="\n".join(text),
+        offset=start,
+        next_offset=next_offset,
+        size=size,
+        truncated=dropped > 0 or next_offset < size,
+        hint=hint + running,
+    )

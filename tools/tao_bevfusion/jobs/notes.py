@@ -8,8 +8,13 @@ from tao_bevfusion.backends.base import Check
 from tao_bevfusion.specbuild.wiring import get_path
 
 MAX_WARNINGS = 8
-HYPER = {"epochs": "train.num_epochs", "lr": "train.optimizer.lr", "weight_decay": "train.optimizer.weight_decay",
-         "batch_size": "dataset.train_dataset.batch_size", "num_gpus": "train.num_gpus"}
+HYPER = {
+    "epochs": "train.num_epochs",
+    "lr": "train.optimizer.lr",
+    "weight_decay": "train.optimizer.weight_decay",
+    "batch_size": "dataset.train_dataset.batch_size",
+    "num_gpus": "train.num_gpus",
+}
 
 
 def hyperparameters(spec: dict[str, Any], action: str) -> dict[str, Any]:
@@ -27,10 +32,17 @@ def spec_preflight(checks: list[Check], spec: dict[str, Any], action: str) -> li
     out = []
     for c in checks:
         if c.name == "gpu_memory" and action == "train" and isinstance(batch, int):
-            advice = ("fits the advice" if batch <= 2 else
-                      "lower it with overrides={'batch_size': 1} (or 2)")
-            c = c.model_copy(update={"message": f"{c.message.split(';')[0]}; the spec's batch_size is {batch} per "
-                                     f"GPU x {gpus} GPU(s): {advice}"})
+            advice = (
+                "fits the advice"
+                if batch <= 2
+                else "lower it with overrides={'batch_size': 1} (or 2)"
+            )
+            c = c.model_copy(
+                update={
+                    "message": f"{c.message.split(';')[0]}; the spec's batch_size is {batch} per "
+                    f"GPU x {gpus} GPU(s): {advice}"
+                }
+            )
         elif c.name == "gpu_count" and isinstance(gpus, int):
             c = c.model_copy(update={"message": f"the spec runs on {gpus} GPU(s); " + c.message})
         out.append(c)
@@ -40,10 +52,16 @@ def spec_preflight(checks: list[Check], spec: dict[str, Any], action: str) -> li
 def warning_lines(build_warnings: list[str] | None, checks: list[Check]) -> list[str]:
     """Build and preflight warnings, capped, for the text digest."""
     lines = [f"warning: {w}" for w in build_warnings or []]
-    lines += [f"warning: {c.name}: {c.message}" + (f" -> {c.fix}" if c.fix else "")
-              for c in checks if c.ok and c.severity == "warning"]
+    lines += [
+        f"warning: {c.name}: {c.message}" + (f" -> {c.fix}" if c.fix else "")
+        for c in checks
+        if c.ok and c.severity == "warning"
+    ]
     if len(lines) > MAX_WARNINGS:
-        lines = [*lines[:MAX_WARNINGS], f"(+{len(lines) - MAX_WARNINGS} more warnings in structured content)"]
+        lines = [
+            *lines[:MAX_WARNINGS],
+            f"(+{len(lines) - MAX_WARNINGS} more warnings in structured content)",
+        ]
     return [line[:400] for line in lines]
 
 
@@ -51,5 +69,7 @@ def override_lines(overrides: list[dict[str, Any]] | None, lineage: str | None) 
     lines = [lineage] if lineage else []
     if overrides:
         shown = ", ".join(f"{o['path']}={o['value']!r}" for o in overrides[:12])
-        lines.append(f"your overrides in the spec: {shown}" + (" ..." if len(overrides) > 12 else ""))
+        lines.append(
+            f"your overrides in the spec: {shown}" + (" ..." if len(overrides) > 12 else "")
+        )
     return [line[:600] for line in lines]

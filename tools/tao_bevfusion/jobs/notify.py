@@ -42,7 +42,10 @@ def notify_url() -> str | None:
         return None
     parts = urlsplit(raw)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        _once(f"bad:{raw}", f"{URL_ENV} is not an http(s) URL ({parts.scheme or 'no scheme'}); webhook off")
+        _once(
+            f"bad:{raw}",
+            f"{URL_ENV} is not an http(s) URL ({parts.scheme or 'no scheme'}); webhook off",
+        )
         return None
     return raw
 
@@ -53,8 +56,12 @@ def _where(url: str) -> str:
 
 
 def _deliver(url: str, body: bytes) -> None:
-    request = urllib.request.Request(url, data=body, method="POST",
-                                     headers={"Content-Type": "application/json", "User-Agent": "tao-bevfusion"})
+    request = urllib.request.Request(
+        url,
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json", "User-Agent": "tao-bevfusion"},
+    )
     for attempt in range(TRIES):
         try:
             with urllib.request.urlopen(request, timeout=TIMEOUT) as reply:
@@ -64,8 +71,10 @@ def _deliver(url: str, body: bytes) -> None:
             error = exc.__class__.__name__
         else:
             error = "a non-2xx answer"
-        time.sleep(BACKOFF * 2 ** attempt)
-    _once(f"fail:{url}", f"webhook {_where(url)} failed {TRIES} times ({error}); jobs are unaffected")
+        time.sleep(BACKOFF * 2**attempt)
+    _once(
+        f"fail:{url}", f"webhook {_where(url)} failed {TRIES} times ({error}); jobs are unaffected"
+    )
 
 
 def post(event: dict[str, Any]) -> None:
@@ -74,7 +83,9 @@ def post(event: dict[str, Any]) -> None:
     if url is None:
         return
     body = json.dumps({**event, "source": "tao-bevfusion", "time": time.time()}).encode()
-    thread = threading.Thread(target=_deliver, args=(url, body), name="tao-bevfusion-webhook", daemon=True)
+    thread = threading.Thread(
+        target=_deliver, args=(url, body), name="tao-bevfusion-webhook", daemon=True
+    )
     _pending.append(thread)
     thread.start()
 
@@ -112,6 +123,16 @@ def job_ended(job: Job) -> None:
     outcome = str(job.verdict.get("outcome", job.state))
     reason = clean(job.verdict.get("reason"), job.meta.secrets)
     stop = stop_kind(outcome, reason)
-    post({"event": f"job.stopped.{stop}" if stop else "job.ended", "job_id": job.id,
-          "action": job.action, "state": job.state, "outcome": outcome, "reason": reason,
-          "epoch": job.progress.epoch, "best_AP11": job.metrics.best_AP11, "best_epoch": job.metrics.best_epoch})
+    post(
+        {
+            "event": f"job.stopped.{stop}" if stop else "job.ended",
+            "job_id": job.id,
+            "action": job.action,
+            "state": job.state,
+            "outcome": outcome,
+            "reason": reason,
+            "epoch": job.progress.epoch,
+            "best_AP11": job.metrics.best_AP11,
+            "best_epoch": job.metrics.best_epoch,
+        }
+    )

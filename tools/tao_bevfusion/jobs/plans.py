@@ -27,10 +27,14 @@ PLAN_ID = r"^p[0-9a-f]{16}$"
 class SavedPlan(BaseModel):
     plan_id: str
     created_at: float
-    inputs: dict[str, Any] = Field(description="run_action's inputs (no secrets) that produced the plan.")
+    inputs: dict[str, Any] = Field(
+        description="run_action's inputs (no secrets) that produced the plan."
+    )
     spec_path: str
     spec_sha256: str
-    built_spec: bool = Field(description="The dry run wrote the spec itself (removed with an unused plan).")
+    built_spec: bool = Field(
+        description="The dry run wrote the spec itself (removed with an unused plan)."
+    )
     request: LaunchRequest
     plan: dict[str, Any] = Field(description="The backend's plan, exactly as shown.")
     submitted_job_id: str | None = None
@@ -47,8 +51,13 @@ def save(settings: Settings, saved: SavedPlan) -> None:
 
 
 def _not_found(plan_id: str, why: str) -> InputError:
-    return InputError(problem("plan_id", f"plan {plan_id} {why}",
-                              "make a new dry run: run_action(..., dry_run=true), then submit its plan_id"))
+    return InputError(
+        problem(
+            "plan_id",
+            f"plan {plan_id} {why}",
+            "make a new dry run: run_action(..., dry_run=true), then submit its plan_id",
+        )
+    )
 
 
 def load(settings: Settings, plan_id: str) -> SavedPlan:
@@ -67,10 +76,17 @@ def load(settings: Settings, plan_id: str) -> SavedPlan:
     if saved.submitted_job_id:
         return saved
     if time.time() - saved.created_at > PLAN_TTL:
-        raise _not_found(plan_id, f"is older than {PLAN_TTL // 3600} h (what it checked may have changed)")
+        raise _not_found(
+            plan_id, f"is older than {PLAN_TTL // 3600} h (what it checked may have changed)"
+        )
     if _sha256(Path(saved.spec_path)) != saved.spec_sha256:
-        raise InputError(problem("plan_id", f"the spec {saved.spec_path} changed since plan {plan_id} was made",
-                                 "make a new dry run of the spec as it is now, and submit that plan_id"))
+        raise InputError(
+            problem(
+                "plan_id",
+                f"the spec {saved.spec_path} changed since plan {plan_id} was made",
+                "make a new dry run of the spec as it is now, and submit that plan_id",
+            )
+        )
     return saved
 
 
@@ -100,6 +116,10 @@ def _sweep(settings: Settings, folder: Path) -> None:
             continue
         spec_dir = Path(saved.get("spec_path", "")).parent
         specs = settings.home / layout.SPECS_DIR
-        if saved.get("built_spec") and not saved.get("submitted_job_id") and spec_dir.parent == specs:
+        if (
+            saved.get("built_spec")
+            and not saved.get("submitted_job_id")
+            and spec_dir.parent == specs
+        ):
             shutil.rmtree(spec_dir, ignore_errors=True)
         path.unlink(missing_ok=True)

@@ -17,7 +17,9 @@ from tao_bevfusion.jobs.context import AppContext
 from tao_bevfusion.jobs.store import Job
 
 PENDING_LIMIT = 600.0  # a submit that takes longer than this is not coming back
-GRACE = 2.0  # after the submitter's death: an engine may still finish a create it had already received
+GRACE = (
+    2.0  # after the submitter's death: an engine may still finish a create it had already received
+)
 
 
 def _start_ticks(pid: int) -> str | None:
@@ -54,19 +56,32 @@ def reconcile_pending(job: Job, ctx: AppContext) -> Job:
     age = time.time() - job.created_at
     gone = submitter_gone(job.meta.submitter) and age > GRACE
     if handle and gone and backend.poll(handle).state == "created":
-        backend.cleanup(handle)  # created but never started, and its submitter is dead: it never will be
+        backend.cleanup(
+            handle
+        )  # created but never started, and its submitter is dead: it never will be
         handle = None
     if handle:
-        store.update(job.id, state="running", handle=handle, started_at=job.started_at or time.time())
+        store.update(
+            job.id, state="running", handle=handle, started_at=job.started_at or time.time()
+        )
         return store.get(job.id)
     if job.cancel_requested and (gone or age > GRACE):
-        verdict = Verdict(outcome=Outcome.CANCELED, reason="canceled before the job started; nothing ran")
+        verdict = Verdict(
+            outcome=Outcome.CANCELED, reason="canceled before the job started; nothing ran"
+        )
     elif gone or age > PENDING_LIMIT:
         why = "the submitting process ended" if gone else f"no container after {int(age)} s"
-        verdict = Verdict(outcome=Outcome.FAILED, reason=f"the launch was interrupted before the job started ({why}); "
-                          "nothing ran. Launch it again with the same call")
+        verdict = Verdict(
+            outcome=Outcome.FAILED,
+            reason=f"the launch was interrupted before the job started ({why}); "
+            "nothing ran. Launch it again with the same call",
+        )
     else:
         return job
-    store.update(job.id, state="canceled" if verdict.outcome == "canceled" else "failed",
-                 verdict=verdict.model_dump(), finished_at=time.time())
+    store.update(
+        job.id,
+        state="canceled" if verdict.outcome == "canceled" else "failed",
+        verdict=verdict.model_dump(),
+        finished_at=time.time(),
+    )
     return store.get(job.id)

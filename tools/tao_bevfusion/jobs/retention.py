@@ -13,11 +13,15 @@ from tao_bevfusion.jobs.context import AppContext
 from tao_bevfusion.jobs.safety import safety_of
 from tao_bevfusion.jobs.store import Job
 
-CHECKPOINT_BYTES_ESTIMATE = 512 << 20  # a BEVFusion epoch_<N>.pth is about 0.5 GB (docs/run-safety.md)
+CHECKPOINT_BYTES_ESTIMATE = (
+    512 << 20
+)  # a BEVFusion epoch_<N>.pth is about 0.5 GB (docs/run-safety.md)
 
 
 def best_epoch(job: Job) -> int | None:
-    scored = [(h.AP11, h.epoch) for h in job.metrics.history if h.AP11 is not None and h.epoch is not None]
+    scored = [
+        (h.AP11, h.epoch) for h in job.metrics.history if h.AP11 is not None and h.epoch is not None
+    ]
     scored = [(ap, e) for ap, e in scored if ap == ap]
     return max(scored)[1] if scored else None
 
@@ -64,14 +68,21 @@ def record_freed(ctx: AppContext, job: Job, freed: int) -> None:
 def after_run(ctx: AppContext, job: Job) -> None:
     """A single run's own policy, applied once it succeeded (study trials wait for their study)."""
     safety = safety_of(job)
-    if safety is None or safety.keep_checkpoints != "best_and_last" or job.owner_id or job.action != "train":
+    if (
+        safety is None
+        or safety.keep_checkpoints != "best_and_last"
+        or job.owner_id
+        or job.action != "train"
+    ):
         return
     if job.state != "succeeded":
         return  # a failed, stopped or diverged run keeps everything: it may be resumed from any epoch
     record_freed(ctx, job, prune(job, keep_set(job)))
 
 
-def projected_bytes(epochs: int, checkpoint_interval: int, trials: int, policy: str) -> tuple[int, int]:
+def projected_bytes(
+    epochs: int, checkpoint_interval: int, trials: int, policy: str
+) -> tuple[int, int]:
     """(peak, kept): every checkpoint of every trial until the study settles, and what stays after it."""
     per_trial = max(1, epochs // max(1, checkpoint_interval))
     peak = per_trial * trials * CHECKPOINT_BYTES_ESTIMATE

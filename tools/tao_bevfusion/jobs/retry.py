@@ -22,7 +22,15 @@ from tao_bevfusion.jobs.store import Job
 from tao_bevfusion.specbuild.schema import dump_yaml
 
 # Slurm states, and Kubernetes words for a pod taken away (eviction, preemption, node lost: DisruptionTarget).
-SCHEDULER_CAUSES = ("NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "Evicted", "evicted", "NodeLost", "DisruptionTarget")
+SCHEDULER_CAUSES = (
+    "NODE_FAIL",
+    "PREEMPTED",
+    "BOOT_FAIL",
+    "Evicted",
+    "evicted",
+    "NodeLost",
+    "DisruptionTarget",
+)
 
 
 def infrastructure_cause(job: Job, verdict: Verdict, backend_error: str | None) -> str | None:
@@ -62,7 +70,9 @@ def _attempt_spec(job: Job, req: LaunchRequest, number: int) -> tuple[LaunchRequ
     spec = load_yaml_file(Path(job.spec_path))
     found = last_checkpoint(job)
     if not isinstance(spec, dict) or found is None:
-        return req.model_copy(update={"attempt": number}), None  # nothing saved yet: the same spec again
+        return req.model_copy(
+            update={"attempt": number}
+        ), None  # nothing saved yet: the same spec again
     train = spec.setdefault("train", {})
     train["resume"] = True
     train["resume_training_checkpoint_path"] = _container_path(found[1], req)
@@ -90,8 +100,13 @@ def _relaunch_locked(ctx: AppContext, job: Job, verdict: Verdict, handle: str | 
     number = len(job.meta.attempts) + 2  # attempt 1 was the launch
     cause = infrastructure_cause(job, verdict, None) or verdict.reason
     req = LaunchRequest.model_validate(job.meta.request)
-    ended = {"attempt": number - 1, "ended_at": time.time(), "cause": cause[:300], "exit_code": verdict.exit_code,
-             "epoch": job.progress.epoch}
+    ended = {
+        "attempt": number - 1,
+        "ended_at": time.time(),
+        "cause": cause[:300],
+        "exit_code": verdict.exit_code,
+        "epoch": job.progress.epoch,
+    }
     backend = ctx.backend(job.backend)
     try:
         req, resumed_from = _attempt_spec(job, req, number)
@@ -101,7 +116,9 @@ def _relaunch_locked(ctx: AppContext, job: Job, verdict: Verdict, handle: str | 
         new_handle = backend.submit(plan)
     except (InputError, EngineError, OSError) as exc:
         ended["retry_failed"] = str(exc)[:200]
-        ctx.store.update(job.id, meta=job.meta.model_copy(update={"attempts": [*job.meta.attempts, ended]}))
+        ctx.store.update(
+            job.id, meta=job.meta.model_copy(update={"attempts": [*job.meta.attempts, ended]})
+        )
         return None
     ended["resumed_from"] = resumed_from
     ended["next_attempt_started_at"] = time.time()

@@ -22,7 +22,9 @@ from tao_bevfusion.evidence.verdict import Verdict
 from tao_bevfusion.jobs.context import AppContext
 from tao_bevfusion.jobs.store import Job
 
-GRACE_FRACTION = 0.05  # wait at most 5% of the limit (and at most GRACE_CAP s) for a checkpoint that is due
+GRACE_FRACTION = (
+    0.05  # wait at most 5% of the limit (and at most GRACE_CAP s) for a checkpoint that is due
+)
 GRACE_CAP = 300.0
 
 
@@ -87,33 +89,67 @@ def _diverged_verdict(job: Job, verdict: Verdict, stopped: bool) -> Verdict:
     watch = job.findings.loss_watch
     epoch = epoch_of(watch.iteration, job.progress.iters_per_epoch)
     good = last_checkpoint(job, before_epoch=epoch)
-    where = f"epoch {epoch}, iteration {watch.iteration}" if epoch else f"iteration {watch.iteration}"
-    what = "NaN/inf for several consecutive logs" if watch.kind == "non-finite" else "far above its median"
+    where = (
+        f"epoch {epoch}, iteration {watch.iteration}" if epoch else f"iteration {watch.iteration}"
+    )
+    what = (
+        "NaN/inf for several consecutive logs"
+        if watch.kind == "non-finite"
+        else "far above its median"
+    )
     lr = (job.meta.hyper or {}).get("lr") or 2e-4
     args: dict[str, Any] = {"action": "train", "data_root": job.data_root}
     if good:
         args.update(parent_job_id=job.id, resume=True)
-    args.update(automl_policy="off", overrides={"train.optimizer.lr": float(f"{float(lr) / 2:.3g}"),
-                                                "train.optimizer.clip_grad": {"max_norm": 10, "norm_type": 2}})
+    args.update(
+        automl_policy="off",
+        overrides={
+            "train.optimizer.lr": float(f"{float(lr) / 2:.3g}"),
+            "train.optimizer.clip_grad": {"max_norm": 10, "norm_type": 2},
+        },
+    )
     call = call_text("run_action", args)
     named = f"last good checkpoint: {good[1]}" if good else "no checkpoint before the divergence"
     action = "stopped" if stopped else "ran on (on_divergence='warn')"
-    reason = (f"diverged: the train loss became {what} from {where} (loss {watch.loss}); {action}; {named}; "
-              "remedy: half the learning rate and clip gradients harder (max_norm 35 -> 10)")
-    return verdict.model_copy(update={"outcome": Outcome.DIVERGED, "reason": reason, "next_call": call})
+    reason = (
+        f"diverged: the train loss became {what} from {where} (loss {watch.loss}); {action}; {named}; "
+        "remedy: half the learning rate and clip gradients harder (max_norm 35 -> 10)"
+    )
+    return verdict.model_copy(
+        update={"outcome": Outcome.DIVERGED, "reason": reason, "next_call": call}
+    )
 
 
 def _limit_verdict(job: Job, verdict: Verdict, safety: RunSafety, via: str) -> Verdict:
     last = last_checkpoint(job)
     hours = elapsed_seconds(job, job.meta.stopped_at) / 3600
     bound = (f"max_hours={safety.max_hours}" if safety.max_hours else "") + (
-        f" max_gpu_hours={safety.max_gpu_hours}" if safety.max_gpu_hours else "")
-    named = f"last checkpoint: {last[1]} (epoch {last[0]})" if last else "no checkpoint was written yet"
-    call = call_text("run_action", {"action": "train", "data_root": job.data_root, "parent_job_id": job.id,
-                                    "resume": True, "automl_policy": "off"}) if last else None
-    reason = (f"limit reached: stopped {via} after {hours:.2f} h x {safety.gpus} GPU(s) ({bound.strip()}); "
-              f"checkpoints kept; {named}")
-    return verdict.model_copy(update={"outcome": Outcome.LIMIT_REACHED, "reason": reason, "next_call": call})
+        f" max_gpu_hours={safety.max_gpu_hours}" if safety.max_gpu_hours else ""
+    )
+    named = (
+        f"last checkpoint: {last[1]} (epoch {last[0]})" if last else "no checkpoint was written yet"
+    )
+    call = (
+        call_text(
+            "run_action",
+            {
+                "action": "train",
+                "data_root": job.data_root,
+                "parent_job_id": job.id,
+                "resume": True,
+                "automl_policy": "off",
+            },
+        )
+        if last
+        else None
+    )
+    reason = (
+        f"limit reached: stopped {via} after {hours:.2f} h x {safety.gpus} GPU(s) ({bound.strip()}); "
+        f"checkpoints kept; {named}"
+    )
+    return verdict.model_copy(
+        update={"outcome": Outcome.LIMIT_REACHED, "reason": reason, "next_call": call}
+    )
 
 
 def safety_verdict(job: Job, verdict: Verdict, backend_error: str | None) -> Verdict:
@@ -126,7 +162,9 @@ def safety_verdict(job: Job, verdict: Verdict, backend_error: str | None) -> Ver
         return _diverged_verdict(job, verdict, stopped=reason == "diverged")
     if reason == "limit_reached":
         return _limit_verdict(job, verdict, safety, "by the plugin")
-    scheduler_limit = backend_error and any(w in backend_error for w in ("TIMEOUT", "DeadlineExceeded"))
+    scheduler_limit = backend_error and any(
+        w in backend_error for w in ("TIMEOUT", "DeadlineExceeded")
+    )
     if scheduler_limit and not job.cancel_requested and (safety.max_hours or safety.max_gpu_hours):
         return _limit_verdict(job, verdict, safety, "by the scheduler's time limit")
     return verdict

@@ -39,10 +39,14 @@ def _cause(job: Job) -> str:
     gpus = len(job.plan.get("gpus") or []) if isinstance(job.plan, dict) else 0
     if job.progress.cur_iter is None and job.progress.epoch is None:
         if gpus > 1:
-            return ("waiting before the first iteration, most likely at the distributed (NCCL/torchrun) rendezvous "
-                    "for a GPU or node that never joined")
-        return ("stuck before the first iteration: dataloader workers (shared memory: raise backend_options "
-                "shm_size), a rendezvous, or a download with no network")
+            return (
+                "waiting before the first iteration, most likely at the distributed (NCCL/torchrun) rendezvous "
+                "for a GPU or node that never joined"
+            )
+        return (
+            "stuck before the first iteration: dataloader workers (shared memory: raise backend_options "
+            "shm_size), a rendezvous, or a download with no network"
+        )
     return "stopped mid-run: most likely a dataloader deadlock or a hung NCCL collective (or a full disk)"
 
 
@@ -69,15 +73,21 @@ def stall_note(job: Job, stall_seconds: int | None, now: float | None = None) ->
     pace = own_pace(job)
     hung_after = max(HUNG_FLOOR, HUNG_FACTOR * pace) if pace else None
     if pace and hung_after is not None and hung_after <= silent < stall_seconds:
-        return (f"possibly hung: no new output for {int(silent)} s, {silent / pace:.0f}x its own pace "
-                f"({pace:.1f} s per iteration over {job.progress.cur_iter} iterations); likely {_cause(job)}")
+        return (
+            f"possibly hung: no new output for {int(silent)} s, {silent / pace:.0f}x its own pace "
+            f"({pace:.1f} s per iteration over {job.progress.cur_iter} iterations); likely {_cause(job)}"
+        )
     if not last or silent < stall_seconds:
         return None
-    return (f"stalled: no new log line or status record for {int(silent)} s (limit {stall_seconds} s, "
-            f"TAO_BEVFUSION_STALL_SECONDS); likely {_cause(job)}")
+    return (
+        f"stalled: no new log line or status record for {int(silent)} s (limit {stall_seconds} s, "
+        f"TAO_BEVFUSION_STALL_SECONDS); likely {_cause(job)}"
+    )
 
 
 def stall_steps(job: Job) -> list[str]:
     """See where it stopped; stop it if it stays silent (a train job then resumes from its newest checkpoint)."""
-    return [call_text("get_job_logs", {"job_id": job.id, "tail_lines": 50}),
-            call_text("cancel_job", {"job_id": job.id, "force": True})]
+    return [
+        call_text("get_job_logs", {"job_id": job.id, "tail_lines": 50}),
+        call_text("cancel_job", {"job_id": job.id, "force": True}),
+    ]

@@ -30,7 +30,9 @@ JOB_ID = re.compile(r"^j[0-9a-f]{16}\Z")
 JSON_FIELDS = ("plan", "verdict", "progress", "metrics", "errors", "cursor", "findings", "meta")
 
 MIGRATIONS: list[tuple[str, str]] = [
-    ("0001_jobs", """
+    (
+        "0001_jobs",
+        """
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY, action TEXT NOT NULL, backend TEXT NOT NULL, state TEXT NOT NULL,
     spec_path TEXT NOT NULL, spec_sha256 TEXT NOT NULL, results_dir TEXT NOT NULL, data_root TEXT NOT NULL,
@@ -42,13 +44,17 @@ CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
 CREATE INDEX IF NOT EXISTS jobs_results ON jobs(results_dir);
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_one_active_per_results
     ON jobs(results_dir) WHERE state IN ('pending', 'running');
-"""),
-    ("0002_job_kind_and_owner", """
+""",
+    ),
+    (
+        "0002_job_kind_and_owner",
+        """
 ALTER TABLE jobs ADD COLUMN kind TEXT NOT NULL DEFAULT 'run';
 ALTER TABLE jobs ADD COLUMN owner_id TEXT;
 CREATE INDEX IF NOT EXISTS jobs_owner ON jobs(owner_id);
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs(created_at);
-"""),
+""",
+    ),
 ]
 
 
@@ -59,25 +65,41 @@ class JobMeta(Tolerant):
     image: str | None = None
     has_secret: bool = False
     pruned: bool = False  # an AutoML trial its study stopped early: it ends as outcome pruned
-    hyper: dict[str, Any] | None = None  # key hyperparameters of the spec launched (list_jobs, comparisons)
+    hyper: dict[str, Any] | None = (
+        None  # key hyperparameters of the spec launched (list_jobs, comparisons)
+    )
     overrides: list[dict[str, Any]] | None = None
     lineage: str | None = None
     warnings: list[str] | None = None
-    secrets: list[str] = Field(default_factory=list, description="Values to redact (recorded at launch).")
-    submitter: str | None = Field(default=None, description="host:pid:start of the process that submits it.")
-    safety: dict[str, Any] | None = None  # core/safety.RunSafety: limits, divergence, retries, retention
-    request: dict[str, Any] | None = None  # the LaunchRequest, so an infrastructure retry can launch it again
-    attempts: list[dict[str, Any]] = Field(default_factory=list, description="Earlier attempts and their causes.")
+    secrets: list[str] = Field(
+        default_factory=list, description="Values to redact (recorded at launch)."
+    )
+    submitter: str | None = Field(
+        default=None, description="host:pid:start of the process that submits it."
+    )
+    safety: dict[str, Any] | None = (
+        None  # core/safety.RunSafety: limits, divergence, retries, retention
+    )
+    request: dict[str, Any] | None = (
+        None  # the LaunchRequest, so an infrastructure retry can launch it again
+    )
+    attempts: list[dict[str, Any]] = Field(
+        default_factory=list, description="Earlier attempts and their causes."
+    )
     stop_reason: str | None = None  # diverged | limit_reached: why the plugin stopped the run
     stopped_at: float | None = None
     freed_bytes: int | None = None  # checkpoint retention
-    waiting: str | None = None  # why a pending job waits (Slurm reason, Kueue admission, pod events)
+    waiting: str | None = (
+        None  # why a pending job waits (Slurm reason, Kueue admission, pod events)
+    )
 
 
 class Job(BaseModel):
     id: str
     kind: JobKind = "run"
-    owner_id: str | None = Field(default=None, description="The job this one belongs to (a study's trials).")
+    owner_id: str | None = Field(
+        default=None, description="The job this one belongs to (a study's trials)."
+    )
     action: str
     backend: str
     state: JobState
@@ -85,7 +107,9 @@ class Job(BaseModel):
     spec_sha256: str
     results_dir: str
     data_root: str
-    parent_job_id: str | None = Field(default=None, description="The train job whose checkpoint it used.")
+    parent_job_id: str | None = Field(
+        default=None, description="The train job whose checkpoint it used."
+    )
     handle: str | None = None
     cancel_requested: bool = False
     plan: dict[str, Any] = Field(default_factory=dict)
@@ -115,8 +139,14 @@ def new_job_id() -> str:
 
 def check_job_id(job_id: str, field: str = "job_id") -> str:
     if not isinstance(job_id, str) or not JOB_ID.match(job_id):
-        raise InputError(problem(field, "not a job id (they look like j0123456789abcdef)",
-                                 "call list_jobs to see the ids", value=str(job_id)[:40]))
+        raise InputError(
+            problem(
+                field,
+                "not a job id (they look like j0123456789abcdef)",
+                "call list_jobs to see the ids",
+                value=str(job_id)[:40],
+            )
+        )
     return job_id
 
 
@@ -145,18 +175,27 @@ class JobStore:
         if "readonly" in low or "read-only" in low:
             fix = f"the state dir {self.home} is read-only: make it writable or set TAO_BEVFUSION_HOME elsewhere"
         elif "full" in low or "no space" in low or "disk i/o" in low:
-            fix = f"the disk holding {self.home} is full (or failing): free space and repeat the call"
+            fix = (
+                f"the disk holding {self.home} is full (or failing): free space and repeat the call"
+            )
         elif "malformed" in low or "not a database" in low or "no such table" in low:
-            fix = (f"jobs.db is damaged: move it aside (mv {self.path} {self.path}.damaged) and restore a backup "
-                   "if you have one; the job folders under jobs/ and results dirs are untouched")
+            fix = (
+                f"jobs.db is damaged: move it aside (mv {self.path} {self.path}.damaged) and restore a backup "
+                "if you have one; the job folders under jobs/ and results dirs are untouched"
+            )
         else:
             fix = "check that TAO_BEVFUSION_HOME is a writable folder with free space, then repeat the call"
-        return EngineError(problem(str(self.path), f"the job store failed: {text[:200]}", fix,
-                                   code="STORE_UNAVAILABLE"))
+        return EngineError(
+            problem(
+                str(self.path), f"the job store failed: {text[:200]}", fix, code="STORE_UNAVAILABLE"
+            )
+        )
 
     @staticmethod
     def _migrate(conn: sqlite3.Connection) -> None:
-        conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at REAL)")
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at REAL)"
+        )
         conn.execute("BEGIN IMMEDIATE")  # one process migrates; the others wait, then find it done
         try:
             done = {r[0] for r in conn.execute("SELECT name FROM schema_migrations")}
@@ -185,11 +224,16 @@ class JobStore:
         except OSError:
             return
         if folders:
-            raise EngineError(problem(
-                str(self.path), f"jobs.db is empty (0 bytes) but {folders} job folders exist under "
-                f"{self.home / 'jobs'}: the store was truncated, so the recorded jobs cannot be read",
-                f"move it aside for recovery (mv {self.path} {self.path}.truncated) and restore a backup of "
-                "jobs.db if you have one; the job folders and results dirs are untouched", code="STORE_TRUNCATED"))
+            raise EngineError(
+                problem(
+                    str(self.path),
+                    f"jobs.db is empty (0 bytes) but {folders} job folders exist under "
+                    f"{self.home / 'jobs'}: the store was truncated, so the recorded jobs cannot be read",
+                    f"move it aside for recovery (mv {self.path} {self.path}.truncated) and restore a backup of "
+                    "jobs.db if you have one; the job folders and results dirs are untouched",
+                    code="STORE_TRUNCATED",
+                )
+            )
 
     @contextmanager
     def _conn(self) -> Iterator[sqlite3.Connection]:
@@ -222,19 +266,32 @@ class JobStore:
 
     def create(self, job_id: str | None = None, **fields: Any) -> Job:
         now = time.time()
-        job = Job(id=check_job_id(job_id) if job_id else new_job_id(), state=JobState.PENDING, created_at=now,
-                  updated_at=now, **fields)
+        job = Job(
+            id=check_job_id(job_id) if job_id else new_job_id(),
+            state=JobState.PENDING,
+            created_at=now,
+            updated_at=now,
+            **fields,
+        )
         row = job.model_dump(mode="json")
         for key in JSON_FIELDS:
             row[key] = _encode(row[key])
         cols = ", ".join(row)
         try:
             with self._conn() as conn:
-                conn.execute(f"INSERT INTO jobs ({cols}) VALUES ({', '.join('?' for _ in row)})", list(row.values()))
+                conn.execute(
+                    f"INSERT INTO jobs ({cols}) VALUES ({', '.join('?' for _ in row)})",
+                    list(row.values()),
+                )
         except sqlite3.IntegrityError as exc:
-            raise InputError(problem("results_dir", f"{job.results_dir} is in use by another pending or "
-                                     "running job", "wait for it, cancel it, or use a fresh results_dir",
-                                     code="RESULTS_DIR_BUSY")) from exc
+            raise InputError(
+                problem(
+                    "results_dir",
+                    f"{job.results_dir} is in use by another pending or running job",
+                    "wait for it, cancel it, or use a fresh results_dir",
+                    code="RESULTS_DIR_BUSY",
+                )
+            ) from exc
         return job
 
     def get(self, job_id: str) -> Job:
@@ -242,8 +299,14 @@ class JobStore:
         with self._conn() as conn:
             row = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         if row is None:
-            raise InputError(problem("job_id", f"no job {job_id} in {self.path}",
-                                     "call list_jobs; jobs live in TAO_BEVFUSION_HOME", code="JOB_NOT_FOUND"))
+            raise InputError(
+                problem(
+                    "job_id",
+                    f"no job {job_id} in {self.path}",
+                    "call list_jobs; jobs live in TAO_BEVFUSION_HOME",
+                    code="JOB_NOT_FOUND",
+                )
+            )
         return self._to_job(row)
 
     def update(self, job_id: str, **fields: Any) -> bool:
@@ -260,37 +323,59 @@ class JobStore:
         sets = ", ".join(f"{k} = ?" for k in row)
         placeholders = ", ".join("?" for _ in TERMINAL)
         with self._conn() as conn:
-            cur = conn.execute(f"UPDATE jobs SET {sets} WHERE id = ? AND state NOT IN ({placeholders})",
-                               [*row.values(), job_id, *TERMINAL])
+            cur = conn.execute(
+                f"UPDATE jobs SET {sets} WHERE id = ? AND state NOT IN ({placeholders})",
+                [*row.values(), job_id, *TERMINAL],
+            )
         return cur.rowcount == 1
 
     def set_meta(self, job_id: str, meta: JobMeta) -> None:
         """Bookkeeping on a job in any state (e.g. bytes freed after it ended); its state is never touched."""
         with self._conn() as conn:
-            conn.execute("UPDATE jobs SET meta = ?, updated_at = ? WHERE id = ?", (_encode(meta), time.time(), job_id))
+            conn.execute(
+                "UPDATE jobs SET meta = ?, updated_at = ? WHERE id = ?",
+                (_encode(meta), time.time(), job_id),
+            )
 
-    def query(self, state: str | None = None, action: str | None = None, limit: int = 20,
-              kind: str | None = None, owner_id: str | None = None) -> list[Job]:
+    def query(
+        self,
+        state: str | None = None,
+        action: str | None = None,
+        limit: int = 20,
+        kind: str | None = None,
+        owner_id: str | None = None,
+    ) -> list[Job]:
         clauses, args = [], []
-        for column, value in (("state", state), ("action", action), ("kind", kind), ("owner_id", owner_id)):
+        for column, value in (
+            ("state", state),
+            ("action", action),
+            ("kind", kind),
+            ("owner_id", owner_id),
+        ):
             if value:
                 clauses.append(f"{column} = ?")
                 args.append(value)
         where = " AND ".join(clauses) or "1=1"
         args.append(str(max(1, min(limit, 1000))))
         with self._conn() as conn:
-            rows = conn.execute(f"SELECT * FROM jobs WHERE {where} ORDER BY created_at DESC LIMIT ?", args).fetchall()
+            rows = conn.execute(
+                f"SELECT * FROM jobs WHERE {where} ORDER BY created_at DESC LIMIT ?", args
+            ).fetchall()
         return [self._to_job(r) for r in rows]
 
     def discard_unstarted(self, job_id: str) -> bool:
         """Drop a record whose launch the engine refused (nothing ran, no id was ever returned)."""
         with self._conn() as conn:
-            cur = conn.execute("DELETE FROM jobs WHERE id = ? AND handle IS NULL AND started_at IS NULL", (job_id,))
+            cur = conn.execute(
+                "DELETE FROM jobs WHERE id = ? AND handle IS NULL AND started_at IS NULL", (job_id,)
+            )
         return cur.rowcount == 1
 
     def active_for_results(self, results_dir: str) -> list[Job]:
         with self._conn() as conn:
             active = ", ".join("?" for _ in ACTIVE_STATES)
-            rows = conn.execute(f"SELECT * FROM jobs WHERE results_dir = ? AND state IN ({active})",
-                                (results_dir, *sorted(ACTIVE_STATES))).fetchall()
+            rows = conn.execute(
+                f"SELECT * FROM jobs WHERE results_dir = ? AND state IN ({active})",
+                (results_dir, *sorted(ACTIVE_STATES)),
+            ).fetchall()
         return [self._to_job(r) for r in rows]

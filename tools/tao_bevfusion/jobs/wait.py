@@ -16,7 +16,9 @@ MAX_WAIT = 45  # MCP clients time a call out at about 60 s
 
 
 class WaitLoop:
-    def __init__(self, job_id: str, seconds: float | None, ctx: AppContext, interval: float = 1.0) -> None:
+    def __init__(
+        self, job_id: str, seconds: float | None, ctx: AppContext, interval: float = 1.0
+    ) -> None:
         self.job_id, self.ctx, self.interval = job_id, ctx, interval
         self.deadline = None if seconds is None else time.monotonic() + seconds
         self.steps = 0
@@ -34,8 +36,13 @@ class WaitLoop:
         return min(self.interval, max(0.0, self.deadline - time.monotonic()))
 
 
-def wait_sync(job_id: str, seconds: float | None, ctx: AppContext,
-              on_progress: Callable[[Job], None] | None = None, interval: float = 1.0) -> Job:
+def wait_sync(
+    job_id: str,
+    seconds: float | None,
+    ctx: AppContext,
+    on_progress: Callable[[Job], None] | None = None,
+    interval: float = 1.0,
+) -> Job:
     """Wait up to `seconds` (None: until the job ends)."""
     loop = WaitLoop(job_id, seconds, ctx, interval)
     job = loop.step()
@@ -47,8 +54,12 @@ def wait_sync(job_id: str, seconds: float | None, ctx: AppContext,
     return job
 
 
-async def wait_async(job_id: str, seconds: float, ctx: AppContext,
-                     on_progress: Callable[[int, Job], Awaitable[None]] | None = None) -> Job:
+async def wait_async(
+    job_id: str,
+    seconds: float,
+    ctx: AppContext,
+    on_progress: Callable[[int, Job], Awaitable[None]] | None = None,
+) -> Job:
     import anyio
 
     loop = WaitLoop(job_id, seconds, ctx)

@@ -36,9 +36,16 @@ def spawn_watchdog(job: Job, ctx: AppContext) -> int:
     folder = job.files(ctx.settings.home).dir
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / "watchdog.log", "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "tao_bevfusion.jobs.watchdog", job.id],
-                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                cwd=str(folder), start_new_session=True, close_fds=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tao_bevfusion.jobs.watchdog", job.id],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=str(folder),
+            start_new_session=True,
+            close_fds=True,
+        )
     threading.Thread(target=proc.wait, daemon=True).start()  # reaped while this process lives
     return proc.pid
 
@@ -63,7 +70,9 @@ def main(argv: list[str]) -> int:
             errors = 0
         except Exception as exc:  # a busy DB or an engine hiccup must not end the watch
             errors += 1
-            print(f"refresh failed ({errors}): {exc.__class__.__name__}: {str(exc)[:200]}", flush=True)
+            print(
+                f"refresh failed ({errors}): {exc.__class__.__name__}: {str(exc)[:200]}", flush=True
+            )
             if errors >= 60:
                 return 1
     return 0

@@ -63,7 +63,9 @@ class Label:
 def _read_text(path: Path, what: str) -> str:
     st = _regular(path, what)
     if st.st_size > MAX_TEXT_BYTES:
-        raise InputError(problem(str(path), f"{what} is {st.st_size} bytes", "pass a KITTI text file (< 1 MB)"))
+        raise InputError(
+            problem(str(path), f"{what} is {st.st_size} bytes", "pass a KITTI text file (< 1 MB)")
+        )
     return path.read_text(encoding="utf-8", errors="replace")
 
 
@@ -71,9 +73,13 @@ def _regular(path: Path, what: str) -> os.stat_result:
     try:
         st = path.lstat()
     except FileNotFoundError:
-        raise InputError(problem(str(path), f"{what} does not exist", "check the frame id and data root")) from None
+        raise InputError(
+            problem(str(path), f"{what} does not exist", "check the frame id and data root")
+        ) from None
     if not stat.S_ISREG(st.st_mode):
-        raise InputError(problem(str(path), f"{what} is not a regular file", "pass a regular file (no symlink)"))
+        raise InputError(
+            problem(str(path), f"{what} is not a regular file", "pass a regular file (no symlink)")
+        )
     return st
 
 
@@ -87,15 +93,32 @@ def read_calib(path: Path) -> Calib:
         try:
             rows[key.strip()] = np.array([float(v) for v in rest.split()], dtype=np.float64)
         except ValueError:
-            raise InputError(problem(str(path), f"calib row {key.strip()!r} has a non-number",
-                                         "use a KITTI calib file")) from None
+            raise InputError(
+                problem(
+                    str(path),
+                    f"calib row {key.strip()!r} has a non-number",
+                    "use a KITTI calib file",
+                )
+            ) from None
     want = {"P2": 12, "R0_rect": 9, "Tr_velo_to_cam": 12}
-    bad = [f"{k} ({rows[k].size if k in rows else 'missing'})" for k, n in want.items()
-           if k not in rows or rows[k].size != n]
+    bad = [
+        f"{k} ({rows[k].size if k in rows else 'missing'})"
+        for k, n in want.items()
+        if k not in rows or rows[k].size != n
+    ]
     if bad:
-        raise InputError(problem(str(path), "calib rows missing or of the wrong length: " + ", ".join(bad),
-                                     "P2 and Tr_velo_to_cam need 12 numbers, R0_rect 9"))
-    return Calib(rows["P2"].reshape(3, 4), rows["R0_rect"].reshape(3, 3), rows["Tr_velo_to_cam"].reshape(3, 4))
+        raise InputError(
+            problem(
+                str(path),
+                "calib rows missing or of the wrong length: " + ", ".join(bad),
+                "P2 and Tr_velo_to_cam need 12 numbers, R0_rect 9",
+            )
+        )
+    return Calib(
+        rows["P2"].reshape(3, 4),
+        rows["R0_rect"].reshape(3, 3),
+        rows["Tr_velo_to_cam"].reshape(3, 4),
+    )
 
 
 def read_labels(path: Path) -> list[Label]:
@@ -106,16 +129,34 @@ def read_labels(path: Path) -> list[Label]:
         if not parts:
             continue
         if len(parts) not in (15, 16):
-            raise InputError(problem(f"{path}:{n}", f"label row has {len(parts)} columns",
-                                         "KITTI label_2 rows have 15 columns (16 with a score)"))
+            raise InputError(
+                problem(
+                    f"{path}:{n}",
+                    f"label row has {len(parts)} columns",
+                    "KITTI label_2 rows have 15 columns (16 with a score)",
+                )
+            )
         try:
             v = [float(x) for x in parts[1:]]
         except ValueError:
-            raise InputError(problem(f"{path}:{n}", "label row has a non-number", "fix the row")) from None
-        labels.append(Label(cls=parts[0], truncated=v[0], occluded=int(v[1]), alpha=v[2],
-                            bbox=(v[3], v[4], v[5], v[6]), h=v[7], w=v[8], length=v[9],
-                            location=(v[10], v[11], v[12]), rotation_y=v[13],
-                            score=v[14] if len(v) == 15 else None))
+            raise InputError(
+                problem(f"{path}:{n}", "label row has a non-number", "fix the row")
+            ) from None
+        labels.append(
+            Label(
+                cls=parts[0],
+                truncated=v[0],
+                occluded=int(v[1]),
+                alpha=v[2],
+                bbox=(v[3], v[4], v[5], v[6]),
+                h=v[7],
+                w=v[8],
+                length=v[9],
+                location=(v[10], v[11], v[12]),
+                rotation_y=v[13],
+                score=v[14] if len(v) == 15 else None,
+            )
+        )
     return labels
 
 
@@ -123,11 +164,21 @@ def read_velodyne(path: Path, max_bytes: int = MAX_VELODYNE_BYTES) -> np.ndarray
     """(N, 4) float32 x, y, z, intensity of a velodyne .bin (regular file, size a multiple of 16)."""
     st = _regular(path, "point cloud")
     if st.st_size % 16:
-        raise InputError(problem(str(path), f"point cloud size {st.st_size} is not a multiple of 16",
-                                     "velodyne .bin files hold float32 x, y, z, intensity per point"))
+        raise InputError(
+            problem(
+                str(path),
+                f"point cloud size {st.st_size} is not a multiple of 16",
+                "velodyne .bin files hold float32 x, y, z, intensity per point",
+            )
+        )
     if st.st_size > max_bytes:
-        raise InputError(problem(str(path), f"point cloud is {st.st_size} bytes (limit {max_bytes})",
-                                     "pass a single KITTI frame"))
+        raise InputError(
+            problem(
+                str(path),
+                f"point cloud is {st.st_size} bytes (limit {max_bytes})",
+                "pass a single KITTI frame",
+            )
+        )
     with open(path, "rb") as fh:
         data = fh.read(max_bytes + 1)
     return np.frombuffer(data[: len(data) // 16 * 16], dtype="<f4").reshape(-1, 4)
@@ -178,9 +229,32 @@ def rotation(rx: float, ry: float, rz: float) -> np.ndarray:
 
 
 # Unit corners relative to the bottom centre: 0-3 bottom, 4-7 top; 0, 1, 4, 5 on the front (+dx) face.
-_UNIT = np.array([[0.5, 0.5, 0], [0.5, -0.5, 0], [-0.5, -0.5, 0], [-0.5, 0.5, 0],
-                  [0.5, 0.5, 1], [0.5, -0.5, 1], [-0.5, -0.5, 1], [-0.5, 0.5, 1]])
-EDGES = ((0, 1), (1, 2), (2, 3), (3, 0), (4, 5), (5, 6), (6, 7), (7, 4), (0, 4), (1, 5), (2, 6), (3, 7))
+_UNIT = np.array(
+    [
+        [0.5, 0.5, 0],
+        [0.5, -0.5, 0],
+        [-0.5, -0.5, 0],
+        [-0.5, 0.5, 0],
+        [0.5, 0.5, 1],
+        [0.5, -0.5, 1],
+        [-0.5, -0.5, 1],
+        [-0.5, 0.5, 1],
+    ]
+)
+EDGES = (
+    (0, 1),
+    (1, 2),
+    (2, 3),
+    (3, 0),
+    (4, 5),
+    (5, 6),
+    (6, 7),
+    (7, 4),
+    (0, 4),
+    (1, 5),
+    (2, 6),
+    (3, 7),
+)
 
 
 def box_corners(boxes: np.ndarray) -> np.ndarray:
@@ -196,10 +270,16 @@ def box_corners(boxes: np.ndarray) -> np.ndarray:
 def points_in_box(points: np.ndarray, box: np.ndarray) -> np.ndarray:
     """Boolean mask of the (M, >=3) LiDAR points inside one box (7 or 9 values)."""
     row = as_nine(np.asarray(box).reshape(1, -1))[0]
-    local = (points[:, :3] - row[:3]) @ rotation(*row[6:9])  # rows times R == R.T applied to each point
+    local = (points[:, :3] - row[:3]) @ rotation(
+        *row[6:9]
+    )  # rows times R == R.T applied to each point
     half = row[3:6] / 2
-    return ((np.abs(local[:, 0]) <= half[0]) & (np.abs(local[:, 1]) <= half[1])
-            & (local[:, 2] >= 0) & (local[:, 2] <= row[5]))
+    return (
+        (np.abs(local[:, 0]) <= half[0])
+        & (np.abs(local[:, 1]) <= half[1])
+        & (local[:, 2] >= 0)
+        & (local[:, 2] <= row[5])
+    )
 
 
 def lidar_to_cam(points: np.ndarray, calib: Calib) -> np.ndarray:
@@ -214,7 +294,9 @@ def cam_to_image(cam: np.ndarray, calib: Calib) -> np.ndarray:
     return uvw[:, :2] / uvw[:, 2:3]
 
 
-def project_box_edges(corners: np.ndarray, calib: Calib, near: float = NEAR_PLANE) -> list[np.ndarray]:
+def project_box_edges(
+    corners: np.ndarray, calib: Calib, near: float = NEAR_PLANE
+) -> list[np.ndarray]:
     """The 12 edges of one box (8, 3 LiDAR corners) as (2, 2) pixel segments, clipped to depth >= near.
 
     An edge with both ends behind the near plane is dropped; one crossing it is cut at the plane,

@@ -20,9 +20,15 @@ log = logging.getLogger("tao_bevfusion.mcpext.apps")
 def apps_extension() -> Apps:
     """The Apps extension with the one dashboard page (no network: empty CSP domain lists)."""
     apps = Apps()
-    apps.add_html_resource(PAGE_URI, page_html(), name="dashboard", title="tao-bevfusion dashboard",
-                           description="A run, a study, detections or a comparison, drawn from get_job/list_jobs.",
-                           csp=ResourceCsp(), prefers_border=True)
+    apps.add_html_resource(
+        PAGE_URI,
+        page_html(),
+        name="dashboard",
+        title="tao-bevfusion dashboard",
+        description="A run, a study, detections or a comparison, drawn from get_job/list_jobs.",
+        csp=ResourceCsp(),
+        prefers_border=True,
+    )
     return apps
 
 
@@ -44,7 +50,9 @@ def checked_actions(actions: dict[str, Any]) -> dict[str, Any]:
     return kept
 
 
-def view_meta(t: api.ToolDef, inp: Any, model: Any, app: Any, ctx: Context | None) -> dict[str, Any] | None:
+def view_meta(
+    t: api.ToolDef, inp: Any, model: Any, app: Any, ctx: Context | None
+) -> dict[str, Any] | None:
     """The result `_meta` for an Apps client, else None (the result stays as it always was)."""
     if t.view is None or ctx is None or not client_supports_apps(ctx):
         return None

@@ -42,7 +42,9 @@ class LaunchApproval(BaseModel):
     """The form's one field; the plan itself is in the message above it."""
 
     model_config = ConfigDict(extra="forbid")
-    approve: bool = Field(title="Launch exactly this plan", description="Tick to launch; leave it to launch nothing.")
+    approve: bool = Field(
+        title="Launch exactly this plan", description="Tick to launch; leave it to launch nothing."
+    )
 
 
 def threshold() -> float:
@@ -68,10 +70,12 @@ def can_elicit(ctx: Context) -> bool:
 
 
 def message(cost: LaunchCost) -> str:
-    return (f"tao-bevfusion asks before launching:\n"
-            f"What: {cost.what}\nWhere: {cost.where}\nTrials: {cost.trials}; GPUs at once: {cost.gpus}\n"
-            f"Projected: about {cost.gpu_hours:g} GPU-hours (at most {cost.max_gpu_hours:g}); {cost.basis}.\n"
-            "Accept with 'Launch exactly this plan' ticked to start it; decline to launch nothing.")
+    return (
+        f"tao-bevfusion asks before launching:\n"
+        f"What: {cost.what}\nWhere: {cost.where}\nTrials: {cost.trials}; GPUs at once: {cost.gpus}\n"
+        f"Projected: about {cost.gpu_hours:g} GPU-hours (at most {cost.max_gpu_hours:g}); {cost.basis}.\n"
+        "Accept with 'Launch exactly this plan' ticked to start it; decline to launch nothing."
+    )
 
 
 def outcome(action: str, content: dict[str, Any] | None, cost: LaunchCost) -> CallToolResult | None:
@@ -80,21 +84,27 @@ def outcome(action: str, content: dict[str, Any] | None, cost: LaunchCost) -> Ca
         try:
             approval = LaunchApproval.model_validate(content or {})
         except ValidationError as exc:
-            raise ToolError(f"invalid approval form content: {exc.errors()[0]['msg']}; nothing was launched") from exc
+            raise ToolError(
+                f"invalid approval form content: {exc.errors()[0]['msg']}; nothing was launched"
+            ) from exc
         if approval.approve:
             return None
         action = "accept without 'approve'"
-    text = (f"The person did not approve ({action}); nothing was launched. Plan shown: {cost.what}, about "
-            f"{cost.gpu_hours:g} GPU-hours. Ask them what to change before calling run_action again.")
+    text = (
+        f"The person did not approve ({action}); nothing was launched. Plan shown: {cost.what}, about "
+        f"{cost.gpu_hours:g} GPU-hours. Ask them what to change before calling run_action again."
+    )
     data = {"job_id": None, "state": "declined", "message": text}
     return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=data)
 
 
 def _refusal(cost: LaunchCost) -> ToolError:
-    return ToolError(f"this server requires a person's approval through elicitation ({REQUIRE_ENV}) for "
-                     f"{cost.what} (about {cost.gpu_hours:g} GPU-hours); this client cannot show the form, so "
-                     "nothing was launched: use a client with elicitation (Claude Code, VS Code, Cursor) or "
-                     "ask the operator to lift the requirement")
+    return ToolError(
+        f"this server requires a person's approval through elicitation ({REQUIRE_ENV}) for "
+        f"{cost.what} (about {cost.gpu_hours:g} GPU-hours); this client cannot show the form, so "
+        "nothing was launched: use a client with elicitation (Claude Code, VS Code, Cursor) or "
+        "ask the operator to lift the requirement"
+    )
 
 
 def _round_trip(cost: LaunchCost, ctx: Context) -> CallToolResult | InputRequiredResult | None:
@@ -106,13 +116,18 @@ def _round_trip(cost: LaunchCost, ctx: Context) -> CallToolResult | InputRequire
         asked = None
     if isinstance(answer, ElicitResult) and asked == cost.digest():
         return outcome(answer.action, answer.content, cost)
-    form = ElicitRequestFormParams(message=message(cost), requested_schema=render_elicitation_schema(LaunchApproval))
-    return InputRequiredResult(input_requests={KEY: ElicitRequest(params=form)},
-                               request_state=json.dumps({"plan": cost.digest()}))
+    form = ElicitRequestFormParams(
+        message=message(cost), requested_schema=render_elicitation_schema(LaunchApproval)
+    )
+    return InputRequiredResult(
+        input_requests={KEY: ElicitRequest(params=form)},
+        request_state=json.dumps({"plan": cost.digest()}),
+    )
 
 
-async def ask_first(t: api.ToolDef, inp: Any, app: AppContext, ctx: Context | None
-                    ) -> CallToolResult | InputRequiredResult | None:
+async def ask_first(
+    t: api.ToolDef, inp: Any, app: AppContext, ctx: Context | None
+) -> CallToolResult | InputRequiredResult | None:
     """None: go ahead with the call. Else what to answer instead (a question, or 'nothing launched')."""
     if t.launch_cost is None or ctx is None:
         return None
@@ -135,6 +150,8 @@ async def ask_first(t: api.ToolDef, inp: Any, app: AppContext, ctx: Context | No
     content = answer.data.model_dump() if answer.action == "accept" else None
     said = outcome(answer.action, content, cost)
     if said is None and (now := await anyio.to_thread.run_sync(t.launch_cost, inp, app)) != cost:
-        raise ToolError("the plan changed while the person was deciding (now: "
-                        f"{now.what if now else 'nothing to launch'}); nothing was launched: call run_action again")
+        raise ToolError(
+            "the plan changed while the person was deciding (now: "
+            f"{now.what if now else 'nothing to launch'}); nothing was launched: call run_action again"
+        )
     return said

@@ -38,8 +38,11 @@ from tao_bevfusion.jobs.context import AppContext, app_context
 
 log = logging.getLogger("tao_bevfusion.mcpext.updates")
 STATUS_URI = re.compile(r"^tao-bevfusion://jobs/(j[0-9a-f]{16})/status\Z")
-TICK_ENV, GAP_ENV, POLL_ENV = "TAO_BEVFUSION_WATCH_SECONDS", "TAO_BEVFUSION_UPDATE_GAP_SECONDS", \
-    "TAO_BEVFUSION_POLL_SECONDS"
+TICK_ENV, GAP_ENV, POLL_ENV = (
+    "TAO_BEVFUSION_WATCH_SECONDS",
+    "TAO_BEVFUSION_UPDATE_GAP_SECONDS",
+    "TAO_BEVFUSION_POLL_SECONDS",
+)
 
 
 def _seconds(name: str, default: float) -> float:
@@ -53,9 +56,12 @@ def status_job(uri: str) -> str:
     """The job id of a subscribable status URI; a clear protocol error otherwise."""
     found = STATUS_URI.match(uri)
     if not found:
-        raise MCPError(INVALID_PARAMS, f"cannot subscribe to {uri[:200]!r}: only "
-                       "tao-bevfusion://jobs/<job id>/status can be subscribed (job ids look like "
-                       "j0123456789abcdef; list_jobs shows them)")
+        raise MCPError(
+            INVALID_PARAMS,
+            f"cannot subscribe to {uri[:200]!r}: only "
+            "tao-bevfusion://jobs/<job id>/status can be subscribed (job ids look like "
+            "j0123456789abcdef; list_jobs shows them)",
+        )
     try:
         app_context().store.get(found.group(1))
     except ToolFailure as exc:
@@ -120,7 +126,9 @@ class StatusWatcher:
         self.poll_every, self.polled_at = _seconds(POLL_ENV, 15.0), 0.0
 
     def watched(self) -> set[str]:
-        return {u for u, n in self.listens.items() if n > 0} | {u for u, c in self.legacy.items() if c}
+        return {u for u, n in self.listens.items() if n > 0} | {
+            u for u, c in self.legacy.items() if c
+        }
 
     def add(self, uris: list[str]) -> None:
         self.listens.update(uris)
@@ -206,8 +214,9 @@ def listen_handler(bus: SubscriptionBus) -> Callable[..., Any]:
     """subscriptions/listen (2026-07-28): check the URIs, watch them for the life of the stream."""
     inner = ListenHandler(bus)
 
-    async def listen(ctx: ServerRequestContext[Any, Any],
-                     params: SubscriptionsListenRequestParams) -> SubscriptionsListenResult:
+    async def listen(
+        ctx: ServerRequestContext[Any, Any], params: SubscriptionsListenRequestParams
+    ) -> SubscriptionsListenResult:
         uris = list(params.notifications.resource_subscriptions or [])
         for uri in uris:
             status_job(uri)
@@ -223,11 +232,15 @@ def listen_handler(bus: SubscriptionBus) -> Callable[..., Any]:
     return listen
 
 
-async def subscribe(ctx: ServerRequestContext[Any, Any], params: SubscribeRequestParams) -> EmptyResult:
+async def subscribe(
+    ctx: ServerRequestContext[Any, Any], params: SubscribeRequestParams
+) -> EmptyResult:
     """resources/subscribe (2025-era): until unsubscribe or the end of the client's session."""
     uri = str(params.uri)
     status_job(uri)
-    conn: Connection = ctx.session._connection  # the per-client connection; its exit stack runs at session end
+    conn: Connection = (
+        ctx.session._connection
+    )  # the per-client connection; its exit stack runs at session end
     watcher = _watcher(ctx)
     await watcher.baseline(uri)
     if conn not in watcher.legacy.get(uri, set()):
@@ -236,7 +249,9 @@ async def subscribe(ctx: ServerRequestContext[Any, Any], params: SubscribeReques
     return EmptyResult()
 
 
-async def unsubscribe(ctx: ServerRequestContext[Any, Any], params: UnsubscribeRequestParams) -> EmptyResult:
+async def unsubscribe(
+    ctx: ServerRequestContext[Any, Any], params: UnsubscribeRequestParams
+) -> EmptyResult:
     _watcher(ctx).remove_legacy(str(params.uri), ctx.session._connection)
     return EmptyResult()
 
@@ -244,8 +259,11 @@ async def unsubscribe(ctx: ServerRequestContext[Any, Any], params: UnsubscribeRe
 def install(server: Any) -> None:
     """Register the three handlers on an MCPServer (its lowlevel server) and its watcher lifespan."""
     low = server._lowlevel_server
-    low.add_request_handler("subscriptions/listen", SubscriptionsListenRequestParams,
-                            listen_handler(server._subscriptions))
+    low.add_request_handler(
+        "subscriptions/listen",
+        SubscriptionsListenRequestParams,
+        listen_handler(server._subscriptions),
+    )
     low.add_request_handler("resources/subscribe", SubscribeRequestParams, subscribe)
     low.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, unsubscribe)
 

@@ -19,16 +19,25 @@ JOB_ID = re.compile(r"\bj[0-9a-f]{16}\b")
 
 
 class RouteContext(BaseModel):
-    last_job_id: str | None = Field(default=None, max_length=64, description=(
-        "The job the conversation was last about (its 'it', 'that run')."))
-    in_skill: bool = Field(default=False, description="The conversation is already in this skill (a follow-up).")
+    last_job_id: str | None = Field(
+        default=None,
+        max_length=64,
+        description=("The job the conversation was last about (its 'it', 'that run')."),
+    )
+    in_skill: bool = Field(
+        default=False, description="The conversation is already in this skill (a follow-up)."
+    )
 
 
 class RouteStep(BaseModel):
     action: str = Field(description="dataset_convert, train, evaluate or inference.")
-    hints: dict[str, Any] = Field(default_factory=dict, description=(
-        "What the request said for this step: num_epochs, epoch, choose (best/latest/final), resume, "
-        "parent_job_id."))
+    hints: dict[str, Any] = Field(
+        default_factory=dict,
+        description=(
+            "What the request said for this step: num_epochs, epoch, choose (best/latest/final), resume, "
+            "parent_job_id."
+        ),
+    )
 
 
 def main_clause(text: str) -> str:
@@ -43,7 +52,9 @@ def in_context(text: str, context: RouteContext | None) -> bool:
 
 
 def follow_up_phrases(text: str) -> list[str]:
-    return [m.group(0).strip() for rx in vocabulary().get("follow_up", []) if (m := re.search(rx, text))]
+    return [
+        m.group(0).strip() for rx in vocabulary().get("follow_up", []) if (m := re.search(rx, text))
+    ]
 
 
 NUMBER = r"(\d+(?:\.\d+)?(?:e-?\d+)?)"
@@ -60,7 +71,9 @@ def train_values(segment: str) -> dict[str, Any]:
         out["batch_size"] = int(m.group(1))
     if m := re.search(r"\b(?:learning[ _-]?rate|lr)\s*(?:=|of|to)?\s*" + NUMBER, segment):
         out["learning_rate"] = float(m.group(1))
-    if m := re.search(r"\bgpus?\s*(?:=|ids?)?\s*(\d{1,2}(?:\s*(?:,|and|\+)\s*\d{1,2})*)\b", segment):
+    if m := re.search(
+        r"\bgpus?\s*(?:=|ids?)?\s*(\d{1,2}(?:\s*(?:,|and|\+)\s*\d{1,2})*)\b", segment
+    ):
         out["gpus"] = re.findall(r"\d{1,2}", m.group(1))
     elif m := re.search(r"\b(\d{1,2})\s+gpus?\b", segment):
         out["num_gpus"] = int(m.group(1))
@@ -75,15 +88,23 @@ def hints(segment: str, action: str, context: RouteContext | None) -> dict[str, 
     counted = "num_epochs" in out or "more_epochs" in out
     if (m := re.search(r"\bepoch\s*(\d{1,4})\b", segment)) and not (action == "train" and counted):
         out["epoch"] = int(m.group(1))
-    if action in ("evaluate", "inference") and (m := re.search(r"\b(best|latest|final|last)\b", segment)):
+    if action in ("evaluate", "inference") and (
+        m := re.search(r"\b(best|latest|final|last)\b", segment)
+    ):
         out["choose"] = {"last": "latest"}.get(m.group(1), m.group(1))
     if action == "train" and re.search(r"\bresum(e|ing)\b|\bcontinue\b|\bpick up where\b", segment):
         out["resume"] = True
     job = JOB_ID.search(segment)
-    refers = re.search(r"\b(it|that|this|the last|the previous|my last|the same|the best|the latest)\b", segment)
+    refers = re.search(
+        r"\b(it|that|this|the last|the previous|my last|the same|the best|the latest)\b", segment
+    )
     if job:
         out["parent_job_id"] = job.group(0)
-    elif context and context.last_job_id and (refers or out.get("resume") or "epoch" in out or "choose" in out):
+    elif (
+        context
+        and context.last_job_id
+        and (refers or out.get("resume") or "epoch" in out or "choose" in out)
+    ):
         out["parent_job_id"] = context.last_job_id
     return out
 
@@ -91,14 +112,20 @@ def hints(segment: str, action: str, context: RouteContext | None) -> dict[str, 
 def _positions(text: str, intents: dict[str, list[str]]) -> list[tuple[int, str]]:
     found = []
     for action in intents:
-        starts = [m.start() for rx in vocabulary()["actions"][action] for m in re.finditer(rx, text)]
-        starts = [s for s in starts if not (action == "train" and re.match(r"\s*trained\b", text[s:]))]
+        starts = [
+            m.start() for rx in vocabulary()["actions"][action] for m in re.finditer(rx, text)
+        ]
+        starts = [
+            s for s in starts if not (action == "train" and re.match(r"\s*trained\b", text[s:]))
+        ]
         if starts:
             found.append((min(starts), action))
     return sorted(found)
 
 
-def sequence(text: str, intents: dict[str, list[str]], context: RouteContext | None) -> list[RouteStep] | None:
+def sequence(
+    text: str, intents: dict[str, list[str]], context: RouteContext | None
+) -> list[RouteStep] | None:
     """The actions of an ordered request, in the order asked, or None when the order is not clear.
 
     Ordered means a sequence marker ("then", "first", "after that") or the pipeline's own order."""
@@ -110,8 +137,10 @@ def sequence(text: str, intents: dict[str, list[str]], context: RouteContext | N
     if not marked and actions != sorted(actions, key=ORDER.index):
         return None
     bounds = [p for p, _ in placed] + [len(text)]
-    return [RouteStep(action=a, hints=hints(text[bounds[i]:bounds[i + 1]], a, context))
-            for i, a in enumerate(actions)]
+    return [
+        RouteStep(action=a, hints=hints(text[bounds[i] : bounds[i + 1]], a, context))
+        for i, a in enumerate(actions)
+    ]
 
 
 def suggested_call(step: RouteStep, automl_policy: str | None, data_root: str | None = None) -> str:

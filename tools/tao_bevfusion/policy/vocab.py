@@ -12,7 +12,9 @@ def fold(text: str) -> str:
     """Lower case, punctuation to spaces; numbers keep their point and exponent ('lr 2e-4', '0.001')."""
     low = text.lower().replace("’", "'").replace("§", " ").replace("¤", " ")
     low = re.sub(r"(?<=\d)\.(?=\d)", "§", re.sub(r"(?<=\de)-(?=\d)", "¤", low))
-    folded = re.sub(r"[^a-z0-9+&'§¤]+", " ", low).replace("'", " ").replace("§", ".").replace("¤", "-")
+    folded = (
+        re.sub(r"[^a-z0-9+&'§¤]+", " ", low).replace("'", " ").replace("§", ".").replace("¤", "-")
+    )
     return " " + folded + " "
 
 

@@ -32,9 +32,14 @@ def row_fields(job: Job) -> dict[str, Any]:
     start = job.started_at or job.created_at
     end = job.finished_at
     duration = (end or time.time()) - start if job.started_at or end else None
-    return {"created": iso(job.created_at), "ended": iso(end),
-            "duration_s": round(duration, 1) if duration is not None else None, "hyper": hyper(job),
-            "best_AP11": job.metrics.best_AP11, "best_epoch": job.metrics.best_epoch}
+    return {
+        "created": iso(job.created_at),
+        "ended": iso(end),
+        "duration_s": round(duration, 1) if duration is not None else None,
+        "hyper": hyper(job),
+        "best_AP11": job.metrics.best_AP11,
+        "best_epoch": job.metrics.best_epoch,
+    }
 
 
 def sort_key(sort: str) -> Any:
@@ -49,7 +54,9 @@ class CompareRow(BaseModel):
     job_id: str
     state: str
     parent_job_id: str | None
-    hyper: dict[str, Any] = Field(description="epochs, lr, weight_decay, batch_size (per GPU), num_gpus.")
+    hyper: dict[str, Any] = Field(
+        description="epochs, lr, weight_decay, batch_size (per GPU), num_gpus."
+    )
     best_AP11: float | None
     best_epoch: int | None
     final_AP11: float | None = Field(description="AP11 at the last validated epoch.")
@@ -59,20 +66,41 @@ class CompareRow(BaseModel):
 
 def comparison(ids: list[str], ctx: AppContext) -> list[CompareRow]:
     if len(ids) < 2 or len(ids) > MAX_COMPARE:
-        raise InputError(problem("compare", f"{len(ids)} job ids; compare takes 2 to {MAX_COMPARE} train jobs",
-                                 "pass e.g. compare=['j...', 'j...'] (list_jobs(action='train') lists them)"))
+        raise InputError(
+            problem(
+                "compare",
+                f"{len(ids)} job ids; compare takes 2 to {MAX_COMPARE} train jobs",
+                "pass e.g. compare=['j...', 'j...'] (list_jobs(action='train') lists them)",
+            )
+        )
     jobs = [ctx.store.get(check_job_id(i, "compare")) for i in dict.fromkeys(ids)]
     other = [j for j in jobs if j.action != "train"]
     if other:
-        raise InputError(problem("compare", f"{other[0].id} is a {other[0].action} job; compare lines up train "
-                                 "runs (their settings and curves)", "pass only train job ids; evaluate jobs are "
-                                 "listed with list_jobs(action='evaluate')"))
+        raise InputError(
+            problem(
+                "compare",
+                f"{other[0].id} is a {other[0].action} job; compare lines up train "
+                "runs (their settings and curves)",
+                "pass only train job ids; evaluate jobs are "
+                "listed with list_jobs(action='evaluate')",
+            )
+        )
     rows = []
     for j in jobs:
         f = row_fields(j)
-        rows.append(CompareRow(job_id=j.id, state=j.state, parent_job_id=j.parent_job_id, hyper=f["hyper"],
-                               best_AP11=f["best_AP11"], best_epoch=f["best_epoch"], final_AP11=j.metrics.AP11,
-                               epochs_done=j.metrics.epoch or j.progress.epoch, duration_s=f["duration_s"]))
+        rows.append(
+            CompareRow(
+                job_id=j.id,
+                state=j.state,
+                parent_job_id=j.parent_job_id,
+                hyper=f["hyper"],
+                best_AP11=f["best_AP11"],
+                best_epoch=f["best_epoch"],
+                final_AP11=j.metrics.AP11,
+                epochs_done=j.metrics.epoch or j.progress.epoch,
+                duration_s=f["duration_s"],
+            )
+        )
     return rows
 
 
@@ -83,8 +111,18 @@ def _cell(value: Any) -> str:
 
 
 def table_text(rows: list[CompareRow]) -> str:
-    keys = {"epochs": "epochs", "lr": "lr", "weight_decay": "wd", "batch_size": "batch", "num_gpus": "gpus"}
-    head = f"{'job':<18} {'state':<9} " + " ".join(f"{k:>8}" for k in keys.values()) + f" {'bestAP11':>8} {'@ep':>4}"
+    keys = {
+        "epochs": "epochs",
+        "lr": "lr",
+        "weight_decay": "wd",
+        "batch_size": "batch",
+        "num_gpus": "gpus",
+    }
+    head = (
+        f"{'job':<18} {'state':<9} "
+        + " ".join(f"{k:>8}" for k in keys.values())
+        + f" {'bestAP11':>8} {'@ep':>4}"
+    )
     lines = [head]
     for r in rows:
         vals = " ".join(f"{_cell(r.hyper.get(k)):>8}" for k in keys)

@@ -12,7 +12,9 @@ PICTURE_FIELDS = ("include_curve", "include_pictures", "frames", "compare")
 
 def next_call(tool: str, args: dict[str, Any]) -> str:
     """A call that avoids the part that crashed, or that shows what happened."""
-    asked = {k: v for k, v in args.items() if v not in (None, False, [], {}) and not SECRETISH.search(k)}
+    asked = {
+        k: v for k, v in args.items() if v not in (None, False, [], {}) and not SECRETISH.search(k)
+    }
     if any(k in asked for k in PICTURE_FIELDS):
         plain = {k: v for k, v in asked.items() if k not in PICTURE_FIELDS}
         return call_text(tool, plain)  # the same call without pictures
@@ -26,10 +28,14 @@ def next_call(tool: str, args: dict[str, Any]) -> str:
 
 
 def tool_crash_text(tool: str, args: dict[str, Any], exc: BaseException) -> str:
-    return (f"internal error in {tool}: {cause_line(exc)} (a bug, not your input; the traceback is in the "
-            f"server log)\nnext: {next_call(tool, args)}")
+    return (
+        f"internal error in {tool}: {cause_line(exc)} (a bug, not your input; the traceback is in the "
+        f"server log)\nnext: {next_call(tool, args)}"
+    )
 
 
 def resource_crash_text(uri: str, exc: BaseException, job_id: str | None) -> str:
-    nxt = call_text("get_job", {"job_id": job_id}) if job_id else call_text("list_jobs", {"limit": 5})
+    nxt = (
+        call_text("get_job", {"job_id": job_id}) if job_id else call_text("list_jobs", {"limit": 5})
+    )
     return f"internal error reading {uri}: {cause_line(exc)} (traceback in the server log)\nnext: {nxt}"

@@ -17,8 +17,12 @@ def plan_lines(plan: Any) -> list[str]:
     body = getattr(plan, "script", None) or getattr(plan, "yaml", None)
     if body:
         kind = "sbatch script" if getattr(plan, "script", None) else "manifests"
-        kept = "\n".join(line for line in body.splitlines() if line.strip() and not line.lstrip().startswith("#"))
+        kept = "\n".join(
+            line for line in body.splitlines() if line.strip() and not line.lstrip().startswith("#")
+        )
         if len(kept) > PLAN_TEXT_LIMIT:
-            kept = kept[:PLAN_TEXT_LIMIT] + "\n… (cut; the whole text is in structured content: plan)"
+            kept = (
+                kept[:PLAN_TEXT_LIMIT] + "\n… (cut; the whole text is in structured content: plan)"
+            )
         lines += [f"--- {kind} ---", kept]
     return lines

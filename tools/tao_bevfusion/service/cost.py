@@ -35,11 +35,15 @@ class LaunchCost(BaseModel):
     gpu_hours: float = Field(description="Projected GPU-hours (expected).")
     max_gpu_hours: float = Field(description="Upper bound (every trial runs every epoch).")
     basis: str = Field(description="Where hours per epoch came from.")
-    plan: dict[str, Any] = Field(default_factory=dict, description="The reviewed plan's defining fields.")
+    plan: dict[str, Any] = Field(
+        default_factory=dict, description="The reviewed plan's defining fields."
+    )
 
     def digest(self) -> str:
         data = self.model_dump(exclude={"basis", "plan"})  # what the person was shown
-        return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:32]
+        return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[
+            :32
+        ]
 
 
 def epoch_hours(data_root: str | None, ctx: AppContext) -> tuple[float, str]:
@@ -56,16 +60,26 @@ def epoch_hours(data_root: str | None, ctx: AppContext) -> tuple[float, str]:
         hours = float(raw) if raw else DEFAULT_EPOCH_HOURS
     except ValueError:
         hours = DEFAULT_EPOCH_HOURS
-    return max(hours, 0.0), f"{EPOCH_HOURS_ENV}={hours:g} h per epoch (no earlier run of this dataset)"
+    return max(
+        hours, 0.0
+    ), f"{EPOCH_HOURS_ENV}={hours:g} h per epoch (no earlier run of this dataset)"
 
 
 def _epochs(inp: "RunActionInput") -> int:
     over = inp.overrides or {}
     train = over.get("train") if isinstance(over.get("train"), dict) else {}
-    for value in (over.get("num_epochs"), over.get("train.num_epochs"), (train or {}).get("num_epochs")):
+    for value in (
+        over.get("num_epochs"),
+        over.get("train.num_epochs"),
+        (train or {}).get("num_epochs"),
+    ):
         if isinstance(value, int) and value > 0:
             return value
-    spec = Path(inp.spec_path) if inp.spec_path else skill_dir() / "references" / "spec_template_train.yaml"
+    spec = (
+        Path(inp.spec_path)
+        if inp.spec_path
+        else skill_dir() / "references" / "spec_template_train.yaml"
+    )
     value = (read_mapping(spec).get("train") or {}).get("num_epochs")
     return value if isinstance(value, int) and value > 0 else 1
 
@@ -76,9 +90,17 @@ def _run_cost(inp: "RunActionInput", ctx: AppContext) -> LaunchCost:
     hours, basis = epoch_hours(inp.data_root, ctx)
     total = round(max(gpus, 1) * epochs * hours, 2)
     where = f"{inp.backend or 'docker'}, {gpus} GPU(s) on {inp.num_nodes} node(s), results {inp.results_dir or '<new>'}"
-    return LaunchCost(study=False, what=f"one train run, {epochs} epochs", where=where, trials=1, gpus=gpus,
-                      gpu_hours=total, max_gpu_hours=total, basis=basis,
-                      plan=inp.model_dump(mode="json", exclude={"wait_seconds", "encryption_key"}))
+    return LaunchCost(
+        study=False,
+        what=f"one train run, {epochs} epochs",
+        where=where,
+        trials=1,
+        gpus=gpus,
+        gpu_hours=total,
+        max_gpu_hours=total,
+        basis=basis,
+        plan=inp.model_dump(mode="json", exclude={"wait_seconds", "encryption_key"}),
+    )
 
 
 def _study_cost(inp: "RunActionInput", ctx: AppContext) -> LaunchCost | None:
@@ -91,13 +113,22 @@ def _study_cost(inp: "RunActionInput", ctx: AppContext) -> LaunchCost | None:
     c, b = review.concurrency, review.budget
     gpus = c.concurrent * max(c.gpus_per_trial, 1) if any(c.gpu_slots) else 0
     space = ", ".join(p.key.rsplit(".", 1)[-1] for p in review.search_space)
-    plan = review.model_dump(mode="json", exclude={"results_dir", "confirm_call", "notes", "cost_note"})
+    plan = review.model_dump(
+        mode="json", exclude={"results_dir", "confirm_call", "notes", "cost_note"}
+    )
     return LaunchCost(
-        study=True, what=f"AutoML study ({review.algorithm}): {b.trials} trials x up to {b.epochs_per_trial} "
-        f"epochs, searching {space}", where=f"{inp.backend or 'docker'}, {c.concurrent} trial(s) at once on "
-        f"GPU slots {c.gpu_slots}, results {review.results_dir}", trials=b.trials, gpus=gpus,
+        study=True,
+        what=f"AutoML study ({review.algorithm}): {b.trials} trials x up to {b.epochs_per_trial} "
+        f"epochs, searching {space}",
+        where=f"{inp.backend or 'docker'}, {c.concurrent} trial(s) at once on "
+        f"GPU slots {c.gpu_slots}, results {review.results_dir}",
+        trials=b.trials,
+        gpus=gpus,
         gpu_hours=round(review.estimated_cost_gpu_epochs * hours, 2),
-        max_gpu_hours=round(review.max_cost_gpu_epochs * hours, 2), basis=basis, plan=plan)
+        max_gpu_hours=round(review.max_cost_gpu_epochs * hours, 2),
+        basis=basis,
+        plan=plan,
+    )
 
 
 def launch_cost(inp: "RunActionInput", ctx: AppContext) -> LaunchCost | None:

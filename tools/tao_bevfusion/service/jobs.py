@@ -22,7 +22,9 @@ def get_job(job_id: str, ctx: AppContext | None = None) -> JobSummary:
 
 class CancelResult(BaseModel):
     job_id: str = Field(description="The job.")
-    state: str = Field(description="Its state after the cancel (canceled, or the state it had already ended in).")
+    state: str = Field(
+        description="Its state after the cancel (canceled, or the state it had already ended in)."
+    )
     message: str = Field(description="What was done.")
 
 
@@ -45,13 +47,23 @@ class JobListItem(BaseModel):
     created_at: float
     parent_job_id: str | None
     owner_id: str | None = Field(default=None, description="The study this job is a trial of.")
-    note: str | None = Field(default=None, description="Why the state may be stale (refresh failed).")
+    note: str | None = Field(
+        default=None, description="Why the state may be stale (refresh failed)."
+    )
     created: str | None = Field(default=None, description="Created, UTC ISO 8601.")
     ended: str | None = Field(default=None, description="Ended, UTC ISO 8601 (null while running).")
-    duration_s: float | None = Field(default=None, description="Run time in seconds (so far, while running).")
-    hyper: dict[str, Any] = Field(default_factory=dict, description=(
-        "Key hyperparameters of the spec launched: epochs, lr, weight_decay, batch_size (per GPU), num_gpus."))
-    best_AP11: float | None = Field(default=None, description="train: best validation AP11 (0-100).")
+    duration_s: float | None = Field(
+        default=None, description="Run time in seconds (so far, while running)."
+    )
+    hyper: dict[str, Any] = Field(
+        default_factory=dict,
+        description=(
+            "Key hyperparameters of the spec launched: epochs, lr, weight_decay, batch_size (per GPU), num_gpus."
+        ),
+    )
+    best_AP11: float | None = Field(
+        default=None, description="train: best validation AP11 (0-100)."
+    )
     best_epoch: int | None = Field(default=None, description="train: the epoch of best_AP11.")
 
 
@@ -63,8 +75,13 @@ def _safe_refresh(job: Job, ctx: AppContext) -> tuple[Job, str | None]:
         return job, f"not refreshed: {str(exc)[:160]}"
 
 
-def list_jobs(state: str | None = None, action: str | None = None, limit: int = 20,
-              ctx: AppContext | None = None, sort: str = "time") -> list[JobListItem]:
+def list_jobs(
+    state: str | None = None,
+    action: str | None = None,
+    limit: int = 20,
+    ctx: AppContext | None = None,
+    sort: str = "time",
+) -> list[JobListItem]:
     ctx = ctx or app_context()
     out = []
     # Sorting by a metric ranks every recorded job (up to the store's cap), not only the newest `limit`.
@@ -72,8 +89,19 @@ def list_jobs(state: str | None = None, action: str | None = None, limit: int = 
         note = None
         if not job.terminal:
             job, note = _safe_refresh(job, ctx)
-        out.append(JobListItem(job_id=job.id, kind=job.kind, action=job.action, state=job.state,
-                               outcome=job.verdict.get("outcome"), results_dir=job.results_dir,
-                               created_at=job.created_at, parent_job_id=job.parent_job_id, owner_id=job.owner_id,
-                               note=note, **row_fields(job)))
+        out.append(
+            JobListItem(
+                job_id=job.id,
+                kind=job.kind,
+                action=job.action,
+                state=job.state,
+                outcome=job.verdict.get("outcome"),
+                results_dir=job.results_dir,
+                created_at=job.created_at,
+                parent_job_id=job.parent_job_id,
+                owner_id=job.owner_id,
+                note=note,
+                **row_fields(job),
+            )
+        )
     return sorted(out, key=sort_key(sort))[:limit]

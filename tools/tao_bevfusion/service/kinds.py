@@ -29,8 +29,9 @@ class JobKind(Protocol):
     def cancel(self, job: Job, force: bool, ctx: AppContext) -> tuple[str, str]:
         """Stop it: (state after, message)."""
 
-    def checkpoint(self, job: Job, choose: Choice | None, epoch: int | None, metric: str,
-                   ctx: AppContext) -> CheckpointChoice:
+    def checkpoint(
+        self, job: Job, choose: Choice | None, epoch: int | None, metric: str, ctx: AppContext
+    ) -> CheckpointChoice:
         """The checkpoint a follow-up job takes from it."""
 
 
@@ -44,15 +45,19 @@ class RunKind:
     def cancel(self, job: Job, force: bool, ctx: AppContext) -> tuple[str, str]:
         return cancel_run(job, force, ctx)
 
-    def checkpoint(self, job: Job, choose: Choice | None, epoch: int | None, metric: str,
-                   ctx: AppContext) -> CheckpointChoice:
-        return checkpoints.resolve_parent_checkpoint(parent_job_id=job.id, choose=choose, epoch=epoch,
-                                                     metric=metric, ctx=ctx)
+    def checkpoint(
+        self, job: Job, choose: Choice | None, epoch: int | None, metric: str, ctx: AppContext
+    ) -> CheckpointChoice:
+        return checkpoints.resolve_parent_checkpoint(
+            parent_job_id=job.id, choose=choose, epoch=epoch, metric=metric, ctx=ctx
+        )
 
 
 class StudyKind:
     def refresh(self, job: Job, ctx: AppContext) -> Job:
-        ensure_driver(job, ctx)  # a study has no container: its driver runs it (started when missing)
+        ensure_driver(
+            job, ctx
+        )  # a study has no container: its driver runs it (started when missing)
         job = ctx.store.get(job.id)
         hooks.refreshed(job, ctx)  # e.g. the study's progress to its tracker run
         return job
@@ -63,15 +68,20 @@ class StudyKind:
     def cancel(self, job: Job, force: bool, ctx: AppContext) -> tuple[str, str]:
         return cancel_study(job, force, ctx)
 
-    def checkpoint(self, job: Job, choose: Choice | None, epoch: int | None, metric: str,
-                   ctx: AppContext) -> CheckpointChoice:
+    def checkpoint(
+        self, job: Job, choose: Choice | None, epoch: int | None, metric: str, ctx: AppContext
+    ) -> CheckpointChoice:
         """Its best trial's exact best-epoch checkpoint, never latest (by AP11, the study's objective)."""
         if choose not in (None, "best") or epoch is not None:
             raise checkpoints.study_choice_error(job.id)
         trial_id, best_epoch = study_best(job)
-        choice = checkpoints.resolve_parent_checkpoint(parent_job_id=trial_id, epoch=best_epoch, ctx=ctx)
-        method = (f"the best trial ({trial_id}) of study {job.id}: its best validation AP11 at epoch "
-                  f"{best_epoch}, exact file (never latest)")
+        choice = checkpoints.resolve_parent_checkpoint(
+            parent_job_id=trial_id, epoch=best_epoch, ctx=ctx
+        )
+        method = (
+            f"the best trial ({trial_id}) of study {job.id}: its best validation AP11 at epoch "
+            f"{best_epoch}, exact file (never latest)"
+        )
         return choice.model_copy(update={"method": method})
 
 
@@ -82,5 +92,10 @@ def kind_of(job: Job) -> JobKind:
     try:
         return KINDS[job.kind]
     except KeyError:
-        raise EngineError(problem("job_id", f"{job.id} is a job of unknown kind {job.kind!r}",
-                                  "upgrade tao-bevfusion; this job was recorded by a newer version")) from None
+        raise EngineError(
+            problem(
+                "job_id",
+                f"{job.id} is a job of unknown kind {job.kind!r}",
+                "upgrade tao-bevfusion; this job was recorded by a newer version",
+            )
+        ) from None

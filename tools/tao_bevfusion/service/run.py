@@ -23,10 +23,16 @@ from tao_bevfusion.studies.review import StudyReview
 
 class RunActionResult(LaunchResult):
     summary: JobSummary | None = Field(default=None, description="The job as get_job reports it.")
-    routing: dict[str, Any] | None = Field(default=None, description="The AutoML routing decision (train).")
-    review: StudyReview | None = Field(default=None, description=(
-        "train with AutoML on: the study to confirm (search space, algorithm, budget, concurrency, cost, "
-        "baseline, results folder, the exact confirming call)."))
+    routing: dict[str, Any] | None = Field(
+        default=None, description="The AutoML routing decision (train)."
+    )
+    review: StudyReview | None = Field(
+        default=None,
+        description=(
+            "train with AutoML on: the study to confirm (search space, algorithm, budget, concurrency, cost, "
+            "baseline, results folder, the exact confirming call)."
+        ),
+    )
 
 
 def _parent(inp: RunActionInput, ctx: AppContext) -> ParentRun | None:
@@ -40,25 +46,45 @@ def _plan_only(inp: RunActionInput, ctx: AppContext) -> LaunchResult:
     """run_action(action, plan_id): the dry run's plan, submitted as it was shown; nothing else may change it."""
     extra = sorted(inp.model_fields_set - {"plan_id", "action", "wait_seconds"})
     if extra:
-        raise InputError(problem(extra[0], f"plan_id submits a dry run's plan exactly as shown, so {extra} "
-                                 "cannot change it", "drop them, or make a new dry run with the new values"))
+        raise InputError(
+            problem(
+                extra[0],
+                f"plan_id submits a dry run's plan exactly as shown, so {extra} cannot change it",
+                "drop them, or make a new dry run with the new values",
+            )
+        )
     return submit_plan(str(inp.plan_id), inp.action, ctx)
 
 
-def run_action(inp: RunActionInput, ctx: AppContext | None = None,
-               on_progress: Callable[[Job], None] | None = None) -> RunActionResult:
+def run_action(
+    inp: RunActionInput,
+    ctx: AppContext | None = None,
+    on_progress: Callable[[Job], None] | None = None,
+) -> RunActionResult:
     ctx = ctx or app_context()
     if inp.plan_id:
         launched = _plan_only(inp, ctx)
     else:
-        gated = gate(inp, ctx)  # AutoML on: the study review, or the started study (studies/gate.py)
+        gated = gate(
+            inp, ctx
+        )  # AutoML on: the study review, or the started study (studies/gate.py)
         if gated is not None:
-            told = hooks.launched(ctx.store.get(gated.job_id), inp.tracking, ctx) if gated.job_id else []
+            told = (
+                hooks.launched(ctx.store.get(gated.job_id), inp.tracking, ctx)
+                if gated.job_id
+                else []
+            )
             # A started study comes back as get_job shows it: its next_steps poll and stop it.
             started = study_summary(ctx.store.get(gated.job_id), ctx) if gated.job_id else None
-            return RunActionResult(job_id=gated.job_id, state=gated.state, review=gated.review,
-                                   routing=gated.routing, message=gated.message, summary=started,
-                                   warnings=told)
+            return RunActionResult(
+                job_id=gated.job_id,
+                state=gated.state,
+                review=gated.review,
+                routing=gated.routing,
+                message=gated.message,
+                summary=started,
+                warnings=told,
+            )
         launched = launch(inp, ctx, _parent(inp, ctx))
     result = RunActionResult(**dict(launched))
     if launched.job_id is None:

@@ -30,17 +30,31 @@ class HostInputs:
 
 def checkpoint_file(raw: str, field: str, settings: Settings) -> Path:
     path = host_path(raw, field, settings, kind="file")
-    refuse_in_state_dir(path.parent, field, settings, allowed=names.RUNS_DIR)  # its folder is mounted into the job
+    refuse_in_state_dir(
+        path.parent, field, settings, allowed=names.RUNS_DIR
+    )  # its folder is mounted into the job
     if path.suffix != ".pth":
-        raise InputError(problem(field, f"{path.name} is not a .pth checkpoint (5.5 loads PyTorch .pth only)",
-                                 "pass an epoch_<N>.pth file", value=raw))
+        raise InputError(
+            problem(
+                field,
+                f"{path.name} is not a .pth checkpoint (5.5 loads PyTorch .pth only)",
+                "pass an epoch_<N>.pth file",
+                value=raw,
+            )
+        )
     return path
 
 
 def output_exists(path: Path) -> InputError:
-    return InputError(problem("output_path", f"{path} already exists (it may be another job's recorded spec); "
-                              "build_spec never overwrites a file", "give a new file name, or leave output_path out "
-                              "(a fresh folder under the state dir)", code="OUTPUT_EXISTS"))
+    return InputError(
+        problem(
+            "output_path",
+            f"{path} already exists (it may be another job's recorded spec); "
+            "build_spec never overwrites a file",
+            "give a new file name, or leave output_path out (a fresh folder under the state dir)",
+            code="OUTPUT_EXISTS",
+        )
+    )
 
 
 def _spec_location(req: "BuildSpecInput", settings: Settings, stamp: str) -> Path:
@@ -48,17 +62,27 @@ def _spec_location(req: "BuildSpecInput", settings: Settings, stamp: str) -> Pat
         return settings.home / names.SPECS_DIR / stamp / f"{req.action}.yaml"
     out = host_path(req.output_path, "output_path", settings, kind="file", must_exist=False)
     if out.suffix != ".yaml":
-        raise InputError(problem("output_path", "the 5.5 launcher validates only '.yaml' spec files",
-                                 f"use {out.with_suffix('.yaml')}", value=req.output_path))
+        raise InputError(
+            problem(
+                "output_path",
+                "the 5.5 launcher validates only '.yaml' spec files",
+                f"use {out.with_suffix('.yaml')}",
+                value=req.output_path,
+            )
+        )
     if out.exists() and out.is_dir():
-        raise InputError(problem("output_path", "is a directory", "give a file path ending in .yaml"))
+        raise InputError(
+            problem("output_path", "is a directory", "give a file path ending in .yaml")
+        )
     if out.exists() or out.is_symlink() or names.launch_sidecar(out).exists():
         raise output_exists(out)
     refuse_in_state_dir(out.parent, "output_path", settings, allowed=names.SPECS_DIR)
     return out
 
 
-def _results_location(req: "BuildSpecInput", settings: Settings, data_root: Path, stamp: str) -> Path:
+def _results_location(
+    req: "BuildSpecInput", settings: Settings, data_root: Path, stamp: str
+) -> Path:
     if ACTION_SPECS[req.action].writes_data_root:
         return data_root
     if req.results_dir:
@@ -72,15 +96,23 @@ def _file(raw: str | None, field: str, settings: Settings) -> Path | None:
     return checkpoint_file(raw, field, settings) if raw else None
 
 
-def resolve_inputs(req: "BuildSpecInput", settings: Settings, stamp: str,
-                   parent: ParentRun | None) -> HostInputs:
-    data_root = refuse_in_state_dir(host_path(req.data_root, "data_root", settings), "data_root", settings)
+def resolve_inputs(
+    req: "BuildSpecInput", settings: Settings, stamp: str, parent: ParentRun | None
+) -> HostInputs:
+    data_root = refuse_in_state_dir(
+        host_path(req.data_root, "data_root", settings), "data_root", settings
+    )
     base = host_path(req.base_spec, "base_spec", settings, kind="file") if req.base_spec else None
     experiment = not ACTION_SPECS[req.action].writes_data_root
     return HostInputs(
-        data_root=data_root, results=_results_location(req, settings, data_root, stamp),
-        spec_path=_spec_location(req, settings, stamp), base_spec=base,
+        data_root=data_root,
+        results=_results_location(req, settings, data_root, stamp),
+        spec_path=_spec_location(req, settings, stamp),
+        base_spec=base,
         checkpoint=_file(req.checkpoint, "checkpoint", settings) if experiment else None,
-        pretrained=_file(req.pretrained_checkpoint, "pretrained_checkpoint", settings) if experiment else None,
+        pretrained=_file(req.pretrained_checkpoint, "pretrained_checkpoint", settings)
+        if experiment
+        else None,
         swin=_file(req.swin_checkpoint, "swin_checkpoint", settings) if experiment else None,
-        parent=parent)
+        parent=parent,
+    )

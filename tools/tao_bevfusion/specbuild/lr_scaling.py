@@ -28,8 +28,11 @@ def get_path(spec: dict[str, Any], path: str, default: Any = None) -> Any:
 
 
 def global_batch(spec: dict[str, Any]) -> int | None:
-    parts = [get_path(spec, "dataset.train_dataset.batch_size", REFERENCE_BATCH_PER_GPU),
-             get_path(spec, "train.num_gpus", 1), get_path(spec, "train.num_nodes", 1)]
+    parts = [
+        get_path(spec, "dataset.train_dataset.batch_size", REFERENCE_BATCH_PER_GPU),
+        get_path(spec, "train.num_gpus", 1),
+        get_path(spec, "train.num_nodes", 1),
+    ]
     if not all(isinstance(p, int) and not isinstance(p, bool) and p > 0 for p in parts):
         return None
     return int(parts[0]) * int(parts[1]) * int(parts[2])
@@ -47,8 +50,9 @@ def scaled_lr(spec: dict[str, Any]) -> float | None:
     return float(f"{REFERENCE_LR * batch / REFERENCE_GLOBAL_BATCH:.6g}")
 
 
-def scaled_for(spec: dict[str, Any], overrides: dict[str, Any] | None, enabled: bool,
-               resuming: bool) -> tuple[float, str] | None:
+def scaled_for(
+    spec: dict[str, Any], overrides: dict[str, Any] | None, enabled: bool, resuming: bool
+) -> tuple[float, str] | None:
     """(lr, reason) for train.optimizer.lr from the global batch, or None (see the module docstring)."""
     if not enabled or resuming or user_set_lr(overrides) or get_path(spec, LR_KEY) != REFERENCE_LR:
         return None
@@ -56,6 +60,8 @@ def scaled_for(spec: dict[str, Any], overrides: dict[str, Any] | None, enabled: 
     if lr is None:
         return None
     batch = global_batch(spec)
-    return lr, (f"linear scaling: global batch {batch} (batch_size x num_gpus x num_nodes) vs the 5.5 "
-                f"reference {REFERENCE_GLOBAL_BATCH} (4 x 1 GPU x 1 node) at lr {REFERENCE_LR:g}; "
-                "scale_lr=false or an lr override keeps your own")
+    return lr, (
+        f"linear scaling: global batch {batch} (batch_size x num_gpus x num_nodes) vs the 5.5 "
+        f"reference {REFERENCE_GLOBAL_BATCH} (4 x 1 GPU x 1 node) at lr {REFERENCE_LR:g}; "
+        "scale_lr=false or an lr override keeps your own"
+    )

@@ -12,7 +12,13 @@ from pydantic import BaseModel, Field
 class ParentRun(BaseModel):
     job_id: str = Field(description="The parent job (a train run, or a study's best trial).")
     action: str = Field(description="The parent's action.")
-    spec: dict[str, Any] | None = Field(default=None, description=(
-        "The parent's launched spec, read for a resume (None when not needed)."))
-    checkpoint: dict[str, Any] | None = Field(default=None, description=(
-        "The checkpoint chosen for this build: a CheckpointChoice as a mapping (path, epoch, method, ...)."))
+    spec: dict[str, Any] | None = Field(
+        default=None,
+        description=("The parent's launched spec, read for a resume (None when not needed)."),
+    )
+    checkpoint: dict[str, Any] | None = Field(
+        default=None,
+        description=(
+            "The checkpoint chosen for this build: a CheckpointChoice as a mapping (path, epoch, method, ...)."
+        ),
+    )

@@ -13,14 +13,34 @@ from tao_bevfusion.specbuild.surface import CLI_SUBTASK, ConvertConfig, Experime
 from tao_bevfusion.specbuild.surface.base import Node
 from tao_bevfusion.specbuild.surface.recommended import recommended_spec
 
-JSON_TYPES = {int: ("integer", "int"), float: ("number", "float"), bool: ("boolean", "bool"),
-              str: ("string", "string")}
-AUTOML_TRAIN = ["dataset.train_dataset.batch_size", "train.optimizer.lr", "train.optimizer.weight_decay"]
-POPULAR_KEYS = {"train": ["num_epochs", "checkpoint_interval", "validation_interval", "num_gpus", "gpu_ids",
-                          "num_nodes"],
-                "evaluate": ["num_gpus", "gpu_ids", "num_nodes"], "inference": ["num_gpus", "gpu_ids", "num_nodes"]}
-SHORTHAND_KEYS = {"num_epochs": "train.num_epochs", "batch_size": "dataset.train_dataset.batch_size",
-                  "learning_rate": "train.optimizer.lr"}
+JSON_TYPES = {
+    int: ("integer", "int"),
+    float: ("number", "float"),
+    bool: ("boolean", "bool"),
+    str: ("string", "string"),
+}
+AUTOML_TRAIN = [
+    "dataset.train_dataset.batch_size",
+    "train.optimizer.lr",
+    "train.optimizer.weight_decay",
+]
+POPULAR_KEYS = {
+    "train": [
+        "num_epochs",
+        "checkpoint_interval",
+        "validation_interval",
+        "num_gpus",
+        "gpu_ids",
+        "num_nodes",
+    ],
+    "evaluate": ["num_gpus", "gpu_ids", "num_nodes"],
+    "inference": ["num_gpus", "gpu_ids", "num_nodes"],
+}
+SHORTHAND_KEYS = {
+    "num_epochs": "train.num_epochs",
+    "batch_size": "dataset.train_dataset.batch_size",
+    "learning_rate": "train.optimizer.lr",
+}
 
 
 def _type_schema(ann: Any) -> dict[str, Any]:
@@ -58,8 +78,12 @@ def _type_schema(ann: Any) -> dict[str, Any]:
 def _bounds(info: FieldInfo) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for meta in info.metadata:
-        for attr, key in (("ge", "minimum"), ("gt", "exclusiveMinimum"), ("le", "maximum"),
-                          ("lt", "exclusiveMaximum")):
+        for attr, key in (
+            ("ge", "minimum"),
+            ("gt", "exclusiveMinimum"),
+            ("le", "maximum"),
+            ("lt", "exclusiveMaximum"),
+        ):
             if getattr(meta, attr, None) is not None:
                 out[key] = getattr(meta, attr)
     return out
@@ -77,7 +101,12 @@ def _node_schema(node: type[BaseModel]) -> dict[str, Any]:
         if "math_cond" in extra:
             schema["math_cond"] = extra["math_cond"]
         props[name] = schema
-    return {"type": "object", "x-tao-type": "collection", "additionalProperties": False, "properties": props}
+    return {
+        "type": "object",
+        "x-tao-type": "collection",
+        "additionalProperties": False,
+        "properties": props,
+    }
 
 
 def _attach_defaults(schema: dict[str, Any], recommended: Any, container: Any) -> None:
@@ -110,7 +139,11 @@ def _automl_disabled(schema: dict[str, Any], enabled: list[str]) -> list[str]:
         if path in enabled:
             continue
         tao_type = sub.get("x-tao-type")
-        if tao_type in ("collection", "list", "string", "categorical") or "gpu" in path or "num_nodes" in path:
+        if (
+            tao_type in ("collection", "list", "string", "categorical")
+            or "gpu" in path
+            or "num_nodes" in path
+        ):
             disabled.append(path)
     return sorted(disabled)
 
@@ -123,22 +156,34 @@ def action_schema(action: str) -> dict[str, Any]:
     _attach_defaults(body, rec, container)
     body.pop("x-tao55-default", None)
     enabled = AUTOML_TRAIN if action == "train" else []
-    popular = {} if action == "dataset_convert" else {
-        section: {k: rec[section][k] for k in keys} for section, keys in POPULAR_KEYS.items()}
+    popular = (
+        {}
+        if action == "dataset_convert"
+        else {section: {k: rec[section][k] for k in keys} for section, keys in POPULAR_KEYS.items()}
+    )
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": f"TAO 5.5 BEVFusion {action} spec",
         "description": f"Every key `bevfusion {CLI_SUBTASK[action]}` accepts in tao-toolkit:5.5.0-pyt. "
-                       "`default` is the KITTI-correct spec; `x-tao55-default` is the container's own "
-                       "default where it differs.",
+        "`default` is the KITTI-correct spec; `x-tao55-default` is the container's own "
+        "default where it differs.",
         **body,
         "popular": popular,
         "automl_default_parameters": enabled,
-        "automl_disabled_parameters": [] if action == "dataset_convert" else _automl_disabled(body, enabled),
-        "x_tao_schema": {"action": action, "core_module": "bevfusion", "model": "bevfusion",
-                         "network_arch": "bevfusion", "schema_action": action, "schema_version": 1,
-                         "source": "tao-bevfusion typed 5.5 surface (tools/spec/surface)",
-                         "cli_subtask": CLI_SUBTASK[action], "container_image": DEFAULT_IMAGE},
+        "automl_disabled_parameters": []
+        if action == "dataset_convert"
+        else _automl_disabled(body, enabled),
+        "x_tao_schema": {
+            "action": action,
+            "core_module": "bevfusion",
+            "model": "bevfusion",
+            "network_arch": "bevfusion",
+            "schema_action": action,
+            "schema_version": 1,
+            "source": "tao-bevfusion typed 5.5 surface (tools/spec/surface)",
+            "cli_subtask": CLI_SUBTASK[action],
+            "container_image": DEFAULT_IMAGE,
+        },
     }
 
 
@@ -152,6 +197,6 @@ class _NoAliasDumper(_BaseDumper):
 
 
 def dump_yaml(data: Any) -> str:
-    return yaml.dump(data, Dumper=_NoAliasDumper, sort_keys=False, default_flow_style=False, width=100)
-
-
+    return yaml.dump(
+        data, Dumper=_NoAliasDumper, sort_keys=False, default_flow_style=False, width=100
+    )

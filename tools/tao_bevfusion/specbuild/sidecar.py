@@ -41,7 +41,9 @@ class LaunchSidecar(BaseModel):
     overrides: list[dict[str, Any]] | None = None
     lineage: str | None = None
     warnings: list[str] | None = None
-    signature: str = Field(default="", description="HMAC-SHA256 of the other fields (state-dir key).")
+    signature: str = Field(
+        default="", description="HMAC-SHA256 of the other fields (state-dir key)."
+    )
 
 
 def _key(home: Path) -> bytes:
@@ -62,7 +64,9 @@ def _key(home: Path) -> bytes:
 
 def _mac(record: LaunchSidecar, home: Path) -> str:
     unset = {k for k in LATER_FIELDS if getattr(record, k) is None}
-    body = json.dumps(record.model_dump(mode="json", exclude={"signature", *unset}), sort_keys=True).encode()
+    body = json.dumps(
+        record.model_dump(mode="json", exclude={"signature", *unset}), sort_keys=True
+    ).encode()
     return hmac.new(_key(home), body, hashlib.sha256).hexdigest()
 
 
@@ -75,19 +79,37 @@ def read_sidecar(spec_path: Path, home: Path) -> LaunchSidecar:
     side = launch_sidecar(spec_path)
     rebuild = f"rebuild the spec: build_spec(..., base_spec='{spec_path}')"
     if not side.is_file() or side.stat().st_size > 1_000_000:
-        raise InputError(problem("spec_path", f"{spec_path} has no launch record ({side.name})",
-                                 "write specs with build_spec (it records the mounts the launch needs)"))
+        raise InputError(
+            problem(
+                "spec_path",
+                f"{spec_path} has no launch record ({side.name})",
+                "write specs with build_spec (it records the mounts the launch needs)",
+            )
+        )
     try:
         record = LaunchSidecar.model_validate_json(side.read_bytes())
     except (OSError, ValueError) as exc:
-        raise InputError(problem("spec_path", f"the launch record {side.name} is unreadable", rebuild)) from exc
+        raise InputError(
+            problem("spec_path", f"the launch record {side.name} is unreadable", rebuild)
+        ) from exc
     if not hmac.compare_digest(record.signature, _mac(record, home)):
-        raise InputError(problem("spec_path", f"the launch record {side.name} was not written by build_spec in "
-                                 "this state dir (or was edited)", rebuild, code="SIDECAR_UNTRUSTED"))
+        raise InputError(
+            problem(
+                "spec_path",
+                f"the launch record {side.name} was not written by build_spec in "
+                "this state dir (or was edited)",
+                rebuild,
+                code="SIDECAR_UNTRUSTED",
+            )
+        )
     try:
         digest = hashlib.sha256(spec_path.read_bytes()).hexdigest()
     except OSError as exc:
-        raise InputError(problem("spec_path", f"cannot read {spec_path}", "give an existing spec")) from exc
+        raise InputError(
+            problem("spec_path", f"cannot read {spec_path}", "give an existing spec")
+        ) from exc
     if digest != record.spec_sha256:
-        raise InputError(problem("spec_path", "the spec changed after build_spec validated it", rebuild))
+        raise InputError(
+            problem("spec_path", "the spec changed after build_spec validated it", rebuild)
+        )
     return record

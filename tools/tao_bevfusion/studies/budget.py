@@ -32,17 +32,26 @@ BATCH_KEY = "dataset.train_dataset.batch_size"
 
 
 def limits_of(plan: "StudyPlan") -> RunSafety:
-    return RunSafety.model_validate({**plan.limits, "gpus": max(1, len(plan.gpu_slots[0]) if plan.gpu_slots and
-                                                                   plan.gpu_slots[0] else 1)})
+    return RunSafety.model_validate(
+        {
+            **plan.limits,
+            "gpus": max(1, len(plan.gpu_slots[0]) if plan.gpu_slots and plan.gpu_slots[0] else 1),
+        }
+    )
 
 
 def _trial_spec(plan: "StudyPlan") -> dict[str, Any]:
     base = plan.space.baseline()
     batch = base.get(BATCH_KEY, plan.overrides.get(BATCH_KEY, REFERENCE_BATCH_PER_GPU))
     gpus = int(plan.base.get("num_gpus") or 1)
-    return {"dataset": {"train_dataset": {"batch_size": batch}},
-            "train": {"num_gpus": gpus, "num_nodes": int(plan.base.get("num_nodes") or 1),
-                      "num_epochs": plan.settings.automl_max_epochs}}
+    return {
+        "dataset": {"train_dataset": {"batch_size": batch}},
+        "train": {
+            "num_gpus": gpus,
+            "num_nodes": int(plan.base.get("num_nodes") or 1),
+            "num_epochs": plan.settings.automl_max_epochs,
+        },
+    }
 
 
 def trial_lr(plan: "StudyPlan") -> float | None:
@@ -52,7 +61,10 @@ def trial_lr(plan: "StudyPlan") -> float | None:
 
 def trial_cost(plan: "StudyPlan", ctx: AppContext) -> CostProjection:
     spec = _trial_spec(plan)
-    hyper = {"batch_size": spec["dataset"]["train_dataset"]["batch_size"], "num_gpus": spec["train"]["num_gpus"]}
+    hyper = {
+        "batch_size": spec["dataset"]["train_dataset"]["batch_size"],
+        "num_gpus": spec["train"]["num_gpus"],
+    }
     return project(spec, str(plan.base["data_root"]), spec["train"]["num_nodes"], ctx.store, hyper)
 
 
@@ -61,17 +73,39 @@ def review_section(plan: "StudyPlan", ctx: AppContext) -> dict[str, Any]:
     choice = sampler_choice.choose(plan.settings.automl_algorithm, plan.space, plan.trials)
     cost = trial_cost(plan, ctx)
     interval = int(plan.validation_interval or 1)
-    peak, kept = retention.projected_bytes(plan.settings.automl_max_epochs, interval, plan.trials,
-                                           str(plan.base.get("keep_checkpoints") or "best_and_last"))
+    peak, kept = retention.projected_bytes(
+        plan.settings.automl_max_epochs,
+        interval,
+        plan.trials,
+        str(plan.base.get("keep_checkpoints") or "best_and_last"),
+    )
     limits = limits_of(plan)
-    fits = int(limits.max_gpu_hours // cost.gpu_hours) if limits.max_gpu_hours and cost.gpu_hours else None
-    return {"sampler": choice.model_dump(), "scaled_lr_trial": trial_lr(plan),
-            "gpu_hours": {"per_trial": cost.gpu_hours, "all_trials_at_most": round(cost.gpu_hours * plan.trials, 3),
-                          "epoch_seconds": cost.epoch_seconds, "source": cost.source},
-            "disk": {"peak_bytes": peak, "kept_bytes": kept, "free_bytes": _free(Path(plan.folder)),
-                     "note": f"~{retention.CHECKPOINT_BYTES_ESTIMATE >> 20} MiB per checkpoint (estimate)"},
-            "limits": {"max_hours": limits.max_hours, "max_gpu_hours": limits.max_gpu_hours,
-                       "trials_that_fit": fits}}
+    fits = (
+        int(limits.max_gpu_hours // cost.gpu_hours)
+        if limits.max_gpu_hours and cost.gpu_hours
+        else None
+    )
+    return {
+        "sampler": choice.model_dump(),
+        "scaled_lr_trial": trial_lr(plan),
+        "gpu_hours": {
+            "per_trial": cost.gpu_hours,
+            "all_trials_at_most": round(cost.gpu_hours * plan.trials, 3),
+            "epoch_seconds": cost.epoch_seconds,
+            "source": cost.source,
+        },
+        "disk": {
+            "peak_bytes": peak,
+            "kept_bytes": kept,
+            "free_bytes": _free(Path(plan.folder)),
+            "note": f"~{retention.CHECKPOINT_BYTES_ESTIMATE >> 20} MiB per checkpoint (estimate)",
+        },
+        "limits": {
+            "max_hours": limits.max_hours,
+            "max_gpu_hours": limits.max_gpu_hours,
+            "trials_that_fit": fits,
+        },
+    }
 
 
 def _free(folder: Path) -> int:
@@ -83,18 +117,30 @@ def refuse_on_confirm(plan: "StudyPlan", section: dict[str, Any]) -> None:
     """Before the study starts: one trial must fit the GPU-hour limit, and the disk must hold the peak."""
     per_trial, limit = section["gpu_hours"]["per_trial"], section["limits"]["max_gpu_hours"]
     if limit is not None and per_trial > limit:
-        raise InputError(problem("max_gpu_hours", f"one trial is projected at {per_trial:.2f} GPU-hours "
-                                 f"({section['gpu_hours']['source']}), above max_gpu_hours={limit:g}",
-                                 f"raise max_gpu_hours to at least {per_trial:.2f} (x trials for the whole study), "
-                                 "or lower automl_max_epochs", code="OVER_BUDGET"),
-                         headline="projected cost above the limit; nothing was launched")
+        raise InputError(
+            problem(
+                "max_gpu_hours",
+                f"one trial is projected at {per_trial:.2f} GPU-hours "
+                f"({section['gpu_hours']['source']}), above max_gpu_hours={limit:g}",
+                f"raise max_gpu_hours to at least {per_trial:.2f} (x trials for the whole study), "
+                "or lower automl_max_epochs",
+                code="OVER_BUDGET",
+            ),
+            headline="projected cost above the limit; nothing was launched",
+        )
     disk = section["disk"]
     if disk["free_bytes"] < disk["peak_bytes"]:
-        raise InputError(problem("results_dir", f"the study's checkpoints need about {disk['peak_bytes'] >> 30} GiB "
-                                 f"at their peak; {disk['free_bytes'] >> 30} GiB are free under {plan.folder}",
-                                 "free space, choose a results_dir on a larger disk, or lower "
-                                 "automl_max_recommendations / automl_max_epochs", code="DISK_TOO_SMALL"),
-                         headline="not enough disk for the study; nothing was launched")
+        raise InputError(
+            problem(
+                "results_dir",
+                f"the study's checkpoints need about {disk['peak_bytes'] >> 30} GiB "
+                f"at their peak; {disk['free_bytes'] >> 30} GiB are free under {plan.folder}",
+                "free space, choose a results_dir on a larger disk, or lower "
+                "automl_max_recommendations / automl_max_epochs",
+                code="DISK_TOO_SMALL",
+            ),
+            headline="not enough disk for the study; nothing was launched",
+        )
 
 
 def _trial_jobs(loop: "StudyLoop") -> list[Job]:
@@ -109,7 +155,9 @@ def gpu_hours_spent(loop: "StudyLoop", now: float | None = None) -> float:
 
 
 def _measured_trial_hours(loop: "StudyLoop") -> float | None:
-    done = [j for j in _trial_jobs(loop) if j.state == "succeeded" and j.started_at and j.finished_at]
+    done = [
+        j for j in _trial_jobs(loop) if j.state == "succeeded" and j.started_at and j.finished_at
+    ]
     if not done:
         return None
     return max((j.finished_at or 0) - (j.started_at or 0) for j in done) / 3600
@@ -125,11 +173,17 @@ def hold_launches(loop: "StudyLoop") -> bool:
     if limits.max_gpu_hours is None:
         return False
     hours = _measured_trial_hours(loop)
-    next_trial = (hours * limits.gpus) if hours is not None else float(loop.plan.limits.get("trial_gpu_hours", 0))
+    next_trial = (
+        (hours * limits.gpus)
+        if hours is not None
+        else float(loop.plan.limits.get("trial_gpu_hours", 0))
+    )
     running = len(loop.running())
     if gpu_hours_spent(loop) + next_trial * (running + 1) > limits.max_gpu_hours:
-        loop.stopped = loop.stopped or (f"limit reached: no new trial (max_gpu_hours={limits.max_gpu_hours:g}, "
-                                        f"{gpu_hours_spent(loop):.3f} spent); the best trial so far is the result")
+        loop.stopped = loop.stopped or (
+            f"limit reached: no new trial (max_gpu_hours={limits.max_gpu_hours:g}, "
+            f"{gpu_hours_spent(loop):.3f} spent); the best trial so far is the result"
+        )
         return True
     return False
 
@@ -140,7 +194,10 @@ def wall_clock_passed(loop: "StudyLoop") -> bool:
         return False
     if time.time() - loop.job.started_at < limits.max_hours * 3600:
         return False
-    loop.stopped = loop.stopped or f"limit reached: max_hours={limits.max_hours:g}; the best trial so far is the result"
+    loop.stopped = (
+        loop.stopped
+        or f"limit reached: max_hours={limits.max_hours:g}; the best trial so far is the result"
+    )
     return True
 
 

@@ -29,7 +29,9 @@ from tao_bevfusion.jobs.store import Job
 
 LOCK_FILE = StudyFiles.DRIVER_LOCK
 PID_FILE = StudyFiles.DRIVER_INFO
-MAX_TICK_ERRORS = 30  # ticks failing in a row before the driver exits (the next poll starts another)
+MAX_TICK_ERRORS = (
+    30  # ticks failing in a row before the driver exits (the next poll starts another)
+)
 
 
 def tick_seconds() -> float:
@@ -63,7 +65,11 @@ def _pid_file(folder: Path) -> dict[str, Any]:
 
 def driver_info(folder: Path) -> dict[str, Any]:
     info = _pid_file(folder)
-    out = {"pid": info.get("pid"), "started_at": info.get("started_at"), "alive": driver_alive(folder)}
+    out = {
+        "pid": info.get("pid"),
+        "started_at": info.get("started_at"),
+        "alive": driver_alive(folder),
+    }
     if info.get("error"):
         out["error"] = str(info["error"])[:600]
     return out
@@ -78,10 +84,19 @@ def spawn_driver(study_id: str, folder: Path, ctx: AppContext) -> int:
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         argv = [sys.executable, "-m", "tao_bevfusion.studies.driver", study_id]
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
-                                stdout=out, stderr=subprocess.STDOUT, env=env, cwd=str(folder),
-                                start_new_session=True, close_fds=True)
-    threading.Thread(target=proc.wait, daemon=True).start()  # reaped while this process lives: no zombie
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=str(folder),
+            start_new_session=True,
+            close_fds=True,
+        )
+    threading.Thread(
+        target=proc.wait, daemon=True
+    ).start()  # reaped while this process lives: no zombie
     return proc.pid
 
 
@@ -93,16 +108,24 @@ def ensure_driver(job: Job, ctx: AppContext) -> bool:
     if driver_alive(folder):
         return False
     error = _pid_file(folder).get("error")
-    if error:  # the last driver gave up: record its cause instead of respawning one that dies the same way
-        ctx.store.update(job.id, state="failed", verdict={"outcome": "failed", "reason": str(error)[:600]},
-                         finished_at=time.time())
+    if (
+        error
+    ):  # the last driver gave up: record its cause instead of respawning one that dies the same way
+        ctx.store.update(
+            job.id,
+            state="failed",
+            verdict={"outcome": "failed", "reason": str(error)[:600]},
+            finished_at=time.time(),
+        )
         return False
     spawn_driver(job.id, folder, ctx)
     return True
 
 
 def ensure_drivers(ctx: AppContext) -> int:
-    return sum(ensure_driver(j, ctx) for j in ctx.store.query(kind="study", state="running", limit=50))
+    return sum(
+        ensure_driver(j, ctx) for j in ctx.store.query(kind="study", state="running", limit=50)
+    )
 
 
 def main(argv: list[str]) -> int:
@@ -120,7 +143,9 @@ def main(argv: list[str]) -> int:
 
     try:
         loop = StudyLoop(study_id, ctx)
-    except Exception as exc:  # study.db lost or unreadable, a full disk: no driver can ever run this study
+    except (
+        Exception
+    ) as exc:  # study.db lost or unreadable, a full disk: no driver can ever run this study
         give_up(study_id, folder, ctx, f"cannot open the study: {_cause(exc)}")
         return 1
     loop.log(f"driver {os.getpid()} started")
@@ -130,11 +155,18 @@ def main(argv: list[str]) -> int:
             if not loop.tick():
                 break
             errors = 0
-        except Exception as exc:  # one bad tick (a busy DB, an engine hiccup) must not end the study
+        except (
+            Exception
+        ) as exc:  # one bad tick (a busy DB, an engine hiccup) must not end the study
             errors += 1
             loop.log(f"tick failed ({errors}): {_cause(exc)}")
             if fatal(exc) and errors >= 2:
-                give_up(study_id, folder, ctx, f"{errors} ticks in a row failed, the last with {_cause(exc)}")
+                give_up(
+                    study_id,
+                    folder,
+                    ctx,
+                    f"{errors} ticks in a row failed, the last with {_cause(exc)}",
+                )
                 return 1
             if errors >= MAX_TICK_ERRORS:
                 return 1  # the next tool call starts a fresh driver
@@ -142,13 +174,21 @@ def main(argv: list[str]) -> int:
     loop.log("driver finished")
     from tao_bevfusion.jobs import hooks
 
-    hooks.refreshed(ctx.store.get(study_id), ctx)  # the study's end reaches the hooks (e.g. its tracker run)
+    hooks.refreshed(
+        ctx.store.get(study_id), ctx
+    )  # the study's end reaches the hooks (e.g. its tracker run)
     return 0
 
 
 FATAL_ERRNO = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
-FATAL_TEXT = ("database or disk is full", "readonly database", "no such table", "disk i/o error",
-              "file is not a database", "database disk image is malformed")
+FATAL_TEXT = (
+    "database or disk is full",
+    "readonly database",
+    "no such table",
+    "disk i/o error",
+    "file is not a database",
+    "database disk image is malformed",
+)
 
 
 def fatal(exc: BaseException) -> bool:
@@ -168,14 +208,22 @@ def give_up(study_id: str, folder: Path, ctx: AppContext, cause: str) -> None:
     best.json, their jobs) stay as they are. Each step is tried on its own: on a full disk some may fail."""
     from tao_bevfusion.jobs.cancel import stop_run
 
-    reason = (f"the study driver cannot work ({cause}); trials that finished keep their results. Fix the "
-              "cause (disk space, the study folder), then run a new study")
+    reason = (
+        f"the study driver cannot work ({cause}); trials that finished keep their results. Fix the "
+        "cause (disk space, the study folder), then run a new study"
+    )
     print(f"[{time.strftime('%H:%M:%S')}] driver error: {reason}", flush=True)
     with contextlib.suppress(OSError, ValueError):
-        (folder / PID_FILE).write_text(json.dumps({"pid": os.getpid(), "error": reason, "failed_at": time.time()}))
+        (folder / PID_FILE).write_text(
+            json.dumps({"pid": os.getpid(), "error": reason, "failed_at": time.time()})
+        )
     try:
-        ctx.store.update(study_id, state="failed", verdict={"outcome": "failed", "reason": reason},
-                         finished_at=time.time())
+        ctx.store.update(
+            study_id,
+            state="failed",
+            verdict={"outcome": "failed", "reason": reason},
+            finished_at=time.time(),
+        )
         for job in ctx.store.query(owner_id=study_id, state="running", limit=100):
             stop_run(job, True, ctx)
     except Exception as exc:  # the poller records the error from driver.json instead

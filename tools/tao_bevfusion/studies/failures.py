@@ -14,19 +14,29 @@ from pydantic import BaseModel, Field
 
 DEFAULT_LIMIT = 3
 CAUSES: tuple[tuple[str, re.Pattern[str], str], ...] = (
-    ("oom", re.compile(r"out of memory|OutOfMemoryError|OOMKilled|oom[- ]?kill", re.I), "ran out of GPU memory"),
+    (
+        "oom",
+        re.compile(r"out of memory|OutOfMemoryError|OOMKilled|oom[- ]?kill", re.I),
+        "ran out of GPU memory",
+    ),
     ("nan", re.compile(r"\bnan\b|\binf\b|diverg", re.I), "diverged (NaN/inf loss)"),
-    ("data", re.compile(r"No such file|FileNotFoundError|ann_file|KeyError: 'CAM", re.I),
-     "could not read the dataset"),
-    ("spec", re.compile(r"ConfigKeyError|ValidationError|not in '|MissingMandatoryValue", re.I),
-     "had a spec the container rejects"),
+    (
+        "data",
+        re.compile(r"No such file|FileNotFoundError|ann_file|KeyError: 'CAM", re.I),
+        "could not read the dataset",
+    ),
+    (
+        "spec",
+        re.compile(r"ConfigKeyError|ValidationError|not in '|MissingMandatoryValue", re.I),
+        "had a spec the container rejects",
+    ),
     ("lost", re.compile(r"vanished|lost|no such container", re.I), "lost its container"),
 )
 # The parameter that, when high, is the usual culprit of a cause.
 CULPRITS = {"oom": ("batch_size", "num_workers"), "nan": ("lr",)}
 FIXES = {
     "oom": "lower batch_size (custom_param_ranges) or set train.optimizer.wrapper_type: AmpOptimWrapper, or "
-           "use GPUs with more memory",
+    "use GPUs with more memory",
     "nan": "lower the learning rate's upper bound in custom_param_ranges",
     "data": "the same data error hits every trial: fix the dataset (check_dataset) before running a study",
     "spec": "the same spec error hits every trial: fix the overrides (build_spec shows the problem)",
@@ -38,7 +48,9 @@ FIXES = {
 class FailedTrial(BaseModel):
     params: dict[str, Any]
     outcome: str = Field(description="The job's outcome: failed, killed, lost, ...")
-    reason: str = Field(description="The error text the verdict found (OOM line, traceback tail, ...).")
+    reason: str = Field(
+        description="The error text the verdict found (OOM line, traceback tail, ...)."
+    )
 
 
 class FailureDiagnosis(BaseModel):
@@ -46,8 +58,12 @@ class FailureDiagnosis(BaseModel):
     cause: str = Field(description="oom, nan, data, spec, lost, other, or mixed.")
     message: str
     fix: str
-    param: str | None = Field(default=None, description="The parameter the failures line up with, if any.")
-    threshold: float | None = Field(default=None, description="Failed at or above this value of `param`.")
+    param: str | None = Field(
+        default=None, description="The parameter the failures line up with, if any."
+    )
+    threshold: float | None = Field(
+        default=None, description="Failed at or above this value of `param`."
+    )
     counts: dict[str, int] = Field(default_factory=dict)
 
 
@@ -87,7 +103,9 @@ def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _threshold(failed: list[FailedTrial], others: list[dict[str, Any]], cause: str) -> tuple[str, float] | None:
+def _threshold(
+    failed: list[FailedTrial], others: list[dict[str, Any]], cause: str
+) -> tuple[str, float] | None:
     """A culprit key whose every failed value is >= t while every non-failed trial stayed below t."""
     for key in sorted({k for f in failed for k in f.params}):
         if not key.endswith(CULPRITS.get(cause, ())):
@@ -106,23 +124,48 @@ def classify(failures: Sequence[Any], others: Sequence[dict[str, Any]] = ()) -> 
     failed = [_as_failed(f) for f in failures]
     counts = Counter(cause_of(f.outcome, f.reason) for f in failed)
     if not failed:
-        return FailureDiagnosis(common=False, cause="none", message="no failed trials", fix="nothing to fix")
+        return FailureDiagnosis(
+            common=False, cause="none", message="no failed trials", fix="nothing to fix"
+        )
     if len(counts) > 1:
         parts = ", ".join(f"{n} {c}" for c, n in counts.most_common())
-        return FailureDiagnosis(common=False, cause="mixed", message=f"{len(failed)} failed trials with "
-                                f"different causes ({parts})", fix=FIXES["other"], counts=dict(counts))
+        return FailureDiagnosis(
+            common=False,
+            cause="mixed",
+            message=f"{len(failed)} failed trials with different causes ({parts})",
+            fix=FIXES["other"],
+            counts=dict(counts),
+        )
     cause = next(iter(counts))
     what = dict((c, w) for c, _, w in CAUSES).get(cause, "failed")
     found = _threshold(failed, list(others), cause)
     if found is None:
-        return FailureDiagnosis(common=True, cause=cause, message=f"all {len(failed)} failed trials {what}",
-                                fix=FIXES[cause], counts=dict(counts))
+        return FailureDiagnosis(
+            common=True,
+            cause=cause,
+            message=f"all {len(failed)} failed trials {what}",
+            fix=FIXES[cause],
+            counts=dict(counts),
+        )
     key, t = found
     short = key.rsplit(".", 1)[-1]
     shown = f"{t:g}"
-    fix = (f"narrow custom_param_ranges: {{'{key}': {{'max': <below {shown}>}}}}" if cause == "nan" else
-           f"narrow custom_param_ranges so {key} stays below {shown} (e.g. choices without {shown} and up)")
-    message = (f"every trial with {short} >= {shown} {what}" if others else
-               f"all {len(failed)} failed trials had {short} >= {shown} and {what}")
-    return FailureDiagnosis(common=True, cause=cause, message=message,
-                            fix=fix, param=key, threshold=t, counts=dict(counts))
+    fix = (
+        f"narrow custom_param_ranges: {{'{key}': {{'max': <below {shown}>}}}}"
+        if cause == "nan"
+        else f"narrow custom_param_ranges so {key} stays below {shown} (e.g. choices without {shown} and up)"
+    )
+    message = (
+        f"every trial with {short} >= {shown} {what}"
+        if others
+        else f"all {len(failed)} failed trials had {short} >= {shown} and {what}"
+    )
+    return FailureDiagnosis(
+        common=True,
+        cause=cause,
+        message=message,
+        fix=fix,
+        param=key,
+        threshold=t,
+        counts=dict(counts),
+    )

@@ -37,8 +37,12 @@ def last_checkpoint(results_dir: Path) -> Path | None:
 
 def never_started(job: Job) -> bool:
     """A trial job whose launch was interrupted before any container existed (its submitter died)."""
-    return not job.handle and not job.started_at and job.state in ("failed", "canceled") \
+    return (
+        not job.handle
+        and not job.started_at
+        and job.state in ("failed", "canceled")
         and not job.cancel_requested
+    )
 
 
 class StudyLoop:
@@ -49,7 +53,9 @@ class StudyLoop:
         self.plan = load_plan(self.folder)
         self.study = S.load_study(self.folder, study_id)
         self.cfg = S.study_config(self.study)
-        self.offsets: dict[str, int] = {}  # job id -> status.json offset (a restart re-reads; repeats ignored)
+        self.offsets: dict[
+            str, int
+        ] = {}  # job id -> status.json offset (a restart re-reads; repeats ignored)
         self.stopped: str | None = None
         self.dirty = True
 
@@ -63,9 +69,13 @@ class StudyLoop:
         """One pass; False when the study is over (the driver then exits)."""
         self.job = self.ctx.store.get(self.id)
         if self.job.terminal or self.job.cancel_requested:
-            self._wind_down("study canceled" if self.job.cancel_requested else f"study {self.job.state}")
+            self._wind_down(
+                "study canceled" if self.job.cancel_requested else f"study {self.job.state}"
+            )
             return False
-        self.dirty = False  # an idle tick (trials running, nothing new) reads Optuna once and writes nothing
+        self.dirty = (
+            False  # an idle tick (trials running, nothing new) reads Optuna once and writes nothing
+        )
         running = self.running()
         for trial in running:
             self._reconcile(trial)
@@ -74,7 +84,9 @@ class StudyLoop:
                 return False
             running = self.running()
         if budget.wall_clock_passed(self) and running:
-            self._wind_down(f"stopped: {self.stopped}")  # the study's max_hours: its best so far is the result
+            self._wind_down(
+                f"stopped: {self.stopped}"
+            )  # the study's max_hours: its best so far is the result
             running = []
         if len(running) < self.plan.concurrent and not budget.hold_launches(self):
             self._fill()
@@ -137,23 +149,34 @@ class StudyLoop:
             self._relaunch(trial, job)
             return
         elif never_started(job):  # the driver died inside the launch: the trial itself did not fail
-            self.log(f"trial {trial.number}: the launch of {job.id} was interrupted; launching it again")
+            self.log(
+                f"trial {trial.number}: the launch of {job.id} was interrupted; launching it again"
+            )
             self._launch_again(trial, job.results_dir)
             return
         else:
             errors = "; ".join(str(e.get("message", ""))[:120] for e in job.errors[:2])
-            patterns = "; ".join(f"{m.pattern}: {m.evidence[:160]}"
-                                 for m in error_matches(job.findings.matches, "train", limit=2))
+            patterns = "; ".join(
+                f"{m.pattern}: {m.evidence[:160]}"
+                for m in error_matches(job.findings.matches, "train", limit=2)
+            )
             detail = " ".join(x for x in (reason, errors, patterns) if x)
             S.finish(self.study, trial.number, "failed", reason=f"{outcome}: {detail}"[:600])
         self.log(f"trial {trial.number} ({job.id}) ended: {outcome}")
 
     def _relaunch(self, trial: FrozenTrial, job: Job) -> None:
         ckpt = last_checkpoint(Path(job.results_dir))
-        self.log(f"trial {trial.number}: container of {job.id} vanished; relaunching "
-                 + (f"from {ckpt.name}" if ckpt else "from scratch"))
-        self._launch(trial.number, dict(trial.params), int(trial.user_attrs.get("slot", 0)), resume_from=ckpt,
-                     relaunches=int(trial.user_attrs.get("relaunches", 0)) + 1)
+        self.log(
+            f"trial {trial.number}: container of {job.id} vanished; relaunching "
+            + (f"from {ckpt.name}" if ckpt else "from scratch")
+        )
+        self._launch(
+            trial.number,
+            dict(trial.params),
+            int(trial.user_attrs.get("slot", 0)),
+            resume_from=ckpt,
+            relaunches=int(trial.user_attrs.get("relaunches", 0)) + 1,
+        )
 
     def _launch_again(self, trial: FrozenTrial, results: object) -> None:
         """Launch a trial whose launch was interrupted; a folder the interrupted launch already wrote into is
@@ -164,8 +187,14 @@ class StudyLoop:
         slot = int(trial.user_attrs.get("slot", self._free_slot()))
         self._launch(trial.number, dict(trial.params), slot, relaunches=relaunches)
 
-    def _launch(self, number: int, params: dict[str, Any], slot: int, resume_from: Path | None = None,
-                relaunches: int = 0) -> None:
+    def _launch(
+        self,
+        number: int,
+        params: dict[str, Any],
+        slot: int,
+        resume_from: Path | None = None,
+        relaunches: int = 0,
+    ) -> None:
         from tao_bevfusion.jobs.launch import RunActionInput, launch
 
         self.dirty = True
@@ -176,7 +205,14 @@ class StudyLoop:
             # A launch never reuses a folder that holds a started job's outputs: the relaunch gets its own,
             # and the checkpoint it resumes from stays in the first one.
             fields["results_dir"] = f"{fields['results_dir']}_relaunch{relaunches}"
-        S.set_job(self.study, number, "", slot=slot, relaunches=relaunches, results_dir=fields["results_dir"])
+        S.set_job(
+            self.study,
+            number,
+            "",
+            slot=slot,
+            relaunches=relaunches,
+            results_dir=fields["results_dir"],
+        )
         try:
             result = launch(RunActionInput.model_validate(fields), self.ctx)
         except (InputError, EngineError) as exc:
@@ -189,7 +225,9 @@ class StudyLoop:
         self.log(f"trial {number} launched as {result.job_id} (slot {slot}) {params}")
 
     def _free_slot(self) -> int:
-        used = {int(t.user_attrs.get("slot", -1)) for t in self.running() if t.user_attrs.get("job_id")}
+        used = {
+            int(t.user_attrs.get("slot", -1)) for t in self.running() if t.user_attrs.get("job_id")
+        }
         return next(i for i in range(self.plan.concurrent + len(used) + 1) if i not in used)
 
     # ------------------------------------------------------------------ the study
@@ -202,21 +240,32 @@ class StudyLoop:
             self._launch(ticket.number, ticket.params, slot)
 
     def _finished(self) -> list[FrozenTrial]:
-        done = [t for t in self.study.get_trials(deepcopy=False) if t.state.is_finished()
-                and not t.user_attrs.get(S.DUPLICATE_ATTR)]
+        done = [
+            t
+            for t in self.study.get_trials(deepcopy=False)
+            if t.state.is_finished() and not t.user_attrs.get(S.DUPLICATE_ATTR)
+        ]
         return sorted(done, key=lambda t: t.number)
 
     def _too_many_failures(self) -> bool:
         done = self._finished()
-        outcomes = [{TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned"}.get(t.state, "failed")
-                    for t in done]
+        outcomes = [
+            {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned"}.get(t.state, "failed")
+            for t in done
+        ]
         if not should_stop(outcomes):
             return False
         run = []
         for t in reversed(done):
             if t.state != TrialState.FAIL:
                 break
-            run.append({"params": t.params, "outcome": "failed", "reason": str(t.user_attrs.get("reason", ""))})
+            run.append(
+                {
+                    "params": t.params,
+                    "outcome": "failed",
+                    "reason": str(t.user_attrs.get("reason", "")),
+                }
+            )
         others = [t.params for t in done if t.state == TrialState.COMPLETE]
         diagnosis = classify(list(reversed(run)), others)
         self.stopped = f"{diagnosis.message}: {diagnosis.fix}"
@@ -237,8 +286,12 @@ class StudyLoop:
                     job = refresh(self.ctx.store.get(job.id), self.ctx)
                 self._feed(trial, job)  # the validations it wrote before the stop
                 kept = self._validated_checkpoint(trial.number, job)
-            S.finish(self.study, trial.number, "complete" if kept else "failed",
-                     reason=f"{why}; stopped after its validated epochs (AP kept)" if kept else why)
+            S.finish(
+                self.study,
+                trial.number,
+                "complete" if kept else "failed",
+                reason=f"{why}; stopped after its validated epochs (AP kept)" if kept else why,
+            )
         if self.job.cancel_requested:
             self._keep_best_on_cancel()
         self.snapshot()
@@ -256,11 +309,15 @@ class StudyLoop:
         if best is None:
             return
         ckpt = self.best_checkpoint(best)
-        S.write_best_rec(self.folder, S.best_rec(self.study, experiment_id=self.id, checkpoint_uri=str(ckpt)))
+        S.write_best_rec(
+            self.folder, S.best_rec(self.study, experiment_id=self.id, checkpoint_uri=str(ckpt))
+        )
         kept = len(self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
-        reason = (f"canceled on request; kept the validated AP11 of {kept} trial(s); best trial {best.number}: "
-                  f"AP11 {best.value} at epoch {best.user_attrs.get('best_epoch')} ({best.user_attrs.get('job_id')}), "
-                  f"checkpoint {ckpt}; best_rec.json written")
+        reason = (
+            f"canceled on request; kept the validated AP11 of {kept} trial(s); best trial {best.number}: "
+            f"AP11 {best.value} at epoch {best.user_attrs.get('best_epoch')} ({best.user_attrs.get('job_id')}), "
+            f"checkpoint {ckpt}; best_rec.json written"
+        )
         self.ctx.store.update(self.id, verdict={"outcome": "canceled", "reason": reason})
         self.log(reason)
 
@@ -273,20 +330,31 @@ class StudyLoop:
         ckpt = self.best_checkpoint(best)
         rec = S.best_rec(self.study, experiment_id=self.id, checkpoint_uri=str(ckpt))
         S.write_best_rec(self.folder, rec)
-        budget.settle_checkpoints(self, best.user_attrs.get("job_id"), best.user_attrs.get("best_epoch"))
-        self._end("succeeded", f"best trial {best.number}: AP11 {best.value} at epoch "
-                  f"{best.user_attrs.get('best_epoch')} ({best.user_attrs.get('job_id')})"
-                  + (f"; {self.stopped}" if self.stopped else ""))
+        budget.settle_checkpoints(
+            self, best.user_attrs.get("job_id"), best.user_attrs.get("best_epoch")
+        )
+        self._end(
+            "succeeded",
+            f"best trial {best.number}: AP11 {best.value} at epoch "
+            f"{best.user_attrs.get('best_epoch')} ({best.user_attrs.get('job_id')})"
+            + (f"; {self.stopped}" if self.stopped else ""),
+        )
 
     def best_checkpoint(self, best: FrozenTrial) -> Path:
         results = Path(str(best.user_attrs.get("results_dir", "")))
-        return layout.train_dir(results) / layout.epoch_file(int(best.user_attrs.get("best_epoch", 0)))
+        return layout.train_dir(results) / layout.epoch_file(
+            int(best.user_attrs.get("best_epoch", 0))
+        )
 
     def _end(self, state: str, reason: str) -> None:
         self.snapshot()
         outcome = "succeeded" if state == "succeeded" else "failed"
-        self.ctx.store.update(self.id, state=state, verdict={"outcome": outcome, "reason": reason},
-                              finished_at=time.time())
+        self.ctx.store.update(
+            self.id,
+            state=state,
+            verdict={"outcome": outcome, "reason": reason},
+            finished_at=time.time(),
+        )
         self.log(f"study {state}: {reason}")
         milestones.ended(self.id, state, reason, self.stopped)
 
@@ -296,18 +364,36 @@ class StudyLoop:
         for t in self.study.get_trials(deepcopy=False):
             if t.state == TrialState.WAITING or t.user_attrs.get(S.DUPLICATE_ATTR):
                 continue
-            trials.append({"number": t.number, "job_id": t.user_attrs.get("job_id") or None,
-                           "state": t.state.name.lower(), "params": t.params,
-                           "baseline": bool(t.user_attrs.get(S.BASELINE_ATTR)),
-                           "value": t.user_attrs.get("best_value", t.value), "epoch": t.user_attrs.get("best_epoch"),
-                           "reason": t.user_attrs.get("reason"), "relaunches": t.user_attrs.get("relaunches", 0),
-                           "started": t.datetime_start.timestamp() if t.datetime_start else None,
-                           "ended": t.datetime_complete.timestamp() if t.datetime_complete else None})
+            trials.append(
+                {
+                    "number": t.number,
+                    "job_id": t.user_attrs.get("job_id") or None,
+                    "state": t.state.name.lower(),
+                    "params": t.params,
+                    "baseline": bool(t.user_attrs.get(S.BASELINE_ATTR)),
+                    "value": t.user_attrs.get("best_value", t.value),
+                    "epoch": t.user_attrs.get("best_epoch"),
+                    "reason": t.user_attrs.get("reason"),
+                    "relaunches": t.user_attrs.get("relaunches", 0),
+                    "started": t.datetime_start.timestamp() if t.datetime_start else None,
+                    "ended": t.datetime_complete.timestamp() if t.datetime_complete else None,
+                }
+            )
         best = S.best_trial(self.study)
-        data: dict[str, Any] = {"trials": trials, "stopped": self.stopped, "updated": time.time(), "best": None}
+        data: dict[str, Any] = {
+            "trials": trials,
+            "stopped": self.stopped,
+            "updated": time.time(),
+            "best": None,
+        }
         if best is not None:
-            data["best"] = {"trial": best.number, "job_id": best.user_attrs.get("job_id"), "value": best.value,
-                            "epoch": best.user_attrs.get("best_epoch"), "params": best.params,
-                            "checkpoint": str(self.best_checkpoint(best))}
+            data["best"] = {
+                "trial": best.number,
+                "job_id": best.user_attrs.get("job_id"),
+                "value": best.value,
+                "epoch": best.user_attrs.get("best_epoch"),
+                "params": best.params,
+                "checkpoint": str(self.best_checkpoint(best)),
+            }
         atomic_write(self.folder / SNAPSHOT, json.dumps(data))
         milestones.after_snapshot(self.id, self.folder, data, self.plan.trials)

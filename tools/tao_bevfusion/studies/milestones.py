@@ -25,11 +25,21 @@ def after_snapshot(study_id: str, folder: Path, snapshot: dict[str, Any], total:
     """Called by the driver after each trials.json: post what is new since the last call."""
     seen = _load(folder)
     best = snapshot.get("best") or {}
-    done = sum(1 for t in snapshot.get("trials", []) if t.get("state") in ("complete", "pruned", "fail"))
+    done = sum(
+        1 for t in snapshot.get("trials", []) if t.get("state") in ("complete", "pruned", "fail")
+    )
     events = []
     if best and best.get("trial") != seen.get("best"):
-        events.append({"event": "study.new_best", "trial": best.get("trial"), "trial_job_id": best.get("job_id"),
-                       "best_AP11": best.get("value"), "best_epoch": best.get("epoch"), "params": best.get("params")})
+        events.append(
+            {
+                "event": "study.new_best",
+                "trial": best.get("trial"),
+                "trial_job_id": best.get("job_id"),
+                "best_AP11": best.get("value"),
+                "best_epoch": best.get("epoch"),
+                "params": best.get("params"),
+            }
+        )
         seen["best"] = best.get("trial")
     if total and done * 2 >= total and not seen.get("half"):
         events.append({"event": "study.half_done", "trials_done": done, "trials_total": total})
@@ -43,5 +53,12 @@ def after_snapshot(study_id: str, folder: Path, snapshot: dict[str, Any], total:
 
 def ended(study_id: str, state: str, reason: str, stopped: str | None) -> None:
     kind = "study.stopped.failures" if stopped else "study.ended"
-    notify.post({"event": kind, "job_id": study_id, "kind": "study", "state": state,
-                 "reason": notify.clean(reason, [])})
+    notify.post(
+        {
+            "event": kind,
+            "job_id": study_id,
+            "kind": "study",
+            "state": state,
+            "reason": notify.clean(reason, []),
+        }
+    )

@@ -40,7 +40,11 @@ class StudyStatus(BaseModel):
     omitted: int = 0
     best: StudyBest | None = None
     elapsed_seconds: float | None = None
-    estimate_left_seconds: float | None = Field(default=None, description="Rough: mean trial time x waves left.")
+    estimate_left_seconds: float | None = Field(
+        default=None, description="Rough: mean trial time x waves left."
+    )
     driver: dict[str, Any] = Field(description="pid and alive of the study's detached driver.")
     best_rec: str | None = Field(default=None, description="best_rec.json once the study finished.")
-    stopped: str | None = Field(default=None, description="Why the study stopped early (failures), with the fix.")
+    stopped: str | None = Field(
+        default=None, description="Why the study stopped early (failures), with the fix."
+    )

@@ -26,7 +26,9 @@ SamplerName = Literal["GPSampler", "TPESampler(multivariate)", "RandomSampler"]
 
 class SamplerChoice(BaseModel):
     name: SamplerName
-    startup_trials: int = Field(description="Trials before the model proposes (the enqueued ones included).")
+    startup_trials: int = Field(
+        description="Trials before the model proposes (the enqueued ones included)."
+    )
     why: str
 
 
@@ -38,33 +40,62 @@ def startup_for_budget(trials: int) -> int:
     return max(2, min(5, round(trials / 4)))
 
 
-def choose(algorithm: str, space: SearchSpace, trials: int, gp: bool | None = None) -> SamplerChoice:
+def choose(
+    algorithm: str, space: SearchSpace, trials: int, gp: bool | None = None
+) -> SamplerChoice:
     startup = startup_for_budget(trials)
     if algorithm != "bayesian":
-        return SamplerChoice(name="RandomSampler", startup_trials=0, why=(
-            f"{algorithm}: random proposals; the pruner decides which trials earn more epochs"))
+        return SamplerChoice(
+            name="RandomSampler",
+            startup_trials=0,
+            why=(
+                f"{algorithm}: random proposals; the pruner decides which trials earn more epochs"
+            ),
+        )
     categorical = [p.key for p in space.params if p.kind == "categorical"]
     if categorical:
-        return SamplerChoice(name="TPESampler(multivariate)", startup_trials=startup, why=(
-            f"multivariate TPE: {', '.join(categorical)} is categorical (a Gaussian process needs numbers); "
-            f"{startup} start-up trials for {trials} trials, the baseline among them"))
+        return SamplerChoice(
+            name="TPESampler(multivariate)",
+            startup_trials=startup,
+            why=(
+                f"multivariate TPE: {', '.join(categorical)} is categorical (a Gaussian process needs numbers); "
+                f"{startup} start-up trials for {trials} trials, the baseline among them"
+            ),
+        )
     if not (gp_available() if gp is None else gp):
-        return SamplerChoice(name="TPESampler(multivariate)", startup_trials=startup, why=(
-            "every searched parameter is numeric, so GPSampler would fit best, but torch/scipy are not "
-            "installed (pip install 'tao-bevfusion[gp]'): multivariate TPE instead"))
-    return SamplerChoice(name="GPSampler", startup_trials=startup, why=(
-        f"GPSampler: every searched parameter is numeric and the budget is small ({trials} trials), where a "
-        f"Gaussian process beats TPE; {startup} start-up trials, the baseline and the scaled lr among them"))
+        return SamplerChoice(
+            name="TPESampler(multivariate)",
+            startup_trials=startup,
+            why=(
+                "every searched parameter is numeric, so GPSampler would fit best, but torch/scipy are not "
+                "installed (pip install 'tao-bevfusion[gp]'): multivariate TPE instead"
+            ),
+        )
+    return SamplerChoice(
+        name="GPSampler",
+        startup_trials=startup,
+        why=(
+            f"GPSampler: every searched parameter is numeric and the budget is small ({trials} trials), where a "
+            f"Gaussian process beats TPE; {startup} start-up trials, the baseline and the scaled lr among them"
+        ),
+    )
 
 
 def build(choice: SamplerChoice, seed: int | None) -> "BaseSampler":
     from optuna.samplers import GPSampler, RandomSampler, TPESampler
 
     if choice.name == "GPSampler":
-        return GPSampler(seed=seed, n_startup_trials=choice.startup_trials, deterministic_objective=False)
+        return GPSampler(
+            seed=seed, n_startup_trials=choice.startup_trials, deterministic_objective=False
+        )
     if choice.name == "TPESampler(multivariate)":
-        return TPESampler(n_startup_trials=choice.startup_trials, seed=seed, multivariate=True,
-                          constant_liar=True, warn_independent_sampling=False)
+        return TPESampler(
+            n_startup_trials=choice.startup_trials,
+            seed=seed,
+            multivariate=True,
+            constant_liar=True,
+            warn_independent_sampling=False,
+        )
     return RandomSampler(seed=seed)
 
 

@@ -28,9 +28,13 @@ class ParamRange(BaseModel):
     min: float | None = Field(default=None, description="Lower bound (inclusive); needs `max`.")
     max: float | None = Field(default=None, description="Upper bound (inclusive); needs `min`.")
     scale: Literal["log", "linear"] | None = Field(
-        default=None, description="Sampling scale; null = log for lr/weight_decay-like keys, else linear.")
+        default=None,
+        description="Sampling scale; null = log for lr/weight_decay-like keys, else linear.",
+    )
     choices: list[int | float | bool] | None = Field(
-        default=None, description="A categorical set instead of min/max (e.g. batch_size [1, 2, 4]).")
+        default=None,
+        description="A categorical set instead of min/max (e.g. batch_size [1, 2, 4]).",
+    )
 
     @model_validator(mode="after")
     def _one_form(self) -> "ParamRange":
@@ -54,34 +58,49 @@ class AutoMLSettings(BaseModel):
     automl_algorithm: Algorithm = Field(
         default="bayesian",
         description="bayesian = Optuna TPE (model-based, best for 10-25 full-length trials, the default); "
-                    "random = random search; asha = random configs stopped early at rungs (successive halving), "
-                    "for larger budgets; hyperband = several ASHA brackets with different starting budgets.")
+        "random = random search; asha = random configs stopped early at rungs (successive halving), "
+        "for larger budgets; hyperband = several ASHA brackets with different starting budgets.",
+    )
     automl_max_recommendations: int | None = Field(
-        default=None, ge=2, le=200,
+        default=None,
+        ge=2,
+        le=200,
         description="Trials in the study, the baseline included. null = by GPU count: 10 (1 GPU), 12 (2), "
-                    "16 (4), 24 (8); TPE needs about 5 random start-up trials before it models anything, so "
-                    "fewer than 8 trials is mostly random search.")
+        "16 (4), 24 (8); TPE needs about 5 random start-up trials before it models anything, so "
+        "fewer than 8 trials is mostly random search.",
+    )
     automl_max_concurrent: int | None = Field(
-        default=None, ge=1, le=64,
+        default=None,
+        ge=1,
+        le=64,
         description="Trials running at once. null = one trial per available GPU group (1 without GPUs): "
-                    "BEVFusion scales poorly across GPUs, so one GPU per trial explores more per GPU-hour.")
+        "BEVFusion scales poorly across GPUs, so one GPU per trial explores more per GPU-hour.",
+    )
     automl_max_epochs: int = Field(
-        default=10, ge=1, le=1000,
+        default=10,
+        ge=1,
+        le=1000,
         description="Epochs of a full trial (the LR schedule is rescaled to it). 10 = the KITTI-person spec's "
-                    "default; a pruned trial stops earlier.")
+        "default; a pruned trial stops earlier.",
+    )
     automl_reduction_factor: int = Field(
-        default=3, ge=2, le=8,
+        default=3,
+        ge=2,
+        le=8,
         description="Successive-halving eta for asha/hyperband: keep the top 1/eta at each rung. 3 gives "
-                    "rungs at r, 3r, 9r epochs, which fit a 10-30 epoch budget.")
+        "rungs at r, 3r, 9r epochs, which fit a 10-30 epoch budget.",
+    )
     automl_hyperparameters: list[str] | None = Field(
         default=None,
         description="Dotted spec keys to search. null = the schema's automl_default_parameters "
-                    "(train.optimizer.lr, train.optimizer.weight_decay, dataset.train_dataset.batch_size). "
-                    "Any key schemas/train.schema.json marks searchable may be added.")
+        "(train.optimizer.lr, train.optimizer.weight_decay, dataset.train_dataset.batch_size). "
+        "Any key schemas/train.schema.json marks searchable may be added.",
+    )
     custom_param_ranges: dict[str, ParamRange] = Field(
         default_factory=dict,
         description="Per-key bounds, e.g. {'train.optimizer.lr': {'min': 1e-4, 'max': 5e-4}} or "
-                    "{'dataset.train_dataset.batch_size': {'choices': [1, 2]}}; must lie inside the schema's bounds.")
+        "{'dataset.train_dataset.batch_size': {'choices': [1, 2]}}; must lie inside the schema's bounds.",
+    )
 
     def trials(self, gpus_available: int) -> int:
         if self.automl_max_recommendations is not None:
@@ -97,12 +116,16 @@ class AutoMLSettings(BaseModel):
         if self.automl_max_concurrent is None:
             return max(slots, 1)
         if gpus_available and self.automl_max_concurrent > slots:
-            raise InputError(problem(
-                "automl_settings.automl_max_concurrent",
-                f"{self.automl_max_concurrent} concurrent trials x {gpus_per_trial} GPU(s) each need "
-                f"{self.automl_max_concurrent * gpus_per_trial} GPUs, only {gpus_available} are available",
-                f"set automl_max_concurrent <= {max(slots, 1)} (or null), or give more GPUs",
-                value=self.automl_max_concurrent), headline="invalid automl_settings")
+            raise InputError(
+                problem(
+                    "automl_settings.automl_max_concurrent",
+                    f"{self.automl_max_concurrent} concurrent trials x {gpus_per_trial} GPU(s) each need "
+                    f"{self.automl_max_concurrent * gpus_per_trial} GPUs, only {gpus_available} are available",
+                    f"set automl_max_concurrent <= {max(slots, 1)} (or null), or give more GPUs",
+                    value=self.automl_max_concurrent,
+                ),
+                headline="invalid automl_settings",
+            )
         return self.automl_max_concurrent
 
     def min_resource(self, validation_interval: int = 1) -> int:
@@ -128,8 +151,14 @@ def parse_settings(raw: dict[str, Any] | AutoMLSettings | None) -> AutoMLSetting
                 key = str(err["loc"][-1])
                 close = difflib.get_close_matches(key, list(AutoMLSettings.model_fields), n=1)
                 hint = f"did you mean {close[0]!r}? " if close else ""
-                problems.append(problem(path, "unknown setting", hint + "known settings: "
-                                        + ", ".join(AutoMLSettings.model_fields), value=key))
+                problems.append(
+                    problem(
+                        path,
+                        "unknown setting",
+                        hint + "known settings: " + ", ".join(AutoMLSettings.model_fields),
+                        value=key,
+                    )
+                )
             else:
                 problems.append(problem(path, err["msg"], _fix_for(loc), value=err.get("input")))
         raise InputError(problems, headline="invalid automl_settings") from None

@@ -17,8 +17,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 import optuna
-from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
-from optuna.pruners import BasePruner, HyperbandPruner, MedianPruner, NopPruner, SuccessiveHalvingPruner
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+from optuna.pruners import (
+    BasePruner,
+    HyperbandPruner,
+    MedianPruner,
+    NopPruner,
+    SuccessiveHalvingPruner,
+)
 from optuna.samplers import BaseSampler, RandomSampler, TPESampler
 from optuna.trial import FrozenTrial, TrialState
 from pydantic import BaseModel, Field
@@ -30,9 +41,25 @@ from tao_bevfusion.studies.review import StudyReview, review
 from tao_bevfusion.studies.settings import AutoMLSettings
 from tao_bevfusion.studies.space import SearchSpace
 
-__all__ = ["StudyConfig", "StudyReview", "TrialTicket", "ask_next", "best_rec", "best_trial", "create_study",
-           "finish", "load_study", "make_pruner", "make_sampler", "open_storage", "report", "requeue_baseline",
-           "review", "set_job", "write_best_rec"]
+__all__ = [
+    "StudyConfig",
+    "StudyReview",
+    "TrialTicket",
+    "ask_next",
+    "best_rec",
+    "best_trial",
+    "create_study",
+    "finish",
+    "load_study",
+    "make_pruner",
+    "make_sampler",
+    "open_storage",
+    "report",
+    "requeue_baseline",
+    "review",
+    "set_job",
+    "write_best_rec",
+]
 
 DB_NAME = StudyFiles.OPTUNA_DB
 LOCK_NAME = ".study.lock"
@@ -43,7 +70,9 @@ METRIC = "AP11"
 # A restarted process must not replay the sampler's random stream (a fixed seed re-proposed trial 1 as
 # trial 6 in the research): each process offsets the seed by the trials already in storage.
 SEED_STRIDE = 1_000_003
-TrialOutcome = Literal["complete", "pruned", "failed"]  # an Optuna trial's end (not a job's Outcome)
+TrialOutcome = Literal[
+    "complete", "pruned", "failed"
+]  # an Optuna trial's end (not a job's Outcome)
 
 optuna.logging.set_verbosity(logging.WARNING)
 
@@ -55,10 +84,18 @@ class StudyConfig(BaseModel):
     space: SearchSpace
     trials: int = Field(description="Trials in total, the baseline included.")
     validation_interval: int = 1
-    seed: int | None = Field(default=None, description="Base seed; null = fresh randomness per process.")
-    median_pruning: bool = Field(default=False, description="bayesian only: MedianPruner after E/3 epochs.")
-    scaled_lr: float | None = Field(default=None, description=(
-        "The linearly scaled learning rate, enqueued as a start-up trial after the baseline (when lr is searched)."))
+    seed: int | None = Field(
+        default=None, description="Base seed; null = fresh randomness per process."
+    )
+    median_pruning: bool = Field(
+        default=False, description="bayesian only: MedianPruner after E/3 epochs."
+    )
+    scaled_lr: float | None = Field(
+        default=None,
+        description=(
+            "The linearly scaled learning rate, enqueued as a start-up trial after the baseline (when lr is searched)."
+        ),
+    )
 
 
 class TrialTicket(BaseModel):
@@ -83,7 +120,9 @@ def _has_schema(db: Path) -> bool:
     if not db.exists():
         return False
     with closing(sqlite3.connect(db, timeout=30)) as con:
-        row = con.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='alembic_version'").fetchone()
+        row = con.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='alembic_version'"
+        ).fetchone()
     return row is not None
 
 
@@ -96,8 +135,11 @@ def open_storage(folder: Path) -> optuna.storages.RDBStorage:
         if fresh:
             with closing(sqlite3.connect(db, timeout=30)) as con:
                 con.execute("PRAGMA journal_mode=WAL")  # persists in the file
-        return optuna.storages.RDBStorage(f"sqlite:///{db}", engine_kwargs={"connect_args": {"timeout": 30}},
-                                          skip_table_creation=not fresh)
+        return optuna.storages.RDBStorage(
+            f"sqlite:///{db}",
+            engine_kwargs={"connect_args": {"timeout": 30}},
+            skip_table_creation=not fresh,
+        )
 
 
 def make_sampler(algorithm: str, *, seed: int | None, n_startup: int) -> BaseSampler:
@@ -108,10 +150,15 @@ def make_sampler(algorithm: str, *, seed: int | None, n_startup: int) -> BaseSam
     raise ValueError(f"unknown automl_algorithm {algorithm!r}")
 
 
-def make_pruner(settings: AutoMLSettings, *, validation_interval: int = 1, median_pruning: bool = False
-                ) -> BasePruner:
+def make_pruner(
+    settings: AutoMLSettings, *, validation_interval: int = 1, median_pruning: bool = False
+) -> BasePruner:
     """asha/hyperband with an explicit min_resource: "auto" cannot prune before some trial has completed."""
-    algorithm, epochs, eta = settings.automl_algorithm, settings.automl_max_epochs, settings.automl_reduction_factor
+    algorithm, epochs, eta = (
+        settings.automl_algorithm,
+        settings.automl_max_epochs,
+        settings.automl_reduction_factor,
+    )
     r = settings.min_resource(validation_interval)
     if algorithm == "asha":
         return SuccessiveHalvingPruner(min_resource=r, reduction_factor=eta)
@@ -139,9 +186,12 @@ def distributions(space: SearchSpace) -> dict[str, BaseDistribution]:
 def _build(storage: optuna.storages.RDBStorage, name: str, cfg: StudyConfig) -> optuna.Study:
     n_existing = len(storage.get_all_trials(storage.get_study_id_from_name(name), deepcopy=False))
     seed = None if cfg.seed is None else cfg.seed + SEED_STRIDE * n_existing
-    sampler = sampler_choice.build(sampler_choice.choose(cfg.settings.automl_algorithm, cfg.space, cfg.trials), seed)
-    pruner = make_pruner(cfg.settings, validation_interval=cfg.validation_interval,
-                         median_pruning=cfg.median_pruning)
+    sampler = sampler_choice.build(
+        sampler_choice.choose(cfg.settings.automl_algorithm, cfg.space, cfg.trials), seed
+    )
+    pruner = make_pruner(
+        cfg.settings, validation_interval=cfg.validation_interval, median_pruning=cfg.median_pruning
+    )
     return optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
 
 
@@ -149,7 +199,9 @@ def create_study(folder: Path, name: str, cfg: StudyConfig) -> optuna.Study:
     """Create the study (or load it when it exists) and enqueue the baseline as its first trial."""
     storage = open_storage(folder)
     with _flock(folder / LOCK_NAME):
-        study = optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True)
+        study = optuna.create_study(
+            study_name=name, storage=storage, direction="maximize", load_if_exists=True
+        )
         if CONFIG_ATTR not in study.user_attrs:
             study.set_user_attr(CONFIG_ATTR, cfg.model_dump(mode="json"))
             study.enqueue_trial(cfg.space.baseline(), user_attrs={BASELINE_ATTR: True})
@@ -232,7 +284,9 @@ def report(study: optuna.Study, number: int, epoch: int, value: float) -> bool:
     return bool(live.should_prune())
 
 
-def finish(study: optuna.Study, number: int, outcome: TrialOutcome, *, reason: str | None = None) -> FrozenTrial:
+def finish(
+    study: optuna.Study, number: int, outcome: TrialOutcome, *, reason: str | None = None
+) -> FrozenTrial:
     """End trial `number`. Its value is the BEST reported AP11 (not the last), with the epoch it came from;
     a trial that completed without any validation is recorded as failed."""
     frozen = _frozen(study, number)
@@ -267,7 +321,11 @@ def requeue_baseline(study: optuna.Study) -> bool:
 
 def best_trial(study: optuna.Study) -> FrozenTrial | None:
     """The best COMPLETE trial (full budget); ties go to the earlier trial."""
-    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
+    done = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.value is not None
+    ]
     return max(done, key=lambda t: (t.value, -t.number)) if done else None
 
 
@@ -299,20 +357,32 @@ def best_rec(study: optuna.Study, *, experiment_id: str, checkpoint_uri: str) ->
     for t in study.get_trials(deepcopy=False):
         if not _counted(t):
             continue
-        rec: dict[str, Any] = {"rec_id": f"trial_{t.number}",
-                               "score": t.value if t.state == TrialState.COMPLETE else None}
+        rec: dict[str, Any] = {
+            "rec_id": f"trial_{t.number}",
+            "score": t.value if t.state == TrialState.COMPLETE else None,
+        }
         if t.user_attrs.get("job_id"):
             rec["job_id"] = t.user_attrs["job_id"]
         all_recs.append(rec)
     best_out: dict[str, Any] = {
-        "rec_id": f"trial_{best.number}", "score": best.value, "specs": _nested(best.params),
-        "observed_budget": {"num_epochs": cfg.settings.automl_max_epochs}, "checkpoint_uri": checkpoint_uri}
+        "rec_id": f"trial_{best.number}",
+        "score": best.value,
+        "specs": _nested(best.params),
+        "observed_budget": {"num_epochs": cfg.settings.automl_max_epochs},
+        "checkpoint_uri": checkpoint_uri,
+    }
     if best.user_attrs.get("best_epoch") is not None:
         best_out["checkpoint_epoch"] = int(best.user_attrs["best_epoch"])
     if best.user_attrs.get("job_id"):
         best_out["job_id"] = best.user_attrs["job_id"]
-    return {"schema_version": 1, "experiment_id": experiment_id, "metric_name": METRIC, "direction": "maximize",
-            "best": best_out, "all_recs": all_recs}
+    return {
+        "schema_version": 1,
+        "experiment_id": experiment_id,
+        "metric_name": METRIC,
+        "direction": "maximize",
+        "best": best_out,
+        "all_recs": all_recs,
+    }
 
 
 def write_best_rec(folder: Path, rec: dict[str, Any]) -> Path:

@@ -61,11 +61,16 @@ def _pictures(job: Job, ctx: AppContext) -> dict[str, Callable[[], bytes]]:
 def _texts(job: Job, ctx: AppContext) -> dict[str, str]:
     secrets = job_secrets(job)
     if job.kind == "study":
-        texts = {f"study/{p.name}": redact(p.read_text(), secrets) for p in study_files(Path(job.results_dir))}
+        texts = {
+            f"study/{p.name}": redact(p.read_text(), secrets)
+            for p in study_files(Path(job.results_dir))
+        }
         return texts
     spec = masked(mask_keys(read_recorded_mapping(Path(job.spec_path), job.spec_sha256)), secrets)
-    texts = {"spec.yaml": redact(yaml.safe_dump(spec, sort_keys=False), secrets),
-             "summary.json": summarize(job).model_dump_json(indent=1)}
+    texts = {
+        "spec.yaml": redact(yaml.safe_dump(spec, sort_keys=False), secrets),
+        "summary.json": summarize(job).model_dump_json(indent=1),
+    }
     if job.action == "evaluate":
         from tao_bevfusion.present.viz.aptable import ap_table, ap_text
 

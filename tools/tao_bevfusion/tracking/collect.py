@@ -25,7 +25,12 @@ from tao_bevfusion.present.viz.aptable import KEY as AP_KEY
 from tao_bevfusion.tracking.config import TrackingConfig
 from tao_bevfusion.tracking.outbox import ExportCursor
 
-END_STATUS = {"succeeded": "FINISHED", "failed": "FAILED", "canceled": "KILLED", "unknown": "FAILED"}
+END_STATUS = {
+    "succeeded": "FINISHED",
+    "failed": "FAILED",
+    "canceled": "KILLED",
+    "unknown": "FAILED",
+}
 
 
 def _ms(stamp: float | None) -> int:
@@ -44,11 +49,19 @@ def run_params(job: Job) -> dict[str, str]:
     nodes = int(section.get("num_nodes", 1) or 1) if isinstance(section, dict) else 1
     gpus = hyper.get("num_gpus")
     params: dict[str, Any] = {
-        "action": job.action, "learning_rate": hyper.get("lr"), "weight_decay": hyper.get("weight_decay"),
-        "batch_size": hyper.get("batch_size"), "epochs": hyper.get("epochs"), "num_nodes": nodes,
-        "num_gpus": gpus, "nodes_x_gpus": f"{nodes}x{gpus}" if gpus is not None else None,
-        "image": job.meta.image, "data_root": job.data_root, "results_dir": job.results_dir,
-        "backend": job.backend}
+        "action": job.action,
+        "learning_rate": hyper.get("lr"),
+        "weight_decay": hyper.get("weight_decay"),
+        "batch_size": hyper.get("batch_size"),
+        "epochs": hyper.get("epochs"),
+        "num_nodes": nodes,
+        "num_gpus": gpus,
+        "nodes_x_gpus": f"{nodes}x{gpus}" if gpus is not None else None,
+        "image": job.meta.image,
+        "data_root": job.data_root,
+        "results_dir": job.results_dir,
+        "backend": job.backend,
+    }
     if isinstance(section, dict) and section.get("checkpoint"):
         params["checkpoint"] = section["checkpoint"]
     secrets = job_secrets(job)
@@ -56,8 +69,14 @@ def run_params(job: Job) -> dict[str, str]:
 
 
 def run_tags(job: Job) -> dict[str, str]:
-    tags = {"tao.action": job.action, "tao.job_id": job.id, "tao.backend": job.backend, "tao.kind": job.kind,
-            "mlflow.source.name": "tao-bevfusion", "mlflow.runName": f"{job.action}-{job.id}"}
+    tags = {
+        "tao.action": job.action,
+        "tao.job_id": job.id,
+        "tao.backend": job.backend,
+        "tao.kind": job.kind,
+        "mlflow.source.name": "tao-bevfusion",
+        "mlflow.runName": f"{job.action}-{job.id}",
+    }
     if job.parent_job_id:
         tags["tao.parent_job_id"] = job.parent_job_id
     if job.owner_id:
@@ -68,14 +87,22 @@ def run_tags(job: Job) -> dict[str, str]:
 
 
 def start_op(job: Job, cfg: TrackingConfig) -> dict[str, Any]:
-    return {"op": "start", "job_id": job.id, "start_ms": _ms(job.started_at or job.created_at),
-            "tags": run_tags(job), "params": run_params(job), "parent": cfg.parent_job_id}
+    return {
+        "op": "start",
+        "job_id": job.id,
+        "start_ms": _ms(job.started_at or job.created_at),
+        "tags": run_tags(job),
+        "params": run_params(job),
+        "parent": cfg.parent_job_id,
+    }
 
 
 @functools.lru_cache(maxsize=256)
 def _parse_stamp(date: str, clock: str) -> int | None:
     try:
-        return int(datetime.datetime.strptime(f"{date} {clock}", "%m/%d/%Y %H:%M:%S").timestamp() * 1000)
+        return int(
+            datetime.datetime.strptime(f"{date} {clock}", "%m/%d/%Y %H:%M:%S").timestamp() * 1000
+        )
     except (ValueError, OverflowError):
         return None
 
@@ -99,9 +126,17 @@ def record_metrics(raw: dict[str, Any], fallback: int) -> list[list[Any]]:
     ts = _stamp(raw, fallback)
     out: list[list[Any]] = []
     if rec.is_train and rec.cur_iter is not None:
-        out += [[f"train/{k}", v, ts, rec.cur_iter] for k in ("loss", "lr") if _finite(v := getattr(rec, k))]
+        out += [
+            [f"train/{k}", v, ts, rec.cur_iter]
+            for k in ("loss", "lr")
+            if _finite(v := getattr(rec, k))
+        ]
     elif rec.is_validation and rec.epoch is not None:
-        out += [[f"val/{k}", v, ts, rec.epoch] for k in ("AP11", "AP40") if _finite(v := getattr(rec, k))]
+        out += [
+            [f"val/{k}", v, ts, rec.epoch]
+            for k in ("AP11", "AP40")
+            if _finite(v := getattr(rec, k))
+        ]
     return out
 
 
@@ -117,7 +152,7 @@ def status_metrics(job: Job, offset: int) -> tuple[list[list[Any]], int]:
         size, data = got
         if size < offset:
             offset = 0  # rotated or truncated: read anew (exact repeats are ignored by the store)
-        data = data[:data.rfind(b"\n") + 1]
+        data = data[: data.rfind(b"\n") + 1]
         for line in redact_bytes(data, job_secrets(job)).splitlines():
             try:
                 raw = json.loads(line)
@@ -135,7 +170,11 @@ def ap_metrics(job: Job, cursor: ExportCursor) -> list[list[Any]]:
     cells = {k: v for k, v in job.findings.log_metrics.items() if AP_KEY.match(k) and _finite(v)}
     if not cells:
         return []
-    step = job.metrics.epoch if job.action == "train" else (job.meta.checkpoint_choice or {}).get("epoch")
+    step = (
+        job.metrics.epoch
+        if job.action == "train"
+        else (job.meta.checkpoint_choice or {}).get("epoch")
+    )
     step = int(step) if isinstance(step, int) else 0
     signature = json.dumps([step, sorted(cells.items())])
     if signature == cursor.ap_signature:
@@ -147,11 +186,20 @@ def ap_metrics(job: Job, cursor: ExportCursor) -> list[list[Any]]:
 
 def end_ops(job: Job) -> list[dict[str, Any]]:
     verdict = job.verdict or {}
-    tags = {"tao.state": job.state, "tao.verdict": str(verdict.get("outcome", job.state)),
-            "tao.verdict_reason": str(verdict.get("reason", ""))[:1000]}
-    return [{"op": "tags", "tags": tags}, {"op": "artifacts", "job_id": job.id},
-            {"op": "end", "status": END_STATUS.get(job.state, "FAILED"),
-             "end_ms": _ms(job.finished_at or job.updated_at)}]
+    tags = {
+        "tao.state": job.state,
+        "tao.verdict": str(verdict.get("outcome", job.state)),
+        "tao.verdict_reason": str(verdict.get("reason", ""))[:1000],
+    }
+    return [
+        {"op": "tags", "tags": tags},
+        {"op": "artifacts", "job_id": job.id},
+        {
+            "op": "end",
+            "status": END_STATUS.get(job.state, "FAILED"),
+            "end_ms": _ms(job.finished_at or job.updated_at),
+        },
+    ]
 
 
 def run_ops(job: Job, cfg: TrackingConfig, cursor: ExportCursor) -> list[dict[str, Any]]:

@@ -33,8 +33,12 @@ class TrackingConfig(BaseModel):
     experiment: str = DEFAULT_EXPERIMENT
     register_best: bool = False
     model_name: str | None = None
-    setting: str = Field(default="tracking.mlflow", description="Where the URI came from (named in warnings).")
-    parent_job_id: str | None = Field(default=None, description="The study whose run this one nests under.")
+    setting: str = Field(
+        default="tracking.mlflow", description="Where the URI came from (named in warnings)."
+    )
+    parent_job_id: str | None = Field(
+        default=None, description="The study whose run this one nests under."
+    )
 
 
 def export_dir(home: Path, job_id: str) -> Path:
@@ -43,7 +47,9 @@ def export_dir(home: Path, job_id: str) -> Path:
 
 def load(home: Path, job_id: str) -> TrackingConfig | None:
     try:
-        return TrackingConfig.model_validate_json((export_dir(home, job_id) / "config.json").read_bytes())
+        return TrackingConfig.model_validate_json(
+            (export_dir(home, job_id) / "config.json").read_bytes()
+        )
     except (OSError, ValueError):
         return None
 
@@ -67,8 +73,10 @@ def _uri_problem(uri: str) -> str | None:
         if not parts.hostname:
             return "has no host"
         if parts.username or parts.password:
-            return ("carries credentials; they are never kept: set MLFLOW_TRACKING_USERNAME/"
-                    "MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN) for the server instead")
+            return (
+                "carries credentials; they are never kept: set MLFLOW_TRACKING_USERNAME/"
+                "MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN) for the server instead"
+            )
         try:
             parts.port  # noqa: B018 - raises on a malformed port
         except ValueError:
@@ -87,7 +95,9 @@ def _experiment_problem(name: Any) -> str | None:
     return None
 
 
-def resolve(tracking: dict[str, Any] | None, settings: Settings) -> tuple[TrackingConfig | None, list[str]]:
+def resolve(
+    tracking: dict[str, Any] | None, settings: Settings
+) -> tuple[TrackingConfig | None, list[str]]:
     """The job's tracking config (None = untracked) and warnings naming each bad setting."""
     env_uri = settings.mlflow_uri
     if tracking is None and not env_uri:
@@ -95,24 +105,41 @@ def resolve(tracking: dict[str, Any] | None, settings: Settings) -> tuple[Tracki
     if tracking is not None and not tracking:
         return None, []  # {} = explicitly off
     given = dict(tracking or {})
-    warnings = [f"tracking.{k}: unknown setting, ignored (known: {', '.join(KEYS)})" for k in given if k not in KEYS]
+    warnings = [
+        f"tracking.{k}: unknown setting, ignored (known: {', '.join(KEYS)})"
+        for k in given
+        if k not in KEYS
+    ]
     setting = "tracking.mlflow" if given.get("mlflow") else URI_ENV
     uri = str(given.get("mlflow") or env_uri).strip()
     if not uri:
-        return None, [*warnings, f"tracking.mlflow: no tracking URI given (nor {URI_ENV}); the job runs untracked"]
+        return None, [
+            *warnings,
+            f"tracking.mlflow: no tracking URI given (nor {URI_ENV}); the job runs untracked",
+        ]
     bad = _uri_problem(uri)
     if bad:
-        return None, [*warnings, f"{setting}: the MLflow URI {redacted_uri(uri)} {bad}; the job runs untracked "
-                      "(fix: e.g. http://mlflow.example:5000)"]
+        return None, [
+            *warnings,
+            f"{setting}: the MLflow URI {redacted_uri(uri)} {bad}; the job runs untracked "
+            "(fix: e.g. http://mlflow.example:5000)",
+        ]
     exp_setting = "tracking.experiment" if "experiment" in given else EXPERIMENT_ENV
     experiment = given.get("experiment", settings.mlflow_experiment or DEFAULT_EXPERIMENT)
     bad = _experiment_problem(experiment)
     if bad:
-        return None, [*warnings, f"{exp_setting}: the MLflow experiment name {bad}; the job runs untracked"]
+        return None, [
+            *warnings,
+            f"{exp_setting}: the MLflow experiment name {bad}; the job runs untracked",
+        ]
     model = given.get("model_name")
-    cfg = TrackingConfig(uri=uri.rstrip("/"), experiment=str(experiment).strip(), setting=setting,
-                         register_best=bool(given.get("register_best", False)),
-                         model_name=str(model)[:200] if model else None)
+    cfg = TrackingConfig(
+        uri=uri.rstrip("/"),
+        experiment=str(experiment).strip(),
+        setting=setting,
+        register_best=bool(given.get("register_best", False)),
+        model_name=str(model)[:200] if model else None,
+    )
     return cfg, warnings
 
 

@@ -97,17 +97,27 @@ def _info(job: Job, home: Any) -> dict[str, Any] | None:
         return {"enabled": False, "warnings": launch_warnings} if launch_warnings else None
     box = Outbox(folder)
     state = box.state()
-    return {"enabled": True, "tracker": "mlflow", "uri": C.redacted_uri(cfg.uri), "experiment": cfg.experiment,
-            "run_id": state.run_id, "run_url": C.run_url(cfg.uri, state.experiment_id, state.run_id),
-            "parent_job_id": cfg.parent_job_id, "writes_queued": max(0, box.size() - state.offset) > 0,
-            "writes_sent": state.sent_ops, "warning": state.gave_up or state.last_error,
-            "warnings": launch_warnings}
+    return {
+        "enabled": True,
+        "tracker": "mlflow",
+        "uri": C.redacted_uri(cfg.uri),
+        "experiment": cfg.experiment,
+        "run_id": state.run_id,
+        "run_url": C.run_url(cfg.uri, state.experiment_id, state.run_id),
+        "parent_job_id": cfg.parent_job_id,
+        "writes_queued": max(0, box.size() - state.offset) > 0,
+        "writes_sent": state.sent_ops,
+        "warning": state.gave_up or state.last_error,
+        "warnings": launch_warnings,
+    }
 
 
 def decorate(summary: JobSummary, job: Job, ctx: AppContext) -> JobSummary:
     home = ctx.settings.home
     if job.kind == "study":
-        export(ctx.store.get(job.id), ctx)  # get_job(study) does not refresh the study record itself
+        export(
+            ctx.store.get(job.id), ctx
+        )  # get_job(study) does not refresh the study record itself
     info = _info(job, home)
     if info is None:
         return summary

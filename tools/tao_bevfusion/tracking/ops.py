@@ -14,7 +14,9 @@ from tao_bevfusion.tracking.outbox import Outbox, SendState
 
 BATCH_METRICS = 1000
 BATCH_PARAMS = 100
-Drain = Callable[[Path, str, AppContext], object]  # the sender's drain of another job (a parent first)
+Drain = Callable[
+    [Path, str, AppContext], object
+]  # the sender's drain of another job (a parent first)
 
 
 class Deferred(Exception):
@@ -33,15 +35,27 @@ def _experiment(client: Any, cfg: C.TrackingConfig) -> str:
     try:
         found = client.get_experiment_by_name(cfg.experiment)
         if found is not None and found.lifecycle_stage == "deleted":
-            raise Refused("tracking.experiment", f"experiment {cfg.experiment!r} is deleted in MLflow: restore it "
-                          "(mlflow experiments restore) or choose another name")
-        return str(found.experiment_id) if found is not None else str(client.create_experiment(cfg.experiment))
+            raise Refused(
+                "tracking.experiment",
+                f"experiment {cfg.experiment!r} is deleted in MLflow: restore it "
+                "(mlflow experiments restore) or choose another name",
+            )
+        return (
+            str(found.experiment_id)
+            if found is not None
+            else str(client.create_experiment(cfg.experiment))
+        )
     except Refused:
         raise
     except Exception as exc:
-        if getattr(exc, "error_code", "") in ("INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS",
-                                              "BAD_REQUEST"):
-            raise Refused("tracking.experiment", f"experiment name {cfg.experiment!r}: {exc}") from exc
+        if getattr(exc, "error_code", "") in (
+            "INVALID_PARAMETER_VALUE",
+            "RESOURCE_ALREADY_EXISTS",
+            "BAD_REQUEST",
+        ):
+            raise Refused(
+                "tracking.experiment", f"experiment name {cfg.experiment!r}: {exc}"
+            ) from exc
         raise
 
 
@@ -51,8 +65,15 @@ def run_of(home: Path, job_id: str, ctx: AppContext, drain: Drain) -> SendState:
     return Outbox(C.export_dir(home, job_id)).state()
 
 
-def _start(client: Any, op: dict[str, Any], state: SendState, cfg: C.TrackingConfig, ctx: AppContext,
-           home: Path, drain: Drain) -> None:
+def _start(
+    client: Any,
+    op: dict[str, Any],
+    state: SendState,
+    cfg: C.TrackingConfig,
+    ctx: AppContext,
+    home: Path,
+    drain: Drain,
+) -> None:
     from mlflow.entities import Param
 
     tags = dict(op["tags"])
@@ -65,14 +86,23 @@ def _start(client: Any, op: dict[str, Any], state: SendState, cfg: C.TrackingCon
     experiment_id = state.experiment_id or _experiment(client, cfg)
     state.experiment_id = experiment_id
     if not state.run_id:
-        found = client.search_runs([experiment_id], filter_string=f"tags.`tao.job_id` = '{op['job_id']}'",
-                                   max_results=1)
-        run = found[0] if found else client.create_run(experiment_id, start_time=op["start_ms"], tags=tags,
-                                                        run_name=tags.get("mlflow.runName"))
+        found = client.search_runs(
+            [experiment_id], filter_string=f"tags.`tao.job_id` = '{op['job_id']}'", max_results=1
+        )
+        run = (
+            found[0]
+            if found
+            else client.create_run(
+                experiment_id,
+                start_time=op["start_ms"],
+                tags=tags,
+                run_name=tags.get("mlflow.runName"),
+            )
+        )
         state.run_id = run.info.run_id
     params = [Param(k, str(v)) for k, v in op["params"].items()]
     for i in range(0, len(params), BATCH_PARAMS):
-        client.log_batch(state.run_id, params=params[i:i + BATCH_PARAMS])
+        client.log_batch(state.run_id, params=params[i : i + BATCH_PARAMS])
 
 
 def _metrics(client: Any, op: dict[str, Any], state: SendState) -> None:
@@ -80,7 +110,7 @@ def _metrics(client: Any, op: dict[str, Any], state: SendState) -> None:
 
     rows = [Metric(str(k), float(v), int(ts), int(step)) for k, v, ts, step in op["metrics"]]
     for i in range(0, len(rows), BATCH_METRICS):
-        client.log_batch(state.run_id, metrics=rows[i:i + BATCH_METRICS])
+        client.log_batch(state.run_id, metrics=rows[i : i + BATCH_METRICS])
 
 
 def _tags(client: Any, run_id: str, tags: dict[str, str]) -> None:
@@ -103,16 +133,23 @@ def _other_run(op: dict[str, Any], home: Path, ctx: AppContext, drain: Drain) ->
     other = run_of(home, op["job_id"], ctx, drain)
     if not other.run_id:
         if other.gave_up:
-            raise Refused("tracking", f"the run of {op['job_id']} was never created: {other.gave_up}")
+            raise Refused(
+                "tracking", f"the run of {op['job_id']} was never created: {other.gave_up}"
+            )
         raise Deferred()
     return other.run_id
 
 
-def _register(client: Any, op: dict[str, Any], state: SendState, home: Path, ctx: AppContext,
-              drain: Drain) -> None:
+def _register(
+    client: Any, op: dict[str, Any], state: SendState, home: Path, ctx: AppContext, drain: Drain
+) -> None:
     trial_run = _other_run(op, home, ctx, drain)
-    pointer = {"checkpoint": op.get("checkpoint"), "epoch": op.get("epoch"), "AP11": op.get("value"),
-               "job_id": op["job_id"]}
+    pointer = {
+        "checkpoint": op.get("checkpoint"),
+        "epoch": op.get("epoch"),
+        "AP11": op.get("value"),
+        "job_id": op["job_id"],
+    }
     with tempfile.TemporaryDirectory(prefix="tao-mlflow-") as tmp:
         path = Path(tmp) / "checkpoint.json"
         path.write_text(json.dumps(pointer, indent=1))
@@ -124,14 +161,28 @@ def _register(client: Any, op: dict[str, Any], state: SendState, home: Path, ctx
         if getattr(exc, "error_code", "") != "RESOURCE_ALREADY_EXISTS":
             raise
     existing = client.search_model_versions(f"name = '{name}' and run_id = '{trial_run}'")
-    version = existing[0] if existing else client.create_model_version(
-        name, f"runs:/{trial_run}/best_checkpoint", run_id=trial_run,
-        tags={"tao.checkpoint": str(op.get("checkpoint")), "tao.job_id": op["job_id"]})
+    version = (
+        existing[0]
+        if existing
+        else client.create_model_version(
+            name,
+            f"runs:/{trial_run}/best_checkpoint",
+            run_id=trial_run,
+            tags={"tao.checkpoint": str(op.get("checkpoint")), "tao.job_id": op["job_id"]},
+        )
+    )
     _tags(client, state.run_id or "", {"tao.registered_model": f"{name}/{version.version}"})
 
 
-def apply(client: Any, op: dict[str, Any], state: SendState, cfg: C.TrackingConfig, ctx: AppContext,
-          home: Path, drain: Drain) -> None:
+def apply(
+    client: Any,
+    op: dict[str, Any],
+    state: SendState,
+    cfg: C.TrackingConfig,
+    ctx: AppContext,
+    home: Path,
+    drain: Drain,
+) -> None:
     kind = op.get("op")
     if kind == "start":
         _start(client, op, state, cfg, ctx, home, drain)

@@ -32,12 +32,17 @@ def client_for(uri: str) -> Any:
     if uri not in _clients:
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", REQUEST_TIMEOUT)
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-        os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"  # stdout is the MCP stdio channel
+        os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = (
+            "true"  # stdout is the MCP stdio channel
+        )
         try:
             from mlflow.tracking import MlflowClient
         except ImportError as exc:
-            raise Refused("tracking", "the MLflow client is not installed here: pip install "
-                          "'tao-bevfusion[mlflow]' (mlflow-skinny) where the server runs") from exc
+            raise Refused(
+                "tracking",
+                "the MLflow client is not installed here: pip install "
+                "'tao-bevfusion[mlflow]' (mlflow-skinny) where the server runs",
+            ) from exc
         _clients[uri] = MlflowClient(tracking_uri=uri, registry_uri=uri)
     return _clients[uri]
 
@@ -46,12 +51,19 @@ def _refused(exc: Exception) -> bool:
     """True when the tracker itself answered with an error (4xx-like), False for an outage."""
     code = str(getattr(exc, "error_code", ""))
     status = getattr(exc, "get_http_status_code", lambda: 500)()
-    return bool(code) and code not in ("INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE") and int(status) < 500
+    return (
+        bool(code)
+        and code not in ("INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE")
+        and int(status) < 500
+    )
 
 
 def describe(exc: Exception, cfg: C.TrackingConfig) -> str:
     text = str(exc).replace("\n", " ")
-    for secret in (os.environ.get("MLFLOW_TRACKING_PASSWORD"), os.environ.get("MLFLOW_TRACKING_TOKEN")):
+    for secret in (
+        os.environ.get("MLFLOW_TRACKING_PASSWORD"),
+        os.environ.get("MLFLOW_TRACKING_TOKEN"),
+    ):
         if secret:
             text = text.replace(secret, "***")
     return f"{exc.__class__.__name__}: {text[:300]}"
@@ -75,8 +87,9 @@ def drain(home: Path, job_id: str, ctx: AppContext | None = None) -> bool:
         return state.gave_up is not None or state.offset >= box.size()
 
 
-def _deliver(box: Outbox, state: SendState, cfg: C.TrackingConfig, ctx: AppContext, home: Path,
-             job_id: str) -> None:
+def _deliver(
+    box: Outbox, state: SendState, cfg: C.TrackingConfig, ctx: AppContext, home: Path, job_id: str
+) -> None:
     try:
         client = client_for(cfg.uri)
         while batch := box.pending(state.offset):
@@ -112,7 +125,9 @@ def _failed(state: SendState, exc: Exception, cfg: C.TrackingConfig, box: Outbox
     elif refused:
         message = f"{setting}: {where} refused: {describe(exc, cfg)}"
     else:
-        message = f"{setting}: {where} unreachable: {describe(exc, cfg)}; writes are queued and retried"
+        message = (
+            f"{setting}: {where} unreachable: {describe(exc, cfg)}; writes are queued and retried"
+        )
     state.failures += 1
     state.first_error = state.first_error or message
     state.last_error = message
@@ -145,7 +160,9 @@ class Sender:
         with self.lock:
             self.pending[job_id] = home
             if self.thread is None or not self.thread.is_alive():
-                self.thread = threading.Thread(target=self._run, name="tao-bevfusion-mlflow", daemon=True)
+                self.thread = threading.Thread(
+                    target=self._run, name="tao-bevfusion-mlflow", daemon=True
+                )
                 self.thread.start()
                 atexit.register(self.flush, EXIT_FLUSH_SECONDS, None, True)
         self.wake.set()
@@ -159,7 +176,9 @@ class Sender:
     def _pass(self) -> None:
         with self.lock:
             todo = list(self.pending.items())
-        studies_first = sorted(todo, key=lambda item: not (C.export_dir(item[1], item[0]) / "study").exists())
+        studies_first = sorted(
+            todo, key=lambda item: not (C.export_dir(item[1], item[0]) / "study").exists()
+        )
         for job_id, home in studies_first:
             try:
                 done = drain(home, job_id)
@@ -170,7 +189,9 @@ class Sender:
                     if self.pending.get(job_id) == home:
                         del self.pending[job_id]
 
-    def flush(self, seconds: float, only: set[str] | None = None, skip_backoff: bool = False) -> bool:
+    def flush(
+        self, seconds: float, only: set[str] | None = None, skip_backoff: bool = False
+    ) -> bool:
         """Drain for at most `seconds` (tests, benchmarks, process exit). True when all was sent (of the
         jobs `only` names, when given). With skip_backoff (process exit), a job waiting out a tracker
         outage is left to the next process instead of being waited for."""

@@ -23,17 +23,28 @@ def connect(context: str | None) -> Api:
     try:
         from kubernetes import client, config
     except ImportError as exc:
-        raise InputError(problem("backend", "the kubernetes Python client is not installed",
-                                 "pip install kubernetes (a dependency of tao-bevfusion)")) from exc
+        raise InputError(
+            problem(
+                "backend",
+                "the kubernetes Python client is not installed",
+                "pip install kubernetes (a dependency of tao-bevfusion)",
+            )
+        ) from exc
     try:
         config.load_kube_config(context=context)
     except Exception:
         try:
             config.load_incluster_config()
         except Exception as exc:
-            raise InputError(problem("backend", f"no kubeconfig or in-cluster config ({exc.__class__.__name__})",
-                                     "set KUBECONFIG (and backend_options.context), or run the server in a pod "
-                                     "with a service account", code="K8S_UNREACHABLE")) from exc
+            raise InputError(
+                problem(
+                    "backend",
+                    f"no kubeconfig or in-cluster config ({exc.__class__.__name__})",
+                    "set KUBECONFIG (and backend_options.context), or run the server in a pod "
+                    "with a service account",
+                    code="K8S_UNREACHABLE",
+                )
+            ) from exc
     return Api(client.CoreV1Api(), client.BatchV1Api(), client.AuthorizationV1Api())
 
 

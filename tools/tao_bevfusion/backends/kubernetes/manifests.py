@@ -32,13 +32,17 @@ class Volume(BaseModel):
     name: Annotated[str, Field(pattern=DNS_LABEL, max_length=63)]
     mount_path: Annotated[str, Field(pattern=r"^/")]
     read_only: bool = False
-    claim: Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=253)] | None = None
+    claim: (
+        Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=253)] | None
+    ) = None
     host_path: Annotated[str, Field(pattern=r"^/")] | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> "Volume":
         if (self.claim is None) == (self.host_path is None):
-            raise ValueError(f"volume {self.name!r}: set exactly one of claim (a PVC name) or host_path")
+            raise ValueError(
+                f"volume {self.name!r}: set exactly one of claim (a PVC name) or host_path"
+            )
         return self
 
     def source(self) -> dict[str, Any]:
@@ -65,10 +69,14 @@ class K8sJob(BaseModel):
     volumes: list[Volume] = []
     spec_files: dict[Annotated[str, Field(pattern=r"^[-._A-Za-z0-9]+$")], str] = {}
     spec_mount: Annotated[str, Field(pattern=r"^/")] = layout.SPECS_MOUNT
-    spec_secret: bool = Field(default=False, description="Ship the spec files in a Secret (they hold a key).")
+    spec_secret: bool = Field(
+        default=False, description="Ship the spec files in a Secret (they hold a key)."
+    )
     run_as_user: Annotated[int, Field(ge=0)] | None = None
     run_as_group: Annotated[int, Field(ge=0)] | None = None
-    labels: dict[Annotated[str, Field(pattern=LABEL_KEY)], Annotated[str, Field(pattern=LABEL_VALUE)]] = {}
+    labels: dict[
+        Annotated[str, Field(pattern=LABEL_KEY)], Annotated[str, Field(pattern=LABEL_VALUE)]
+    ] = {}
     node_selector: dict[str, str] = {}
     image_pull_secret: Annotated[str, Field(pattern=DNS_LABEL)] | None = None
     master_port: Annotated[int, Field(ge=1024, le=65535)] = DEFAULT_MASTER_PORT
@@ -84,7 +92,9 @@ class K8sJob(BaseModel):
     def _names_unique(self) -> "K8sJob":
         names = [v.name for v in self.volumes]
         if len(set(names)) != len(names) or {"dshm", "spec"} & set(names):
-            raise ValueError("volume names must be unique and not 'dshm' or 'spec' (the renderer's own)")
+            raise ValueError(
+                "volume names must be unique and not 'dshm' or 'spec' (the renderer's own)"
+            )
         return self
 
     @property
@@ -97,8 +107,13 @@ class K8sJob(BaseModel):
 
 
 def _labels(job: K8sJob) -> dict[str, str]:
-    return {"app.kubernetes.io/name": "tao-bevfusion", "app.kubernetes.io/managed-by": "tao-bevfusion",
-            **job.labels, **job_labels(job.scheduling), JOB_LABEL: job.name}
+    return {
+        "app.kubernetes.io/name": "tao-bevfusion",
+        "app.kubernetes.io/managed-by": "tao-bevfusion",
+        **job.labels,
+        **job_labels(job.scheduling),
+        JOB_LABEL: job.name,
+    }
 
 
 def _meta(job: K8sJob, name: str) -> dict[str, Any]:
@@ -108,19 +123,28 @@ def _meta(job: K8sJob, name: str) -> dict[str, Any]:
 def _env(job: K8sJob) -> list[dict[str, Any]]:
     rank = {"valueFrom": {"fieldRef": {"fieldPath": INDEX_ANNOTATION}}}
     port, n = str(job.master_port), str(job.num_nodes)
-    fixed = [("PET_NNODES", n), ("PET_MASTER_ADDR", job.master_addr), ("PET_MASTER_PORT", port),
-             ("WORLD_SIZE", n), ("MASTER_ADDR", job.master_addr), ("MASTER_PORT", port),
-             ("NUM_GPU_PER_NODE", str(job.gpus_per_node))]
-    return [{"name": "PET_NODE_RANK", **rank}, {"name": "NODE_RANK", **rank},
-            *({"name": k, "value": v} for k, v in fixed),
-            *({"name": k, "value": v} for k, v in sorted(job.env.items()))]
+    fixed = [
+        ("PET_NNODES", n),
+        ("PET_MASTER_ADDR", job.master_addr),
+        ("PET_MASTER_PORT", port),
+        ("WORLD_SIZE", n),
+        ("MASTER_ADDR", job.master_addr),
+        ("MASTER_PORT", port),
+        ("NUM_GPU_PER_NODE", str(job.gpus_per_node)),
+    ]
+    return [
+        {"name": "PET_NODE_RANK", **rank},
+        {"name": "NODE_RANK", **rank},
+        *({"name": k, "value": v} for k, v in fixed),
+        *({"name": k, "value": v} for k, v in sorted(job.env.items())),
+    ]
 
 
 def _resources(job: K8sJob) -> dict[str, Any]:
     amounts: dict[str, Any] = {}
     if job.cpu:
         amounts["cpu"] = job.cpu
-    if job.memory:   # the /dev/shm emptyDir counts against this limit
+    if job.memory:  # the /dev/shm emptyDir counts against this limit
         amounts["memory"] = job.memory
     if job.gpus_per_node:
         amounts["nvidia.com/gpu"] = job.gpus_per_node
@@ -128,11 +152,16 @@ def _resources(job: K8sJob) -> dict[str, Any]:
 
 
 def _volumes(job: K8sJob) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    volumes: list[dict[str, Any]] = [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": job.shm_size}}]
+    volumes: list[dict[str, Any]] = [
+        {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": job.shm_size}}
+    ]
     mounts: list[dict[str, Any]] = [{"name": "dshm", "mountPath": "/dev/shm"}]
     if job.spec_files:
-        source = {"secret": {"secretName": f"{job.name}-spec"}} if job.spec_secret else \
-            {"configMap": {"name": f"{job.name}-spec"}}
+        source = (
+            {"secret": {"secretName": f"{job.name}-spec"}}
+            if job.spec_secret
+            else {"configMap": {"name": f"{job.name}-spec"}}
+        )
         volumes.append({"name": "spec", **source})
         mounts.append({"name": "spec", "mountPath": job.spec_mount, "readOnly": True})
     for v in job.volumes:
@@ -144,14 +173,27 @@ def _volumes(job: K8sJob) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
 def _pod_spec(job: K8sJob) -> dict[str, Any]:
     volumes, mounts = _volumes(job)
     container: dict[str, Any] = {
-        "name": CONTAINER, "image": job.image, "command": list(job.command), "env": _env(job),
-        "ports": [{"name": "rdzv", "containerPort": job.master_port}], "volumeMounts": mounts}
+        "name": CONTAINER,
+        "image": job.image,
+        "command": list(job.command),
+        "env": _env(job),
+        "ports": [{"name": "rdzv", "containerPort": job.master_port}],
+        "volumeMounts": mounts,
+    }
     resources = _resources(job)
     if resources:
         container["resources"] = resources
-    spec: dict[str, Any] = {"restartPolicy": "Never", "subdomain": job.service, "containers": [container],
-                            "volumes": volumes}
-    security = {k: v for k, v in (("runAsUser", job.run_as_user), ("runAsGroup", job.run_as_group)) if v is not None}
+    spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "subdomain": job.service,
+        "containers": [container],
+        "volumes": volumes,
+    }
+    security = {
+        k: v
+        for k, v in (("runAsUser", job.run_as_user), ("runAsGroup", job.run_as_group))
+        if v is not None
+    }
     if security:
         spec["securityContext"] = security
     if job.node_selector:
@@ -163,14 +205,27 @@ def _pod_spec(job: K8sJob) -> dict[str, Any]:
 
 def job_manifest(job: K8sJob) -> dict[str, Any]:
     manifest: dict[str, Any] = {
-        "apiVersion": "batch/v1", "kind": "Job", "metadata": _meta(job, job.name),
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": _meta(job, job.name),
         "spec": {
-            "completions": job.num_nodes, "parallelism": job.num_nodes, "completionMode": "Indexed",
+            "completions": job.num_nodes,
+            "parallelism": job.num_nodes,
+            "completionMode": "Indexed",
             "backoffLimit": 0,
-            "podFailurePolicy": {"rules": [
-                {"action": "FailJob", "onPodConditions": [{"type": "DisruptionTarget"}]},
-                {"action": "FailJob", "onExitCodes": {"containerName": CONTAINER, "operator": "NotIn",
-                                                      "values": [0]}}]},
+            "podFailurePolicy": {
+                "rules": [
+                    {"action": "FailJob", "onPodConditions": [{"type": "DisruptionTarget"}]},
+                    {
+                        "action": "FailJob",
+                        "onExitCodes": {
+                            "containerName": CONTAINER,
+                            "operator": "NotIn",
+                            "values": [0],
+                        },
+                    },
+                ]
+            },
             "template": {"metadata": {"labels": _labels(job)}, "spec": _pod_spec(job)},
         },
     }
@@ -180,9 +235,15 @@ def job_manifest(job: K8sJob) -> dict[str, Any]:
 
 def service_manifest(job: K8sJob) -> dict[str, Any]:
     return {
-        "apiVersion": "v1", "kind": "Service", "metadata": _meta(job, job.service),
-        "spec": {"clusterIP": "None", "publishNotReadyAddresses": True, "selector": {JOB_LABEL: job.name},
-                 "ports": [{"name": "rdzv", "port": job.master_port, "targetPort": job.master_port}]},
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(job, job.service),
+        "spec": {
+            "clusterIP": "None",
+            "publishNotReadyAddresses": True,
+            "selector": {JOB_LABEL: job.name},
+            "ports": [{"name": "rdzv", "port": job.master_port, "targetPort": job.master_port}],
+        },
     }
 
 
@@ -190,9 +251,19 @@ def configmap_manifest(job: K8sJob) -> dict[str, Any]:
     """The spec files: a ConfigMap, or a Secret when they carry a key (ConfigMaps are readable by more roles)."""
     data = dict(sorted(job.spec_files.items()))
     if job.spec_secret:
-        return {"apiVersion": "v1", "kind": "Secret", "metadata": _meta(job, f"{job.name}-spec"), "type": "Opaque",
-                "stringData": data}
-    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(job, f"{job.name}-spec"), "data": data}
+        return {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": _meta(job, f"{job.name}-spec"),
+            "type": "Opaque",
+            "stringData": data,
+        }
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _meta(job, f"{job.name}-spec"),
+        "data": data,
+    }
 
 
 def render(job: K8sJob) -> list[dict[str, Any]]:

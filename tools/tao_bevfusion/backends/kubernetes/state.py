@@ -11,7 +11,9 @@ from tao_bevfusion.core.errors import EngineError, problem
 
 def rank_pods(api: Any, namespace: str, name: str) -> dict[int, Any]:
     """Newest pod per completion index (= node rank)."""
-    pods = api.core.list_namespaced_pod(namespace=namespace, label_selector=f"{JOB_LABEL}={name}").items
+    pods = api.core.list_namespaced_pod(
+        namespace=namespace, label_selector=f"{JOB_LABEL}={name}"
+    ).items
     out: dict[int, Any] = {}
     for pod in sorted(pods, key=lambda p: str(p.metadata.creation_timestamp or "")):
         index = (pod.metadata.annotations or {}).get(INDEX_KEY)
@@ -44,18 +46,35 @@ def job_status(api: Any, namespace: str, name: str) -> BackendStatus:
         status, message = api_error(exc)
         if status == 404:
             return BackendStatus(state="missing", error="the Job no longer exists")
-        raise EngineError(problem("backend", f"Kubernetes: HTTP {status} {message}",
-                                  "check the kubeconfig/context and the API server; then call get_job again",
-                                  code="K8S_UNREACHABLE")) from exc
-    conditions = {c.type: c for c in (job.status.conditions or []) if c.status == "True"} if job.status else {}
+        raise EngineError(
+            problem(
+                "backend",
+                f"Kubernetes: HTTP {status} {message}",
+                "check the kubeconfig/context and the API server; then call get_job again",
+                code="K8S_UNREACHABLE",
+            )
+        ) from exc
+    conditions = (
+        {c.type: c for c in (job.status.conditions or []) if c.status == "True"}
+        if job.status
+        else {}
+    )
     pods = rank_pods(api, namespace, name)
     if "Complete" in conditions or "Failed" in conditions:
         code, oom = _exit(pods)
         failed = conditions.get("Failed")
         if failed is None:
-            return BackendStatus(state="exited", exit_code=0 if code is None else code, oom_killed=oom)
-        return BackendStatus(state="exited", exit_code=code if code else 1, oom_killed=oom,
-                             error=f"Job failed: {failed.reason or ''} {failed.message or ''}".strip())
-    if len(pods) < job.spec.completions or any(p.status and p.status.phase == "Pending" for p in pods.values()):
+            return BackendStatus(
+                state="exited", exit_code=0 if code is None else code, oom_killed=oom
+            )
+        return BackendStatus(
+            state="exited",
+            exit_code=code if code else 1,
+            oom_killed=oom,
+            error=f"Job failed: {failed.reason or ''} {failed.message or ''}".strip(),
+        )
+    if len(pods) < job.spec.completions or any(
+        p.status and p.status.phase == "Pending" for p in pods.values()
+    ):
         return BackendStatus(state="queued", error=waiting_reason(job, pods))
     return BackendStatus(state="running")

@@ -14,7 +14,15 @@ from functools import lru_cache
 from tao_bevfusion.core.errors import EngineError, problem
 
 TIMEOUT = 30
-QUEUED = {"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "SPECIAL_EXIT"}
+QUEUED = {
+    "PENDING",
+    "CONFIGURING",
+    "REQUEUED",
+    "REQUEUE_HOLD",
+    "REQUEUE_FED",
+    "RESV_DEL_HOLD",
+    "SPECIAL_EXIT",
+}
 ACTIVE = {"RUNNING", "COMPLETING", "SUSPENDED", "STOPPED", "SIGNALING", "STAGE_OUT", "RESIZING"}
 UNKNOWN_JOB = "Invalid job id specified"
 GPU_GRES = re.compile(r"gpu(?::[A-Za-z0-9_.-]+)?:(\d+)")
@@ -32,8 +40,14 @@ def run(argv: list[str], timeout: float = TIMEOUT) -> str:
     if exe is None:
         raise SlurmCommandError(argv, 127, f"`{argv[0]}` is not on PATH")
     try:
-        out = subprocess.run([exe, *argv[1:]], capture_output=True, text=True, timeout=timeout,
-                             env=os.environ.copy(), stdin=subprocess.DEVNULL)
+        out = subprocess.run(
+            [exe, *argv[1:]],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=os.environ.copy(),
+            stdin=subprocess.DEVNULL,
+        )
     except subprocess.TimeoutExpired as exc:
         raise SlurmCommandError(argv, 124, f"no answer within {timeout:.0f} s") from exc
     if out.returncode != 0:
@@ -42,9 +56,15 @@ def run(argv: list[str], timeout: float = TIMEOUT) -> str:
 
 
 def engine_error(exc: SlurmCommandError) -> EngineError:
-    return EngineError(problem("backend", f"Slurm: {exc}", "check that slurmctld answers (`scontrol ping`) "
-                               "and SLURM_CONF points at the cluster's slurm.conf; then call get_job again",
-                               code="SCHEDULER_UNREACHABLE"))
+    return EngineError(
+        problem(
+            "backend",
+            f"Slurm: {exc}",
+            "check that slurmctld answers (`scontrol ping`) "
+            "and SLURM_CONF points at the cluster's slurm.conf; then call get_job again",
+            code="SCHEDULER_UNREACHABLE",
+        )
+    )
 
 
 def key_values(line: str) -> dict[str, str]:
@@ -80,8 +100,12 @@ def scontrol_job(slurm_id: str) -> JobState | None:
     info = key_values(out.splitlines()[0] if out.strip() else "")
     if not info.get("JobState"):
         return None
-    return JobState(info["JobState"], exit_code(info.get("ExitCode", "")), info.get("Reason", ""),
-                    partition=info.get("Partition", ""))
+    return JobState(
+        info["JobState"],
+        exit_code(info.get("ExitCode", "")),
+        info.get("Reason", ""),
+        partition=info.get("Partition", ""),
+    )
 
 
 @lru_cache(maxsize=4)
@@ -91,8 +115,14 @@ def _accounting_flag(conf: str) -> tuple[str, ...]:
         cfg = run(["scontrol", "show", "config"])
     except SlurmCommandError:
         return ("-c",)
-    storage = next((line.split("=", 1)[1].strip() for line in cfg.splitlines()
-                    if line.startswith("AccountingStorageType")), "")
+    storage = next(
+        (
+            line.split("=", 1)[1].strip()
+            for line in cfg.splitlines()
+            if line.startswith("AccountingStorageType")
+        ),
+        "",
+    )
     return () if storage and not storage.endswith("/none") else ("-c",)
 
 
@@ -106,7 +136,9 @@ def sacct_job(slurm_id: str) -> JobState | None:
         job, _, rest = line.partition("|")
         state, _, code = rest.partition("|")
         if job.split(".")[0] == slurm_id and "." not in job and state:
-            return JobState(state.split()[0], exit_code(code), source="sacct" + (" -c" if flag else ""))
+            return JobState(
+                state.split()[0], exit_code(code), source="sacct" + (" -c" if flag else "")
+            )
     return None
 
 
@@ -130,8 +162,13 @@ def partitions() -> list[Partition]:
         key = name.rstrip("*")
         prev = found.get(key)
         count = int(nodes) if nodes.isdigit() else 0
-        found[key] = Partition(key, name.endswith("*"), avail == "up", count + (prev.nodes if prev else 0),
-                               max(gpus, prev.gpus_per_node if prev else 0))
+        found[key] = Partition(
+            key,
+            name.endswith("*"),
+            avail == "up",
+            count + (prev.nodes if prev else 0),
+            max(gpus, prev.gpus_per_node if prev else 0),
+        )
     return list(found.values())
 
 

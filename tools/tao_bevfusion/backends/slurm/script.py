@@ -21,13 +21,13 @@ from tao_bevfusion.core import layout
 SLURM_WORD = r"^[A-Za-z0-9_.+-]+$"
 SLURM_LIST = r"^[A-Za-z0-9_.+,-]+$"
 SAFE_DIR = r"^/[A-Za-z0-9_./+-]*$"
-JOB_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"   # also a docker container name prefix
+JOB_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"  # also a docker container name prefix
 STEP_FN = "tao_node_step"
 RANK_VARS = ("PET_NODE_RANK", "NODE_RANK")
 
 
 class GpuFlag(StrEnum):
-    GRES = "gres"                    # --gres=gpu:N (every Slurm version)
+    GRES = "gres"  # --gres=gpu:N (every Slurm version)
     GPUS_PER_NODE = "gpus-per-node"  # --gpus-per-node=N (cons_tres, newer sites)
 
 
@@ -59,22 +59,34 @@ class SlurmJob(BaseModel):
     """Everything the sbatch script depends on. Site options have no defaults: unset means not rendered."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    job_id: Annotated[str | None, Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$", description=(
-        "The plugin's job id: the value of the container's job label, as on docker (default: the job name "
-        "without its tao- prefix)."))]
+    job_id: Annotated[
+        str | None,
+        Field(
+            default=None,
+            pattern=r"^[A-Za-z0-9_-]{1,64}$",
+            description=(
+                "The plugin's job id: the value of the container's job label, as on docker (default: the job name "
+                "without its tao- prefix)."
+            ),
+        ),
+    ]
     job_name: Annotated[str, Field(pattern=JOB_NAME)]
     num_nodes: Annotated[int, Field(ge=1, le=512)]
     gpus_per_node: Annotated[int, Field(ge=0, le=16)]
     gpu_flag: GpuFlag = GpuFlag.GRES
     cpus_per_task: Annotated[int, Field(ge=1, le=1024)] | None = None
     mem: Annotated[str, Field(pattern=r"^[0-9]+[KMGT]?$")] | None = None
-    time_limit: Annotated[str, Field(pattern=r"^[0-9]+(-[0-9]{1,2})?(:[0-9]{2}){0,2}$")] | None = None
+    time_limit: Annotated[str, Field(pattern=r"^[0-9]+(-[0-9]{1,2})?(:[0-9]{2}){0,2}$")] | None = (
+        None
+    )
     partition: Annotated[str, Field(pattern=SLURM_LIST)] | None = None
     account: Annotated[str, Field(pattern=SLURM_WORD)] | None = None
     qos: Annotated[str, Field(pattern=SLURM_WORD)] | None = None
     reservation: Annotated[str, Field(pattern=SLURM_WORD)] | None = None
     log_dir: Annotated[str, Field(pattern=SAFE_DIR, description="Shared directory for the logs.")]
-    node_log: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.%+-]*%n[A-Za-z0-9_.%+-]*$")] = "%x-%j-node%n.log"
+    node_log: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.%+-]*%n[A-Za-z0-9_.%+-]*$")] = (
+        "%x-%j-node%n.log"
+    )
     batch_log: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.%+-]+$")] = "%x-%j.batch.log"
     runtime: Runtime
     image: Annotated[str, Field(min_length=1)]
@@ -85,9 +97,15 @@ class SlurmJob(BaseModel):
     workdir: str | None = None
     shm_size: Annotated[str, Field(pattern=r"^[0-9]+[bkmg]?$")] = "1g"
     user: Annotated[str, Field(pattern=r"^[0-9]+(:[0-9]+)?$")] | None = None
-    end_record: str | None = Field(default=None, description="File the batch step writes its end state to.")
-    container_gpus: bool = Field(default=True, description=(
-        "docker runtime: give the container the allocated GPUs (--gpus); false for CPU-only images."))
+    end_record: str | None = Field(
+        default=None, description="File the batch step writes its end state to."
+    )
+    container_gpus: bool = Field(
+        default=True,
+        description=(
+            "docker runtime: give the container the allocated GPUs (--gpus); false for CPU-only images."
+        ),
+    )
 
     @field_validator("env")
     @classmethod
@@ -98,11 +116,20 @@ class SlurmJob(BaseModel):
 def _sbatch_lines(job: SlurmJob) -> list[str]:
     opts = [f"--job-name={job.job_name}", f"--nodes={job.num_nodes}", "--ntasks-per-node=1"]
     if job.gpus_per_node:
-        opts.append(f"--gres=gpu:{job.gpus_per_node}" if job.gpu_flag is GpuFlag.GRES
-                    else f"--gpus-per-node={job.gpus_per_node}")
-    named = (("cpus-per-task", job.cpus_per_task), ("mem", job.mem), ("time", job.time_limit),
-             ("partition", job.partition), ("account", job.account), ("qos", job.qos),
-             ("reservation", job.reservation))
+        opts.append(
+            f"--gres=gpu:{job.gpus_per_node}"
+            if job.gpu_flag is GpuFlag.GRES
+            else f"--gpus-per-node={job.gpus_per_node}"
+        )
+    named = (
+        ("cpus-per-task", job.cpus_per_task),
+        ("mem", job.mem),
+        ("time", job.time_limit),
+        ("partition", job.partition),
+        ("account", job.account),
+        ("qos", job.qos),
+        ("reservation", job.reservation),
+    )
     opts += [f"--{flag}={value}" for flag, value in named if value is not None]
     opts.append(f"--output={job.log_dir.rstrip('/')}/{job.batch_log}")
     return [f"#SBATCH {o}" for o in opts]
@@ -130,9 +157,16 @@ def _container_env_names(job: SlurmJob) -> list[str]:
 
 def _docker_step(job: SlurmJob) -> list[str]:
     # Option and value stay one word so that line wrapping keeps them together.
-    argv = ["docker run --init --rm", '--name "$TAO_CONTAINER"', "--network host", f"--shm-size={job.shm_size}",
-            "--label " + shlex.quote(f"{layout.LABEL_JOB}={job.job_id or job.job_name.removeprefix('tao-')}"),
-            f'--label {layout.PLUGIN}.slurm-job="$SLURM_JOB_ID"', f"--label {layout.LABEL_PLUGIN}={layout.PLUGIN}"]
+    argv = [
+        "docker run --init --rm",
+        '--name "$TAO_CONTAINER"',
+        "--network host",
+        f"--shm-size={job.shm_size}",
+        "--label "
+        + shlex.quote(f"{layout.LABEL_JOB}={job.job_id or job.job_name.removeprefix('tao-')}"),
+        f'--label {layout.PLUGIN}.slurm-job="$SLURM_JOB_ID"',
+        f"--label {layout.LABEL_PLUGIN}={layout.PLUGIN}",
+    ]
     if job.gpus_per_node and job.container_gpus:
         argv.append('--gpus "\\"device=${SLURM_STEP_GPUS:-$SLURM_JOB_GPUS}\\""')
     if job.user:
@@ -146,8 +180,8 @@ def _docker_step(job: SlurmJob) -> list[str]:
     return [
         f'  TAO_CONTAINER={shlex.quote(job.job_name)}-"$SLURM_JOB_ID"-node"$SLURM_NODEID"',
         "  # scancel signals the docker CLI, not the container (it belongs to the engine): remove it here.",
-        "  trap 'docker rm -f \"$TAO_CONTAINER\" >/dev/null 2>&1;"
-        " echo \"tao: node $SLURM_NODEID terminated (scancel, or another node failed)\" >&2; exit 143' TERM INT",
+        '  trap \'docker rm -f "$TAO_CONTAINER" >/dev/null 2>&1;'
+        ' echo "tao: node $SLURM_NODEID terminated (scancel, or another node failed)" >&2; exit 143\' TERM INT',
         "  " + " \\\n    ".join(_wrap(argv)) + " &",
         '  wait "$!"',
         "  # srun reports the highest task exit code, and the nodes it killed exit 143: keep each node's own here.",
@@ -168,7 +202,7 @@ def _apptainer_step(job: SlurmJob) -> list[str]:
     names = " ".join(_container_env_names(job))
     return [
         "  # APPTAINERENV_* wins over the image's own environment.",
-        f"  for tao_v in {names}; do export \"APPTAINERENV_$tao_v=${{!tao_v}}\"; done",
+        f'  for tao_v in {names}; do export "APPTAINERENV_$tao_v=${{!tao_v}}"; done',
         "  exec " + " \\\n    ".join(_wrap(argv)),
     ]
 
@@ -183,10 +217,12 @@ def pyxis_image(image: str) -> str:
 
 
 def _pyxis_srun_opts(job: SlurmJob) -> list[str]:
-    opts = [f"--container-image={shlex.quote(pyxis_image(job.image))}",
-            # Forces these over the image's values (pyxis lets the image's env win otherwise).
-            # The rank variables are set inside the container by the step function, after the image's env.
-            "--container-env=" + ",".join(n for n in _container_env_names(job) if n not in RANK_VARS)]
+    opts = [
+        f"--container-image={shlex.quote(pyxis_image(job.image))}",
+        # Forces these over the image's values (pyxis lets the image's env win otherwise).
+        # The rank variables are set inside the container by the step function, after the image's env.
+        "--container-env=" + ",".join(n for n in _container_env_names(job) if n not in RANK_VARS),
+    ]
     if job.mounts:
         opts.append("--container-mounts=" + shlex.quote(",".join(m.spec() for m in job.mounts)))
     if job.workdir:
@@ -207,9 +243,11 @@ def _wrap(argv: list[str], width: int = 100) -> list[str]:
 
 def _step_function(job: SlurmJob) -> list[str]:
     body = {Runtime.DOCKER: _docker_step, Runtime.APPTAINER: _apptainer_step}.get(job.runtime)
-    lines = [f"{STEP_FN}() {{",
-             "  # Per node: srun sets SLURM_NODEID in each task (0 on the first node of the allocation).",
-             '  export PET_NODE_RANK="$SLURM_NODEID" NODE_RANK="$SLURM_NODEID"']
+    lines = [
+        f"{STEP_FN}() {{",
+        "  # Per node: srun sets SLURM_NODEID in each task (0 on the first node of the allocation).",
+        '  export PET_NODE_RANK="$SLURM_NODEID" NODE_RANK="$SLURM_NODEID"',
+    ]
     lines += body(job) if body else ["  exec " + shlex.join(job.command)]
     return [*lines, "}", f"export -f {STEP_FN}"]
 
@@ -219,15 +257,23 @@ def _record_function(job: SlurmJob) -> list[str]:
     if job.end_record is None:
         return ["tao_record() { :; }"]
     fmt = '{"job_id": "%s", "state": "%s", "srun_rc": %s, "end": %s}\\n'
-    return ["tao_record() {",
-            f"  printf '{fmt}' \"$SLURM_JOB_ID\" \"$1\" \"$2\" \"$(date +%s)\" > {shlex.quote(job.end_record)}",
-            "}"]
+    return [
+        "tao_record() {",
+        f'  printf \'{fmt}\' "$SLURM_JOB_ID" "$1" "$2" "$(date +%s)" > {shlex.quote(job.end_record)}',
+        "}",
+    ]
 
 
 def _launch(job: SlurmJob) -> list[str]:
-    srun = ["srun", "--export=ALL", "--kill-on-bad-exit=1", f"--nodes={job.num_nodes}",
-            f"--ntasks={job.num_nodes}", "--ntasks-per-node=1",
-            f"--output={job.log_dir.rstrip('/')}/{job.node_log}"]
+    srun = [
+        "srun",
+        "--export=ALL",
+        "--kill-on-bad-exit=1",
+        f"--nodes={job.num_nodes}",
+        f"--ntasks={job.num_nodes}",
+        "--ntasks-per-node=1",
+        f"--output={job.log_dir.rstrip('/')}/{job.node_log}",
+    ]
     if job.runtime is Runtime.PYXIS:
         srun += _pyxis_srun_opts(job)
     srun.append(f"bash -c {STEP_FN}")
@@ -235,7 +281,7 @@ def _launch(job: SlurmJob) -> list[str]:
         " \\\n  ".join(_wrap(srun)) + " &",
         'TAO_SRUN="$!"',
         "# scancel: pass TERM on to the step and record the cancellation before the job ends.",
-        "trap 'kill -TERM \"$TAO_SRUN\" 2>/dev/null; wait \"$TAO_SRUN\"; tao_record CANCELLED 143; exit 143' TERM",
+        'trap \'kill -TERM "$TAO_SRUN" 2>/dev/null; wait "$TAO_SRUN"; tao_record CANCELLED 143; exit 143\' TERM',
         'wait "$TAO_SRUN"',
         'TAO_RC="$?"',
         'if [ "$TAO_RC" -eq 0 ]; then TAO_STATE=COMPLETED; else TAO_STATE=FAILED; fi',
@@ -246,9 +292,26 @@ def _launch(job: SlurmJob) -> list[str]:
 
 def render(job: SlurmJob) -> str:
     """The sbatch script text for `job`: submit it with `sbatch --parsable <file>`."""
-    head = ["#!/bin/bash",
-            f"# tao-bevfusion: {job.num_nodes} node(s) x {job.gpus_per_node} GPU(s), runtime {job.runtime.value}",
-            *_sbatch_lines(job), "set -uo pipefail", ""]
+    head = [
+        "#!/bin/bash",
+        f"# tao-bevfusion: {job.num_nodes} node(s) x {job.gpus_per_node} GPU(s), runtime {job.runtime.value}",
+        *_sbatch_lines(job),
+        "set -uo pipefail",
+        "",
+    ]
     env = [f"export {name}={shlex.quote(value)}" for name, value in sorted(job.env.items())]
-    return "\n".join([*head, *_dist_exports(job), *env, "", *_step_function(job), *_record_function(job), "",
-                      *_launch(job)]) + "\n"
+    return (
+        "\n".join(
+            [
+                *head,
+                *_dist_exports(job),
+                *env,
+                "",
+                *_step_function(job),
+                *_record_function(job),
+                "",
+                *_launch(job),
+            ]
+        )
+        + "\n"
+    )

@@ -8,7 +8,9 @@ import functools
 from importlib import resources
 
 PAGE_URI = "ui://tao-bevfusion/dashboard.html"
-VIEW_KEY = "tao-bevfusion/dashboard"  # the result `_meta` key holding the view data (Apps clients only)
+VIEW_KEY = (
+    "tao-bevfusion/dashboard"  # the result `_meta` key holding the view data (Apps clients only)
+)
 
 
 @functools.lru_cache(maxsize=1)

@@ -23,8 +23,10 @@ def curves(job: Job, loss_points: int = MAX_LOSS_POINTS) -> dict[str, Any]:
 
     losses, aps = curve_data(job)
     step = max(1, -(-len(losses) // loss_points))
-    return {"loss": [[i, _finite(v)] for i, v in losses[::step]],
-            "ap": [[e, _finite(a), _finite(b)] for e, a, b in aps]}
+    return {
+        "loss": [[i, _finite(v)] for i, v in losses[::step]],
+        "ap": [[e, _finite(a), _finite(b)] for e, a, b in aps],
+    }
 
 
 def _finite(value: float) -> float | None:
@@ -34,21 +36,34 @@ def _finite(value: float) -> float | None:
 def _study_actions(s: JobSummary, job: Job) -> dict[str, Any]:
     actions: dict[str, Any] = {}
     trials = s.study.trials if s.study else []
-    done = sorted((t for t in trials if t.value is not None and t.job_id), key=lambda t: -(t.value or 0.0))
+    done = sorted(
+        (t for t in trials if t.value is not None and t.job_id), key=lambda t: -(t.value or 0.0)
+    )
     ids = [t.job_id for t in done[:MAX_COMPARED_TRIALS] if t.job_id]
     if len(ids) >= 2:
         actions["compare"] = call("list_jobs", compare=ids)
     if s.study and s.study.best is not None:
-        actions["evaluate_best"] = call("run_action", action="evaluate", data_root=job.data_root,
-                                        parent_job_id=job.id, backend=job.backend)
+        actions["evaluate_best"] = call(
+            "run_action",
+            action="evaluate",
+            data_root=job.data_root,
+            parent_job_id=job.id,
+            backend=job.backend,
+        )
     return actions
 
 
 def _pictures(s: JobSummary) -> list[dict[str, str]]:
     rows = (s.detections or {}).get("per_frame") or []
     frames = [str(r.get("frame")) for r in rows[:MAX_PICTURE_FRAMES] if r.get("frame")]
-    return [{"frame": f, "bev": f"tao-bevfusion://jobs/{s.job_id}/bev/{f}.png",
-             "camera": f"tao-bevfusion://jobs/{s.job_id}/camera/{f}.png"} for f in frames]
+    return [
+        {
+            "frame": f,
+            "bev": f"tao-bevfusion://jobs/{s.job_id}/bev/{f}.png",
+            "camera": f"tao-bevfusion://jobs/{s.job_id}/camera/{f}.png",
+        }
+        for f in frames
+    ]
 
 
 def job_view(s: JobSummary, ctx: AppContext) -> dict[str, Any]:
@@ -69,8 +84,11 @@ def job_view(s: JobSummary, ctx: AppContext) -> dict[str, Any]:
 
 def compare_view(ids: list[str], ctx: AppContext) -> dict[str, Any]:
     """The view data of list_jobs(compare=[...]): each run's curves, thinner."""
-    return {"view": "compare", "actions": {"refresh": call("list_jobs", compare=ids)},
-            "curves": {i: curves(ctx.store.get(i), loss_points=80) for i in ids}}
+    return {
+        "view": "compare",
+        "actions": {"refresh": call("list_jobs", compare=ids)},
+        "curves": {i: curves(ctx.store.get(i), loss_points=80) for i in ids},
+    }
 
 
 def list_view(train_ids: list[str]) -> dict[str, Any]:

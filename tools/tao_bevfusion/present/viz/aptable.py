@@ -31,8 +31,9 @@ class APRow(BaseModel):
 class APTable(BaseModel):
     rows: list[APRow]
 
-    def value(self, kind: str, ap: str, difficulty: str, overlap: str = "strict",
-              cls: str | None = None) -> float | None:
+    def value(
+        self, kind: str, ap: str, difficulty: str, overlap: str = "strict", cls: str | None = None
+    ) -> float | None:
         for r in self.rows:
             if (r.kind, r.ap, r.overlap) == (kind, ap, overlap) and (cls is None or r.cls == cls):
                 return getattr(r, difficulty)
@@ -47,18 +48,26 @@ def ap_table(metrics: Mapping[str, float]) -> APTable:
         if m:
             cls, kind, ap, diff, overlap = m.groups()
             cells.setdefault((cls, overlap or "strict", ap, kind), {})[diff] = float(value)
-    order = sorted(cells, key=lambda k: (k[0], k[1] != "strict", APS.index(k[2]), KINDS.index(k[3])))
-    return APTable(rows=[APRow(cls=c, kind=k, ap=a, overlap=o, **cells[(c, o, a, k)]) for c, o, a, k in order])
+    order = sorted(
+        cells, key=lambda k: (k[0], k[1] != "strict", APS.index(k[2]), KINDS.index(k[3]))
+    )
+    return APTable(
+        rows=[APRow(cls=c, kind=k, ap=a, overlap=o, **cells[(c, o, a, k)]) for c, o, a, k in order]
+    )
 
 
 def ap_text(table: APTable, overlaps: tuple[str, ...] = ("strict", "loose")) -> str:
     """A compact fixed-width table: one line per (class, overlap, AP, kind)."""
     if not table.rows:
         return "no AP values in the log"
-    lines = [f"{'class':<8} {'overlap':<7} {'AP':<5} {'kind':<4} {'easy':>7} {'moder.':>7} {'hard':>7}"]
+    lines = [
+        f"{'class':<8} {'overlap':<7} {'AP':<5} {'kind':<4} {'easy':>7} {'moder.':>7} {'hard':>7}"
+    ]
     for r in table.rows:
         if r.overlap in overlaps:
-            vals = " ".join(f"{v:7.2f}" if v is not None else f"{'-':>7}" for v in (r.easy, r.moderate, r.hard))
+            vals = " ".join(
+                f"{v:7.2f}" if v is not None else f"{'-':>7}" for v in (r.easy, r.moderate, r.hard)
+            )
             lines.append(f"{r.cls:<8} {r.overlap:<7} {r.ap:<5} {r.kind:<4} {vals}")
     return "\n".join(lines)
 

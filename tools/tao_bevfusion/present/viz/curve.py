@@ -19,17 +19,27 @@ def curve_data(job: Job) -> tuple[list[tuple[int, float]], list[tuple[int, float
         if rec.is_train and rec.loss is not None and rec.cur_iter is not None:
             losses.append((rec.cur_iter, rec.loss))
         elif rec.is_validation and rec.epoch is not None:
-            aps.append((rec.epoch, NAN if rec.AP11 is None else rec.AP11, NAN if rec.AP40 is None else rec.AP40))
+            aps.append(
+                (
+                    rec.epoch,
+                    NAN if rec.AP11 is None else rec.AP11,
+                    NAN if rec.AP40 is None else rec.AP40,
+                )
+            )
     step = max(1, len(losses) // 2000)  # keep plotting cheap on long runs
     return losses[::step], aps
 
 
 def training_curve_png(job: Job) -> bytes:
     if job.action != "train":
-        raise InputError(problem("job_id", f"{job.id} is a {job.action} job", "pass a train job id"))
+        raise InputError(
+            problem("job_id", f"{job.id} is a {job.action} job", "pass a train job id")
+        )
     losses, aps = curve_data(job)
     if not losses and not aps:
-        raise InputError(problem("job_id", "no train/val records yet", "wait for the first iterations"))
+        raise InputError(
+            problem("job_id", "no train/val records yet", "wait for the first iterations")
+        )
     plt = pyplot()
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.4), dpi=100)

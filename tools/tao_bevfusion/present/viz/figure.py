@@ -32,4 +32,6 @@ def add_lines(ax: Any, lines: list[np.ndarray], color: str, lw: float, style: st
 
     if lines:
         dash = {"-": "solid", "--": "dashed", ":": "dotted", "-.": "dashdot"}.get(style, "solid")
-        ax.add_collection(LineCollection(lines, colors=color, linewidths=lw, linestyles=dash, capstyle="butt"))
+        ax.add_collection(
+            LineCollection(lines, colors=color, linewidths=lw, linestyles=dash, capstyle="butt")
+        )

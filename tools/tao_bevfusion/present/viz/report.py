@@ -38,7 +38,11 @@ def threshold(job: Job) -> float:
 @functools.lru_cache(maxsize=64)
 def _threshold(spec_path: str, _mtime_ns: int) -> float:
     value = (read_mapping(Path(spec_path)).get("inference") or {}).get("conf_threshold")
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else DEFAULT_THRESHOLD
+    return (
+        float(value)
+        if isinstance(value, int | float) and not isinstance(value, bool)
+        else DEFAULT_THRESHOLD
+    )
 
 
 def _mtime(path: Path) -> int:
@@ -57,8 +61,13 @@ def _detection_summary(folder: str, _mtime_ns: int, at: float) -> DetectionSumma
 
 def job_preds(job: Job) -> Path:
     if job.action != "inference":
-        raise InputError(problem("job_id", f"{job.id} is a {job.action} job; detections come from inference",
-                                 "pass an inference job id (list_jobs(action='inference'))"))
+        raise InputError(
+            problem(
+                "job_id",
+                f"{job.id} is a {job.action} job; detections come from inference",
+                "pass an inference job id (list_jobs(action='inference'))",
+            )
+        )
     return preds_dir(Path(job.results_dir))
 
 
@@ -85,18 +94,27 @@ def evaluated_checkpoint(job: Job) -> dict[str, Any] | None:
     """Which .pth an evaluate/inference job loaded: path, epoch and how it was chosen."""
     choice = job.meta.checkpoint_choice
     if choice:
-        return {"path": choice.get("path"), "epoch": choice.get("epoch"),
-                "how": f"{choice.get('method')} (parent {job.parent_job_id})"}
-    given = (read_recorded_mapping(Path(job.spec_path), job.spec_sha256).get(job.action) or {}).get("checkpoint")
+        return {
+            "path": choice.get("path"),
+            "epoch": choice.get("epoch"),
+            "how": f"{choice.get('method')} (parent {job.parent_job_id})",
+        }
+    given = (read_recorded_mapping(Path(job.spec_path), job.spec_sha256).get(job.action) or {}).get(
+        "checkpoint"
+    )
     if not isinstance(given, str) or not given:
         return None
     host = given
     for m in job.plan.get("mounts", []):
         container = str(m.get("container", ""))
         if container and (given == container or given.startswith(container.rstrip("/") + "/")):
-            host = str(m.get("host", "")) + given[len(container):]
+            host = str(m.get("host", "")) + given[len(container) :]
             break
-    return {"path": host, "epoch": layout.epoch_number(Path(host).name), "how": "given as checkpoint="}
+    return {
+        "path": host,
+        "epoch": layout.epoch_number(Path(host).name),
+        "how": "given as checkpoint=",
+    }
 
 
 def evaluation(job: Job) -> tuple[dict[str, Any] | None, list[str]]:
@@ -117,7 +135,9 @@ def evaluation(job: Job) -> tuple[dict[str, Any] | None, list[str]]:
 
 def _split_of(root: Path, frame: str) -> str:
     for split in ("training", "testing"):
-        if (root / split / "velodyne" / f"{frame}.bin").exists() or (root / split / "calib" / f"{frame}.txt").exists():
+        if (root / split / "velodyne" / f"{frame}.bin").exists() or (
+            root / split / "calib" / f"{frame}.txt"
+        ).exists():
             return split
     return "training"
 
@@ -161,9 +181,14 @@ def sheet_png(job: Job, limit: int = SHEET_FRAMES) -> tuple[bytes, list[str]]:
         except InputError as exc:
             skipped.append(f"{frame}: {exc.problems[0].message}")
     if not scenes:
-        raise InputError(problem(str(folder), f"no readable predictions ({len(frames)} files; "
-                                 + "; ".join(skipped[:3]) + ")", "check the inference log"),
-                         headline="no predictions")
+        raise InputError(
+            problem(
+                str(folder),
+                f"no readable predictions ({len(frames)} files; " + "; ".join(skipped[:3]) + ")",
+                "check the inference log",
+            ),
+            headline="no predictions",
+        )
     return contact_sheet(scenes), skipped
 
 
@@ -179,21 +204,38 @@ def pictures(job: Job, frames: list[str] | None) -> list[tuple[str, bytes]]:
 
         table = ap_table(job.findings.log_metrics)
         if not table.rows:
-            raise InputError(problem("job_id", "no AP values in this evaluate job's log yet",
-                                     "wait for the job to end (get_job), then ask again"))
+            raise InputError(
+                problem(
+                    "job_id",
+                    "no AP values in this evaluate job's log yet",
+                    "wait for the job to end (get_job), then ask again",
+                )
+            )
         return [("ap.png", ap_chart(table, title=f"{job.id} KITTI AP (strict)"))]
     if job.action != "inference":
-        raise InputError(problem("job_id", f"{job.action} jobs have no pictures", "pass a train, evaluate or "
-                                 "inference job"))
+        raise InputError(
+            problem(
+                "job_id",
+                f"{job.action} jobs have no pictures",
+                "pass a train, evaluate or inference job",
+            )
+        )
     if not frames:
         sheet, _ = sheet_png(job)
         return [("sheet.png", sheet)]
     if len(frames) > MAX_PICTURE_FRAMES:
-        raise InputError(problem("frames", f"{len(frames)} frames asked; at most {MAX_PICTURE_FRAMES} per call",
-                                 "ask for a few frames at a time, or omit frames for the contact sheet"))
+        raise InputError(
+            problem(
+                "frames",
+                f"{len(frames)} frames asked; at most {MAX_PICTURE_FRAMES} per call",
+                "ask for a few frames at a time, or omit frames for the contact sheet",
+            )
+        )
     out: list[tuple[str, bytes]] = []
     for frame in frames:
         out.append((f"bev_{frame}.png", bev_png(job, frame)))
-        with suppress(InputError):  # no image_2/calib for this frame: the BEV picture says what is missing
+        with suppress(
+            InputError
+        ):  # no image_2/calib for this frame: the BEV picture says what is missing
             out.append((f"camera_{frame}.png", camera_png(job, frame)))
     return out

@@ -46,12 +46,20 @@ class Scene:
         return mask
 
 
-def load_scene(data_root: Path | None, frame: str, preds: FramePredictions | None = None,
-               threshold: float = 0.5, split: str = "training") -> Scene:
+def load_scene(
+    data_root: Path | None,
+    frame: str,
+    preds: FramePredictions | None = None,
+    threshold: float = 0.5,
+    split: str = "training",
+) -> Scene:
     """Everything that exists for the frame; what is missing is named in `notes`, not invented."""
     scene = Scene(frame=frame, threshold=threshold)
     if preds is not None:
-        scene.pred_boxes, scene.pred_scores = preds.array(), np.asarray(preds.scores, dtype=np.float64)
+        scene.pred_boxes, scene.pred_scores = (
+            preds.array(),
+            np.asarray(preds.scores, dtype=np.float64),
+        )
         if preds.note:
             scene.notes.append(preds.note)
     if data_root is None:
@@ -69,7 +77,10 @@ def load_scene(data_root: Path | None, frame: str, preds: FramePredictions | Non
         scene.gt_person, scene.gt_other, _ = fr.gt_boxes(scene.calib)
         if len(scene.gt_person) + len(scene.gt_other) > MAX_DRAWN:
             scene.notes.append(f"ground truth: first {MAX_DRAWN} boxes of each class drawn")
-            scene.gt_person, scene.gt_other = scene.gt_person[:MAX_DRAWN], scene.gt_other[:MAX_DRAWN]
+            scene.gt_person, scene.gt_other = (
+                scene.gt_person[:MAX_DRAWN],
+                scene.gt_other[:MAX_DRAWN],
+            )
         if not fr.label.exists():
             scene.notes.append("no label_2 file: no ground truth")
     else:
@@ -82,5 +93,11 @@ def load_scene(data_root: Path | None, frame: str, preds: FramePredictions | Non
 def require_frame(frames: list[str], frame: str) -> None:
     if frame not in frames:
         near = ", ".join(frames[:5]) + (" ..." if len(frames) > 5 else "")
-        raise InputError(problem("frame", f"no predictions for frame {frame!r}",
-                                     f"pass one of the {len(frames)} frames ({near})", value=frame))
+        raise InputError(
+            problem(
+                "frame",
+                f"no predictions for frame {frame!r}",
+                f"pass one of the {len(frames)} frames ({near})",
+                value=frame,
+            )
+        )

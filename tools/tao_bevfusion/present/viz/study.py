@@ -18,8 +18,11 @@ TOP_CURVES = 3
 
 def _curve(job: Job) -> list[tuple[int, float]]:
     path = layout.status_path("train", Path(job.results_dir), Path(job.data_root))
-    return [(r.epoch, r.AP11) for r in read_all(path) if r.is_validation and r.epoch is not None
-            and r.AP11 is not None]
+    return [
+        (r.epoch, r.AP11)
+        for r in read_all(path)
+        if r.is_validation and r.epoch is not None and r.AP11 is not None
+    ]
 
 
 def _history(ax: Any, trials: list[dict[str, Any]]) -> None:
@@ -50,7 +53,9 @@ def _params(fig: Any, grid: Any, trials: list[dict[str, Any]], keys: list[str]) 
         for t in scored:
             if key in t["params"]:
                 ax.scatter(t["params"][key], t["value"], color=COLORS.get(t["state"], "grey"), s=22)
-        values = [t["params"][key] for t in scored if isinstance(t["params"].get(key), (int, float))]
+        values = [
+            t["params"][key] for t in scored if isinstance(t["params"].get(key), (int, float))
+        ]
         if values and min(values) > 0 and max(values) / min(values) > 20:
             ax.set_xscale("log")
         ax.set(xlabel=key, ylabel="AP11" if i == 0 else None)
@@ -64,7 +69,9 @@ def study_png(job: Job, ctx: AppContext) -> bytes:
     snap = snapshot(Path(job.results_dir))
     trials = snap.get("trials", [])
     if not any(t.get("value") is not None for t in trials):
-        raise InputError(problem("job_id", "no trial has a validation AP11 yet", "wait for the first validation"))
+        raise InputError(
+            problem("job_id", "no trial has a validation AP11 yet", "wait for the first validation")
+        )
     plt = pyplot()
 
     keys = sorted({k for t in trials for k in t["params"]})[:4]
@@ -72,12 +79,16 @@ def study_png(job: Job, ctx: AppContext) -> bytes:
     fig = plt.figure(figsize=(max(3.4 * ncols, 8.0), 6.4), dpi=90)
     grid = fig.add_gridspec(2, ncols)
     _history(fig.add_subplot(grid[0, : ncols // 2]), trials)
-    ax = fig.add_subplot(grid[0, ncols // 2:])
-    top = sorted((t for t in trials if t.get("value") is not None and t.get("job_id")),
-                 key=lambda t: -t["value"])[:TOP_CURVES]
+    ax = fig.add_subplot(grid[0, ncols // 2 :])
+    top = sorted(
+        (t for t in trials if t.get("value") is not None and t.get("job_id")),
+        key=lambda t: -t["value"],
+    )[:TOP_CURVES]
     for t in top:
         points = _curve(ctx.store.get(t["job_id"]))
-        ax.plot([e for e, _ in points], [a for _, a in points], marker="o", label=f"trial {t['number']}")
+        ax.plot(
+            [e for e, _ in points], [a for _, a in points], marker="o", label=f"trial {t['number']}"
+        )
     ax.set(xlabel="epoch", ylabel="AP11")
     ax.set_title("best trials: val AP11 per epoch", fontsize=9)
     from matplotlib.ticker import MaxNLocator

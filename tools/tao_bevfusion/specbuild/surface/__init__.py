@@ -7,7 +7,12 @@ Source: docs/container-contract.md §2.9 and §3.1.
 
 from tao_bevfusion.core.actions import ACTION_SPECS, ACTIONS
 from tao_bevfusion.specbuild.surface.convert import ConvertConfig
-from tao_bevfusion.specbuild.surface.experiment import EvaluateConfig, ExperimentConfig, InferenceConfig, TrainConfig
+from tao_bevfusion.specbuild.surface.experiment import (
+    EvaluateConfig,
+    ExperimentConfig,
+    InferenceConfig,
+    TrainConfig,
+)
 from tao_bevfusion.specbuild.surface.newer import NEWER_THAN_55, newer_key_message
 
 CLI_SUBTASK = {name: spec.subtask for name, spec in ACTION_SPECS.items()}

@@ -19,11 +19,17 @@ def field(default: Any, description: str, **extra: Any) -> Any:
     """
     bounds = {k: extra.pop(k) for k in ("ge", "gt", "le", "lt") if k in extra}
     if isinstance(default, type) and issubclass(default, Node):
-        return Field(default_factory=default, description=description, json_schema_extra=extra or None)
+        return Field(
+            default_factory=default, description=description, json_schema_extra=extra or None
+        )
     if isinstance(default, (dict, list)):
         frozen = default
-        return Field(default_factory=lambda: _copy(frozen), description=description,
-                     json_schema_extra=extra or None, **bounds)
+        return Field(
+            default_factory=lambda: _copy(frozen),
+            description=description,
+            json_schema_extra=extra or None,
+            **bounds,
+        )
     return Field(default, description=description, json_schema_extra=extra or None, **bounds)
 
 

@@ -8,7 +8,9 @@ DatasetType = Literal["KittiPersonDataset", "TAO3DDataset", "TAO3DSyntheticDatas
 
 
 class SplitConfig(Node):
-    ann_file: str | None = field(None, "Info pickle written by dataset_convert (absolute container path).")
+    ann_file: str | None = field(
+        None, "Info pickle written by dataset_convert (absolute container path)."
+    )
     data_prefix: dict[str, Any] = field(
         {"pts": "training/lidar_reduced", "img": "training/images/"},
         "Folders under root_dir for points and images. The 5.5 default is stale for KITTI and dicts merge, "
@@ -16,10 +18,13 @@ class SplitConfig(Node):
     )
     sampler: str = field("DefaultSampler", "mmengine sampler class.")
     batch_size: int = field(4, "Samples per GPU.", ge=1, le=64, automl=True)
-    num_workers: int = field(8, "DataLoader workers per GPU (0 breaks persistent_workers).", ge=1, le=64,
-                             automl=True)
+    num_workers: int = field(
+        8, "DataLoader workers per GPU (0 breaks persistent_workers).", ge=1, le=64, automl=True
+    )
     pin_memory: bool = field(True, "Pin host memory in the DataLoader.")
-    repeat_time: int | None = field(None, "Repeat the split this many times per epoch (null = 1).", ge=1)
+    repeat_time: int | None = field(
+        None, "Repeat the split this many times per epoch (null = 1).", ge=1
+    )
 
 
 class DatasetConfig(Node):
@@ -28,7 +33,9 @@ class DatasetConfig(Node):
     classes: list[str] = field(["person"], "Classes; the 5.5 logger hook hard-codes `person`.")
     box_type_3d: Literal["lidar", "camera"] = field("lidar", "3D box frame.")
     gt_box_type: Literal["lidar", "camera"] = field("camera", "Frame of the ground-truth boxes.")
-    origin: list[float] = field([0.5, 1.0, 0.5], "Box origin (ignored by the three built-in types).")
+    origin: list[float] = field(
+        [0.5, 1.0, 0.5], "Box origin (ignored by the three built-in types)."
+    )
     default_cam_key: str = field("CAM0", "Camera key in the info pickles; KITTI pickles use CAM2.")
     per_sequence: bool = field(False, "Per-sequence info pickles (tao3d).")
     num_views: int = field(1, "Camera views per frame.", ge=1)

@@ -4,9 +4,7 @@ from typing import Any, Literal
 
 from tao_bevfusion.specbuild.surface.base import Node, field
 
-SWIN_TINY_URL = (
-    "https://github.com/SwinTransformer/storage/releases/download/v1.0.0/swin_tiny_patch4_window7_224.pth"
-)
+SWIN_TINY_URL = "https://github.com/SwinTransformer/storage/releases/download/v1.0.0/swin_tiny_patch4_window7_224.pth"
 BN_1E3 = {"type": "BN", "eps": 0.001, "momentum": 0.01}
 
 
@@ -51,19 +49,29 @@ class ImgNeck(Node):
     out_channels: int = field(256, "Neck output channels.", ge=1)
     start_level: int = field(0, "First backbone level used.", ge=0)
     num_outs: int = field(3, "Number of neck outputs.", ge=0)
-    norm_cfg: dict[str, Any] = field({"type": "BN2d", "requires_grad": True}, "Neck normalisation (dict).")
+    norm_cfg: dict[str, Any] = field(
+        {"type": "BN2d", "requires_grad": True}, "Neck normalisation (dict)."
+    )
     act_cfg: dict[str, Any] = field({"type": "ReLU", "inplace": True}, "Neck activation (dict).")
-    upsample_cfg: dict[str, Any] = field({"mode": "bilinear", "align_corners": False}, "Neck upsampling (dict).")
+    upsample_cfg: dict[str, Any] = field(
+        {"mode": "bilinear", "align_corners": False}, "Neck upsampling (dict)."
+    )
 
 
 class ViewTransform(Node):
-    type: Literal["DepthLSSTransform", "LSSTransform"] = field("DepthLSSTransform", "Camera-to-BEV transform.")
+    type: Literal["DepthLSSTransform", "LSSTransform"] = field(
+        "DepthLSSTransform", "Camera-to-BEV transform."
+    )
     in_channels: int = field(256, "Input channels.", ge=1)
     out_channels: int = field(80, "BEV camera feature channels.", ge=1)
     image_size: list[int] = field([256, 704], "Network input image size [H, W].")
     feature_size: list[int] = field([32, 88], "Image feature map size [H, W].")
-    xbound: list[float] = field([-54.0, 54.0, 0.3], "BEV x range and step [min, max, step] in metres.")
-    ybound: list[float] = field([-54.0, 54.0, 0.3], "BEV y range and step [min, max, step] in metres.")
+    xbound: list[float] = field(
+        [-54.0, 54.0, 0.3], "BEV x range and step [min, max, step] in metres."
+    )
+    ybound: list[float] = field(
+        [-54.0, 54.0, 0.3], "BEV y range and step [min, max, step] in metres."
+    )
     zbound: list[float] = field([-10.0, 10.0, 20.0], "BEV z range and step.")
     dbound: list[float] = field([1.0, 60.0, 0.5], "Depth bins [min, max, step] in metres.")
     downsample: int = field(2, "BEV downsample factor.", ge=1)
@@ -82,14 +90,22 @@ class PtsBackbone(Node):
 class PtsMiddleEncoder(Node):
     type: str = field("BEVFusionSparseEncoder", "Sparse LiDAR encoder class.")
     in_channels: int = field(4, "Input point features.", ge=1)
-    sparse_shape: list[int] = field([1440, 1440, 41], "Sparse voxel grid [X, Y, Z]; must match the geometry.")
+    sparse_shape: list[int] = field(
+        [1440, 1440, 41], "Sparse voxel grid [X, Y, Z]; must match the geometry."
+    )
     order: list[str] = field(["conv", "norm", "act"], "Order inside each conv module.")
-    norm_cfg: dict[str, Any] = field({"type": "BN1d", "eps": 0.001, "momentum": 0.01}, "Normalisation (dict).")
+    norm_cfg: dict[str, Any] = field(
+        {"type": "BN1d", "eps": 0.001, "momentum": 0.01}, "Normalisation (dict)."
+    )
     block_type: str = field("basicblock", "Residual block type.")
     # These two exist in the 5.5 dataclass without metadata; their defaults are not published in the
     # contract, so we never emit them and leave the container default in force.
-    encoder_channels: list[list[int]] | None = field(None, "Per-stage channels (null = container default).")
-    encoder_paddings: list[list[Any]] | None = field(None, "Per-stage paddings (null = container default).")
+    encoder_channels: list[list[int]] | None = field(
+        None, "Per-stage channels (null = container default)."
+    )
+    encoder_paddings: list[list[Any]] | None = field(
+        None, "Per-stage paddings (null = container default)."
+    )
 
 
 class PtsNeck(Node):
@@ -125,12 +141,19 @@ class DecoderLayer(Node):
     self_attn_cfg: AttnCfg = field(AttnCfg, "Self-attention.")
     cross_attn_cfg: AttnCfg = field(AttnCfg, "Cross-attention.")
     ffn_cfg: dict[str, Any] = field(
-        {"embed_dims": 128, "feedforward_channels": 256, "num_fcs": 2, "ffn_drop": 0.1,
-         "act_cfg": {"type": "ReLU", "inplace": True}},
+        {
+            "embed_dims": 128,
+            "feedforward_channels": 256,
+            "num_fcs": 2,
+            "ffn_drop": 0.1,
+            "act_cfg": {"type": "ReLU", "inplace": True},
+        },
         "Feed-forward network (dict).",
     )
     norm_cfg: dict[str, Any] = field({"type": "LN"}, "Normalisation (dict).")
-    pos_encoding_cfg: dict[str, Any] = field({"input_channel": 2, "num_pos_feats": 128}, "Positional encoding.")
+    pos_encoding_cfg: dict[str, Any] = field(
+        {"input_channel": 2, "num_pos_feats": 128}, "Positional encoding."
+    )
 
 
 class BBoxHead(Node):
@@ -149,26 +172,42 @@ class BBoxHead(Node):
     decoder_layer: DecoderLayer = field(DecoderLayer, "Transformer decoder layer.")
     code_weights: list[float] = field([1.0] * 12, "Per-component box loss weights.")
     assigner: dict[str, Any] = field(
-        {"type": "HungarianAssigner3D",
-         "iou_calculator": {"type": "BboxOverlaps3D", "coordinate": "lidar"},
-         "cls_cost": {"type": "mmdet.FocalLossCost", "gamma": 2.0, "alpha": 0.25, "weight": 0.15},
-         "reg_cost": {"type": "BBoxBEVL1Cost", "weight": 0.25},
-         "iou_cost": {"type": "IoU3DCost", "weight": 0.25}},
+        {
+            "type": "HungarianAssigner3D",
+            "iou_calculator": {"type": "BboxOverlaps3D", "coordinate": "lidar"},
+            "cls_cost": {
+                "type": "mmdet.FocalLossCost",
+                "gamma": 2.0,
+                "alpha": 0.25,
+                "weight": 0.15,
+            },
+            "reg_cost": {"type": "BBoxBEVL1Cost", "weight": 0.25},
+            "iou_cost": {"type": "IoU3DCost", "weight": 0.25},
+        },
         "Target assigner (dict).",
     )
     common_heads: dict[str, Any] = field(
-        {"center": [2, 2], "height": [1, 2], "dim": [3, 2], "rot": [6, 2]}, "Regression heads (dict)."
+        {"center": [2, 2], "height": [1, 2], "dim": [3, 2], "rot": [6, 2]},
+        "Regression heads (dict).",
     )
     loss_cls: dict[str, Any] = field(
-        {"type": "mmdet.FocalLoss", "use_sigmoid": True, "gamma": 2.0, "alpha": 0.25, "reduction": "mean",
-         "loss_weight": 1.0},
+        {
+            "type": "mmdet.FocalLoss",
+            "use_sigmoid": True,
+            "gamma": 2.0,
+            "alpha": 0.25,
+            "reduction": "mean",
+            "loss_weight": 1.0,
+        },
         "Classification loss (dict).",
     )
     loss_heatmap: dict[str, Any] = field(
-        {"type": "mmdet.GaussianFocalLoss", "reduction": "mean", "loss_weight": 1.0}, "Heatmap loss (dict)."
+        {"type": "mmdet.GaussianFocalLoss", "reduction": "mean", "loss_weight": 1.0},
+        "Heatmap loss (dict).",
     )
     loss_bbox: dict[str, Any] = field(
-        {"type": "mmdet.L1Loss", "reduction": "mean", "loss_weight": 0.25}, "Box regression loss (dict)."
+        {"type": "mmdet.L1Loss", "reduction": "mean", "loss_weight": 0.25},
+        "Box regression loss (dict).",
     )
 
 
@@ -178,13 +217,19 @@ class ModelConfig(Node):
         [0, -40, -3, 70.4, 40, 1], "LiDAR range [xmin, ymin, zmin, xmax, ymax, zmax] in metres."
     )
     voxel_size: list[float] = field([0.05, 0.05, 0.1], "Voxel size [x, y, z] in metres.")
-    post_center_range: list[float] = field([-61.2, -61.2, -20, 61.2, 61.2, 20], "Kept box centre range.")
-    grid_size: list[int] = field([1440, 1440, 41], "Voxel grid [X, Y, Z]; must match range / voxel size.")
+    post_center_range: list[float] = field(
+        [-61.2, -61.2, -20, 61.2, 61.2, 20], "Kept box centre range."
+    )
+    grid_size: list[int] = field(
+        [1440, 1440, 41], "Voxel grid [X, Y, Z]; must match range / voxel size."
+    )
     data_preprocessor: DataPreprocessor = field(DataPreprocessor, "Input preprocessing.")
     img_backbone: ImgBackbone = field(ImgBackbone, "Camera backbone (Swin-T).")
     img_neck: ImgNeck = field(ImgNeck, "Camera neck.")
     view_transform: ViewTransform = field(ViewTransform, "Camera-to-BEV view transform.")
-    pts_voxel_encoder: dict[str, Any] = field({"type": "HardSimpleVFE", "num_features": 4}, "Voxel encoder.")
+    pts_voxel_encoder: dict[str, Any] = field(
+        {"type": "HardSimpleVFE", "num_features": 4}, "Voxel encoder."
+    )
     pts_middle_encoder: PtsMiddleEncoder = field(PtsMiddleEncoder, "Sparse LiDAR encoder.")
     pts_backbone: PtsBackbone = field(PtsBackbone, "LiDAR BEV backbone.")
     pts_neck: PtsNeck = field(PtsNeck, "LiDAR neck.")

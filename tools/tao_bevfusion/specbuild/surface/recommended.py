@@ -15,7 +15,10 @@ DATA = DATA_MOUNT
 RESULTS = RESULTS_MOUNT
 KITTI_PREFIX = {"pts": "training/velodyne_reduced", "img": "training/image_2"}
 # The 5.5 sample-spec geometry: 108 m / 0.075 = 1440 = grid_size[0:2]; (108 / 0.3) / 2 * 8 = 1440 (§2.8).
-GEOMETRY = {"point_cloud_range": [-54.0, -54.0, -5.0, 54.0, 54.0, 3.0], "voxel_size": [0.075, 0.075, 0.2]}
+GEOMETRY = {
+    "point_cloud_range": [-54.0, -54.0, -5.0, 54.0, 54.0, 3.0],
+    "voxel_size": [0.075, 0.075, 0.2],
+}
 NEVER_EMITTED = {"model": {"pts_middle_encoder": {"encoder_channels", "encoder_paddings"}}}
 
 
