@@ -22,6 +22,7 @@ from tao_bevfusion.backends.environment import validate_env
 from tao_bevfusion.backends.images import check_image
 from tao_bevfusion.backends.registry import multi_node_backends
 from tao_bevfusion.core.actions import ACTION_SPECS
+from tao_bevfusion.core.dotted import get_path
 from tao_bevfusion.core.errors import EngineError, InputError, problem
 from tao_bevfusion.core.layout import SCRATCH_MOUNT, JobFiles, private_dirs, status_path
 from tao_bevfusion.core.paths import Mount, host_path
@@ -44,7 +45,6 @@ from tao_bevfusion.specbuild.parent import ParentRun
 from tao_bevfusion.specbuild.rules import pydantic_problems
 from tao_bevfusion.specbuild.sidecar import LaunchSidecar, read_sidecar
 from tao_bevfusion.specbuild.surface import CLI_SUBTASK
-from tao_bevfusion.specbuild.wiring import get_path
 
 
 def _spec_for(inp: RunActionInput, ctx: AppContext, parent: ParentRun | None) -> tuple[Path, LaunchSidecar]:

@@ -5,7 +5,7 @@ and preflight figures taken from that spec (not from defaults)."""
 from typing import Any
 
 from tao_bevfusion.backends.base import Check
-from tao_bevfusion.specbuild.wiring import get_path
+from tao_bevfusion.core.dotted import get_path
 
 MAX_WARNINGS = 8
 HYPER = {

@@ -11,10 +11,10 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from tao_bevfusion.core.dotted import get_path
 from tao_bevfusion.core.errors import InputError, problem
 from tao_bevfusion.core.safety import RunSafety
 from tao_bevfusion.jobs.store import Job, JobStore
-from tao_bevfusion.specbuild.wiring import get_path
 
 ESTIMATE_SECONDS_PER_ITER = 1.2
 DEFAULT_FRAMES = 3712  # KITTI's standard train split, when the dataset's ImageSets cannot be read

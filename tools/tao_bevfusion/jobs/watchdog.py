@@ -8,11 +8,10 @@ them). It is a convenience, not the only enforcer: every refresh (get_job, list_
 
 import fcntl
 import os
-import subprocess
 import sys
-import threading
 import time
 
+from tao_bevfusion.core.proc import spawn_detached
 from tao_bevfusion.core.settings import Settings, with_package_on_pythonpath
 from tao_bevfusion.jobs.context import AppContext
 from tao_bevfusion.jobs.store import Job
@@ -35,19 +34,9 @@ def spawn_watchdog(job: Job, ctx: AppContext) -> int:
     with_package_on_pythonpath(env)
     folder = job.files(ctx.settings.home).dir
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / "watchdog.log", "ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tao_bevfusion.jobs.watchdog", job.id],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=str(folder),
-            start_new_session=True,
-            close_fds=True,
-        )
-    threading.Thread(target=proc.wait, daemon=True).start()  # reaped while this process lives
-    return proc.pid
+    return spawn_detached(
+        "tao_bevfusion.jobs.watchdog", job.id, folder / "watchdog.log", folder, env
+    )
 
 
 def main(argv: list[str]) -> int:

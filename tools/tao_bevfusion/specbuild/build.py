@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tao_bevfusion.backends.registry import backend_class
 from tao_bevfusion.core import layout as names
 from tao_bevfusion.core.actions import Action
+from tao_bevfusion.core.dotted import drop_path, get_path
 from tao_bevfusion.core.errors import EngineError, InputError, problem
 from tao_bevfusion.core.fsio import atomic_write
 from tao_bevfusion.core.paths import Mount, MountLayout
@@ -37,9 +38,7 @@ from tao_bevfusion.specbuild.wiring import (
     Change,
     Draft,
     convert_rules,
-    drop_path,
     experiment_rules,
-    get_path,
 )
 
 # Keys whose values are host paths or job wiring: set through arguments, never through overrides.

@@ -10,21 +10,13 @@ scale_lr=false.
 
 from typing import Any
 
+from tao_bevfusion.core.dotted import get_path
 from tao_bevfusion.specbuild import rules as specrules
 
 REFERENCE_LR = 2e-4
 REFERENCE_BATCH_PER_GPU = 4
 REFERENCE_GLOBAL_BATCH = REFERENCE_BATCH_PER_GPU * 1 * 1
 LR_KEY = "train.optimizer.lr"
-
-
-def get_path(spec: dict[str, Any], path: str, default: Any = None) -> Any:
-    cur: Any = spec
-    for part in path.split("."):
-        if not isinstance(cur, dict) or part not in cur:
-            return default
-        cur = cur[part]
-    return cur
 
 
 def global_batch(spec: dict[str, Any]) -> int | None:

@@ -12,10 +12,11 @@ job writes into its own results folder so the parent's status.json, logs and che
 import copy
 from typing import TYPE_CHECKING, Any
 
+from tao_bevfusion.core.dotted import drop_path, get_path
 from tao_bevfusion.core.errors import InputError, Problem, problem
 from tao_bevfusion.specbuild import rules as specrules
 from tao_bevfusion.specbuild.parent import ParentRun
-from tao_bevfusion.specbuild.wiring import Change, Draft, drop_path, get_path
+from tao_bevfusion.specbuild.wiring import Change, Draft
 
 if TYPE_CHECKING:
     from tao_bevfusion.specbuild.build import BuildSpecInput

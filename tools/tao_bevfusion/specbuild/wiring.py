@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, Field
 
 from tao_bevfusion.core import layout as names
+from tao_bevfusion.core.dotted import get_path
 from tao_bevfusion.core.errors import InputError, Problem, problem
 from tao_bevfusion.core.paths import MountLayout, container_name
 from tao_bevfusion.core.redact import MASK as SECRET_MASK
@@ -44,24 +45,6 @@ class Draft:
         if cursor.get(leaf, object()) != value:
             cursor[leaf] = copy.deepcopy(value)
             self.changes.append(Change(path=path, value=value, reason=reason))
-
-
-def get_path(spec: dict[str, Any], path: str, default: Any = None) -> Any:
-    cursor: Any = spec
-    for part in path.split("."):
-        if not isinstance(cursor, dict) or part not in cursor:
-            return default
-        cursor = cursor[part]
-    return cursor
-
-
-def drop_path(data: dict[str, Any], path: str) -> None:
-    *parents, leaf = path.split(".")
-    cursor: Any = data
-    for part in parents:
-        cursor = cursor.get(part) if isinstance(cursor, dict) else None
-    if isinstance(cursor, dict):
-        cursor.pop(leaf, None)
 
 
 def _parent_checkpoint(parent: ParentRun | None) -> tuple[Path, dict[str, Any]]:

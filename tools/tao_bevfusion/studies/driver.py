@@ -14,15 +14,14 @@ import errno
 import fcntl
 import json
 import os
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from tao_bevfusion.core.errors import InputError
 from tao_bevfusion.core.layout import StudyFiles
+from tao_bevfusion.core.proc import spawn_detached
 from tao_bevfusion.core.settings import Settings, with_package_on_pythonpath
 from tao_bevfusion.jobs.context import AppContext
 from tao_bevfusion.jobs.store import Job
@@ -82,22 +81,7 @@ def spawn_driver(study_id: str, folder: Path, ctx: AppContext) -> int:
     with_package_on_pythonpath(env)
     log = ctx.store.get(study_id).files(ctx.settings.home).log
     log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as out:
-        argv = [sys.executable, "-m", "tao_bevfusion.studies.driver", study_id]
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=str(folder),
-            start_new_session=True,
-            close_fds=True,
-        )
-    threading.Thread(
-        target=proc.wait, daemon=True
-    ).start()  # reaped while this process lives: no zombie
-    return proc.pid
+    return spawn_detached("tao_bevfusion.studies.driver", study_id, log, folder, env)
 
 
 def ensure_driver(job: Job, ctx: AppContext) -> bool:
