@@ -55,8 +55,10 @@ def wanted(job: Job, verdict: Verdict, backend_error: str | None) -> bool:
         return False
     if len(job.meta.attempts) >= safety.max_retries:
         return False
-    if job.owner_id and verdict.outcome == "lost":
-        return False  # a study relaunches its vanished trials itself, into a fresh folder (studies/loop.py)
+    if job.owner_id:
+        # A study decides about its own trials (a vanished one is relaunched into a fresh folder by
+        # studies/loop.py); a container killed while being removed must not become an engine retry.
+        return False
     return infrastructure_cause(job, verdict, backend_error) is not None
 
 
