@@ -9,8 +9,10 @@ import base64
 import functools
 import inspect
 import logging
+import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import anyio
 from mcp.server import MCPServer
@@ -22,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic_core import PydanticUndefined
 
 from tao_bevfusion import api
+from tao_bevfusion.core import caller
 from tao_bevfusion.core.errors import ToolError as ToolFailure
 from tao_bevfusion.core.layout import status_path
 from tao_bevfusion.core.limits import RESULT_LIMIT
@@ -34,6 +37,7 @@ from tao_bevfusion.present.summary import summarize
 from tao_bevfusion.specbuild.surface import ACTIONS
 
 log = logging.getLogger("tao_bevfusion.server")
+T = TypeVar("T")
 TEXT_LIMIT = RESULT_LIMIT
 INSTRUCTIONS = (
     "TAO 5.5 BEVFusion (LiDAR + camera 3D detection, KITTI person class). Usual flow: route_request -> "
@@ -44,6 +48,19 @@ INSTRUCTIONS = (
     "get_job(frames=[...]) shows an inference job's detections as pictures; list_jobs(sort=..., compare=[...]) "
     "compares runs; pass last_job_id to route_request for follow-ups."
 )
+
+async def _in_thread(fn: Callable[..., T], *args: Any) -> T:
+    """fn(*args) in a worker thread; when the request is cancelled (the caller went away) the handler returns
+    at once and the thread stops at its next caller.check_caller()."""
+    gone = threading.Event()
+    try:
+        return await anyio.to_thread.run_sync(
+            caller.watched, functools.partial(fn, *args), gone, abandon_on_cancel=True
+        )
+    except anyio.get_cancelled_exc_class():
+        gone.set()
+        raise
+
 
 def _result(model: BaseModel, text: str, extra: list[Any] | None = None) -> CallToolResult:
     if len(text) > TEXT_LIMIT:
@@ -76,7 +93,7 @@ async def _wait(t: api.ToolDef, model: Any, seconds: int, app: AppContext, ctx: 
         log.info("client went away while waiting on %s; the job keeps running", model.job_id)
         raise
     assert t.after_wait is not None
-    return await anyio.to_thread.run_sync(t.after_wait, model, app)
+    return await _in_thread(t.after_wait, model, app)
 
 
 def _images(t: api.ToolDef, inp: Any, model: Any, app: AppContext) -> list[ImageContent]:
@@ -100,11 +117,11 @@ def _build_tool(t: api.ToolDef) -> Tool:
             app = app_context()
             if (answered := await consent.ask_first(t, inp, app, ctx)) is not None:
                 return answered  # type: ignore[return-value]  # a question, or "nothing was launched"
-            model, text = await anyio.to_thread.run_sync(t.fn, inp, app)
+            model, text = await _in_thread(t.fn, inp, app)
             if wait and getattr(model, "job_id", None):
                 model, text = await _wait(t, model, wait, app, ctx)
-            extra = await anyio.to_thread.run_sync(_images, t, inp, model, app)
-            view = await anyio.to_thread.run_sync(apps.view_meta, t, inp, model, app, ctx)
+            extra = await _in_thread(_images, t, inp, model, app)
+            view = await _in_thread(apps.view_meta, t, inp, model, app, ctx)
         except ToolFailure as exc:
             raise ToolError(exc.render()) from exc
         except ToolError:
@@ -143,9 +160,9 @@ updates.install(mcp)  # status subscriptions on both protocol eras
 def _guarded(fn: Any) -> Any:
     """A resource that crashes answers with the cause and a next call (the SDK would name only the URI)."""
     @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            return await _in_thread(functools.partial(fn, *args, **kwargs))
         except (ResourceError, ToolError):
             raise
         except Exception as exc:

@@ -11,8 +11,9 @@ from typing import Any
 
 import numpy as np
 
+from tao_bevfusion.core.caller import check_caller
 from tao_bevfusion.kitti.frames import box_corners
-from tao_bevfusion.present.viz.figure import MAX_LABELS, add_lines, png, pyplot
+from tao_bevfusion.present.viz.figure import MAX_LABELS, add_lines, closed_on_error, png, pyplot
 from tao_bevfusion.present.viz.scene import GT_COLOR, OTHER_COLOR, PRED_COLOR, Scene
 
 VIEW = (-5.0, 40.0, -22.5, 22.5)  # x_min, x_max, y_min, y_max in metres
@@ -194,21 +195,10 @@ def contact_sheet(
     fig = plt.figure(figsize=(cols * thumb_px / 100, rows * thumb_px / 100 + 0.3), dpi=100)
     x0, x1, y0, y1 = view
     cell = max(x1 - x0, y1 - y0) / thumb_px
-    for i, scene in enumerate(scenes):
-        ax = fig.add_subplot(rows, cols, i + 1)
-        ax.imshow(
-            height_raster(scene.points, view, cell),
-            extent=(y1, y0, x0, x1),
-            interpolation="nearest",
-        )
-        draw_boxes(ax, scene.gt_person, GT_COLOR, lw=0.8, style="--")
-        draw_boxes(ax, scene.pred_boxes[scene.shown], PRED_COLOR, lw=0.8)
-        ax.set(xlim=(y1, y0), ylim=(x0, x1), xticks=[], yticks=[])
-        ax.set_title(
-            f"{scene.frame}: {int(scene.shown.sum())} pred / {len(scene.gt_person)} gt",
-            fontsize=6,
-            pad=2,
-        )
+    with closed_on_error(fig):
+        for i, scene in enumerate(scenes):
+            check_caller()
+            _thumbnail(fig.add_subplot(rows, cols, i + 1), scene, view, cell)
     fig.suptitle(
         f"{len(scenes)} frames, red = predicted person, magenta dashed = ground truth "
         f"(view x {x0:g}..{x1:g} m, y {y0:g}..{y1:g} m)",
@@ -223,3 +213,20 @@ def contact_sheet(
         hspace=0.15,
     )
     return png(fig, 100)
+
+
+def _thumbnail(ax: Any, scene: Scene, view: tuple[float, float, float, float], cell: float) -> None:
+    x0, x1, y0, y1 = view
+    ax.imshow(
+        height_raster(scene.points, view, cell),
+        extent=(y1, y0, x0, x1),
+        interpolation="nearest",
+    )
+    draw_boxes(ax, scene.gt_person, GT_COLOR, lw=0.8, style="--")
+    draw_boxes(ax, scene.pred_boxes[scene.shown], PRED_COLOR, lw=0.8)
+    ax.set(xlim=(y1, y0), ylim=(x0, x1), xticks=[], yticks=[])
+    ax.set_title(
+        f"{scene.frame}: {int(scene.shown.sum())} pred / {len(scene.gt_person)} gt",
+        fontsize=6,
+        pad=2,
+    )

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tao_bevfusion.core import layout
+from tao_bevfusion.core.caller import check_caller
 from tao_bevfusion.core.calls import call_text
 from tao_bevfusion.core.errors import InputError, problem
 from tao_bevfusion.core.yamlio import read_mapping, read_recorded_mapping
@@ -144,6 +145,7 @@ def _split_of(root: Path, frame: str) -> str:
 
 def scene(job: Job, frame: str) -> Any:
     """One frame of an inference job as a Scene (points, predictions, ground truth, calib, image)."""
+    check_caller()  # a frame is the unit of picture work: stop here once the caller went away
     from tao_bevfusion.present.viz.scene import load_scene, require_frame
 
     folder = job_preds(job)
