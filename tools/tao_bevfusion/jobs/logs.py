@@ -1,40 +1,35 @@
 """get_job_logs: pages of a job's combined log (tail, by offset, or by regex), secrets redacted.
 
-A user regex runs on the `regex` engine with a time budget (GREP_SECONDS for the whole call, passed as the
-per-search timeout) and releases the GIL while it matches, so '(a+)+$' costs at most the budget and never
-stalls other calls. Without an offset, grep scans the whole log newest-first in CHUNK pieces; the page says
-which bytes were searched and why it stopped.
+A user regex runs in a child process (jobs/logsearch.py) that is killed when GREP_SECONDS are spent, so
+'(a+)+$' costs at most the budget, on any machine load, and never stalls other calls. Without an offset, grep
+scans the whole log newest-first; the page says which bytes were searched and why it stopped.
 """
 
+import json
+import os
 import re
-import time
-from collections.abc import Iterable
+import signal
+import subprocess
+import sys
+from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
 from tao_bevfusion.core.calls import call_text
 from tao_bevfusion.core.errors import InputError, problem
 from tao_bevfusion.core.limits import TEXT_LIMIT
-from tao_bevfusion.core.lines import pieces
 from tao_bevfusion.core.redact import redact
 from tao_bevfusion.jobs.context import AppContext, app_context
 from tao_bevfusion.jobs.engine import refresh
+from tao_bevfusion.jobs.logsearch import LINE_CHARS, Batch, Request
 from tao_bevfusion.jobs.secrets import job_secrets
 from tao_bevfusion.jobs.store import check_job_id
 
-if TYPE_CHECKING:
-    import regex
-
 GREP_SECONDS = 2.0
-CHUNK = 1 << 20
 TAIL_WINDOW = 256 * 1024
-LINE_CHARS = 1000
 MAX_MATCHES = 500
-PIECE = 64 * 1024  # a longer line is searched in slices of this size
 LINES = re.compile(rb"[\r\n]+")
-ONE_LINE = re.compile(rb"[^\r\n]+")
 
 
 class LogPage(BaseModel):
@@ -50,12 +45,10 @@ class LogPage(BaseModel):
     )
 
 
-def _compile(grep: str) -> "regex.Pattern[bytes]":
-    import regex  # only a grep needs it; kept off server start-up
-
+def _check_pattern(grep: str) -> None:
     try:
-        return regex.compile(grep.encode())
-    except (regex.error, ValueError) as exc:
+        re.compile(grep.encode())
+    except (re.error, ValueError) as exc:
         raise InputError(
             problem("grep", f"not a valid regex: {exc}", "pass e.g. 'Error|Traceback'")
         ) from exc
@@ -70,99 +63,42 @@ def _read(path: Path, start: int, length: int) -> bytes:
         return b""
 
 
-class _Grep:
-    """Matching lines, searched within a time budget; `stopped` says why a search ended early."""
+def _search_child_env() -> dict[str, str]:
+    """The child finds this package where the server found it (installed or from a source tree)."""
+    import tao_bevfusion
 
-    def __init__(self, rx: "regex.Pattern[bytes]", want: int) -> None:
-        self.rx, self.want = rx, want
-        self.deadline = time.monotonic() + GREP_SECONDS
-        self.found: list[bytes] = []
-        self.stopped: str | None = None
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "PYTHONPATH": str(Path(tao_bevfusion.__file__).resolve().parents[1])}
 
-    def expired(self) -> bool:
-        if time.monotonic() < self.deadline:
-            return False
-        self.stopped = (
-            self.stopped or f"the {GREP_SECONDS:g} s search budget ran out (simplify the regex)"
-        )
-        return True
 
-    def feed(self, lines: list[bytes]) -> bool:
-        """Search lines in the given order; False once the scan must stop."""
-        return all(self.one(line) for line in lines)
-
-    def one(self, line: bytes) -> bool:
-        left = self.deadline - time.monotonic()
+def _search(req: Request) -> tuple[list[bytes], int, str | None]:
+    """Run the search child for at most GREP_SECONDS. Returns the matching lines in log order, how far the
+    search got (backward: down to, forward: up to) and why it stopped early (None: it searched everything)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-P", "-s", "-m", "tao_bevfusion.jobs.logsearch"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        env=_search_child_env(), cwd="/",
+    )
+    stopped = None
+    try:
+        out, _ = proc.communicate(json.dumps(asdict(req)).encode(), timeout=GREP_SECONDS)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+        stopped = f"the {GREP_SECONDS:g} s search budget ran out (simplify the regex)"
+    found: list[list[bytes]] = []
+    at = req.size if req.backward else req.start
+    for record in out.splitlines():
         try:
-            hit = self.rx.search(line, timeout=left, concurrent=True) if left > 0 else None
-        except TimeoutError:
-            hit = None
-        if hit is None and time.monotonic() >= self.deadline:
-            self.stopped = f"the {GREP_SECONDS:g} s search budget ran out (simplify the regex)"
-            return False
-        if hit:
-            at = max(0, hit.start() - LINE_CHARS // 4)  # a long line is shown around its match
-            self.found.append(line if len(line) <= LINE_CHARS else line[at : at + LINE_CHARS])
-            if len(self.found) >= self.want:
-                self.stopped = f"{self.want} matching lines found"
-                return False
-        return True
-
-
-def _grep_backward(path: Path, size: int, g: _Grep) -> int:
-    """Newest first, CHUNK by CHUNK; returns the offset down to which the log was searched. A line longer
-    than PIECE is searched in PIECE slices, and the budget is checked per chunk, so one 64 MB line costs
-    linear time."""
-    pos, carry = size, b""
-    while pos > 0:
-        if g.expired():
-            break
-        start = max(0, pos - CHUNK)
-        lines = LINES.split(_read(path, start, pos - start) + carry)
-        carry = (
-            lines.pop(0) if start > 0 else b""
-        )  # the first piece may be the tail of an earlier line
-        if (
-            len(carry) > PIECE
-        ):  # an overlong line: search its newest slices now, keep one for the next chunk
-            lines[:0] = [
-                carry[-PIECE * k - PIECE : len(carry) - PIECE * k]
-                for k in reversed(range((len(carry) - 1) // PIECE))
-            ]
-            carry = carry[: len(carry) - PIECE * ((len(carry) - 1) // PIECE)]
-        if not g.feed(_sliced(reversed(lines), newest_first=True)):
-            g.found.reverse()
-            return start + len(carry)
-        pos = start
-    g.found.reverse()
-    return pos + len(carry)
-
-
-def _sliced(lines: Iterable[bytes], newest_first: bool = False) -> list[bytes]:
-    out: list[bytes] = []
-    for line in lines:
-        if line.strip():
-            cut = pieces(line, PIECE)
-            out.extend(reversed(cut) if newest_first else cut)
-    return out
-
-
-def _grep_forward(path: Path, start: int, size: int, g: _Grep) -> int:
-    """From `start`, whole lines only (an overlong one in PIECE slices); returns where the next page starts."""
-    pos = start
-    while pos < size and not g.expired():
-        data = _read(path, pos, min(CHUNK, size - pos))
-        if not data:
-            break
-        cut = max(data.rfind(b"\n"), data.rfind(b"\r")) + 1 if pos + len(data) < size else len(data)
-        if cut == 0:
-            cut = len(data)  # one line longer than CHUNK: search it in pieces
-        for m in ONE_LINE.finditer(data, 0, cut):
-            for piece in _sliced([m.group()]):
-                if not g.one(piece):
-                    return pos + m.end()
-        pos += cut
-    return pos
+            batch = Batch(**json.loads(record))
+        except (ValueError, TypeError):
+            break  # the line being written when the child was killed
+        found.append([h.encode("latin-1") for h in batch.hits])
+        at, stopped = batch.at, batch.stopped or stopped
+    if proc.returncode not in (0, -signal.SIGKILL) and stopped is None:
+        stopped = f"the search process failed (exit {proc.returncode})"
+    ordered = reversed(found) if req.backward else found
+    return [hit for hits in ordered for hit in hits], at, stopped
 
 
 def _page(
@@ -202,7 +138,7 @@ def get_job_logs(
     running = "" if job.terminal else "; the job is still running"
     if grep:
         return _grep_page(
-            job_id, path, size, _compile(grep), offset, tail_lines, max_bytes, secrets, running
+            job_id, path, size, grep, offset, tail_lines, max_bytes, secrets, running
         )
     if offset is not None:
         start = max(0, min(offset, size))
@@ -241,46 +177,30 @@ def _grep_page(
     job_id: str,
     path: Path,
     size: int,
-    rx: "regex.Pattern[bytes]",
+    grep: str,
     offset: int | None,
     tail_lines: int | None,
     max_bytes: int,
     secrets: list[str],
     running: str,
 ) -> LogPage:
-    g = _Grep(rx, min(tail_lines or 50, MAX_MATCHES) if offset is None else MAX_MATCHES)
-    if offset is None:
-        searched_from = _grep_backward(path, size, g)
-        text, dropped = _page(g.found, secrets, max_bytes, newest=True)
-        scope = (
-            "the whole log"
-            if searched_from == 0
-            else f"bytes {searched_from}-{size} (newest first)"
-        )
-        hint = f"searched {scope}" + (f"; stopped: {g.stopped}" if g.stopped else "")
-        if searched_from > 0:
-            hint += f"; earlier lines: get_job_logs(job_id='{job_id}', grep=..., offset=0) searches forward"
-        return LogPage(
-            text="\n".join(text),
-            offset=searched_from,
-            next_offset=size,
-            size=size,
-            truncated=dropped > 0 or searched_from > 0,
-            hint=hint + running,
-        )
-    start = max(0, min(offset, size))
-    next_offset = _grep_forward(path, start, size, g)
-    text, dropped = _page(g.found, secrets, max_bytes, newest=False)
-    hint = f"searched bytes {start}-{next_offset} of {size}" + (
-        f"; stopped: {g.stopped}" if g.stopped else ""
-    )
-    if next_offset < size:
-        hint += f"; more: get_job_logs(job_id='{job_id}', grep=..., offset={next_offset})"
-    return LogPage(
-        text="\n".join(text),
-        offset=start,
-        next_offset=next_offset,
-        size=size,
-        truncated=dropped > 0 or next_offset < size,
-        hint=hint + running,
-    )
+    _check_pattern(grep)
+    backward = offset is None
+    start = 0 if offset is None else max(0, min(offset, size))
+    want = min(tail_lines or 50, MAX_MATCHES) if backward else MAX_MATCHES
+    found, at, stopped = _search(Request(str(path), grep, start, size, backward, want))
+    text, dropped = _page(found, secrets, max_bytes, newest=backward)
+    said = f"; stopped: {stopped}" if stopped else ""
+    if backward:
+        scope = "the whole log" if at == 0 else f"bytes {at}-{size} (newest first)"
+        hint = f"searched {scope}{said}"
+        if at > 0:
+            earlier = call_text("get_job_logs", {"job_id": job_id, "grep": grep, "offset": 0})
+            hint += f"; earlier lines: {earlier} searches forward"
+        return LogPage(text="\n".join(text), offset=at, next_offset=size, size=size,
+                       truncated=dropped > 0 or at > 0, hint=hint + running)
+    hint = f"searched bytes {start}-{at} of {size}{said}"
+    if at < size:
+        hint += "; more: " + call_text("get_job_logs", {"job_id": job_id, "grep": grep, "offset": at})
+    return LogPage(text="\n".join(text), offset=start, next_offset=at, size=size,
+                   truncated=dropped > 0 or at < size, hint=hint + running)
