@@ -154,3 +154,29 @@ def test_a_spec_with_a_key_ships_in_a_secret_never_in_the_plan(kitti_converted: 
     assert key in next(iter(sent["stringData"].values()))          # the pods read the real spec
     cancel_job(out.job_id)
     assert ("Secret", NS, f"tao-{out.job_id}-spec") not in fake.objects
+
+
+def test_an_evaluate_reads_its_checkpoint_from_a_private_host_path(kitti_converted: Path, fake: Cluster) -> None:
+    """Issue 17, High 1 on Kubernetes: the parent's checkpoint reaches the pod through the job's own inputs
+    folder (hostPath, read-only), never the parent's results folder that its container could rewrite."""
+    from tests.attacks.helpers import FAST, finish, launch
+
+    trained = launch("train", kitti_converted, overrides=FAST)
+    assert finish(trained.job_id).state == "succeeded"
+    parent_results = Path(app_context().store.get(trained.job_id).results_dir)
+    out = run_action(RunActionInput.model_validate({
+        "action": "evaluate", "data_root": str(kitti_converted), "parent_job_id": trained.job_id,
+        "backend": "kubernetes", "num_gpus": 1, "backend_options": {"namespace": NS, "claims": {"/data": "kitti"}}}))
+    assert out.job_id
+    pod = fake.objects[("Job", NS, f"tao-{out.job_id}")]["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: m for m in pod["containers"][0]["volumeMounts"]}
+    model = mounts["/inputs/model"]
+    private = Path(volumes[model["name"]]["hostPath"]["path"])
+    assert private == app_context().settings.home / "jobs" / out.job_id / "inputs" / "model"
+    assert model.get("readOnly") is True and oct(private.stat().st_mode & 0o777) == "0o700"
+    (linked,) = private.iterdir()  # the chosen checkpoint only, none of the parent's other files
+    (original,) = [p for p in parent_results.rglob(linked.name)]
+    assert linked.read_bytes() == original.read_bytes()
+    host_paths = [Path(v["hostPath"]["path"]) for v in volumes.values() if "hostPath" in v]
+    assert not any(p == parent_results or parent_results in p.parents for p in host_paths), host_paths
