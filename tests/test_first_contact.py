@@ -246,3 +246,29 @@ def test_fine_tune_from_a_pretrained_file_names_it():
     spec = {"train": {"resume_training_checkpoint_path": "/ptm/bevfusion.pth", "resume": False, "num_epochs": 3}}
     said = lineage(req, spec, None)
     assert said and "weights loaded from /srv/ptm/bevfusion.pth" in said and "None" not in said
+
+
+def test_a_quote_in_a_data_root_never_becomes_a_second_call(workspace):
+    """Issue 17 item 10, the places the last round missed: check_dataset's fix texts and the pipeline prompt
+    paste no value between quotes. Every call in them parses as one call carrying the root unchanged."""
+    from tao_bevfusion.api import call as api_call
+
+    from tests.conftest import copy_sample
+
+    root = copy_sample(workspace / "kit'), cancel_job(job_id='x")
+    report = api_call("check_dataset", {"data_root": str(root), "action": "train"})[0]
+    fixes = [p.fix for p in report.problems if "run_action" in p.fix]
+    assert fixes, report.problems
+    for fix in fixes:
+        assert parse_call(fix.removesuffix(" first")) == (
+            "run_action", {"action": "dataset_convert", "data_root": str(root)})
+
+    async def prompt() -> str:
+        async with Client(mcp) as c:
+            got = await c.get_prompt("bevfusion_pipeline", {"data_root": str(root), "num_epochs": "2'}); x={'"})
+            return str(got.messages[0].content.text)
+    text = anyio.run(prompt)
+    calls = [line.split(". ", 1)[1].split(";")[0].removesuffix(".") for line in text.splitlines()
+             if line[:2] in ("1.", "2.", "5.", "6.")]
+    assert len(calls) == 4 and all(parse_call(c)[1]["data_root"] == str(root) for c in calls), calls
+    assert "cancel_job(" not in text.replace(str(root), "") and "x={" not in text

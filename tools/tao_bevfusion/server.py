@@ -8,6 +8,7 @@ validates them; results carry a short text digest plus structured content (publi
 import base64
 import functools
 import inspect
+import json
 import logging
 import threading
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from pydantic_core import PydanticUndefined
 
 from tao_bevfusion import api
 from tao_bevfusion.core import caller
+from tao_bevfusion.core.calls import call_text
 from tao_bevfusion.core.errors import ToolError as ToolFailure
 from tao_bevfusion.core.layout import status_path
 from tao_bevfusion.core.limits import RESULT_LIMIT
@@ -306,18 +308,22 @@ def _artifact(action: str, pattern: str) -> str:
 
 @mcp.prompt(description="Walk through convert -> train -> evaluate -> inference on a KITTI root.")
 def bevfusion_pipeline(data_root: str, num_epochs: str = "2") -> str:
+    def step(tool: str, **args: Any) -> str:  # the user's values JSON-encoded: one call whatever they contain
+        return call_text(tool, {"data_root": data_root, **args})
+
+    epochs = int(num_epochs) if num_epochs.strip().isdigit() else 2
     return (
-        f"Run the TAO 5.5 BEVFusion pipeline on the KITTI root {data_root}:\n"
-        f"1. check_dataset(data_root='{data_root}', action='dataset_convert'); fix every error it lists.\n"
-        f"2. run_action(action='dataset_convert', data_root='{data_root}'); poll get_job until it ends.\n"
-        f"3. run_action(action='train', data_root='{data_root}', request=<the user's words>). With the AutoML "
+        f"Run the TAO 5.5 BEVFusion pipeline on the KITTI root {json.dumps(data_root)}:\n"
+        f"1. {step('check_dataset', action='dataset_convert')}; fix every error it lists.\n"
+        f"2. {step('run_action', action='dataset_convert')}; poll get_job until it ends.\n"
+        f"3. {step('run_action', action='train', request='<the user words>')}. With the AutoML "
         "policy on (the default) it returns state 'review': show the review to the user and, once they agree, "
         "repeat the call with confirm=true; the study runs in the background (poll get_job on its id). If the "
-        f"user asked for plain training, pass automl_policy='off' and overrides={{'num_epochs': {num_epochs}}}; "
+        f"user asked for plain training, pass automl_policy='off' and overrides={{'num_epochs': {epochs}}}; "
         "poll get_job (report epoch, loss, AP11).\n"
         "4. resolve_parent_checkpoint(parent_job_id=<train job or study>) and tell the user which epoch and why.\n"
-        f"5. run_action(action='evaluate', data_root='{data_root}', parent_job_id=<train job>); report AP11/AP40.\n"
-        f"6. run_action(action='inference', data_root='{data_root}', parent_job_id=<train job>).\n"
+        f"5. {step('run_action', action='evaluate', parent_job_id='<train job id>')}; report AP11/AP40.\n"
+        f"6. {step('run_action', action='inference', parent_job_id='<train job id>')}.\n"
         "Never report success from an exit code; use get_job's verdict and next_steps."
     )
 

@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from tao_bevfusion.core import layout
+from tao_bevfusion.core.calls import call_text
 from tao_bevfusion.core.paths import host_path, inside
 from tao_bevfusion.core.settings import HasSettings, settings_of
 from tao_bevfusion.kitti.classes import KITTI_CLASSES, PERSON_CLASSES
@@ -209,18 +210,22 @@ def _check_contents(rep: _Report, root: Path, ids: dict[str, list[str]], listing
     return persons
 
 
+def _convert_first(root: Path) -> str:
+    return call_text("run_action", {"action": "dataset_convert", "data_root": str(root)}) + " first"
+
+
 def _converted(rep: _Report, root: Path, action: str, ids: dict[str, list[str]]) -> None:
     pkls = ["train", "val"] if action == "train" else ["val"]
     for split in pkls:
         pkl = layout.info_pickle(root, split)
         if not pkl.is_file() or pkl.stat().st_size == 0:
             rep.add("CONVERTED_MISSING", pkl, f"{pkl.name} is missing: dataset_convert has not run on this root",
-                    f"run_action(action='dataset_convert', data_root='{root}') first")
+                    _convert_first(root))
     reduced = _listing(layout.reduced_dir(root))
     wanted = set(ids["val"]) | (set(ids["train"]) if action == "train" else set())
     if not reduced:
         rep.add("REDUCED_MISSING", root / "training" / "velodyne_reduced", "training/velodyne_reduced/ is missing or "
-                "empty", f"run_action(action='dataset_convert', data_root='{root}') first")
+                "empty", _convert_first(root))
         return
     for fid in sorted(wanted):
         if fid + ".bin" not in reduced:

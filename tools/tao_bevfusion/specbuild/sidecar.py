@@ -77,7 +77,7 @@ def sign(record: LaunchSidecar, home: Path) -> LaunchSidecar:
 def read_sidecar(spec_path: Path, home: Path) -> LaunchSidecar:
     """The verified launch record of `spec_path`, or an InputError saying how to get a valid one."""
     side = launch_sidecar(spec_path)
-    rebuild = f"rebuild the spec: build_spec(..., base_spec='{spec_path}')"
+    rebuild = f"rebuild the spec: build_spec with base_spec={json.dumps(str(spec_path))} and your other arguments"
     if not side.is_file() or side.stat().st_size > 1_000_000:
         raise InputError(
             problem(
