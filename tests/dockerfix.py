@@ -50,8 +50,17 @@ def _spawn(root: Path, sock: Path, log) -> subprocess.Popen:
          "--bridge=none"], stdout=log, stderr=subprocess.STDOUT)
 
 
+
+
+def containers_of(client: docker.DockerClient, under: Path) -> list:
+    """The plugin's containers that mount something under `under` (this test's or this session's folders):
+    never another session's or a user's jobs on the same engine."""
+    found = client.containers.list(all=True, filters={"label": "tao-bevfusion.plugin=tao-bevfusion"})
+    return [c for c in found if any(Path(m.get("Source", "/")).is_relative_to(under) for m in c.attrs["Mounts"])]
+
+
 @pytest.fixture(scope="session")
-def engine() -> Iterator[docker.DockerClient]:
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[docker.DockerClient]:
     started = None
     if not _reachable():
         started = _start_private_engine()
@@ -59,7 +68,7 @@ def engine() -> Iterator[docker.DockerClient]:
             pytest.skip("no Docker engine could be reached or started (CI always starts one: see .ci/run)")
     client = docker.from_env()
     yield client
-    for c in client.containers.list(all=True, filters={"label": "tao-bevfusion.plugin=tao-bevfusion"}):
+    for c in containers_of(client, tmp_path_factory.getbasetemp()):
         c.remove(force=True)
     if started:
         proc, root = started
@@ -81,5 +90,5 @@ def docker_ws(workspace: Path, standin: str, engine: docker.DockerClient,
     monkeypatch.setenv("TAO_BEVFUSION_IMAGE", standin)
     monkeypatch.setenv("TAO_BEVFUSION_MEMLOCK", str(HOST_MEMLOCK))
     yield workspace
-    for c in engine.containers.list(all=True, filters={"label": "tao-bevfusion.plugin=tao-bevfusion"}):
+    for c in containers_of(engine, workspace):
         c.remove(force=True)

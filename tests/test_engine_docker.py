@@ -22,6 +22,7 @@ from tao_bevfusion.specbuild.build import BuildSpecInput
 from tao_bevfusion.specbuild.sidecar import LaunchSidecar, sign
 
 from tests.conftest import REPO, copy_sample
+from tests.dockerfix import containers_of
 
 pytestmark = pytest.mark.docker
 FAST = {"num_epochs": 2, "batch_size": 1}
@@ -163,7 +164,7 @@ def test_train_before_convert_is_stopped_by_preflight(docker_ws: Path, engine: d
     with pytest.raises(InputError) as exc:
         launch("train", root, overrides=FAST)
     assert "dataset_convert" in str(exc.value) and "nothing was launched" in str(exc.value)
-    assert list_jobs() == [] and not engine.containers.list(all=True, filters={"label": "tao-bevfusion.plugin"})
+    assert list_jobs() == [] and not containers_of(engine, docker_ws)
 
 
 def test_cancel_is_recorded_and_idempotent(converted: Path):
@@ -221,7 +222,7 @@ def test_missing_image_stops_before_launch(converted: Path, engine: docker.Docke
     with pytest.raises(InputError) as exc:
         launch("train", converted, overrides=FAST, image="tao-bevfusion-does-not-exist:1")
     assert "not present locally" in str(exc.value) and "docker pull" in str(exc.value)
-    assert not engine.containers.list(all=True, filters={"label": "tao-bevfusion.plugin"})
+    assert not containers_of(engine, converted.parent)
 
 
 def test_gpu_request_on_a_host_without_nvidia_runtime(converted: Path, engine: docker.DockerClient):
@@ -249,7 +250,7 @@ def test_gpu_request_on_a_host_without_nvidia_runtime(converted: Path, engine: d
         backend.submit(backend.plan(req))
     text = str(exc2.value)
     assert 'could not select device driver ""' in text and "nvidia-container-toolkit" in text
-    assert not engine.containers.list(all=True, filters={"label": "tao-bevfusion.plugin"})
+    assert not containers_of(engine, converted.parent)
 
 
 def test_logs_page_tail_offset_grep(converted: Path):
