@@ -143,6 +143,7 @@ def real_study(base: Path) -> dict[str, Any]:
     from tao_bevfusion.service.jobs import get_job
     from tao_bevfusion.service.run import run_action
 
+    from tests.dockerfix import containers_of
     from tests.standin.image import ensure_image
 
     client = docker.from_env()
@@ -170,7 +171,7 @@ def real_study(base: Path) -> dict[str, Any]:
     if len(trials) == 2 and trials[1].started_at:
         ended = (Path(trials[0].results_dir) / "train" / "status.json").stat().st_mtime  # its last line
         gap = trials[1].started_at - ended  # started_at: the engine has started the container
-    for c in client.containers.list(all=True, filters={"label": "tao-bevfusion.plugin=tao-bevfusion"}):
+    for c in containers_of(client, base):  # this run's containers only
         c.remove(force=True)
     return {"state": s.state, "end_to_next_container_s": round(gap, 2) if gap is not None else None,
             "driver_cpu_percent": round(100 * cpu[1] / cpu[0], 2) if len(cpu) == 2 else None}

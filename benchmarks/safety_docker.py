@@ -170,6 +170,7 @@ def measure(client: Any, base: Path, quick: bool) -> dict[str, Any]:
     from tao_bevfusion.service.jobs import get_job
     from tao_bevfusion.service.run import run_action
 
+    from tests.dockerfix import containers_of
     from tests.standin.image import ensure_image
 
     kitti = _workspace(base)
@@ -182,5 +183,5 @@ def measure(client: Any, base: Path, quick: bool) -> dict[str, Any]:
         return {"divergence": divergence(client, kitti), "limit": limit(client, kitti),
                 "retry": retry(client, kitti), "retention": retention(kitti, quick)}
     finally:
-        for c in client.containers.list(all=True, filters={"label": "tao-bevfusion.plugin=tao-bevfusion"}):
+        for c in containers_of(client, kitti.parent):  # this run's containers only
             c.remove(force=True)
