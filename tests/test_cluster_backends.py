@@ -42,6 +42,9 @@ def test_registered_with_capabilities() -> None:
     for name in ("slurm", "kubernetes"):
         caps = backend_class(name).capabilities
         assert caps.multi_node and caps.maps_paths_into_container and not caps.gpu_pinning
+    # sbatch only queues a job: recorded pending until a poll sees it run; a started container is running
+    assert backend_class("slurm").capabilities.state_after_submit == "pending"
+    assert backend_class("docker").capabilities.state_after_submit == "running"
 
 
 def test_slurm_plan_is_the_script(tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -62,6 +62,7 @@ def test_two_node_train_verdict_and_per_node_logs(cluster_ws: Path, engine: dock
     t0 = time.monotonic()
     out = _train(cluster_ws)
     assert out.job_id and out.plan is not None
+    assert out.state == "pending"  # sbatch only queued it; the first poll that sees it RUNNING says running
     script = out.plan.model_dump()["script"]
     assert "#SBATCH --nodes=2" in script and "#SBATCH --gres=gpu:2" in script and "--partition=debug" in script
     s = _finish(out.job_id)

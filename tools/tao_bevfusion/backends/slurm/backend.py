@@ -86,7 +86,7 @@ def _parse(handle: str) -> tuple[str, str, Path]:
 class SlurmBackend(Backend):
     name = "slurm"
     capabilities: ClassVar[Capabilities] = Capabilities(
-        maps_paths_into_container=True, multi_node=True, gpu_pinning=False, reattach_by_job_id=True)
+        maps_paths_into_container=True, multi_node=True, gpu_pinning=False, reattach_by_job_id=True, queues=True)
     options_model = SlurmOptions
     plan_model = SlurmPlan
 
