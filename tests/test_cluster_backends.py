@@ -42,6 +42,29 @@ def test_registered_with_capabilities() -> None:
     for name in ("slurm", "kubernetes"):
         caps = backend_class(name).capabilities
         assert caps.multi_node and caps.maps_paths_into_container and not caps.gpu_pinning
+    # sbatch only queues a job: recorded pending until a poll sees it run; a started container is running
+    assert backend_class("slurm").capabilities.state_after_submit == "pending"
+    assert backend_class("docker").capabilities.state_after_submit == "running"
+
+
+def test_slurm_log_sync_keeps_each_node_in_order_and_interleaves_per_sync(tmp_path: Path) -> None:
+    log_dir, log = tmp_path / "slurm", tmp_path / "job" / "job.log"
+    log_dir.mkdir()
+    node0, node1 = log_dir / "tao-j1-7-node0.log", log_dir / "tao-j1-7-node1.log"
+    node0.write_bytes(b"torchrun on node 0")  # no whole line yet: held back
+    node1.write_bytes(b"torchrun on node 1\n")
+    handle = f"slurm:7:tao-j1:{log_dir}"
+    SlurmBackend().sync_logs(handle, log)
+    assert log.read_bytes() == b"[node 1] torchrun on node 1\n"  # node 1 first: no node order is promised
+    with node0.open("ab") as fh:
+        fh.write(b" ...\rEpoch(train) [1]\n")
+    with node1.open("ab") as fh:
+        fh.write(b"Epoch(train) [1]\n")
+    (log_dir / "tao-j1-7.batch.log").write_bytes(b"srun: done\n")
+    SlurmBackend().sync_logs(handle, log)
+    SlurmBackend().sync_logs(handle, log)  # nothing new: nothing appended
+    assert log.read_bytes() == (b"[node 1] torchrun on node 1\n" b"torchrun on node 0 ...\rEpoch(train) [1]\n"
+                                b"[node 1] Epoch(train) [1]\n[batch] srun: done\n")  # node 0 first within a sync
 
 
 def test_slurm_plan_is_the_script(tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:

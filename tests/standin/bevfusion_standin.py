@@ -16,6 +16,8 @@ FAKE_TAO_NAN_FROM_EPOCH=N makes the train loss NaN from epoch N on (a diverging 
 with FAKE_TAO_NAN_LR_ABOVE=x only when train.optimizer.lr > x (one diverging trial among healthy ones).
 FAKE_TAO_KILL_ONCE_AT_EPOCH=N kills the whole container (exit 137, no footer, as a lost node or an engine
 restart would) right after the epoch-N checkpoint, but only on a fresh start: a resumed run trains to the end.
+FAKE_TAO_HOLD_FILE=<container path>: train waits before its first iteration while that file exists (at most
+FAKE_TAO_HOLD_SECONDS, default 120), so a test decides how long a run lasts instead of guessing a duration.
 
 Validation AP (train, and evaluate of a train checkpoint) depends on the epoch and on
 train.optimizer.lr / weight_decay, so a hyperparameter search has a known optimum (lr 3e-4, wd 1e-2):
@@ -313,11 +315,19 @@ def do_train(spec, st):
             print(f"Load checkpoint from {resume_path}")
     work = st.dir
     _long_output(st)
+    _hold()
     run_dir = os.path.join(work, time.strftime("%Y%m%d_%H%M%S"))
     os.makedirs(run_dir, exist_ok=True)
     with open(os.path.join(run_dir, os.path.basename(run_dir) + ".log"), "a") as log:
         _train_loop(spec, st, train, frames, start, epochs, work, log)
     st.write("RUNNING", "Train finished successfully.")
+
+
+def _hold():
+    path = os.environ.get("FAKE_TAO_HOLD_FILE")
+    end = time.monotonic() + float(os.environ.get("FAKE_TAO_HOLD_SECONDS", "120"))
+    while path and os.path.exists(path) and time.monotonic() < end:
+        time.sleep(0.1)
 
 
 def _long_output(st):

@@ -35,6 +35,17 @@ class Capabilities(BaseModel):
     reattach_by_job_id: bool = Field(
         description="find(job_id) can recover a handle that was never stored."
     )
+    queues: bool = Field(
+        default=False,
+        description=(
+            "submit only queues the job: it is pending until the scheduler starts it (poll says so)."
+        ),
+    )
+
+    @property
+    def state_after_submit(self) -> str:
+        """The job state a successful submit records: pending where the scheduler only queued it."""
+        return "pending" if self.queues else "running"
 
 
 class BackendOptions(BaseModel):

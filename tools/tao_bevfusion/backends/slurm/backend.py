@@ -86,7 +86,7 @@ def _parse(handle: str) -> tuple[str, str, Path]:
 class SlurmBackend(Backend):
     name = "slurm"
     capabilities: ClassVar[Capabilities] = Capabilities(
-        maps_paths_into_container=True, multi_node=True, gpu_pinning=False, reattach_by_job_id=True)
+        maps_paths_into_container=True, multi_node=True, gpu_pinning=False, reattach_by_job_id=True, queues=True)
     options_model = SlurmOptions
     plan_model = SlurmPlan
 
@@ -168,8 +168,10 @@ class SlurmBackend(Backend):
                              error=None if state.state == "COMPLETED" else f"Slurm {state.state} ({state.source})")
 
     def sync_logs(self, handle: str, log_path: Path) -> None:
-        """Append what the nodes wrote since the last sync: node 0 as is, then the others and the batch
-        script's own output, each line prefixed with where it came from."""
+        """Append the complete lines the nodes wrote since the last sync: node 0's as they are, then the
+        others' and the batch script's own, each prefixed with where it came from ([node N], [batch]). Each
+        source's lines keep their order; sources interleave per sync, not by time (the log starts with node
+        1's lines when node 1 printed a whole line before node 0 did)."""
         slurm_id, job_name, log_dir = _parse(handle)
         prefix = f"{job_name}-{slurm_id}"
         nodes = sorted(((int(m.group(1)), p) for p in log_dir.glob(f"{prefix}-node*.log")
