@@ -106,7 +106,7 @@ def _host_path_notes(req: LaunchRequest, opts: KubernetesOptions) -> list[str]:
 class KubernetesBackend(Backend):
     name = "kubernetes"
     capabilities: ClassVar[Capabilities] = Capabilities(
-        maps_paths_into_container=True, multi_node=True, gpu_pinning=False, reattach_by_job_id=True)
+        maps_paths_into_container=True, multi_node=True, gpu_pinning=False, reattach_by_job_id=True, queues=True)
     options_model = KubernetesOptions
     plan_model = KubernetesPlan
 
