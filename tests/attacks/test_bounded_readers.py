@@ -83,3 +83,114 @@ def test_log_sync_in_two_looks_writes_every_entry_once_and_cuts_overlong_records
     for part in re.split(rb"([\r\n])", b"".join(lines) + last):
         want.append(part if len(part) <= limit or part in (b"\r", b"\n") else part[:limit] + MARKER)
     assert log.read_bytes() == b"".join(want)
+
+
+class _Engine:
+    """A container's json-file log as dockerd serves it: entries in the order they were written (stdout and
+    stderr have separate copiers, so not by stamp), `since` in whole seconds, `shown` of them written so far."""
+
+    def __init__(self, entries: list[tuple[str, bytes]]) -> None:
+        self.entries, self.shown, self.containers = entries, 0, self
+
+    def get(self, handle: str) -> "_Engine":
+        return self
+
+    def logs(self, since: int | None = None, **_: object) -> list[bytes]:
+        return [f"{stamp} ".encode() + body for stamp, body in self.entries[:self.shown]
+                if parse_stamp(stamp)[0] >= (since or 0)]
+
+
+def _long_line_and_a_stderr_line(total: int, stderr_after: int, stderr_second: int) -> list[tuple[str, bytes]]:
+    """What the stand-in's launcher makes of FAKE_TAO_FAULT=long_log_line on a loaded host: one stdout line
+    of `total` bytes in 16 KB partial entries that all carry its first partial's stamp, and the launcher's
+    stderr footer, logged while the stdout copier still drains the line, after `stderr_after` partials."""
+    partials = [b"x" * (16 << 10)] * (total >> 14)
+    entries = [("2026-12-01T10:00:00.1Z", b"torchrun train.py\n")]
+    entries += [("2026-12-01T10:00:00.2Z", p) for p in partials[:stderr_after]]
+    entries.append((f"2026-12-01T10:00:0{stderr_second}.3Z", b"[TAO Toolkit] Execution status: PASS\n"))
+    entries += [("2026-12-01T10:00:00.2Z", p) for p in partials[stderr_after:]]
+    entries.append(("2026-12-01T10:00:00.2Z", b" END-OF-THE-LONG-LINE\n"))
+    return [*entries, (f"2026-12-01T10:00:0{stderr_second}.4Z", b"after the long line\n")]
+
+
+@pytest.mark.parametrize(("total", "stderr_after", "stderr_second"),
+                         [(2 << 20, 120, 0), (2 << 20, 120, 1), (2 << 20, 20, 1), (64 << 10, 2, 1)])
+def test_a_line_of_the_other_stream_inside_a_long_line_is_kept_and_cuts_nothing_else(
+        tmp_path: Path, monkeypatch, total: int, stderr_after: int, stderr_second: int):
+    """The flaky long_log_line failure: the stderr footer, logged amid the stdout line's partials, ended the
+    cut record, so the rest of the line was written uncut (END-OF-THE-LONG-LINE in job.log) and the footer
+    itself was dropped as part of the cut record. Whichever entry a sync stops after (`since` whole seconds,
+    the footer maybe in the next second), job.log is the same: the line's first MB and one marker (a shorter
+    line whole, split where the footer came), the footer on a line of its own, every line once."""
+    from tao_bevfusion.backends import docker as docker_backend
+    from tao_bevfusion.backends.logsync import RECORD_LIMIT
+
+    entries = _long_line_and_a_stderr_line(total, stderr_after, stderr_second)
+    engine = _Engine(entries)
+    monkeypatch.setattr(docker_backend, "_client", lambda: engine)
+    before, footer = stderr_after << 14, b"\n[TAO Toolkit] Execution status: PASS\n"
+    if before > RECORD_LIMIT:  # cut before the footer came: nothing of the line after it
+        line = b"x" * RECORD_LIMIT + MARKER + footer
+    elif total > RECORD_LIMIT:
+        line = b"x" * before + footer + b"x" * (RECORD_LIMIT - before) + MARKER + b"\n"
+    else:
+        line = b"x" * before + footer + b"x" * (total - before) + b" END-OF-THE-LONG-LINE\n"
+    want = b"torchrun train.py\n" + line + b"after the long line\n"
+    for stop in range(len(entries) + 1):
+        log = tmp_path / str(stop) / "job.log"
+        for engine.shown in (stop, len(entries)):
+            docker_backend.DockerBackend().sync_logs("c", log)
+        data = log.read_bytes()
+        assert data == want, (stop, len(data), data.count(MARKER), b"END-OF" in data, data[-120:])
+
+
+
+@st.composite
+def _two_streams(draw: st.DrawFn) -> list[tuple[str, bytes]]:
+    """Entries of a stdout and a stderr copier as dockerd logs them: each line in `entry`-byte partials that
+    carry its first partial's stamp, the two streams interleaved at random, time crossing whole seconds."""
+    entry = draw(st.integers(1, 12))
+    text = st.binary(max_size=40).map(lambda b: b.replace(b"\n", b""))
+    queues = []
+    for lines in (draw(st.lists(text, max_size=5)), draw(st.lists(text, max_size=5))):
+        queue = []
+        for i, body in enumerate(lines):
+            parts = [body[j:j + entry] for j in range(0, len(body), entry)] or [b""]
+            queue += [(i, p) for p in parts[:-1]] + [(i, parts[-1] + b"\n")]
+        queues.append(queue)
+    total = len(queues[0]) + len(queues[1])
+    out: list[tuple[str, bytes]] = []
+    now, heads, stamps = 0, [0, 0], {}
+    for pick in draw(st.lists(st.integers(0, 1), min_size=total, max_size=total)):
+        side = pick if heads[pick] < len(queues[pick]) else 1 - pick
+        line, piece = queues[side][heads[side]]
+        heads[side] += 1
+        now += draw(st.sampled_from([1, 300_000_000, 1_000_000_000]))
+        sec = now // 10**9
+        out.append((stamps.setdefault((side, line), f"2026-12-01T10:{sec // 60:02d}:{sec % 60:02d}.{now % 10**9:09d}Z"),
+                    piece))
+    return out
+
+
+@FUZZ
+@given(entries=_two_streams(), stops=st.lists(st.integers(0, 500), max_size=4), limit=st.integers(1, 30))
+def test_log_sync_of_two_interleaved_streams_is_the_same_whatever_the_syncs(tmp_path: Path, entries, stops, limit):
+    """Syncs anywhere (each resuming from the state the last one saved, `since` in whole seconds) write what one
+    sync at the end writes: every entry once, an unfinished line continued with its own cap; no record over
+    the limit and its marker."""
+    def synced(name: str, cuts: list[int]) -> bytes:
+        log = tmp_path / name
+        log.write_bytes(b"")
+        state: dict = {}
+        for stop in [*sorted(cuts), len(entries)]:
+            window = LogWindow.resume(state, log, limit)
+            with open(log, "ab") as out:
+                for stamp, body in entries[:stop]:
+                    if parse_stamp(stamp)[0] >= window.since:
+                        window.append(out, f"{stamp} ".encode() + body)
+            state = json.loads(json.dumps(window.state()))
+        return log.read_bytes()
+
+    once = synced("once", [])
+    assert synced("pieces", stops) == once
+    assert all(len(r) <= limit + len(MARKER) for r in re.split(rb"[\r\n]", once))

@@ -21,7 +21,7 @@ from tao_bevfusion.backends.base import Backend, BackendStatus, Capabilities, Ch
 from tao_bevfusion.backends.docker_options import DockerOptions
 from tao_bevfusion.backends.environment import job_env
 from tao_bevfusion.backends.gpus import host_gpus
-from tao_bevfusion.backends.logsync import Key, LogWindow, RecordCap, open_record_length, stored_keys
+from tao_bevfusion.backends.logsync import LogWindow
 from tao_bevfusion.core import layout
 from tao_bevfusion.core.errors import EngineError, InputError, problem
 from tao_bevfusion.core.fsio import atomic_write
@@ -197,7 +197,8 @@ class DockerBackend(Backend):
 
         `since` has 1 s granularity, and stdout/stderr are stamped by separate copiers, so their order in
         the stream is not strictly by time. Lines are de-duplicated by their exact nanosecond stamps within
-        the boundary second, never by "newer than the last one" (that would drop an interleaved line).
+        the boundary second, never by "newer than the last one" (that would drop an interleaved line); a line
+        still unfinished keeps its first partial's stamp, so `since` reaches back to it (logsync.LogWindow).
         """
         try:
             with _engine_errors():
@@ -209,16 +210,16 @@ class DockerBackend(Backend):
         with open(lock_path, "w") as lock, open(log_path, "ab") as out:
             fcntl.flock(lock, fcntl.LOCK_EX)
             state_file = layout.log_sync_state(log_path)
-            boundary, prior, synced = _read_cursor(state_file)
-            if synced is not None and os.fstat(out.fileno()).st_size > synced:
+            state = _read_state(state_file)
+            synced = state.get("size")
+            if isinstance(synced, int) and os.fstat(out.fileno()).st_size > synced:
                 out.truncate(synced)  # lines of a sync whose state was never saved (full disk): written again below
-            window = LogWindow(boundary, prior, RecordCap(open_record_length(log_path)))
+            window = LogWindow.resume(state, log_path)
             start = os.fstat(out.fileno()).st_size
             try:
                 self._append(container, out, window)
                 out.flush()
-                _write_state(state_file, {"boundary": window.top, "seen": sorted(window.top_seen),
-                                          "size": os.fstat(out.fileno()).st_size})
+                _write_state(state_file, {**window.state(), "size": os.fstat(out.fileno()).st_size})
             except OSError as exc:
                 with contextlib.suppress(OSError):
                     out.truncate(start)  # all or nothing: a failed sync leaves no half of itself behind
@@ -234,7 +235,7 @@ class DockerBackend(Backend):
     @staticmethod
     def _append(container: Any, out: Any, window: LogWindow) -> None:
         stream = container.logs(stdout=True, stderr=True, timestamps=True, stream=True, follow=False,
-                                since=window.boundary or None)
+                                since=window.since or None)
         for frame in stream:  # one log entry per frame (a long line: several 16 KB entries, same stamp)
             window.append(out, frame)
 
@@ -263,15 +264,13 @@ class DockerBackend(Backend):
             _client().containers.get(handle).remove(force=True)
 
 
-def _read_cursor(path: Path) -> tuple[int, set[Key], int | None]:
-    """(boundary second, stamps already written at or after it, log size after that sync) of the last sync."""
+def _read_state(path: Path) -> dict[str, Any]:
+    """The last sync's state (LogWindow.state and the log's size after it); {} when there is none."""
     try:
         data = json.loads(path.read_text())
-        size = data.get("size")
-        return (int(data["boundary"]), stored_keys(data["seen"]),
-                int(size) if isinstance(size, int) else None)
-    except (OSError, ValueError, KeyError, TypeError):
-        return 0, set(), None
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _write_state(path: Path, state: dict[str, Any]) -> None:
