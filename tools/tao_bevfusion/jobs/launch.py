@@ -327,7 +327,7 @@ def _submit(ctx: AppContext, job: Job, backend: Backend, plan: Plan) -> Job:
         ctx.store.update(job.id, state="failed", verdict=verdict.model_dump(), finished_at=time.time(),
                          errors=[p.model_dump() for p in exc.problems])
         raise type(exc)(exc.problems, headline=f"{exc.headline} (job {job.id} recorded as failed)") from exc
-    # sbatch only queues a job: it is pending (not running) until the scheduler starts it.
+    # A scheduler (Slurm, Kubernetes) only queues a job: it is pending, not running, until it starts it.
     state = backend.capabilities.state_after_submit
     if not ctx.store.update(job.id, state=state, handle=handle, started_at=time.time()):
         backend.cancel(handle, True)  # the record ended meanwhile (canceled while pending): nothing may run

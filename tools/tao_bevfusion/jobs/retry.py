@@ -125,7 +125,7 @@ def _relaunch_locked(ctx: AppContext, job: Job, verdict: Verdict, handle: str | 
     ended["resumed_from"] = resumed_from
     ended["next_attempt_started_at"] = time.time()
     meta = job.meta.model_copy(update={"attempts": [*job.meta.attempts, ended]})
-    # A resubmitted Slurm job waits in the queue again: pending until the scheduler starts it.
+    # A job resubmitted to a scheduler waits in its queue again: pending until it starts.
     state = backend.capabilities.state_after_submit
     ctx.store.update(job.id, handle=new_handle, meta=meta, state=state, plan=plan.model_dump())
     return ctx.store.get(job.id)
