@@ -263,11 +263,15 @@ def test_a_quote_in_a_data_root_never_becomes_a_second_call(workspace):
         assert parse_call(fix.removesuffix(" first")) == (
             "run_action", {"action": "dataset_convert", "data_root": str(root)})
 
-    async def prompt() -> str:
+    async def prompt(epochs: str) -> str:
         async with Client(mcp) as c:
-            got = await c.get_prompt("bevfusion_pipeline", {"data_root": str(root), "num_epochs": "2'}); x={'"})
+            try:
+                got = await c.get_prompt("bevfusion_pipeline", {"data_root": str(root), "num_epochs": epochs})
+            except MCPError as exc:
+                return f"error: {exc}"
             return str(got.messages[0].content.text)
-    text = anyio.run(prompt)
+    assert "num_epochs" in anyio.run(prompt, "2'}); x={'")  # not a number: an error naming the field
+    text = anyio.run(prompt, "2")
     calls = [line.split(". ", 1)[1].split(";")[0].removesuffix(".") for line in text.splitlines()
              if line[:2] in ("1.", "2.", "5.", "6.")]
     assert len(calls) == 4 and all(parse_call(c)[1]["data_root"] == str(root) for c in calls), calls

@@ -20,7 +20,8 @@ from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
 from mcp.server.mcpserver.tools import Tool
-from mcp.types import CallToolResult, ImageContent, TextContent, ToolAnnotations
+from mcp.shared.exceptions import MCPError
+from mcp.types import INVALID_PARAMS, CallToolResult, ImageContent, TextContent, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic_core import PydanticUndefined
 
@@ -50,6 +51,7 @@ INSTRUCTIONS = (
     "get_job(frames=[...]) shows an inference job's detections as pictures; list_jobs(sort=..., compare=[...]) "
     "compares runs; pass last_job_id to route_request for follow-ups."
 )
+
 
 async def _in_thread(fn: Callable[..., T], *args: Any) -> T:
     """fn(*args) in a worker thread; when the request is cancelled (the caller went away) the handler returns
@@ -160,7 +162,8 @@ updates.install(mcp)  # status subscriptions on both protocol eras
 
 
 def _guarded(fn: Any) -> Any:
-    """A resource that crashes answers with the cause and a next call (the SDK would name only the URI)."""
+    """A resource that crashes answers with the cause and a next call (the SDK would name only the URI); it is
+    read in a worker thread that stops when the reader goes away (_in_thread)."""
     @functools.wraps(fn)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
@@ -311,7 +314,10 @@ def bevfusion_pipeline(data_root: str, num_epochs: str = "2") -> str:
     def step(tool: str, **args: Any) -> str:  # the user's values JSON-encoded: one call whatever they contain
         return call_text(tool, {"data_root": data_root, **args})
 
-    epochs = int(num_epochs) if num_epochs.strip().isdigit() else 2
+    if not num_epochs.strip().isdigit():
+        raise MCPError(INVALID_PARAMS, f"num_epochs: {json.dumps(num_epochs[:40])} is not a whole number; pass "
+                       "e.g. '2'")
+    epochs = int(num_epochs)
     return (
         f"Run the TAO 5.5 BEVFusion pipeline on the KITTI root {json.dumps(data_root)}:\n"
         f"1. {step('check_dataset', action='dataset_convert')}; fix every error it lists.\n"
