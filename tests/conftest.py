@@ -2,7 +2,9 @@
 
 import os
 import shutil
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tao_bevfusion.core.settings import Settings
@@ -23,6 +25,16 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("TAO_BEVFUSION_HOME", str(ws / "home"))
     monkeypatch.setenv("TAO_BEVFUSION_ROOTS", str(ws))
     return ws
+
+
+def finish(job_id: str, timeout: float = 240) -> Any:
+    """Poll get_job until the job has ended (or `timeout` passed: the last summary, still live, is returned)."""
+    from tao_bevfusion.service.jobs import get_job
+
+    deadline = time.monotonic() + timeout
+    while (s := get_job(job_id)).state in ("pending", "running") and time.monotonic() < deadline:
+        time.sleep(0.3)
+    return s
 
 
 @pytest.fixture

@@ -92,3 +92,18 @@ def docker_ws(workspace: Path, standin: str, engine: docker.DockerClient,
     yield workspace
     for c in containers_of(engine, workspace):
         c.remove(force=True)
+
+
+@pytest.fixture
+def study_kitti(docker_ws: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A converted KITTI sample for AutoML studies, whose driver ticks every 0.3 s."""
+    from tao_bevfusion.jobs.launch import RunActionInput
+    from tao_bevfusion.service.run import run_action
+
+    from tests.conftest import copy_sample, finish
+
+    monkeypatch.setenv("TAO_BEVFUSION_AUTOML_TICK", "0.3")
+    root = copy_sample(docker_ws / "kitti")
+    job = run_action(RunActionInput(action="dataset_convert", data_root=str(root), gpus=[]))
+    assert job.job_id and finish(job.job_id, 60).state == "succeeded"
+    return root

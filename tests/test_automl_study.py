@@ -23,7 +23,7 @@ from tao_bevfusion.service.jobs import cancel_job, get_job, list_jobs
 from tao_bevfusion.service.run import run_action
 from tao_bevfusion.service.specs import resolve_parent_checkpoint
 
-from tests.conftest import REPO, SERVE_ARGS, copy_sample
+from tests.conftest import REPO, SERVE_ARGS
 from tests.standin.bevfusion_standin import hp_factor
 
 pytestmark = pytest.mark.docker
@@ -63,17 +63,8 @@ def running_trials(engine: docker.DockerClient, study_id: str) -> list:
             if c.labels.get(LABEL_JOB) in ids]
 
 
-@pytest.fixture
-def converted(docker_ws: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("TAO_BEVFUSION_AUTOML_TICK", "0.3")
-    root = copy_sample(docker_ws / "kitti")
-    job = run_action(RunActionInput(action="dataset_convert", data_root=str(root), gpus=[]))
-    assert until(lambda: get_job(job.job_id).state == "succeeded", 60, "convert")
-    return root
-
-
-def test_review_launches_nothing_and_bad_input_is_named(converted: Path, engine: docker.DockerClient):
-    args = study_args(converted)
+def test_review_launches_nothing_and_bad_input_is_named(study_kitti: Path, engine: docker.DockerClient):
+    args = study_args(study_kitti)
     r = run_action(RunActionInput(**args))
     assert r.state == "review" and r.job_id is None and r.review is not None
     assert [p.key for p in r.review.search_space] == [LR, WD] and r.review.budget.trials == 4
@@ -83,17 +74,18 @@ def test_review_launches_nothing_and_bad_input_is_named(converted: Path, engine:
     assert dry.state == "review" and dry.job_id is None
     assert list_jobs(action="train") == [] and running_trials(engine, "j0000000000000000") == []
     with pytest.raises(InputError, match=r"automl_settings\.automl_algorithm"):
-        run_action(RunActionInput(**study_args(converted, automl={"automl_algorithm": "bohb"})))
+        run_action(RunActionInput(**study_args(study_kitti, automl={"automl_algorithm": "bohb"})))
     with pytest.raises(InputError, match=r"custom_param_ranges|bound"):
-        run_action(RunActionInput(**study_args(converted, automl={"custom_param_ranges": {LR: {"min": -1, "max": 2}}})))
+        bad = {"custom_param_ranges": {LR: {"min": -1, "max": 2}}}
+        run_action(RunActionInput(**study_args(study_kitti, automl=bad)))
     with pytest.raises(InputError, match="confirm"):
         run_action(RunActionInput(**{**args, "automl_policy": "off"}, confirm=True))
     with pytest.raises(InputError, match="automl_max_concurrent"):
-        run_action(RunActionInput(**{**study_args(converted, automl={"automl_max_concurrent": 3}), "gpus": ["0"]}))
+        run_action(RunActionInput(**{**study_args(study_kitti, automl={"automl_max_concurrent": 3}), "gpus": ["0"]}))
 
 
-def test_study_through_mcp_survives_the_server_and_evaluates_its_best(converted: Path, docker_ws: Path):
-    args = study_args(converted)
+def test_study_through_mcp_survives_the_server_and_evaluates_its_best(study_kitti: Path, docker_ws: Path):
+    args = study_args(study_kitti)
     env = {k: v for k, v in os.environ.items() if k.startswith(("TAO_BEVFUSION_", "PATH", "HOME", "DOCKER_"))}
     params = StdioServerParameters(command=sys.executable, args=SERVE_ARGS, env=env, cwd=str(REPO))
 
@@ -141,7 +133,7 @@ def test_study_through_mcp_survives_the_server_and_evaluates_its_best(converted:
                 resolve_parent_checkpoint(parent_job_id=study_id, choose="latest")  # resume/latest: one job only
             choice = resolve_parent_checkpoint(parent_job_id=study_id)
             assert choice.path == st["best"]["checkpoint"] and "never latest" in choice.method
-            ev = await c.call_tool("run_action", {"action": "evaluate", "data_root": str(converted),
+            ev = await c.call_tool("run_action", {"action": "evaluate", "data_root": str(study_kitti),
                                                   "parent_job_id": study_id, "gpus": []})
             assert not ev.is_error, ev.content[0].text
             eval_id = ev.structured_content["job_id"]
@@ -155,11 +147,11 @@ def test_study_through_mcp_survives_the_server_and_evaluates_its_best(converted:
     assert png and png[0][1][:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_asha_prunes_and_stops_the_container(converted: Path, engine: docker.DockerClient):
+def test_asha_prunes_and_stops_the_container(study_kitti: Path, engine: docker.DockerClient):
     # Every non-baseline lr lies below the baseline's, so each trial loses to it at the epoch-2 rung.
     automl = {"automl_algorithm": "asha", "automl_max_epochs": 4, "automl_max_concurrent": 1,
               "custom_param_ranges": {LR: {"min": 5e-5, "max": 7e-5}}}
-    r = run_action(RunActionInput(**study_args(converted, iter_seconds=1.0, automl=automl), confirm=True))
+    r = run_action(RunActionInput(**study_args(study_kitti, iter_seconds=1.0, automl=automl), confirm=True))
     s = finished(r.job_id, 150)
     st = s.study
     assert s.state == "succeeded" and st.progress.pruned == 3 and st.progress.completed == 1, s.digest
@@ -171,9 +163,9 @@ def test_asha_prunes_and_stops_the_container(converted: Path, engine: docker.Doc
     assert running_trials(engine, r.job_id) == [] and st.best.trial == 0
 
 
-def test_a_failing_trial_is_recorded_and_the_study_goes_on(converted: Path, monkeypatch: pytest.MonkeyPatch):
+def test_a_failing_trial_is_recorded_and_the_study_goes_on(study_kitti: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("TAO_BEVFUSION_AUTOML_SEED", "1")  # proposals: baseline, lr > 3e-4, two below (checked)
-    r = run_action(RunActionInput(**study_args(converted, env={"FAKE_TAO_FAIL_LR_ABOVE": "3e-4"},
+    r = run_action(RunActionInput(**study_args(study_kitti, env={"FAKE_TAO_FAIL_LR_ABOVE": "3e-4"},
                                                automl={"automl_max_concurrent": 1}), confirm=True))
     s = finished(r.job_id, 120)
     assert s.state == "succeeded" and s.study.progress.failed >= 1 and s.study.progress.completed >= 2, s.digest
@@ -184,8 +176,8 @@ def test_a_failing_trial_is_recorded_and_the_study_goes_on(converted: Path, monk
     assert s.study.best.params[LR] <= 3e-4
 
 
-def test_consecutive_failures_stop_the_study_with_the_cause(converted: Path):
-    r = run_action(RunActionInput(**study_args(converted, env={"FAKE_TAO_FAULT": "fail_at_iter"},
+def test_consecutive_failures_stop_the_study_with_the_cause(study_kitti: Path):
+    r = run_action(RunActionInput(**study_args(study_kitti, env={"FAKE_TAO_FAULT": "fail_at_iter"},
                                                automl={"automl_max_recommendations": 6, "automl_max_concurrent": 1}),
                                   confirm=True))
     s = finished(r.job_id, 120)
@@ -194,8 +186,8 @@ def test_consecutive_failures_stop_the_study_with_the_cause(converted: Path):
     assert all("out of memory" in (t.reason or "") for t in s.study.trials)
 
 
-def test_driver_killed_and_a_container_removed_mid_study(converted: Path, engine: docker.DockerClient):
-    r = run_action(RunActionInput(**study_args(converted, iter_seconds=1.0, automl={"automl_max_epochs": 4}),
+def test_driver_killed_and_a_container_removed_mid_study(study_kitti: Path, engine: docker.DockerClient):
+    r = run_action(RunActionInput(**study_args(study_kitti, iter_seconds=1.0, automl={"automl_max_epochs": 4}),
                                   confirm=True))
     until(lambda: len(running_trials(engine, r.job_id)) == 2, 60, "two trial containers")
     first = get_job(r.job_id).study.driver
@@ -230,8 +222,8 @@ def test_driver_killed_and_a_container_removed_mid_study(converted: Path, engine
     assert sorted(t.number for t in s.study.trials) == [0, 1, 2, 3]
 
 
-def test_cancel_stops_every_trial_and_the_study(converted: Path, engine: docker.DockerClient):
-    r = run_action(RunActionInput(**study_args(converted, iter_seconds=2.0, automl={"automl_max_epochs": 5}),
+def test_cancel_stops_every_trial_and_the_study(study_kitti: Path, engine: docker.DockerClient):
+    r = run_action(RunActionInput(**study_args(study_kitti, iter_seconds=2.0, automl={"automl_max_epochs": 5}),
                                   confirm=True))
     until(lambda: len(running_trials(engine, r.job_id)) == 2, 60, "two trial containers")
     c = cancel_job(r.job_id)

@@ -3,7 +3,6 @@
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import docker
@@ -21,20 +20,11 @@ from tao_bevfusion.service.specs import build_spec
 from tao_bevfusion.specbuild.build import BuildSpecInput
 from tao_bevfusion.specbuild.sidecar import LaunchSidecar, sign
 
-from tests.conftest import REPO, copy_sample
+from tests.conftest import REPO, copy_sample, finish
 from tests.dockerfix import containers_of
 
 pytestmark = pytest.mark.docker
 FAST = {"num_epochs": 2, "batch_size": 1}
-
-
-def finish(job_id: str, timeout: float = 90):
-    deadline = time.monotonic() + timeout
-    while True:
-        s = get_job(job_id)
-        if s.state not in ("pending", "running") or time.monotonic() > deadline:
-            return s
-        time.sleep(0.5)
 
 
 def launch(action: str, data_root: Path, **kw):

@@ -1,27 +1,17 @@
 """Run safety on the real Docker engine with the stand-in: divergence stops, limits hold, killed runs resume."""
 
-import time
 from pathlib import Path
 
 import pytest
 from tao_bevfusion.core.calls import parse_call
 from tao_bevfusion.core.errors import InputError
 from tao_bevfusion.jobs.launch import RunActionInput
-from tao_bevfusion.service.jobs import get_job, list_jobs
+from tao_bevfusion.service.jobs import list_jobs
 from tao_bevfusion.service.run import run_action
 
-from tests.conftest import copy_sample
+from tests.conftest import copy_sample, finish
 
 pytestmark = pytest.mark.docker
-
-
-def finish(job_id: str, timeout: float = 120):
-    deadline = time.monotonic() + timeout
-    while True:
-        s = get_job(job_id)
-        if s.state not in ("pending", "running") or time.monotonic() > deadline:
-            return s
-        time.sleep(0.5)
 
 
 def train(root: Path, env: dict[str, str], epochs: int = 4, **kw):

@@ -2,7 +2,6 @@
 disk; retention leaving only the checkpoints a finished study may hand on; a study under a GPU-hour limit
 ending with its best so far."""
 
-import time
 from pathlib import Path
 
 import pytest
@@ -13,19 +12,10 @@ from tao_bevfusion.jobs.launch import RunActionInput
 from tao_bevfusion.service.jobs import get_job
 from tao_bevfusion.service.run import run_action
 
-from tests.conftest import copy_sample
+from tests.test_automl_study import until
 
 pytestmark = pytest.mark.docker
 LR, WD = "train.optimizer.lr", "train.optimizer.weight_decay"
-
-
-def until(fn, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := fn():
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def study(root: Path, automl: dict[str, object], **kw: object) -> dict[str, object]:
@@ -34,17 +24,8 @@ def study(root: Path, automl: dict[str, object], **kw: object) -> dict[str, obje
                 "automl_max_concurrent": 2, "automl_hyperparameters": [LR, WD], **automl}, **kw}
 
 
-@pytest.fixture
-def converted(docker_ws: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("TAO_BEVFUSION_AUTOML_TICK", "0.3")
-    root = copy_sample(docker_ws / "kitti")
-    job = run_action(RunActionInput(action="dataset_convert", data_root=str(root), gpus=[]))
-    assert until(lambda: get_job(job.job_id).state == "succeeded", 60, "convert")
-    return root
-
-
-def test_review_says_sampler_cost_disk_and_enqueues_the_scaled_lr(converted: Path) -> None:
-    r = run_action(RunActionInput(**study(converted, {"automl_algorithm": "bayesian",
+def test_review_says_sampler_cost_disk_and_enqueues_the_scaled_lr(study_kitti: Path) -> None:
+    r = run_action(RunActionInput(**study(study_kitti, {"automl_algorithm": "bayesian",
                                                       "automl_max_recommendations": 8})))
     safety = r.review and r.review.run_safety
     assert safety and safety["sampler"]["name"] in ("GPSampler", "TPESampler(multivariate)")
@@ -53,13 +34,13 @@ def test_review_says_sampler_cost_disk_and_enqueues_the_scaled_lr(converted: Pat
     assert safety["gpu_hours"]["per_trial"] > 0 and "estimate" in safety["gpu_hours"]["source"]
     assert safety["disk"]["peak_bytes"] > safety["disk"]["kept_bytes"] > 0
     with pytest.raises(InputError) as err:
-        run_action(RunActionInput(**study(converted, {"automl_max_recommendations": 4}, max_gpu_hours=0.0001,
+        run_action(RunActionInput(**study(study_kitti, {"automl_max_recommendations": 4}, max_gpu_hours=0.0001,
                                           confirm=True)))
     assert err.value.problems[0].path == "max_gpu_hours"
 
 
-def test_finished_study_holds_only_the_checkpoints_it_may_hand_on(converted: Path) -> None:
-    args = study(converted, {"automl_algorithm": "asha", "automl_max_recommendations": 4, "automl_max_epochs": 4,
+def test_finished_study_holds_only_the_checkpoints_it_may_hand_on(study_kitti: Path) -> None:
+    args = study(study_kitti, {"automl_algorithm": "asha", "automl_max_recommendations": 4, "automl_max_epochs": 4,
                              "automl_reduction_factor": 2}, confirm=True)
     started = run_action(RunActionInput(**args))
     assert started.job_id
@@ -77,8 +58,8 @@ def test_finished_study_holds_only_the_checkpoints_it_may_hand_on(converted: Pat
     assert s.safety and s.safety["freed_bytes"] > 0
 
 
-def test_study_under_a_gpu_hour_limit_ends_with_its_best_so_far(converted: Path) -> None:
-    args = study(converted, {"automl_algorithm": "random", "automl_max_recommendations": 8, "automl_max_epochs": 2,
+def test_study_under_a_gpu_hour_limit_ends_with_its_best_so_far(study_kitti: Path) -> None:
+    args = study(study_kitti, {"automl_algorithm": "random", "automl_max_recommendations": 8, "automl_max_epochs": 2,
                              "automl_max_concurrent": 1}, max_gpu_hours=0.004, confirm=True)  # 14.4 GPU-seconds
     args["env"] = {"FAKE_TAO_ITER_SECONDS": "1.0"}  # trials of >= 4 s whatever the machine's load: the limit binds
     started = run_action(RunActionInput(**args))
@@ -88,10 +69,10 @@ def test_study_under_a_gpu_hour_limit_ends_with_its_best_so_far(converted: Path)
     assert s.study and s.study.best and 1 <= len(s.study.trials) < 8
 
 
-def test_a_diverging_trial_is_stopped_at_once_and_reported_as_diverged(converted: Path,
+def test_a_diverging_trial_is_stopped_at_once_and_reported_as_diverged(study_kitti: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TAO_BEVFUSION_AUTOML_SEED", "7")
-    args = study(converted, {"automl_algorithm": "random", "automl_max_recommendations": 4, "automl_max_epochs": 6,
+    args = study(study_kitti, {"automl_algorithm": "random", "automl_max_recommendations": 4, "automl_max_epochs": 6,
                              "custom_param_ranges": {LR: {"min": 1e-3, "max": 1e-2}}},
                  env={"FAKE_TAO_ITER_SECONDS": "0.3", "FAKE_TAO_NAN_FROM_EPOCH": "1", "FAKE_TAO_NAN_LR_ABOVE": "9e-4"},
                  confirm=True)

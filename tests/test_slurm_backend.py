@@ -17,7 +17,7 @@ from tao_bevfusion.jobs.launch import RunActionInput
 from tao_bevfusion.service.jobs import cancel_job, get_job
 from tao_bevfusion.service.run import run_action
 
-from tests.conftest import copy_sample
+from tests.conftest import copy_sample, finish
 from tests.test_slurm_real import slurm  # noqa: F401 - the cluster fixture
 
 pytestmark = pytest.mark.docker
@@ -30,17 +30,8 @@ def cluster_ws(docker_ws: Path, slurm: dict[str, str], monkeypatch: pytest.Monke
     monkeypatch.setenv("SLURM_CONF", slurm["SLURM_CONF"])
     root = copy_sample(docker_ws / "kitti")
     out = run_action(RunActionInput(action="dataset_convert", data_root=str(root), gpus=[]))
-    assert out.job_id and _finish(out.job_id).state == "succeeded"
+    assert out.job_id and finish(out.job_id).state == "succeeded"
     return root
-
-
-def _finish(job_id: str, timeout: float = 180):
-    end = time.monotonic() + timeout
-    while True:
-        s = get_job(job_id)
-        if s.state not in ("pending", "running", "queued") or time.monotonic() > end:
-            return s
-        time.sleep(0.5)
 
 
 def _train(root: Path, **kw: object):
@@ -79,7 +70,7 @@ def test_two_node_train_verdict_and_per_node_logs(cluster_ws: Path, engine: dock
     assert out.state == "pending"  # sbatch only queued it; the first poll that sees it RUNNING says running
     script = out.plan.model_dump()["script"]
     assert "#SBATCH --nodes=2" in script and "#SBATCH --gres=gpu:2" in script and "--partition=debug" in script
-    s = _finish(out.job_id)
+    s = finish(out.job_id)
     print(f"\n[timing] 2-node slurm train {out.job_id}: run_action -> {s.state} in {time.monotonic() - t0:.1f} s")
     assert s.state == "succeeded" and s.verdict.outcome == "succeeded" and s.verdict.footer == "PASS", s
     assert s.artifacts["checkpoints"] == ["epoch_1.pth", "epoch_2.pth"] and s.progress.epoch == 2
@@ -104,7 +95,7 @@ def test_two_node_train_verdict_and_per_node_logs(cluster_ws: Path, engine: dock
 def test_failing_job_and_state_after_it_left_scontrol(cluster_ws: Path) -> None:
     out = _train(cluster_ws, env={"FAKE_TAO_FAULT": "fail_at_iter"})
     assert out.job_id
-    s = _finish(out.job_id)
+    s = finish(out.job_id)
     assert s.state == "failed" and s.verdict.outcome == "failed", s
     assert "out of memory" in (s.verdict.reason + json.dumps([e.model_dump() for e in s.errors])).lower()
     handle = app_context().store.get(out.job_id).handle
@@ -147,7 +138,7 @@ def test_cancel_leaves_no_container(cluster_ws: Path, engine: docker.DockerClien
         time.sleep(0.1)
     print(f"\n[timing] cancel_job -> containers gone {time.monotonic() - t0:.2f} s")
     assert _containers(engine, out.job_id) == []
-    assert res.state == "canceled" or _finish(out.job_id).state == "canceled"
+    assert res.state == "canceled" or finish(out.job_id).state == "canceled"
 
 
 def test_preflight_refusals_name_the_fix(cluster_ws: Path) -> None:
@@ -240,7 +231,7 @@ def test_log_dir_is_confined_and_a_shared_one_is_untrusted(cluster_ws: Path, tmp
     planted = shared / "end.json"
     planted.write_text('{"job_id": "1", "state": "COMPLETED", "srun_rc": 0, "end": 0}')
     out = _train(cluster_ws, backend_options={**OPTS, "log_dir": str(shared)})
-    assert out.job_id and _finish(out.job_id).state == "succeeded"
+    assert out.job_id and finish(out.job_id).state == "succeeded"
     own = Path(out.plan.model_dump()["log_dir"])
     assert own.parent == shared and own.name == f"tao-{out.job_id}" and oct(own.stat().st_mode & 0o777) == "0o700"
     script = Path(out.plan.model_dump()["script_path"])

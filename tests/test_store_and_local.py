@@ -14,7 +14,7 @@ from tao_bevfusion.jobs.store import JobStore
 from tao_bevfusion.service.jobs import cancel_job, get_job
 from tao_bevfusion.service.run import run_action
 
-from tests.conftest import REPO, copy_sample
+from tests.conftest import REPO, copy_sample, finish
 
 STANDIN = REPO / "tests" / "standin" / "bevfusion_standin.py"
 GOLDEN = REPO / "tests" / "golden"
@@ -55,30 +55,23 @@ def local_cli(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TAO_BEVFUSION_LOCAL_CLI", json.dumps([sys.executable, str(STANDIN)]))
 
 
-def _finish(job_id: str, timeout: float = 60):
-    deadline = time.monotonic() + timeout
-    while (s := get_job(job_id)).state in ("pending", "running") and time.monotonic() < deadline:
-        time.sleep(0.3)
-    return s
-
-
 def test_local_backend_pipeline(workspace: Path, local_cli: None):
     root = copy_sample(workspace / "kitti")
     conv = run_action(RunActionInput(action="dataset_convert", data_root=str(root), backend="local",
                                      wait_seconds=20))
-    assert _finish(conv.job_id).state == "succeeded"
+    assert finish(conv.job_id).state == "succeeded"
     train = run_action(RunActionInput(action="train", data_root=str(root), backend="local", automl_policy="off",
                                       overrides={"num_epochs": 2, "batch_size": 1}))
-    s = _finish(train.job_id)
+    s = finish(train.job_id)
     assert s.state == "succeeded" and s.artifacts["checkpoints"] == ["epoch_1.pth", "epoch_2.pth"]
     ev = run_action(RunActionInput(action="evaluate", data_root=str(root), backend="local",
                                    parent_job_id=train.job_id))
-    assert _finish(ev.job_id).metrics["AP11"] > 0
+    assert finish(ev.job_id).metrics["AP11"] > 0
 
 
 def test_local_cancel_and_missing_cli(workspace: Path, local_cli: None, monkeypatch: pytest.MonkeyPatch):
     root = copy_sample(workspace / "kitti")
-    _finish(run_action(RunActionInput(action="dataset_convert", data_root=str(root), backend="local")).job_id)
+    finish(run_action(RunActionInput(action="dataset_convert", data_root=str(root), backend="local")).job_id)
     r = run_action(RunActionInput(action="train", data_root=str(root), backend="local", automl_policy="off",
                                   overrides={"num_epochs": 5, "batch_size": 1}, env={"FAKE_TAO_ITER_SECONDS": "1"}))
     c = cancel_job(r.job_id)
@@ -142,7 +135,7 @@ def test_one_active_job_per_results_dir_is_enforced_by_the_store(tmp_path: Path)
 def test_encryption_key_is_redacted_from_logs_and_summaries(workspace: Path, local_cli: None):
     root = copy_sample(workspace / "kitti")
     r = run_action(RunActionInput(action="dataset_convert", data_root=str(root), backend="local"))
-    _finish(r.job_id)
+    finish(r.job_id)
     from tao_bevfusion.jobs.logs import get_job_logs
     from tao_bevfusion.service.specs import build_spec
     from tao_bevfusion.specbuild.build import BuildSpecInput
@@ -151,7 +144,7 @@ def test_encryption_key_is_redacted_from_logs_and_summaries(workspace: Path, loc
                                       overrides={"num_epochs": 1, "batch_size": 1}))
     job = run_action(RunActionInput(action="train", spec_path=built.spec_path, automl_policy="off",
                                     env={"FAKE_TAO_FAULT": "fail_at_iter"}))
-    _finish(job.job_id)
+    finish(job.job_id)
     log = Path(os.environ["TAO_BEVFUSION_HOME"]) / "jobs" / job.job_id / "job.log"
     with open(log, "a") as fh:
         fh.write("config dump: encryption_key = s3cr3t-key\nRuntimeError: CUDA out of memory (key s3cr3t-key)\n")
@@ -186,7 +179,7 @@ def test_finished_but_unpolled_job_does_not_block_its_results_dir(workspace: Pat
         time.sleep(0.2)
     second = run_action(RunActionInput(action="dataset_convert", data_root=str(root), backend="local"))
     assert second.job_id != first.job_id and get_job(first.job_id).state == "succeeded"
-    assert _finish(second.job_id).state == "succeeded"
+    assert finish(second.job_id).state == "succeeded"
 
 
 def test_root_directory_never_becomes_an_allowed_root(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):

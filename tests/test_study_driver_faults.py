@@ -16,19 +16,9 @@ from tao_bevfusion.service.run import run_action
 from tao_bevfusion.studies import study as S
 from tao_bevfusion.studies.driver import driver_alive
 
-from tests.conftest import copy_sample
 from tests.test_automl_study import finished, running_trials, study_args, until
 
 pytestmark = pytest.mark.docker
-
-
-@pytest.fixture
-def converted(docker_ws: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("TAO_BEVFUSION_AUTOML_TICK", "0.3")
-    root = copy_sample(docker_ws / "kitti")
-    job = run_action(RunActionInput(action="dataset_convert", data_root=str(root), gpus=[]))
-    assert until(lambda: get_job(job.job_id).state == "succeeded", 60, "convert")
-    return root
 
 
 def _kill_driver(study_id: str) -> None:
@@ -37,12 +27,12 @@ def _kill_driver(study_id: str) -> None:
     until(lambda: not get_job(study_id).study.driver["alive"] or None, 10, "the driver to die", 0.2)
 
 
-def test_a_launch_interrupted_by_a_killed_driver_is_relaunched_not_failed(converted: Path,
+def test_a_launch_interrupted_by_a_killed_driver_is_relaunched_not_failed(study_kitti: Path,
                                                                           engine: docker.DockerClient):
     """The driver dies after recording trial 0 (the baseline) and its job, before the container started:
     what it leaves is a trial without a job id and a pending job record whose submitter is dead. The next
     driver relaunches the trial (old code: failed "the launch was interrupted", counted as a failure)."""
-    r = run_action(RunActionInput(**study_args(converted, iter_seconds=1.0,
+    r = run_action(RunActionInput(**study_args(study_kitti, iter_seconds=1.0,
                                                automl={"automl_max_recommendations": 2, "automl_max_concurrent": 1}),
                                   confirm=True))
     container = until(lambda: running_trials(engine, r.job_id), 60, "the first trial container")[0]
@@ -61,11 +51,11 @@ def test_a_launch_interrupted_by_a_killed_driver_is_relaunched_not_failed(conver
     assert store.get(job.id).state == "failed"  # the interrupted record says so; the trial ran again
 
 
-def test_a_study_whose_study_db_is_lost_ends_failed_with_the_cause_in_two_polls(converted: Path):
+def test_a_study_whose_study_db_is_lost_ends_failed_with_the_cause_in_two_polls(study_kitti: Path):
     """study.db deleted after the first trial finished: the first poll starts a driver that cannot open the
     study, the second poll reports the study failed with that cause (old code: "running" for ever, a driver
     respawned and dead on every poll); the finished trial keeps its result."""
-    r = run_action(RunActionInput(**study_args(converted, iter_seconds=0.5,
+    r = run_action(RunActionInput(**study_args(study_kitti, iter_seconds=0.5,
                                                automl={"automl_max_recommendations": 2, "automl_max_concurrent": 1}),
                                   confirm=True))
     until(lambda: get_job(r.job_id).study.progress.completed >= 1, 120, "the first trial to complete")

@@ -6,6 +6,7 @@ still answered, so the server did not stop with the work."""
 
 import os
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -60,7 +61,7 @@ def _busy_after_giving_up(
     return anyio.run(go)
 
 
-def _server_with_job(workspace: Path) -> tuple[str, object, str]:
+def _server_with_job(workspace: Path) -> tuple[str, int, str, subprocess.Popen]:
     root = copy_sample(workspace / "kitti")
     _many_frames(root)
     boxes = _many_boxes(8000)
@@ -69,11 +70,11 @@ def _server_with_job(workspace: Path) -> tuple[str, object, str]:
     proc = _serve(port)
     _wait_port(port, proc)
     token = (workspace / "home" / "http.token").read_text().strip()
-    return jid, (port, token, proc), token
+    return jid, port, token, proc
 
 
 def test_an_abandoned_contact_sheet_stops_rendering(workspace: Path):
-    jid, (port, token, proc), _ = _server_with_job(workspace)
+    jid, port, token, proc = _server_with_job(workspace)
     try:
         async def sheet(c: Client) -> None:
             await c.read_resource(f"tao-bevfusion://jobs/{jid}/sheet.png")
@@ -87,7 +88,7 @@ def test_an_abandoned_contact_sheet_stops_rendering(workspace: Path):
 
 
 def test_abandoned_frame_pictures_stop_between_frames(workspace: Path):
-    jid, (port, token, proc), _ = _server_with_job(workspace)
+    jid, port, token, proc = _server_with_job(workspace)
     started = time.monotonic()
     try:
         async def summary(c: Client) -> None:  # the detections summary is cached: the next call only draws
