@@ -22,7 +22,7 @@ from tao_bevfusion.core.limits import TEXT_LIMIT
 from tao_bevfusion.core.redact import redact
 from tao_bevfusion.jobs.context import AppContext, app_context
 from tao_bevfusion.jobs.engine import refresh
-from tao_bevfusion.jobs.logsearch import LINE_CHARS, Batch, Request
+from tao_bevfusion.jobs.logsearch import LINE_CHARS, Batch, Request, read_range
 from tao_bevfusion.jobs.secrets import job_secrets
 from tao_bevfusion.jobs.store import check_job_id
 
@@ -52,15 +52,6 @@ def _check_pattern(grep: str) -> None:
         raise InputError(
             problem("grep", f"not a valid regex: {exc}", "pass e.g. 'Error|Traceback'")
         ) from exc
-
-
-def _read(path: Path, start: int, length: int) -> bytes:
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(start)
-            return fh.read(max(0, length))
-    except OSError:
-        return b""
 
 
 def _search_child_env() -> dict[str, str]:
@@ -142,7 +133,7 @@ def get_job_logs(
         )
     if offset is not None:
         start = max(0, min(offset, size))
-        data = _read(path, start, max_bytes)
+        data = read_range(path, start, max_bytes)
         text, _ = _page(
             [ln for ln in LINES.split(data) if ln.strip()], secrets, max_bytes, newest=False
         )
@@ -158,7 +149,7 @@ def get_job_logs(
             hint=hint,
         )
     start = max(0, size - TAIL_WINDOW)
-    lines = [ln for ln in LINES.split(_read(path, start, size - start)) if ln.strip()]
+    lines = [ln for ln in LINES.split(read_range(path, start, size - start)) if ln.strip()]
     if start > 0 and lines:
         lines.pop(0)  # a partial line at the window's edge
     wanted = lines[-(tail_lines or 50) :]

@@ -64,7 +64,8 @@ class _Search:
                      stopped=f"{self.req.want} matching lines found" if enough else None)
 
 
-def _read(path: Path, start: int, length: int) -> bytes:
+def read_range(path: Path, start: int, length: int) -> bytes:
+    """Up to `length` bytes of `path` from `start` (b"" when it cannot be read)."""
     try:
         with open(path, "rb") as fh:
             fh.seek(start)
@@ -98,7 +99,7 @@ def search_backward(s: _Search) -> Iterator[Batch]:
     path, pos, carry = Path(s.req.path), s.req.size, b""
     while pos > 0:
         start = max(0, pos - CHUNK)
-        carry, pieces = _chunk_newest_first(_read(path, start, pos - start) + carry, start, start > 0)
+        carry, pieces = _chunk_newest_first(read_range(path, start, pos - start) + carry, start, start > 0)
         for offset, piece in pieces:
             if (hit := s.hit(piece)) is not None:
                 yield (b := s.batch(offset, hit))
@@ -121,7 +122,7 @@ def search_forward(s: _Search) -> Iterator[Batch]:
     """From start, whole lines only: a batch per matching line (at = where the next line starts) and per chunk."""
     path, pos, size = Path(s.req.path), max(0, s.req.start), s.req.size
     while pos < size:
-        data = _read(path, pos, min(CHUNK, size - pos))
+        data = read_range(path, pos, min(CHUNK, size - pos))
         if not data:
             break
         cut = _forward_cut(data, pos, size)
